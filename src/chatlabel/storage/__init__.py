@@ -1,0 +1,1 @@
+"""Storage: one SQLite file, schema migrations, one writer."""

@@ -1,0 +1,1 @@
+"""Transports: translate between a chat platform and the labeling service, nothing more."""
