@@ -1,0 +1,248 @@
+"""The deployment config: one TOML file with storage, access, platforms and projects."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .core.model import Rules
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message names the file, key and problem."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Storage(_Section):
+    """Where chatlabel keeps its data."""
+
+    database: Path = Field(Path("chatlabel.db"), description="SQLite file (relative to this file)")
+    media_cache: Path = Field(
+        Path("media-cache"), description="Folder for prepared images (relative to this file)"
+    )
+
+
+class Quality(_Section):
+    """How annotators are measured with gold items."""
+
+    qualification: int = Field(4, ge=0, description="Gold items a newcomer answers first")
+    gold_rate: float = Field(0.1, ge=0, le=1, description="Share of gold among later items")
+    min_gold_accuracy: float = Field(0.7, ge=0, le=1, description="Accuracy needed to keep going")
+    suspend_confidence: float = Field(
+        0.95, gt=0.5, lt=1, description="How sure we must be that accuracy is low to suspend"
+    )
+    gold_feedback: bool = Field(True, description="Show the right answer after a missed gold item")
+    min_seconds: float = Field(
+        0.0, ge=0, description="Answers faster than this count as careless (0 = off)"
+    )
+    max_same_run: int = Field(
+        0, ge=0, description="This many identical labels in a row counts as careless (0 = off)"
+    )
+
+
+class Project(_Section):
+    """One labeling job."""
+
+    name: str = Field(
+        ..., pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$", description="Stable id (a-z, 0-9, - and _)"
+    )
+    title: str = Field("", description="Name shown to annotators (defaults to name)")
+    instructions: str = Field("", description="What annotators are asked to do")
+    kind: Literal["single", "multi", "rating", "verify", "text"] = Field(
+        "single", description="single | multi | rating | verify | text"
+    )
+    labels: list[str] = Field(default_factory=list, description="The choices (rating: the scale)")
+    overlap: int = Field(3, ge=1, le=50, description="Answers per item from different annotators")
+    max_overlap: int = Field(5, ge=1, le=100, description="More answers while they disagree")
+    agreement: float = Field(0.6, gt=0, le=1, description="Share of votes the leading label needs")
+    method: Literal["majority", "weighted", "dawid-skene"] = Field(
+        "majority", description="majority | weighted | dawid-skene"
+    )
+    confidence_target: float = Field(
+        0.0, ge=0, lt=1, description="Stop early once a verdict is this confident (0 = off)"
+    )
+    lease_seconds: int = Field(900, ge=10, description="An unanswered item goes back after this")
+    undo_seconds: int = Field(60, ge=0, description="How long an answer can be taken back")
+    max_image_side: int = Field(1280, ge=64, le=10000, description="Images are resized to this")
+    quality: Quality = Field(default_factory=Quality, description="Gold and quality rules")
+
+    @model_validator(mode="after")
+    def _check(self) -> Project:
+        if self.max_overlap < self.overlap:
+            raise ValueError(f"max_overlap ({self.max_overlap}) is below overlap ({self.overlap})")
+        if self.kind in ("single", "multi", "rating") and len(self.labels) < 2:
+            raise ValueError(f"kind {self.kind!r} needs at least two labels")
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError("labels repeat")
+        if any(not lab.strip() or len(lab) > 60 for lab in self.labels):
+            raise ValueError("every label needs 1 to 60 characters")
+        if self.kind == "rating":
+            try:
+                [float(x) for x in self.labels]
+            except ValueError:
+                raise ValueError("rating labels must be numbers, e.g. ['1', '2', '3']") from None
+        if not self.title:
+            self.title = self.name
+        return self
+
+    def rules(self) -> Rules:
+        """The core's view of this project's rules."""
+        q = self.quality
+        return Rules(
+            kind=self.kind,
+            labels=tuple(self.labels),
+            overlap=self.overlap,
+            max_overlap=self.max_overlap,
+            agreement=self.agreement,
+            method=self.method,
+            confidence_target=self.confidence_target or None,
+            qualification=q.qualification,
+            gold_rate=q.gold_rate,
+            min_gold_accuracy=q.min_gold_accuracy,
+            suspend_confidence=q.suspend_confidence,
+        )
+
+
+class Access(_Section):
+    """Who may label, who coordinates, who settles escalations."""
+
+    mode: Literal["open", "invite", "allowlist"] = Field("open", description="open | invite | allowlist")
+    invite_codes: list[str] = Field(default_factory=list, description="Codes accepted by /start CODE")
+    coordinators: list[str] = Field(default_factory=list, description="platform:user ids")
+    experts: list[str] = Field(default_factory=list, description="platform:user ids who settle")
+    allowlist: list[str] = Field(default_factory=list, description="platform:user ids allowed in")
+
+
+class Telegram(_Section):
+    """The Telegram bot."""
+
+    token_env: str = Field("CHATLABEL_TELEGRAM_TOKEN", description="Variable holding the bot token")
+    base_url: str = Field("", description="Another Bot API server; empty = Telegram's")
+    base_file_url: str = Field("", description="Its file URL; empty = derived from base_url")
+    mode: Literal["polling", "webhook"] = Field("polling", description="polling | webhook")
+    webhook_url: str = Field("", description="Public URL Telegram posts updates to")
+    webhook_listen: str = Field("127.0.0.1", description="Address the webhook server binds")
+    webhook_port: int = Field(8443, ge=1, le=65535, description="Port the webhook server binds")
+    secret_token_env: str = Field(
+        "CHATLABEL_TELEGRAM_WEBHOOK_SECRET", description="Variable holding the webhook secret"
+    )
+
+
+class Slack(_Section):
+    """The Slack bot."""
+
+    bot_token_env: str = Field("CHATLABEL_SLACK_BOT_TOKEN", description="Variable: bot token")
+    signing_secret_env: str = Field(
+        "CHATLABEL_SLACK_SIGNING_SECRET", description="Variable: signing secret"
+    )
+    app_token_env: str = Field(
+        "CHATLABEL_SLACK_APP_TOKEN", description="Variable: app token (set = Socket Mode)"
+    )
+    base_url: str = Field("", description="Another Web API server; empty = Slack's")
+    host: str = Field("127.0.0.1", description="HTTP mode: address to listen on")
+    port: int = Field(3000, ge=0, le=65535, description="HTTP mode: port to listen on")
+    command: str = Field("/label", pattern=r"^/[a-z0-9_-]+$", description="The slash command")
+
+
+class Config(_Section):
+    """A whole deployment."""
+
+    storage: Storage = Field(default_factory=Storage, description="Where data lives")
+    project: list[Project] = Field(default_factory=list, description="The labeling projects")
+    access: Access = Field(default_factory=Access, description="Who may do what")
+    telegram: Telegram | None = Field(None, description="Telegram bot (absent = off)")
+    slack: Slack | None = Field(None, description="Slack bot (absent = off)")
+    path: Path = Field(Path("."), exclude=True, description="The file this came from")
+
+    @model_validator(mode="after")
+    def _unique_projects(self) -> Config:
+        names = [p.name for p in self.project]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"project names repeat: {', '.join(dupes)}")
+        return self
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative paths in the file are resolved against."""
+        return self.path.parent
+
+    def database_path(self) -> Path:
+        """The SQLite file, resolved against the config's folder."""
+        return self._resolve(self.storage.database)
+
+    def media_cache_path(self) -> Path:
+        """The prepared-media folder, resolved against the config's folder."""
+        return self._resolve(self.storage.media_cache)
+
+    def _resolve(self, p: Path) -> Path:
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    def get_project(self, name: str | None) -> Project:
+        """The named project, or the only one; ConfigError names the choices otherwise."""
+        if name is None:
+            if len(self.project) == 1:
+                return self.project[0]
+            names = ", ".join(p.name for p in self.project) or "none"
+            raise ConfigError(f"{self.path}: choose a project with --project ({names})")
+        for p in self.project:
+            if p.name == name:
+                return p
+        names = ", ".join(p.name for p in self.project) or "none"
+        raise ConfigError(f"{self.path}: no project named {name!r} (projects: {names})")
+
+
+def secret(var: str) -> str | None:
+    """A secret read from the environment (never from the file); None when unset or empty."""
+    value = os.environ.get(var, "").strip()
+    return value or None
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out or "(top level)"
+
+
+def parse_config(data: dict[str, Any], path: Path) -> Config:
+    """Validate a parsed TOML document; ConfigError lists every problem with its key."""
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = tuple(x for x in err["loc"] if x not in ("function-after",))
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown setting (check the spelling; see config/example.toml)"
+            lines.append(f"{path}: {_key(loc)}: {msg}")
+        raise ConfigError("\n".join(lines)) from None
+    cfg.path = path
+    return cfg
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a config file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    return parse_config(data, p.resolve())

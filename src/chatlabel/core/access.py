@@ -1,0 +1,49 @@
+"""Access policy: roles from the config's lists, and who may join a project."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+Role = Literal["annotator", "expert", "coordinator"]
+
+
+def listed(key: str, entries: Sequence[str]) -> bool:
+    """True when `platform:user` is in entries; Slack keys `slack:T/U` also match `slack:U`."""
+    if key in entries:
+        return True
+    platform, _, user = key.partition(":")
+    if "/" in user:
+        return f"{platform}:{user.rsplit('/', 1)[1]}" in entries
+    return False
+
+
+def role_of(key: str, coordinators: Sequence[str], experts: Sequence[str]) -> Role:
+    """The role an annotator key has under the config."""
+    if listed(key, coordinators):
+        return "coordinator"
+    if listed(key, experts):
+        return "expert"
+    return "annotator"
+
+
+def join_refusal(
+    key: str,
+    mode: str,
+    *,
+    code: str | None,
+    invite_codes: Sequence[str],
+    allowlist: Sequence[str],
+    role: Role,
+    already_member: bool,
+) -> str | None:
+    """Why this person may not join (None when they may)."""
+    if role != "annotator" or already_member or mode == "open":
+        return None
+    if mode == "invite":
+        if code and code in invite_codes:
+            return None
+        return "This project is invite-only: open the invite link you were given."
+    if listed(key, allowlist):
+        return None
+    return "This project is limited to invited people. Ask a coordinator to add you."

@@ -1,0 +1,89 @@
+"""Gold scoring: accuracy estimates with honest uncertainty, and the suspension rule."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+# Beta(1, 1) prior: an annotator with no gold answers is "unknown", not "perfect".
+PRIOR_CORRECT = 1.0
+PRIOR_WRONG = 1.0
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """A gold accuracy estimate: posterior mean and a central credible interval."""
+
+    correct: int
+    total: int
+    mean: float
+    low: float
+    high: float
+
+    @property
+    def raw(self) -> float | None:
+        """The plain share of correct gold answers, None without gold answers."""
+        return self.correct / self.total if self.total else None
+
+
+def _beta_cdf(x: float, a: int, b: int) -> float:
+    """Regularized incomplete beta I_x(a, b) for integer a, b (a binomial tail sum)."""
+    n = a + b - 1
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    # I_x(a, b) = P(Binomial(n, x) >= a); summed in log space to stay finite for large n.
+    lx, l1x = math.log(x), math.log1p(-x)
+    total = 0.0
+    for j in range(a, n + 1):
+        total += math.exp(
+            math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1) + j * lx + (n - j) * l1x
+        )
+    return min(1.0, total)
+
+
+def _beta_quantile(q: float, a: int, b: int) -> float:
+    """The q-quantile of Beta(a, b) for integer a, b, by bisection."""
+    lo, hi = 0.0, 1.0
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        if _beta_cdf(mid, a, b) < q:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def accuracy(correct: int, total: int, level: float = 0.95) -> Accuracy:
+    """Posterior accuracy under a uniform Beta prior, with a `level` central interval."""
+    a = correct + int(PRIOR_CORRECT)
+    b = total - correct + int(PRIOR_WRONG)
+    tail = (1.0 - level) / 2
+    return Accuracy(
+        correct=correct,
+        total=total,
+        mean=a / (a + b),
+        low=_beta_quantile(tail, a, b),
+        high=_beta_quantile(1.0 - tail, a, b),
+    )
+
+
+def confidently_below(correct: int, total: int, threshold: float, confidence: float = 0.95) -> bool:
+    """True when we are `confidence` sure the true accuracy is below `threshold`."""
+    if total == 0:
+        return False
+    a = correct + int(PRIOR_CORRECT)
+    b = total - correct + int(PRIOR_WRONG)
+    # P(accuracy < threshold) under the posterior.
+    return _beta_cdf(threshold, a, b) >= confidence
+
+
+def reliability_weight(correct: int, total: int, n_labels: int) -> float:
+    """Log-odds vote weight of an annotator from gold (an unscored one weighs like an average one)."""
+    k = max(n_labels, 2)
+    # Shrink toward a typical crowd accuracy so two lucky gold answers do not make an oracle.
+    prior_acc, prior_n = 0.7, 4.0
+    p = (correct + prior_acc * prior_n) / (total + prior_n)
+    p = min(max(p, 1e-3), 1 - 1e-3)
+    return max(0.0, math.log((k - 1) * p / (1 - p)))

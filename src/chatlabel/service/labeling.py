@@ -1,0 +1,578 @@
+"""The labeling use cases: join, next item, answer, skip, toggle, undo, pause, pushes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..config import Config, Project
+from ..core import access
+from ..core.assignment import (
+    MemberRecord,
+    can_undo,
+    failed_qualification,
+    lease_deadline,
+    should_suspend,
+    wants_gold,
+)
+from ..core.gold import reliability_weight
+from ..core.model import Rules, Vote
+from ..core.values import canonical, display, matches_gold
+from ..core.verdict import decide
+from ..storage import repo
+from ..storage.db import Database
+from .types import (
+    Feedback,
+    Idle,
+    JoinResult,
+    Media,
+    Outcome,
+    ProjectInfo,
+    Push,
+    Task,
+    UserRef,
+)
+
+Row = sqlite3.Row
+
+
+class LabelingService:
+    """The one place labeling happens; transports call it, it calls storage and the core."""
+
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.db = db
+        self.config = config
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.projects: dict[str, Project] = {p.name: p for p in config.project}
+        self.rules: dict[str, Rules] = {p.name: p.rules() for p in config.project}
+        self.pids: dict[str, int] = {}
+        self.names: dict[int, str] = {}
+        self._changed = asyncio.Event()
+
+    async def start(self) -> None:
+        """Create the project rows the config declares."""
+        now = self.clock()
+
+        def tx(conn: sqlite3.Connection) -> dict[str, int]:
+            return {name: repo.ensure_project(conn, name, now) for name in self.projects}
+
+        self.pids = await self.db.write(tx)
+        self.names = {pid: name for name, pid in self.pids.items()}
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def info(self, name: str) -> ProjectInfo:
+        """A project as shown to people."""
+        p = self.projects[name]
+        return ProjectInfo(p.name, p.title, p.instructions, p.kind, self.rules[name].choices)
+
+    def role(self, user: UserRef) -> access.Role:
+        """The user's role under the config."""
+        a = self.config.access
+        return access.role_of(user.key, a.coordinators, a.experts)
+
+    def is_coordinator(self, user: UserRef) -> bool:
+        """True for coordinators listed in the config."""
+        return self.role(user) == "coordinator"
+
+    def notify(self) -> None:
+        """Wake whoever waits for work to appear."""
+        self._changed.set()
+
+    async def wait_for_change(self, timeout: float) -> bool:
+        """Wait until something may have produced work (or the timeout); True if signalled."""
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except TimeoutError:
+            return False
+        finally:
+            self._changed.clear()
+        return True
+
+    def _current(self, conn: sqlite3.Connection, user: UserRef) -> tuple[Row, str] | None:
+        a = repo.get_annotator(conn, user.key)
+        if a is None or a["project_id"] is None or a["project_id"] not in self.names:
+            return None
+        return a, self.names[a["project_id"]]
+
+    def _task(self, conn: sqlite3.Connection, assignment_id: int, answered: int) -> Task:
+        r = repo.get_assignment(conn, assignment_id)
+        assert r is not None
+        name = self.names[r["project_id"]]
+        media = Media(r["media_kind"], r["media_path"]) if r["media_kind"] else None
+        return Task(
+            assignment_id=assignment_id,
+            project=self.info(name),
+            item_id=r["ext_id"],
+            text=r["text"],
+            context=r["context"],
+            media=media,
+            suggestion=r["suggestion"],
+            boxes=json.loads(r["boxes"]) if r["boxes"] else None,
+            choices=self.rules[name].choices,
+            selected=tuple(json.loads(r["draft"])) if r["draft"] else (),
+            expires_at=r["expires_at"],
+            answered=answered,
+        )
+
+    # -- join ------------------------------------------------------------------------------
+
+    async def join(self, user: UserRef, arg: str | None = None) -> JoinResult:
+        """Start (or resume) labeling; `arg` is a project name or an invite code."""
+        now = self.clock()
+        role = self.role(user)
+        arg = (arg or "").strip() or None
+
+        def tx(conn: sqlite3.Connection) -> JoinResult:
+            a = repo.upsert_annotator(conn, user.key, user.platform, user.address, user.name, now)
+            name: str | None = None
+            if arg in self.projects:
+                name = arg
+            elif len(self.projects) == 1:
+                name = next(iter(self.projects))
+            elif a["project_id"] in self.names:
+                name = self.names[a["project_id"]]
+            if name is None:
+                if not self.projects:
+                    return JoinResult("refused", "There is nothing to label yet.", role=role)
+                choices = tuple(self.info(n) for n in self.projects)
+                return JoinResult("choose", "Which project would you like to label?",
+                                  choices=choices, role=role)
+            pid = self.pids[name]
+            member = repo.get_member(conn, pid, a["id"])
+            acc = self.config.access
+            refusal = access.join_refusal(
+                user.key, acc.mode, code=arg, invite_codes=acc.invite_codes,
+                allowlist=acc.allowlist, role=role, already_member=member is not None,
+            )
+            if refusal:
+                return JoinResult("refused", refusal, role=role)
+            repo.add_member(conn, pid, a["id"], now)
+            repo.set_current_project(conn, a["id"], pid)
+            info = self.info(name)
+            return JoinResult("joined", f"Welcome to {info.title}!", project=info, role=role)
+
+        return await self.db.write(tx)
+
+    # -- next item -------------------------------------------------------------------------
+
+    async def next_task(self, user: UserRef) -> Task | Idle:
+        """The annotator's current item, or a new lease, or why there is none."""
+        now = self.clock()
+        role = self.role(user)
+        draw = self.rng.random()
+        return await self.db.write(self._next_tx, user, role, now, draw)
+
+    def _next_tx(
+        self, conn: sqlite3.Connection, user: UserRef, role: str, now: float, draw: float
+    ) -> Task | Idle:
+        if repo.expire_leases(conn, now):
+            self.notify()
+        cur = self._current(conn, user)
+        if cur is None:
+            return Idle("not_joined", "Send /start to begin labeling.")
+        a, name = cur
+        pid = self.pids[name]
+        m = repo.get_member(conn, pid, a["id"])
+        if m is None:
+            return Idle("not_joined", "Send /start to begin labeling.")
+        if m["status"] == "suspended":
+            return Idle("suspended", _suspended_text(m["reason"]))
+        if any(p["id"] == pid and p["paused"] for p in repo.project_rows(conn)):
+            return Idle("project_paused", "Labeling is paused for now. We'll message you when it resumes.")
+        if m["paused"]:
+            return Idle("paused", "You're paused. Send /resume when you want more items.")
+        open_row = repo.open_assignment(conn, a["id"], pid)
+        if open_row is not None:
+            return self._task(conn, int(open_row["id"]), m["answers"])
+        item_id = self._pick(conn, pid, a["id"], role, _record(m), draw)
+        if item_id is None:
+            repo.update_member(conn, pid, a["id"], waiting=1)
+            return Idle("no_work", "That's everything for now, thank you! "
+                        "I'll send you the next item as soon as there is one.")
+        project = self.projects[name]
+        asg = repo.create_assignment(
+            conn, item_id, a["id"], now, lease_deadline(now, project.lease_seconds)
+        )
+        if m["waiting"]:
+            repo.update_member(conn, pid, a["id"], waiting=0)
+        return self._task(conn, asg, m["answers"])
+
+    def _pick(
+        self, conn: sqlite3.Connection, pid: int, aid: int, role: str, m: MemberRecord, draw: float
+    ) -> int | None:
+        rules = self.rules[self.names[pid]]
+        settles = role == "expert" or (role == "coordinator" and not self.config.access.experts)
+        if settles:
+            item = repo.next_escalated_item(conn, pid, aid)
+            if item is not None:
+                return item
+        queue = repo.next_queue_item(conn, pid, aid)
+        # Gold is mixed into real work; only qualification may use gold when the queue is dry.
+        if (queue is not None or m.qualification_answers < rules.qualification) and wants_gold(
+            rules, m, draw
+        ):
+            gold = repo.next_gold_item(conn, pid, aid)
+            if gold is not None:
+                return gold
+        return queue
+
+    # -- answers ---------------------------------------------------------------------------
+
+    async def answer(
+        self, user: UserRef, assignment_id: int, value: str | list[str] | None = None
+    ) -> Outcome:
+        """Record an answer to an assignment (multi: None means 'use the selection so far')."""
+        now = self.clock()
+        out = await self.db.write(self._answer_tx, user, assignment_id, value, now, False)
+        if out.ok:
+            self.notify()
+        return out
+
+    async def skip(self, user: UserRef, assignment_id: int) -> Outcome:
+        """Skip an assignment: the item goes to someone else and never comes back to this user."""
+        now = self.clock()
+        out = await self.db.write(self._answer_tx, user, assignment_id, None, now, True)
+        if out.ok:
+            self.notify()
+        return out
+
+    async def answer_text(self, user: UserRef, text: str) -> Outcome:
+        """A free-text message: the answer to the annotator's open text item, if they have one."""
+        def find(conn: sqlite3.Connection) -> int | None:
+            cur = self._current(conn, user)
+            if cur is None:
+                return None
+            a, name = cur
+            if self.rules[name].kind != "text":
+                return None
+            row = repo.open_assignment(conn, a["id"], self.pids[name])
+            return None if row is None else int(row["id"])
+
+        asg = await self.db.read(find)
+        if asg is None:
+            return Outcome("stale", "There's no item waiting for a written answer.")
+        return await self.answer(user, asg, text)
+
+    def _check(self, conn: sqlite3.Connection, user: UserRef, assignment_id: int) -> Row | Outcome:
+        r = repo.get_assignment(conn, assignment_id)
+        if r is None or r["annotator_key"] != user.key:
+            return Outcome("forbidden", "That button isn't yours.")
+        return r
+
+    def _answer_tx(
+        self,
+        conn: sqlite3.Connection,
+        user: UserRef,
+        assignment_id: int,
+        raw: str | list[str] | None,
+        now: float,
+        skipping: bool,
+    ) -> Outcome:
+        r = self._check(conn, user, assignment_id)
+        if isinstance(r, Outcome):
+            return r
+        name = self.names[r["project_id"]]
+        rules, project = self.rules[name], self.projects[name]
+        if r["state"] != "pending":
+            prev = repo.answer_for_assignment(conn, assignment_id)
+            if prev is not None:
+                return Outcome("duplicate", "Already recorded, thanks!",
+                               choice=display(rules, prev["value"]))
+            return Outcome("stale", "This item has timed out; here's a fresh one.")
+        if r["expires_at"] <= now:
+            repo.expire_leases(conn, now)
+            self.notify()
+            return Outcome("stale", "This item has timed out; here's a fresh one.")
+        member = repo.get_member(conn, r["project_id"], r["annotator_id"])
+        if member is None or member["status"] != "active":
+            return Outcome("stale", "You can't answer right now.")
+        value: str | None = None
+        if not skipping:
+            if raw is None and rules.kind == "multi":
+                raw = json.loads(r["draft"]) if r["draft"] else []
+            if raw is None:
+                return Outcome("invalid", "Please choose an answer.")
+            try:
+                value = canonical(rules, raw)
+            except ValueError as exc:
+                return Outcome("invalid", f"That answer isn't valid: {exc}.")
+        is_gold = r["gold"] is not None
+        expert = r["status"] == "escalated"
+        correct = None if value is None or not is_gold else matches_gold(rules, value, r["gold"])
+        seconds = max(0.0, now - r["leased_at"])
+        answer_id = repo.insert_answer(
+            conn, item_id=r["id"], annotator_id=r["annotator_id"], assignment_id=assignment_id,
+            value=value, is_gold=int(is_gold), correct=None if correct is None else int(correct),
+            expert=int(expert), seconds=seconds, answered_at=now,
+        )
+        repo.close_assignment(conn, assignment_id, r["id"], "skipped" if skipping else "answered")
+        if skipping:
+            repo.bump_member(conn, r["project_id"], r["annotator_id"], skips=1)
+            return Outcome("recorded", "Skipped.", choice="skipped", answer_id=answer_id,
+                           undo_until=now + project.undo_seconds)
+        assert value is not None
+        suspended = self._score(conn, r, rules, project, value, correct, seconds, now)
+        repo.bump_member(conn, r["project_id"], r["annotator_id"], answers=1)
+        if not is_gold:
+            self._settle(conn, r["id"], rules, now)
+        feedback = None
+        if correct is False and project.quality.gold_feedback:
+            feedback = Feedback(display(rules, r["gold"]), r["gold_reason"])
+        return Outcome(
+            "recorded", f"Saved: {display(rules, value)}", choice=display(rules, value),
+            answer_id=answer_id, undo_until=None if suspended else now + project.undo_seconds,
+            feedback=feedback, suspended=suspended,
+        )
+
+    def _score(
+        self, conn: sqlite3.Connection, r: Row, rules: Rules, project: Project,
+        value: str, correct: bool | None, seconds: float, now: float,
+    ) -> str | None:
+        """Update quality counters for one answer; returns a suspension reason if one applies."""
+        pid, aid = r["project_id"], r["annotator_id"]
+        m = repo.get_member(conn, pid, aid)
+        assert m is not None
+        q = project.quality
+        deltas: dict[str, int] = {}
+        if correct is not None:
+            deltas.update(gold_answers=1, gold_correct=int(correct))
+            if m["qual_answers"] < rules.qualification:
+                deltas.update(qual_answers=1, qual_correct=int(correct))
+        if q.min_seconds and seconds < q.min_seconds:
+            deltas["fast_answers"] = 1
+        if deltas:
+            repo.bump_member(conn, pid, aid, **deltas)
+        run = m["same_run"] + 1 if m["last_label"] == value else 1
+        repo.update_member(conn, pid, aid, last_label=value, same_run=run)
+        m = repo.get_member(conn, pid, aid)
+        assert m is not None
+        rec = _record(m)
+        reason = None
+        if deltas.get("qual_answers") and failed_qualification(rules, rec):
+            reason = (f"Your first {rules.qualification} check items were below the "
+                      f"{rules.min_gold_accuracy:.0%} accuracy this project needs.")
+        elif should_suspend(rules, rec):
+            reason = (f"Your answers on check items are below the "
+                      f"{rules.min_gold_accuracy:.0%} accuracy this project needs.")
+        elif q.max_same_run and run >= q.max_same_run:
+            reason = f"You gave the same answer {run} times in a row."
+        elif q.min_seconds and m["fast_answers"] >= 5 and m["fast_answers"] * 2 >= m["answers"] + 1:
+            reason = f"Most of your answers came faster than {q.min_seconds:g} seconds."
+        if reason:
+            self._suspend(conn, pid, aid, reason, now)
+        return reason
+
+    def _suspend(self, conn: sqlite3.Connection, pid: int, aid: int, reason: str, now: float) -> None:
+        repo.update_member(conn, pid, aid, status="suspended", reason=reason, waiting=0)
+        repo.release_assignments(conn, aid)
+        rules = self.rules[self.names[pid]]
+        # Their votes on unsettled items stop counting; those items reopen for others.
+        for item_id in repo.uncount_open_answers(conn, pid, aid):
+            self._settle(conn, item_id, rules, now)
+        self.notify()
+
+    def _weights(self, conn: sqlite3.Connection, pid: int, rules: Rules, ids: list[int]) -> dict[int, float]:
+        n = len(rules.choices) or 2
+        return {
+            int(g["annotator_id"]): reliability_weight(g["gold_correct"], g["gold_answers"], n)
+            for g in repo.gold_counts(conn, pid, ids)
+        }
+
+    def _settle(self, conn: sqlite3.Connection, item_id: int, rules: Rules, now: float) -> None:
+        """Recompute an item's verdict from its counted votes."""
+        rows = repo.item_votes(conn, item_id)
+        weights = None
+        if rules.method != "majority" and rows:
+            item = repo.get_item(conn, item_id)
+            by_id = self._weights(conn, item["project_id"], rules, [r["annotator_id"] for r in rows])
+            weights = {r["key"]: by_id.get(r["annotator_id"], 1.0) for r in rows}
+        votes = [Vote(r["key"], r["value"], bool(r["expert"])) for r in rows]
+        v = decide(rules, votes, weights)
+        repo.save_verdict(
+            conn, item_id, status=v.status, label=v.label if v.settled else None,
+            confidence=v.confidence, votes=v.votes, n_answers=v.n_answers, method=v.method,
+            needed=v.needed, now=now,
+        )
+
+    # -- multi-choice toggles and undo -----------------------------------------------------
+
+    async def toggle(self, user: UserRef, assignment_id: int, label: str) -> Outcome:
+        """Add or remove one label of a multi-choice selection."""
+        now = self.clock()
+
+        def tx(conn: sqlite3.Connection) -> Outcome:
+            r = self._check(conn, user, assignment_id)
+            if isinstance(r, Outcome):
+                return r
+            name = self.names[r["project_id"]]
+            if r["state"] != "pending" or r["expires_at"] <= now:
+                return Outcome("stale", "This item is already done.")
+            if self.rules[name].kind != "multi" or label not in self.rules[name].labels:
+                return Outcome("invalid", "That button doesn't belong here.")
+            chosen = set(json.loads(r["draft"]) if r["draft"] else [])
+            chosen ^= {label}
+            repo.set_draft(conn, assignment_id, [x for x in self.rules[name].labels if x in chosen])
+            m = repo.get_member(conn, r["project_id"], r["annotator_id"])
+            task = self._task(conn, assignment_id, m["answers"] if m else 0)
+            return Outcome("recorded", f"{'✓' if label in chosen else '✗'} {label}", task=task)
+
+        return await self.db.write(tx)
+
+    async def undo(self, user: UserRef, answer_id: int) -> Outcome:
+        """Take back an answer within the project's undo window; returns the item again."""
+        now = self.clock()
+
+        def tx(conn: sqlite3.Connection) -> Outcome:
+            x = repo.get_answer(conn, answer_id)
+            if x is None:
+                return Outcome("stale", "Nothing to undo.")
+            if x["annotator_key"] != user.key:
+                return Outcome("forbidden", "That button isn't yours.")
+            item = repo.get_item(conn, x["item_id"])
+            name = self.names[item["project_id"]]
+            project, rules = self.projects[name], self.rules[name]
+            if not can_undo(x["answered_at"], now, project.undo_seconds):
+                return Outcome("stale", "Too late to undo, sorry.")
+            pid, aid = item["project_id"], x["annotator_id"]
+            m = repo.get_member(conn, pid, aid)
+            if m is None or m["status"] != "active":
+                return Outcome("stale", "You can't undo right now.")
+            if item["status"] != "pending" and not x["is_gold"] and not x["expert"]:
+                return Outcome("stale", "Too late to undo: this item is already settled.")
+            repo.delete_answer(conn, answer_id)
+            repo.reopen_assignment(
+                conn, x["assignment_id"], x["item_id"], lease_deadline(now, project.lease_seconds)
+            )
+            deltas = {"skips": -1} if x["value"] is None else {"answers": -1}
+            if x["correct"] is not None:
+                deltas.update(gold_answers=-1, gold_correct=-int(x["correct"]))
+                # Undoing a qualification answer gives back its qualification slot too.
+                gold_before = m["gold_answers"] - 1
+                if gold_before < rules.qualification:
+                    deltas.update(qual_answers=-1, qual_correct=-int(x["correct"]))
+            repo.bump_member(conn, pid, aid, **deltas)
+            repo.update_member(conn, pid, aid, same_run=max(0, m["same_run"] - 1))
+            if x["value"] is not None and not x["is_gold"]:
+                self._settle(conn, x["item_id"], rules, now)
+            task = self._task(conn, x["assignment_id"], m["answers"] + deltas.get("answers", 0))
+            return Outcome("recorded", "Undone: answer it again.", task=task)
+
+        return await self.db.write(tx)
+
+    # -- pause, resume, blocked, pushes ----------------------------------------------------
+
+    async def set_paused(self, user: UserRef, paused: bool) -> str:
+        """Pause or resume pushes for oneself."""
+        def tx(conn: sqlite3.Connection) -> str:
+            cur = self._current(conn, user)
+            if cur is None:
+                return "Send /start to begin labeling."
+            a, name = cur
+            repo.update_member(conn, self.pids[name], a["id"], paused=int(paused), waiting=0)
+            if paused:
+                return "Paused. I won't send you items until you send /resume."
+            return "Welcome back!"
+
+        out = await self.db.write(tx)
+        return out
+
+    async def set_project_paused(self, name: str, paused: bool) -> None:
+        """Pause or resume a whole project (coordinators)."""
+        await self.db.write(lambda c: repo.set_project_paused(c, self.pids[name], paused))
+        if not paused:
+            self.notify()
+
+    async def mark_blocked(self, user: UserRef) -> None:
+        """The user blocked the bot: stop pushing and give their items back."""
+        def tx(conn: sqlite3.Connection) -> None:
+            a = repo.get_annotator(conn, user.key)
+            if a is not None:
+                repo.set_blocked(conn, a["id"])
+                repo.release_assignments(conn, a["id"])
+
+        await self.db.write(tx)
+        self.notify()
+
+    async def remember_message(self, assignment_id: int, ref: str) -> None:
+        """Remember which platform message shows an assignment."""
+        await self.db.write(repo.set_message_ref, assignment_id, ref)
+
+    async def pushes(self, platform: str, limit: int = 50) -> list[Push]:
+        """Items for annotators on `platform` who were told to wait and now have work."""
+        now = self.clock()
+
+        def tx(conn: sqlite3.Connection) -> list[Push]:
+            out = []
+            for w in repo.waiting_members(conn, platform, limit):
+                platform_, _, uid = w["key"].partition(":")
+                user = UserRef(platform_, uid, w["name"], w["address"])
+                role = self.role(user)
+                got = self._next_tx(conn, user, role, now, self.rng.random())
+                if isinstance(got, Task):
+                    out.append(Push(user, got))
+            return out
+
+        return await self.db.write(tx)
+
+    async def suspend(self, project: str, key: str, reason: str) -> bool:
+        """Suspend an annotator by hand (coordinators)."""
+        return await self._set_status(project, key, "suspended", reason)
+
+    async def reinstate(self, project: str, key: str) -> bool:
+        """Let a suspended annotator label again (coordinators)."""
+        return await self._set_status(project, key, "active", None)
+
+    async def _set_status(self, project: str, key: str, status: str, reason: str | None) -> bool:
+        now = self.clock()
+        pid = self.pids[project]
+
+        def tx(conn: sqlite3.Connection) -> bool:
+            a = repo.get_annotator(conn, key)
+            if a is None or repo.get_member(conn, pid, a["id"]) is None:
+                return False
+            if status == "suspended":
+                self._suspend(conn, pid, a["id"], reason or "Suspended by a coordinator.", now)
+            else:
+                repo.update_member(conn, pid, a["id"], status="active", reason=None,
+                                   qual_answers=0, qual_correct=0, gold_answers=0,
+                                   gold_correct=0, fast_answers=0, same_run=0, waiting=1)
+            return True
+
+        ok = await self.db.write(tx)
+        self.notify()
+        return ok
+
+    async def media_file_id(self, sha256: str, platform: str) -> str | None:
+        """A platform's file id for a prepared media file, if uploaded before."""
+        return await self.db.read(repo.media_file_id, sha256, platform)
+
+    async def save_media_file_id(self, sha256: str, platform: str, file_id: str) -> None:
+        """Remember a platform's file id so the file is uploaded once."""
+        await self.db.write(repo.save_media_file_id, sha256, platform, file_id)
+
+
+def _record(m: Row | dict[str, Any]) -> MemberRecord:
+    return MemberRecord(
+        answers=m["answers"], gold_answers=m["gold_answers"], gold_correct=m["gold_correct"],
+        qualification_answers=m["qual_answers"], qualification_correct=m["qual_correct"],
+    )
+
+
+def _suspended_text(reason: str | None) -> str:
+    why = f" {reason}" if reason else ""
+    return (f"You're not receiving items at the moment.{why} "
+            "A coordinator can reinstate you.")

@@ -1,0 +1,357 @@
+"""The SQL of chatlabel: small synchronous helpers run inside Database transactions."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+Row = sqlite3.Row
+
+
+def ensure_project(conn: sqlite3.Connection, name: str, now: float) -> int:
+    """The id of a project row, created on first use."""
+    conn.execute(
+        "INSERT INTO projects (name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
+        (name, now),
+    )
+    return int(conn.execute("SELECT id FROM projects WHERE name = ?", (name,)).fetchone()[0])
+
+
+def project_rows(conn: sqlite3.Connection) -> list[Row]:
+    """All project rows."""
+    return conn.execute("SELECT * FROM projects").fetchall()
+
+
+def set_project_paused(conn: sqlite3.Connection, project_id: int, paused: bool) -> None:
+    """Pause or resume a whole project."""
+    conn.execute("UPDATE projects SET paused = ? WHERE id = ?", (int(paused), project_id))
+
+
+# -- annotators and members -------------------------------------------------------------
+
+
+def get_annotator(conn: sqlite3.Connection, key: str) -> Row | None:
+    """An annotator by platform key."""
+    return conn.execute("SELECT * FROM annotators WHERE key = ?", (key,)).fetchone()
+
+
+def upsert_annotator(
+    conn: sqlite3.Connection, key: str, platform: str, address: str | None, name: str, now: float
+) -> Row:
+    """Create or refresh an annotator; seeing them again means they have not blocked us."""
+    conn.execute(
+        """INSERT INTO annotators (key, platform, address, name, created_at)
+           VALUES (?, ?, ?, ?, ?)
+           ON CONFLICT(key) DO UPDATE SET
+             address = COALESCE(excluded.address, address),
+             name = CASE WHEN excluded.name != '' THEN excluded.name ELSE name END,
+             blocked = 0""",
+        (key, platform, address, name, now),
+    )
+    row = get_annotator(conn, key)
+    assert row is not None
+    return row
+
+
+def set_current_project(conn: sqlite3.Connection, annotator_id: int, project_id: int) -> None:
+    """Record which project an annotator works on now."""
+    conn.execute("UPDATE annotators SET project_id = ? WHERE id = ?", (project_id, annotator_id))
+
+
+def set_blocked(conn: sqlite3.Connection, annotator_id: int) -> None:
+    """Mark that the annotator blocked the bot: no more pushes."""
+    conn.execute("UPDATE annotators SET blocked = 1 WHERE id = ?", (annotator_id,))
+    conn.execute("UPDATE members SET waiting = 0 WHERE annotator_id = ?", (annotator_id,))
+
+
+def get_member(conn: sqlite3.Connection, project_id: int, annotator_id: int) -> Row | None:
+    """One annotator's membership in one project."""
+    return conn.execute(
+        "SELECT * FROM members WHERE project_id = ? AND annotator_id = ?",
+        (project_id, annotator_id),
+    ).fetchone()
+
+
+def add_member(conn: sqlite3.Connection, project_id: int, annotator_id: int, now: float) -> None:
+    """Make an annotator a member of a project (no-op when already one)."""
+    conn.execute(
+        """INSERT INTO members (project_id, annotator_id, joined_at) VALUES (?, ?, ?)
+           ON CONFLICT DO NOTHING""",
+        (project_id, annotator_id, now),
+    )
+
+
+def update_member(conn: sqlite3.Connection, project_id: int, annotator_id: int, **cols: Any) -> None:
+    """Set columns of a membership row."""
+    sets = ", ".join(f"{c} = ?" for c in cols)
+    conn.execute(
+        f"UPDATE members SET {sets} WHERE project_id = ? AND annotator_id = ?",
+        (*cols.values(), project_id, annotator_id),
+    )
+
+
+def bump_member(conn: sqlite3.Connection, project_id: int, annotator_id: int, **deltas: int) -> None:
+    """Add to counters of a membership row."""
+    sets = ", ".join(f"{c} = {c} + ?" for c in deltas)
+    conn.execute(
+        f"UPDATE members SET {sets} WHERE project_id = ? AND annotator_id = ?",
+        (*deltas.values(), project_id, annotator_id),
+    )
+
+
+def waiting_members(conn: sqlite3.Connection, platform: str, limit: int) -> list[Row]:
+    """Members told there was no work, who can be pushed an item now."""
+    return conn.execute(
+        """SELECT a.key, a.address, a.name, a.id AS annotator_id, m.project_id
+           FROM members m JOIN annotators a ON a.id = m.annotator_id
+           JOIN projects p ON p.id = m.project_id
+           WHERE m.waiting = 1 AND m.paused = 0 AND m.status = 'active' AND p.paused = 0
+             AND a.blocked = 0 AND a.platform = ? AND a.project_id = m.project_id
+           LIMIT ?""",
+        (platform, limit),
+    ).fetchall()
+
+
+# -- items and assignments ----------------------------------------------------------------
+
+
+def expire_leases(conn: sqlite3.Connection, now: float) -> int:
+    """Expire overdue assignments and give their items' slots back; returns how many."""
+    rows = conn.execute(
+        "SELECT id, item_id FROM assignments WHERE state = 'pending' AND expires_at <= ?", (now,)
+    ).fetchall()
+    for r in rows:
+        conn.execute("UPDATE assignments SET state = 'expired' WHERE id = ?", (r["id"],))
+        conn.execute("UPDATE items SET n_leases = n_leases - 1 WHERE id = ?", (r["item_id"],))
+    return len(rows)
+
+
+def open_assignment(conn: sqlite3.Connection, annotator_id: int, project_id: int) -> Row | None:
+    """The annotator's pending assignment in a project, if any."""
+    return conn.execute(
+        """SELECT s.id FROM assignments s JOIN items i ON i.id = s.item_id
+           WHERE s.annotator_id = ? AND s.state = 'pending' AND i.project_id = ?
+           ORDER BY s.id LIMIT 1""",
+        (annotator_id, project_id),
+    ).fetchone()
+
+
+_UNSEEN = """NOT EXISTS (SELECT 1 FROM answers x WHERE x.item_id = i.id AND x.annotator_id = :a)
+    AND NOT EXISTS (SELECT 1 FROM assignments y
+                    WHERE y.item_id = i.id AND y.annotator_id = :a AND y.state = 'pending')"""
+
+
+def next_queue_item(conn: sqlite3.Connection, project_id: int, annotator_id: int) -> int | None:
+    """The fullest open ordinary item with a free slot that this annotator has not seen."""
+    row = conn.execute(
+        f"""SELECT i.id FROM items i INDEXED BY items_queue
+            WHERE i.project_id = :p AND i.queued AND {_UNSEEN}
+            ORDER BY i.n_answers DESC, i.seq LIMIT 1""",
+        {"p": project_id, "a": annotator_id},
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def next_gold_item(conn: sqlite3.Connection, project_id: int, annotator_id: int) -> int | None:
+    """The least-used gold item this annotator has not seen."""
+    row = conn.execute(
+        f"""SELECT i.id FROM items i INDEXED BY items_gold
+            WHERE i.project_id = :p AND i.gold IS NOT NULL AND {_UNSEEN}
+            ORDER BY i.n_answers, i.seq LIMIT 1""",
+        {"p": project_id, "a": annotator_id},
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def next_escalated_item(conn: sqlite3.Connection, project_id: int, annotator_id: int) -> int | None:
+    """The oldest escalated item this expert has not answered and nobody is settling."""
+    row = conn.execute(
+        f"""SELECT i.id FROM items i INDEXED BY items_escalated
+            WHERE i.project_id = :p AND i.status = 'escalated' AND i.n_leases = 0 AND {_UNSEEN}
+            ORDER BY i.seq LIMIT 1""",
+        {"p": project_id, "a": annotator_id},
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def create_assignment(
+    conn: sqlite3.Connection, item_id: int, annotator_id: int, now: float, expires: float
+) -> int:
+    """Lease an item to an annotator."""
+    cur = conn.execute(
+        """INSERT INTO assignments (item_id, annotator_id, created_at, expires_at)
+           VALUES (?, ?, ?, ?)""",
+        (item_id, annotator_id, now, expires),
+    )
+    conn.execute("UPDATE items SET n_leases = n_leases + 1 WHERE id = ?", (item_id,))
+    return int(cur.lastrowid or 0)
+
+
+def get_assignment(conn: sqlite3.Connection, assignment_id: int) -> Row | None:
+    """An assignment with its item's fields and its annotator's key."""
+    return conn.execute(
+        """SELECT s.id AS assignment_id, s.state, s.draft, s.created_at AS leased_at,
+                  s.expires_at, s.annotator_id, a.key AS annotator_key, i.*
+           FROM assignments s JOIN items i ON i.id = s.item_id
+           JOIN annotators a ON a.id = s.annotator_id WHERE s.id = ?""",
+        (assignment_id,),
+    ).fetchone()
+
+
+def close_assignment(conn: sqlite3.Connection, assignment_id: int, item_id: int, state: str) -> None:
+    """End a pending assignment and free its slot."""
+    conn.execute("UPDATE assignments SET state = ? WHERE id = ?", (state, assignment_id))
+    conn.execute("UPDATE items SET n_leases = n_leases - 1 WHERE id = ?", (item_id,))
+
+
+def reopen_assignment(
+    conn: sqlite3.Connection, assignment_id: int, item_id: int, expires: float
+) -> None:
+    """Put an answered assignment back to pending (undo)."""
+    conn.execute(
+        "UPDATE assignments SET state = 'pending', draft = NULL, expires_at = ? WHERE id = ?",
+        (expires, assignment_id),
+    )
+    conn.execute("UPDATE items SET n_leases = n_leases + 1 WHERE id = ?", (item_id,))
+
+
+def set_draft(conn: sqlite3.Connection, assignment_id: int, draft: list[str]) -> None:
+    """Store a multi-choice selection in progress."""
+    conn.execute(
+        "UPDATE assignments SET draft = ? WHERE id = ?", (json.dumps(draft), assignment_id)
+    )
+
+
+def set_message_ref(conn: sqlite3.Connection, assignment_id: int, ref: str) -> None:
+    """Remember which platform message shows an assignment."""
+    conn.execute("UPDATE assignments SET message_ref = ? WHERE id = ?", (ref, assignment_id))
+
+
+def get_item(conn: sqlite3.Connection, item_id: int) -> Row:
+    """One item row."""
+    return conn.execute("SELECT * FROM items WHERE id = ?", (item_id,)).fetchone()
+
+
+# -- answers and verdicts -----------------------------------------------------------------
+
+
+def insert_answer(conn: sqlite3.Connection, **cols: Any) -> int:
+    """Record an answer (or a skip, value NULL)."""
+    names = ", ".join(cols)
+    marks = ", ".join("?" for _ in cols)
+    cur = conn.execute(f"INSERT INTO answers ({names}) VALUES ({marks})", tuple(cols.values()))
+    return int(cur.lastrowid or 0)
+
+
+def get_answer(conn: sqlite3.Connection, answer_id: int) -> Row | None:
+    """One answer row with its annotator's key."""
+    return conn.execute(
+        """SELECT x.*, a.key AS annotator_key FROM answers x
+           JOIN annotators a ON a.id = x.annotator_id WHERE x.id = ?""",
+        (answer_id,),
+    ).fetchone()
+
+
+def answer_for_assignment(conn: sqlite3.Connection, assignment_id: int) -> Row | None:
+    """The answer recorded for an assignment, if any."""
+    return conn.execute(
+        "SELECT * FROM answers WHERE assignment_id = ?", (assignment_id,)
+    ).fetchone()
+
+
+def delete_answer(conn: sqlite3.Connection, answer_id: int) -> None:
+    """Remove an answer (undo)."""
+    conn.execute("DELETE FROM answers WHERE id = ?", (answer_id,))
+
+
+def item_votes(conn: sqlite3.Connection, item_id: int) -> list[Row]:
+    """The counted, non-skip answers of an item with their annotators' keys."""
+    return conn.execute(
+        """SELECT a.key, a.id AS annotator_id, x.value, x.expert FROM answers x
+           JOIN annotators a ON a.id = x.annotator_id
+           WHERE x.item_id = ? AND x.value IS NOT NULL AND x.counted = 1 AND x.is_gold = 0
+           ORDER BY x.id""",
+        (item_id,),
+    ).fetchall()
+
+
+def gold_counts(conn: sqlite3.Connection, project_id: int, annotator_ids: Iterable[int]) -> list[Row]:
+    """Gold counters of some annotators in a project."""
+    ids = list(annotator_ids)
+    marks = ",".join("?" for _ in ids)
+    return conn.execute(
+        f"""SELECT annotator_id, gold_answers, gold_correct FROM members
+            WHERE project_id = ? AND annotator_id IN ({marks})""",
+        (project_id, *ids),
+    ).fetchall()
+
+
+def save_verdict(
+    conn: sqlite3.Connection,
+    item_id: int,
+    *,
+    status: str,
+    label: str | None,
+    confidence: float,
+    votes: dict[str, float],
+    n_answers: int,
+    method: str,
+    needed: int,
+    now: float,
+) -> None:
+    """Store an item's verdict and the item's resulting status and answer target."""
+    conn.execute(
+        """INSERT INTO verdicts (item_id, status, label, confidence, votes, n_answers, method,
+                                 updated_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT(item_id) DO UPDATE SET status = excluded.status, label = excluded.label,
+             confidence = excluded.confidence, votes = excluded.votes,
+             n_answers = excluded.n_answers, method = excluded.method,
+             updated_at = excluded.updated_at""",
+        (item_id, status, label, confidence, json.dumps(votes), n_answers, method, now),
+    )
+    conn.execute(
+        "UPDATE items SET status = ?, n_answers = ?, needed = ? WHERE id = ?",
+        (status, n_answers, needed, item_id),
+    )
+
+
+def uncount_open_answers(conn: sqlite3.Connection, project_id: int, annotator_id: int) -> list[int]:
+    """Stop counting an annotator's answers on unsettled items; returns those items' ids."""
+    rows = conn.execute(
+        """SELECT x.id, x.item_id FROM answers x JOIN items i ON i.id = x.item_id
+           WHERE x.annotator_id = ? AND i.project_id = ? AND i.status = 'pending'
+             AND x.counted = 1 AND x.is_gold = 0""",
+        (annotator_id, project_id),
+    ).fetchall()
+    for r in rows:
+        conn.execute("UPDATE answers SET counted = 0 WHERE id = ?", (r["id"],))
+    return [int(r["item_id"]) for r in rows]
+
+
+def release_assignments(conn: sqlite3.Connection, annotator_id: int) -> None:
+    """Expire every pending assignment of an annotator (suspended or blocked)."""
+    rows = conn.execute(
+        "SELECT id, item_id FROM assignments WHERE annotator_id = ? AND state = 'pending'",
+        (annotator_id,),
+    ).fetchall()
+    for r in rows:
+        close_assignment(conn, r["id"], r["item_id"], "expired")
+
+
+def media_file_id(conn: sqlite3.Connection, sha256: str, platform: str) -> str | None:
+    """A platform's stored file id for prepared media."""
+    row = conn.execute(
+        "SELECT file_id FROM media_files WHERE sha256 = ? AND platform = ?", (sha256, platform)
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def save_media_file_id(conn: sqlite3.Connection, sha256: str, platform: str, file_id: str) -> None:
+    """Remember a platform's file id for prepared media."""
+    conn.execute(
+        "INSERT OR REPLACE INTO media_files (sha256, platform, file_id) VALUES (?, ?, ?)",
+        (sha256, platform, file_id),
+    )

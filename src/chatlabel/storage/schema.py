@@ -1,0 +1,139 @@
+"""The database schema, as an ordered list of migrations tracked by PRAGMA user_version."""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: list[str] = [
+    # 1: the whole first schema.
+    """
+    CREATE TABLE projects (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        paused INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE items (
+        id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL REFERENCES projects(id),
+        ext_id TEXT NOT NULL,
+        text TEXT,
+        media_kind TEXT,            -- image | audio | video
+        media_path TEXT,            -- absolute path of the source file
+        context TEXT,
+        gold TEXT,                  -- canonical gold value, NULL for ordinary items
+        gold_reason TEXT,
+        suggestion TEXT,
+        boxes TEXT,                 -- JSON list of boxes for verify tasks
+        meta TEXT,                  -- JSON object
+        status TEXT NOT NULL DEFAULT 'pending',  -- pending | resolved | escalated
+        needed INTEGER NOT NULL,    -- answers wanted in total (grows while undecided)
+        n_answers INTEGER NOT NULL DEFAULT 0,    -- counted (non-skip, non-gold-scoring) answers
+        n_leases INTEGER NOT NULL DEFAULT 0,     -- open assignments
+        seq INTEGER NOT NULL,       -- import order
+        created_at REAL NOT NULL,
+        -- An ordinary open item with a free slot. A column, not an expression in the index's
+        -- WHERE, because SQLite only matches partial indexes on simple terms.
+        queued INTEGER GENERATED ALWAYS AS
+            (gold IS NULL AND status = 'pending' AND n_answers + n_leases < needed) VIRTUAL,
+        UNIQUE (project_id, ext_id)
+    );
+    -- The work queue: open ordinary items with a free slot, fullest first.
+    CREATE INDEX items_queue ON items(project_id, n_answers DESC, seq) WHERE queued;
+    CREATE INDEX items_gold ON items(project_id, n_answers, seq) WHERE gold IS NOT NULL;
+    CREATE INDEX items_escalated ON items(project_id, seq) WHERE status = 'escalated';
+
+    CREATE TABLE annotators (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,   -- platform:user
+        platform TEXT NOT NULL,
+        address TEXT,               -- where to reach them (chat or DM channel id)
+        name TEXT NOT NULL DEFAULT '',
+        blocked INTEGER NOT NULL DEFAULT 0,   -- they blocked the bot: no pushes
+        project_id INTEGER REFERENCES projects(id),  -- the project they work on now
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE members (
+        project_id INTEGER NOT NULL REFERENCES projects(id),
+        annotator_id INTEGER NOT NULL REFERENCES annotators(id),
+        status TEXT NOT NULL DEFAULT 'active',  -- active | suspended
+        reason TEXT,
+        paused INTEGER NOT NULL DEFAULT 0,
+        waiting INTEGER NOT NULL DEFAULT 0,     -- told there is no work: push when there is
+        answers INTEGER NOT NULL DEFAULT 0,
+        skips INTEGER NOT NULL DEFAULT 0,
+        gold_answers INTEGER NOT NULL DEFAULT 0,
+        gold_correct INTEGER NOT NULL DEFAULT 0,
+        qual_answers INTEGER NOT NULL DEFAULT 0,
+        qual_correct INTEGER NOT NULL DEFAULT 0,
+        fast_answers INTEGER NOT NULL DEFAULT 0,
+        last_label TEXT,
+        same_run INTEGER NOT NULL DEFAULT 0,
+        joined_at REAL NOT NULL,
+        PRIMARY KEY (project_id, annotator_id)
+    );
+    CREATE INDEX members_waiting ON members(project_id) WHERE waiting = 1;
+
+    CREATE TABLE assignments (
+        id INTEGER PRIMARY KEY,
+        item_id INTEGER NOT NULL REFERENCES items(id),
+        annotator_id INTEGER NOT NULL REFERENCES annotators(id),
+        state TEXT NOT NULL DEFAULT 'pending',  -- pending | answered | skipped | expired
+        draft TEXT,                 -- multi-choice selection so far (JSON list)
+        message_ref TEXT,           -- the platform message showing it
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE UNIQUE INDEX assignments_open ON assignments(item_id, annotator_id)
+        WHERE state = 'pending';
+    CREATE INDEX assignments_expiry ON assignments(expires_at) WHERE state = 'pending';
+    CREATE INDEX assignments_by_annotator ON assignments(annotator_id, state);
+
+    CREATE TABLE answers (
+        id INTEGER PRIMARY KEY,
+        item_id INTEGER NOT NULL REFERENCES items(id),
+        annotator_id INTEGER NOT NULL REFERENCES annotators(id),
+        assignment_id INTEGER NOT NULL UNIQUE REFERENCES assignments(id),
+        value TEXT,                 -- canonical value; NULL for a skip
+        is_gold INTEGER NOT NULL DEFAULT 0,
+        correct INTEGER,            -- gold only
+        expert INTEGER NOT NULL DEFAULT 0,
+        counted INTEGER NOT NULL DEFAULT 1,  -- 0 once its annotator is suspended
+        seconds REAL NOT NULL,
+        answered_at REAL NOT NULL,
+        UNIQUE (item_id, annotator_id)
+    );
+    CREATE INDEX answers_by_annotator ON answers(annotator_id, answered_at);
+    CREATE INDEX answers_by_time ON answers(answered_at);
+
+    CREATE TABLE verdicts (
+        item_id INTEGER PRIMARY KEY REFERENCES items(id),
+        status TEXT NOT NULL,
+        label TEXT,
+        confidence REAL NOT NULL,
+        votes TEXT NOT NULL,
+        n_answers INTEGER NOT NULL,
+        method TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE media_files (
+        sha256 TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        file_id TEXT NOT NULL,
+        PRIMARY KEY (sha256, platform)
+    );
+    """,
+]
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to date; returns the resulting version."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise RuntimeError(
+            f"database schema version {version} is newer than this chatlabel ({len(MIGRATIONS)})"
+        )
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        # executescript commits first; each migration runs in its own transaction.
+        conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+    return len(MIGRATIONS)
