@@ -61,9 +61,11 @@ class LabelingService:
         self.pids: dict[str, int] = {}
         self.names: dict[int, str] = {}
         self._changed = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
         """Create the project rows the config declares."""
+        self._loop = asyncio.get_running_loop()
         now = self.clock()
 
         def tx(conn: sqlite3.Connection) -> dict[str, int]:
@@ -89,8 +91,23 @@ class LabelingService:
         return self.role(user) == "coordinator"
 
     def notify(self) -> None:
-        """Wake whoever waits for work to appear."""
+        """Wake everyone waiting for work to appear; safe to call from the database thread."""
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is loop:
+            self._wake()
+        else:
+            loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        # A fresh event per wake-up, so every push loop waiting on the old one is woken.
         self._changed.set()
+        self._changed = asyncio.Event()
 
     async def wait_for_change(self, timeout: float) -> bool:
         """Wait until something may have produced work (or the timeout); True if signalled."""
@@ -98,8 +115,6 @@ class LabelingService:
             await asyncio.wait_for(self._changed.wait(), timeout)
         except TimeoutError:
             return False
-        finally:
-            self._changed.clear()
         return True
 
     def _current(self, conn: sqlite3.Connection, user: UserRef) -> tuple[Row, str] | None:

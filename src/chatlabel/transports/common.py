@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -256,8 +255,3 @@ async def push_loop(
         except Exception:
             log.exception("pushing items on %s failed; retrying shortly", platform)
             await asyncio.sleep(min(interval, 1.0))
-
-
-def now() -> float:
-    """Wall-clock seconds (kept here so transports never read the clock themselves)."""
-    return time.time()
