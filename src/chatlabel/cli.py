@@ -1,3 +1,207 @@
+"""The chatlabel command line: init, import, status, export, run, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import __version__
+from .config import Config, ConfigError, load_config
+
+T = TypeVar("T")
+console = Console(stderr=True)
+
+
+def _run(coro: Awaitable[T]) -> T:
+    """Run a coroutine; turn the errors users can fix into a clean message and exit 1."""
+    from .importer import ImportError_
+
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except (ConfigError, ImportError_) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _config(path: str) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _project(cfg: Config, name: str | None) -> str:
+    try:
+        return cfg.get_project(name).name
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+async def _with_service(cfg: Config, fn: Callable[..., Awaitable[T]]) -> T:
+    from .app import open_service
+
+    db, service = await open_service(cfg)
+    try:
+        return await fn(service)
+    finally:
+        await db.close()
+
+
+@click.group()
+@click.version_option(__version__, prog_name="chatlabel")
 def main() -> None:
-    """Entry point placeholder until the CLI lands."""
-    raise SystemExit("chatlabel CLI not wired yet")
+    """Label data in chat: Telegram and Slack bots backed by one SQLite file."""
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--items", default=40, show_default=True, help="Sample items to write.")
+def init(directory: Path, items: int) -> None:
+    """Write a starter config and sample data into DIRECTORY."""
+    from .sample import write_sample
+
+    if (directory / "chatlabel.toml").exists():
+        raise click.ClickException(f"{directory / 'chatlabel.toml'} exists; not overwriting it")
+    config = write_sample(directory, items)
+    click.echo(f"Wrote {config} and {directory / 'items.jsonl'}.\nNext:\n"
+               f"  chatlabel import {config} {directory / 'items.jsonl'}\n"
+               f"  chatlabel status {config}")
+
+
+@main.command(name="import")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--project", "-p", help="Project to import into (needed with several).")
+def import_(config: str, data: Path, project: str | None) -> None:
+    """Import items from a JSONL or CSV file, or a folder of images (all rows or none)."""
+    from .importer import import_file
+
+    cfg = _config(config)
+    name = _project(cfg, project)
+
+    async def go(service: Any) -> Any:
+        with Progress(TextColumn("importing"), BarColumn(), TextColumn("{task.completed} rows"),
+                      TimeElapsedColumn(), console=console, transient=True) as bar:
+            task = bar.add_task("import", total=None)
+            return await import_file(service, name, data,
+                                     progress=lambda n: bar.update(task, completed=n))
+
+    s = _run(_with_service(cfg, go))
+    click.echo(f"Imported {s.items} items into {name} ({s.gold} gold); "
+               f"skipped {s.duplicates} already there.")
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+def status(config: str) -> None:
+    """Show each project's progress: items, resolved, escalated, answers, annotators."""
+    from .core.gold import accuracy
+    from .service.reports import Reports
+
+    cfg = _config(config)
+
+    async def go(service: Any) -> list[Any]:
+        reports = Reports(service)
+        out = []
+        for p in cfg.project:
+            prog = await reports.progress(p.name)
+            people = await reports.annotators(p.name, limit=1_000_000)
+            gold = sum(a.gold_answers for a in people)
+            right = sum(round((a.gold_accuracy or 0) * a.gold_answers) for a in people)
+            out.append((prog, accuracy(right, gold).raw))
+        return out
+
+    table = Table(title=f"chatlabel — {cfg.path.name}")
+    for col in ("project", "items", "resolved", "escalated", "open", "answers", "gold accuracy",
+                "annotators (active / all)", "suspended"):
+        table.add_column(col, justify="left" if col == "project" else "right")
+    for prog, gold_acc in _run(_with_service(cfg, go)):
+        table.add_row(prog.title + (" (paused)" if prog.paused else ""), str(prog.items),
+                      str(prog.resolved), str(prog.escalated), str(prog.pending),
+                      str(prog.answers), "n/a" if gold_acc is None else f"{gold_acc:.0%}",
+                      f"{prog.annotators_active} / {prog.annotators_total}", str(prog.suspended))
+    Console().print(table)
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--project", "-p", help="Project to export (needed with several).")
+@click.option("--what", type=click.Choice(["results", "answers", "annotators"]),
+              default="results", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
+              show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write (default: standard output).")
+def export(config: str, project: str | None, what: str, fmt: str, output: Path | None) -> None:
+    """Export results, answers or annotators, streamed."""
+    from . import exporter
+
+    cfg = _config(config)
+    name = _project(cfg, project)
+
+    async def go(service: Any) -> int:
+        if output is None:
+            return await exporter.write(service, name, what, fmt, sys.stdout)  # type: ignore[arg-type]
+        tmp = output.with_name(output.name + ".part")
+        with tmp.open("w", encoding="utf-8", newline="") as f:
+            n = await exporter.write(service, name, what, fmt, f)  # type: ignore[arg-type]
+        tmp.replace(output)  # never leave a half-written export under the real name
+        return n
+
+    n = _run(_with_service(cfg, go))
+    if output is not None:
+        click.echo(f"Wrote {n} rows to {output}", err=True)
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
+def run(config: str, verbose: bool) -> None:
+    """Run the bots configured in CONFIG until Ctrl-C or SIGTERM."""
+    from .app import build, serve
+
+    cfg = _config(config)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # httpx logs request URLs, and Telegram's URLs contain the bot token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        rt = await build(cfg, os.environ)
+        await serve(rt, stop)
+
+    _run(go())
+
+
+@main.command()
+@click.option("--annotators", default=6, show_default=True, help="Simulated annotators.")
+@click.option("--items", default=40, show_default=True, help="Sample items.")
+@click.option("--keep", type=click.Path(file_okay=False, path_type=Path),
+              help="Keep the database and exports in this folder.")
+@click.option("--seed", default=7, show_default=True, help="Random seed.")
+def demo(annotators: int, items: int, keep: Path | None, seed: int) -> None:
+    """Run everything locally: the real Telegram bot, an emulated Telegram, simulated people."""
+    from .demo import run_demo
+
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    _run(run_demo(annotators=annotators, items=items, keep=keep, seed=seed, console=Console()))
+

@@ -224,37 +224,40 @@ def dawid_skene_labels(
     label_index = {label: i for i, label in enumerate(label_set)}
     if len(label_index) != len(label_set):
         raise ValueError("label_set has duplicates")
-    item_index: dict[str, int] = {}
-    worker_index: dict[str, int] = {}
-    it: list[int] = []
-    wk: list[int] = []
-    lb: list[int] = []
-    for item, worker, label in answers:
-        if label not in label_index:
-            raise ValueError(f"answer {label!r} for item {item!r} is not in the label set")
-        it.append(item_index.setdefault(item, len(item_index)))
-        wk.append(worker_index.setdefault(worker, len(worker_index)))
-        lb.append(label_index[label])
+    rows = list(answers)
+    item_keys = [r[0] for r in rows]
+    bad = next((r for r in rows if r[2] not in label_index), None)
+    if bad is not None:
+        raise ValueError(f"answer {bad[2]!r} for item {bad[0]!r} is not in the label set")
+    if gold:
+        bad_gold = next(((i, g) for i, g in gold.items() if g not in label_index), None)
+        if bad_gold is not None:
+            raise ValueError(
+                f"gold {bad_gold[1]!r} for item {bad_gold[0]!r} is not in the label set"
+            )
+        item_keys.extend(gold)
+    # dict.fromkeys + map keep the encoding in C: a Python loop per answer would cost more
+    # than the whole EM at a few million answers.
+    item_index = {item: i for i, item in enumerate(dict.fromkeys(item_keys))}
+    worker_index = {w: i for i, w in enumerate(dict.fromkeys(r[1] for r in rows))}
+    n = len(rows)
+    it = np.fromiter(map(item_index.__getitem__, item_keys[:n]), dtype=np.intp, count=n)
+    wk = np.fromiter((worker_index[r[1]] for r in rows), dtype=np.intp, count=n)
+    lb = np.fromiter((label_index[r[2]] for r in rows), dtype=np.intp, count=n)
     gold_arr = None
     if gold:
-        for item, label in gold.items():
-            if label not in label_index:
-                raise ValueError(f"gold {label!r} for item {item!r} is not in the label set")
-            item_index.setdefault(item, len(item_index))
         gold_arr = np.full(len(item_index), -1, dtype=np.intp)
         for item, label in gold.items():
             gold_arr[item_index[item]] = label_index[label]
     result = dawid_skene(
-        np.asarray(it, dtype=np.intp),
-        np.asarray(wk, dtype=np.intp),
-        np.asarray(lb, dtype=np.intp),
+        it,
+        wk,
+        lb,
         len(item_index),
         len(worker_index),
         len(label_set),
         gold=gold_arr,
         **kw,
     )
-    return {
-        item: (label_set[int(result.labels[i])], float(result.confidence[i]))
-        for item, i in item_index.items()
-    }
+    names = [label_set[k] for k in result.labels.tolist()]
+    return dict(zip(item_index, zip(names, result.confidence.tolist(), strict=True), strict=True))

@@ -355,3 +355,30 @@ def save_media_file_id(conn: sqlite3.Connection, sha256: str, platform: str, fil
         "INSERT OR REPLACE INTO media_files (sha256, platform, file_id) VALUES (?, ?, ?)",
         (sha256, platform, file_id),
     )
+
+
+# -- import -------------------------------------------------------------------------------
+
+ITEM_COLUMNS = ("project_id", "ext_id", "text", "media_kind", "media_path", "context", "gold",
+                "gold_reason", "suggestion", "boxes", "meta", "needed", "seq", "created_at")
+_INSERT_ITEM = (
+    f"INSERT INTO items ({', '.join(ITEM_COLUMNS)}) VALUES ({', '.join('?' * len(ITEM_COLUMNS))})"
+    " ON CONFLICT (project_id, ext_id) DO NOTHING"
+)
+
+
+def max_seq(conn: sqlite3.Connection) -> int:
+    """The highest import sequence number so far."""
+    return int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM items").fetchone()[0])
+
+
+def insert_item(conn: sqlite3.Connection, values: tuple[Any, ...]) -> bool:
+    """Insert an item (values in ITEM_COLUMNS order); False when its id already exists."""
+    return conn.execute(_INSERT_ITEM, values).rowcount > 0
+
+
+def item_seq(conn: sqlite3.Connection, project_id: int, ext_id: str) -> int:
+    """The import sequence number of an existing item."""
+    return int(conn.execute(
+        "SELECT seq FROM items WHERE project_id = ? AND ext_id = ?", (project_id, ext_id)
+    ).fetchone()[0])

@@ -1,0 +1,131 @@
+"""The composition root: the one place storage, service and transports are wired together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from . import exporter
+from .config import Config, ConfigError
+from .service.labeling import LabelingService
+from .service.reports import Reports
+from .storage.db import Database
+
+log = logging.getLogger("chatlabel")
+
+
+class Transport(Protocol):
+    """A chat platform adapter: started and stopped with the app."""
+
+    name: str
+
+    async def start(self) -> None:
+        """Connect to the platform and begin handling updates."""
+
+    async def stop(self) -> None:
+        """Stop handling updates and close every connection."""
+
+
+@dataclass
+class Runtime:
+    """Everything one chatlabel process runs."""
+
+    config: Config
+    db: Database
+    service: LabelingService
+    reports: Reports
+    transports: list[Transport] = field(default_factory=list)
+
+    async def close(self) -> None:
+        """Stop the transports, then close the database."""
+        for t in reversed(self.transports):
+            try:
+                await t.stop()
+            except Exception:
+                log.exception("stopping %s failed", t.name)
+        await self.db.close()
+
+
+def _env(env: Mapping[str, str], var: str) -> str | None:
+    value = env.get(var, "").strip()
+    return value or None
+
+
+async def open_service(
+    config: Config, *, clock: Callable[[], float] | None = None
+) -> tuple[Database, LabelingService]:
+    """Open the database and start the service (for the CLI commands that need no platform)."""
+    db = await Database(config.database_path()).open()
+    try:
+        kw: dict[str, Any] = {} if clock is None else {"clock": clock}
+        service = LabelingService(db, config, **kw)
+        await service.start()
+    except BaseException:
+        await db.close()
+        raise
+    return db, service
+
+
+async def build(
+    config: Config, env: Mapping[str, str], *, clock: Callable[[], float] | None = None
+) -> Runtime:
+    """Open storage and the service, and create a transport per configured platform."""
+    db, service = await open_service(config, clock=clock)
+    rt = Runtime(config, db, service, Reports(service))
+
+    async def export_results(project: str) -> tuple[str, bytes]:
+        return await exporter.results_file(service, project)
+
+    try:
+        if config.telegram is not None:
+            token = _env(env, config.telegram.token_env)
+            if token is None:
+                log.warning("[telegram] is configured but %s is not set: Telegram is off",
+                            config.telegram.token_env)
+            else:
+                from .transports.telegram import TelegramTransport
+
+                rt.transports.append(TelegramTransport(
+                    service, rt.reports, config.telegram, token,
+                    media_cache=config.media_cache_path(), export_results=export_results,
+                ))
+        if config.slack is not None:
+            s = config.slack
+            bot, signing = _env(env, s.bot_token_env), _env(env, s.signing_secret_env)
+            if bot is None or signing is None:
+                log.warning("[slack] is configured but %s or %s is not set: Slack is off",
+                            s.bot_token_env, s.signing_secret_env)
+            else:
+                from .transports.slack import SlackTransport
+
+                rt.transports.append(SlackTransport(
+                    service, rt.reports, s, bot, signing, app_token=_env(env, s.app_token_env),
+                    media_cache=config.media_cache_path(), export_results=export_results,
+                ))
+    except BaseException:
+        await rt.close()
+        raise
+    return rt
+
+
+async def serve(rt: Runtime, stop: asyncio.Event) -> None:
+    """Start every transport, run until `stop` is set, then shut down cleanly."""
+    if not rt.transports:
+        raise ConfigError(
+            f"{rt.config.path}: no platform to run: configure [telegram] or [slack] and set "
+            "their token variables"
+        )
+    try:
+        for t in rt.transports:
+            await t.start()
+            log.info("%s started", t.name)
+        log.info("chatlabel running: %s (database %s)",
+                 ", ".join(t.name for t in rt.transports), rt.config.database_path())
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await rt.close()
+        log.info("stopped cleanly")
