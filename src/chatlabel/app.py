@@ -113,12 +113,12 @@ async def build(
 
 async def serve(rt: Runtime, stop: asyncio.Event) -> None:
     """Start every transport, run until `stop` is set, then shut down cleanly."""
-    if not rt.transports:
-        raise ConfigError(
-            f"{rt.config.path}: no platform to run: configure [telegram] or [slack] and set "
-            "their token variables"
-        )
     try:
+        if not rt.transports:
+            raise ConfigError(
+                f"{rt.config.path}: no platform to run: configure [telegram] or [slack] and set "
+                "their token variables"
+            )
         for t in rt.transports:
             await t.start()
             log.info("%s started", t.name)

@@ -123,15 +123,17 @@ def status(config: str) -> None:
         return out
 
     table = Table(title=f"chatlabel — {cfg.path.name}")
-    for col in ("project", "items", "resolved", "escalated", "open", "answers", "gold accuracy",
-                "annotators (active / all)", "suspended"):
+    for col in ("project", "items", "resolved", "escalated", "open", "answers", "gold acc.",
+                "annotators", "suspended"):
         table.add_column(col, justify="left" if col == "project" else "right")
     for prog, gold_acc in _run(_with_service(cfg, go)):
         table.add_row(prog.title + (" (paused)" if prog.paused else ""), str(prog.items),
                       str(prog.resolved), str(prog.escalated), str(prog.pending),
                       str(prog.answers), "n/a" if gold_acc is None else f"{gold_acc:.0%}",
-                      f"{prog.annotators_active} / {prog.annotators_total}", str(prog.suspended))
-    Console().print(table)
+                      f"{prog.annotators_active} active / {prog.annotators_total}",
+                      str(prog.suspended))
+    # Piped output gets a fixed, wide table instead of rich's 80-column default.
+    Console(width=None if sys.stdout.isatty() else 120).print(table)
 
 
 @main.command()

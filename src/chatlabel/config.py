@@ -246,3 +246,52 @@ def load_config(path: str | Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}") from None
     return parse_config(data, p.resolve())
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, Path):
+        value = str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _section(title: str, model: type[BaseModel], sample: dict[str, Any], out: list[str]) -> None:
+    out.append(f"\n# {model.__doc__}\n{title}")
+    nested = []
+    for name, field in model.model_fields.items():
+        if name == "path":
+            continue
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            nested.append((name, field.annotation))
+            continue
+        if name in sample:
+            value = sample[name]
+        elif field.is_required():
+            continue
+        else:
+            value = field.get_default(call_default_factory=True)
+        out.append(f"{name} = {_toml_value(value)}".ljust(43) + f" # {field.description}")
+    for name, sub in nested:
+        header = title.strip("[]")
+        _section(f"[{header}.{name}]", sub, {}, out)
+
+
+def example_toml() -> str:
+    """config/example.toml, generated from the models so every setting and help is declared once."""
+    out = ["# chatlabel: every setting with its default and what it does.",
+           "# Secrets are never written here: the file names the environment variables that hold",
+           "# them. Relative paths are relative to this file."]
+    _section("[storage]", Storage, {}, out)
+    _section("[[project]]", Project, {
+        "name": "tweet-sentiment", "title": "Tweet sentiment",
+        "instructions": "Read the tweet and pick its sentiment.",
+        "labels": ["positive", "negative", "neutral"]}, out)
+    _section("[access]", Access, {}, out)
+    _section("[telegram]", Telegram, {}, out)
+    _section("[slack]", Slack, {}, out)
+    return "\n".join(out) + "\n"

@@ -195,19 +195,23 @@ def pairwise_cohen(
     """
     if min_shared < 1:
         raise ValueError("min_shared must be >= 1")
-    last = _last_answers(answers)
-    if not last:
+    rows = list(answers)
+    if not rows:
         return {}
-    annotators = sorted({annotator for _, annotator in last}, key=str)
-    ann_index = {a: i for i, a in enumerate(annotators)}
     # Encoding through dict lookups in map/fromiter stays in C; it is most of the runtime.
-    item, _ = _codes([k[0] for k in last])
-    ann = np.fromiter((ann_index[k[1]] for k in last), dtype=np.int64, count=len(last))
-    lab, label_list = _codes(list(last.values()))
-    # Sorted by item, then annotator: inside an item group every later row has a larger
-    # annotator index, so each pair (row, later row) is already in (a < b) order.
+    item, _ = _codes([r[0] for r in rows])
+    ann_col = [r[1] for r in rows]
+    annotators = sorted(dict.fromkeys(ann_col), key=str)
+    ann_index = {a: i for i, a in enumerate(annotators)}
+    ann = np.fromiter(map(ann_index.__getitem__, ann_col), dtype=np.int64, count=len(rows))
+    lab, label_list = _codes([r[2] for r in rows])
+    # Sorted by item, then annotator (lexsort is stable, so repeated answers stay in order
+    # and the last of each (item, annotator) run is the one that counts). Inside an item
+    # every later row then has a larger annotator index: pairs come out in (a < b) order.
     order = np.lexsort((ann, item))
     item, ann, lab = item[order], ann[order], lab[order]
+    last = np.r_[(item[1:] != item[:-1]) | (ann[1:] != ann[:-1]), True]
+    item, ann, lab = item[last], ann[last], lab[last]
     first, second = _pairs_within_groups(item)
     if first.size == 0:
         return {}
@@ -227,13 +231,19 @@ def pairwise_cohen(
     marg_a = np.bincount(row_slot * n_lab + la, minlength=n_kept * n_lab).reshape(n_kept, n_lab)
     marg_b = np.bincount(row_slot * n_lab + lb, minlength=n_kept * n_lab).reshape(n_kept, n_lab)
     chance = (marg_a * marg_b).sum(axis=1)
-    n = shared[kept]
-    out: dict[tuple[Who, Who], tuple[float, int]] = {}
-    for s, code in enumerate(pairs[kept].tolist()):
-        a, b = divmod(code, n_ann)
-        kappa = _kappa_from_counts(int(agree[s]), int(n[s]), int(chance[s]))
-        out[(annotators[a], annotators[b])] = (kappa, int(n[s]))
-    return out
+    n = shared[kept].astype(np.int64)
+    # Same integer form as _kappa_from_counts, vectorized; a zero denominator is p_e = 1.
+    num = agree * n - chance
+    den = n * n - chance
+    kappa = np.full(n_kept, np.nan)
+    np.divide(num, den, out=kappa, where=den != 0)
+    first_ann, second_ann = np.divmod(pairs[kept], n_ann)
+    keys = zip(
+        map(annotators.__getitem__, first_ann.tolist()),
+        map(annotators.__getitem__, second_ann.tolist()),
+        strict=True,
+    )
+    return dict(zip(keys, zip(kappa.tolist(), n.tolist(), strict=True), strict=True))
 
 
 def _codes(values: list[Label]) -> tuple[np.ndarray, list[Label]]:

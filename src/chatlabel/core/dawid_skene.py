@@ -14,6 +14,10 @@ With ``smoothing`` near 0 and ``diagonal=0`` this is the same EM as crowd-kit's 
 ``diagonal`` is a Dirichlet prior that annotators beat chance: it helps when each annotator has
 few answers (overlap 3), and costs nothing measurable when they have many.
 
+EM starts from the soft majority vote and stops when the observed-data log-likelihood per
+answer changes by less than ``tol`` (or after ``max_iter`` iterations). Items without answers
+get the priors. Exact ties in the posterior go to the lowest label index.
+
 Every pass over answers is a numpy gather or ``np.bincount`` scatter; the only Python loops run
 over labels and iterations, so millions of answers take seconds.
 """
@@ -82,9 +86,11 @@ def _m_step(
 
 
 def _priors(post: np.ndarray, observed: np.ndarray, smoothing: float) -> np.ndarray:
+    """Class prevalence from label-major posteriors over items with evidence (0/1 float mask)."""
     # Items with no answers and no gold carry no evidence; counting them would only drag
     # the priors toward whatever they were initialised with.
-    mass = post[:, observed].sum(axis=1) + smoothing
+    # A matrix-vector product with the 0/1 mask avoids copying a (K, n_items) selection.
+    mass = post @ observed + smoothing
     total = mass.sum()
     if total <= 0:
         return np.full(post.shape[0], 1.0 / post.shape[0])
@@ -139,6 +145,7 @@ def dawid_skene(
     n_answers = np.bincount(it, minlength=n_items)
     observed = n_answers > 0
     observed[gold_idx] = True
+    evidence = observed.astype(float)
 
     # Posteriors are kept label-major (K, n_items) so each per-label pass is contiguous.
     # Start from the soft majority vote: the share of each label among an item's answers.
@@ -149,7 +156,7 @@ def dawid_skene(
     post[:, ~observed] = 1.0 / k_count
     post[:, gold_idx] = 0.0
     post[gold_lab, gold_idx] = 1.0
-    priors = _priors(post, observed, smoothing)
+    priors = _priors(post, evidence, smoothing)
     post[:, ~observed] = priors[:, None]
 
     if it.size == 0:
@@ -176,11 +183,11 @@ def dawid_skene(
         # truth is observed too, so their term is the joint at the known label.
         item_ll = top + np.log(norm)
         item_ll[gold_idx] = log_post[gold_lab, gold_idx]
-        ll = float(item_ll[observed].sum()) / it.size
+        ll = float(item_ll @ evidence) / it.size
         post[:, gold_idx] = 0.0
         post[gold_lab, gold_idx] = 1.0
         # M-step
-        priors = _priors(post, observed, smoothing)
+        priors = _priors(post, evidence, smoothing)
         conf = _m_step(post, it, wl, n_workers, smoothing, diagonal)
         if abs(ll - prev_ll) < tol:
             converged = True
@@ -225,25 +232,22 @@ def dawid_skene_labels(
     if len(label_index) != len(label_set):
         raise ValueError("label_set has duplicates")
     rows = list(answers)
-    item_keys = [r[0] for r in rows]
-    bad = next((r for r in rows if r[2] not in label_index), None)
-    if bad is not None:
-        raise ValueError(f"answer {bad[2]!r} for item {bad[0]!r} is not in the label set")
-    if gold:
-        bad_gold = next(((i, g) for i, g in gold.items() if g not in label_index), None)
-        if bad_gold is not None:
-            raise ValueError(
-                f"gold {bad_gold[1]!r} for item {bad_gold[0]!r} is not in the label set"
-            )
-        item_keys.extend(gold)
-    # dict.fromkeys + map keep the encoding in C: a Python loop per answer would cost more
-    # than the whole EM at a few million answers.
-    item_index = {item: i for i, item in enumerate(dict.fromkeys(item_keys))}
-    worker_index = {w: i for i, w in enumerate(dict.fromkeys(r[1] for r in rows))}
     n = len(rows)
-    it = np.fromiter(map(item_index.__getitem__, item_keys[:n]), dtype=np.intp, count=n)
+    lb = np.fromiter((label_index.get(r[2], -1) for r in rows), dtype=np.intp, count=n)
+    if n and lb.min() < 0:
+        item, _, label = rows[int(np.argmin(lb))]
+        raise ValueError(f"answer {label!r} for item {item!r} is not in the label set")
+    gold = gold or {}
+    for item, label in gold.items():
+        if label not in label_index:
+            raise ValueError(f"gold {label!r} for item {item!r} is not in the label set")
+    # dict.fromkeys and map keep the encoding in C: a Python statement per answer would cost
+    # as much as the EM itself at a few million answers.
+    item_keys = [r[0] for r in rows]
+    item_index = {item: i for i, item in enumerate(dict.fromkeys([*item_keys, *gold]))}
+    worker_index = {w: i for i, w in enumerate(dict.fromkeys(r[1] for r in rows))}
+    it = np.fromiter(map(item_index.__getitem__, item_keys), dtype=np.intp, count=n)
     wk = np.fromiter((worker_index[r[1]] for r in rows), dtype=np.intp, count=n)
-    lb = np.fromiter((label_index[r[2]] for r in rows), dtype=np.intp, count=n)
     gold_arr = None
     if gold:
         gold_arr = np.full(len(item_index), -1, dtype=np.intp)

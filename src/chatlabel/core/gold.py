@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-# Beta(1, 1) prior: an annotator with no gold answers is "unknown", not "perfect".
+# Beta(1, 1) prior for reported estimates: with no gold answers accuracy is "unknown".
 PRIOR_CORRECT = 1.0
 PRIOR_WRONG = 1.0
+# The suspension rule gives newcomers the benefit of the doubt: a Beta(4, 1) prior (as if they
+# had already got 3 of 3 right) so that two unlucky answers never suspend anyone.
+SUSPEND_PRIOR = (4, 1)
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,8 @@ def confidently_below(correct: int, total: int, threshold: float, confidence: fl
     """True when we are `confidence` sure the true accuracy is below `threshold`."""
     if total == 0:
         return False
-    a = correct + int(PRIOR_CORRECT)
-    b = total - correct + int(PRIOR_WRONG)
+    a = correct + SUSPEND_PRIOR[0]
+    b = total - correct + SUSPEND_PRIOR[1]
     # P(accuracy < threshold) under the posterior.
     return _beta_cdf(threshold, a, b) >= confidence
 

@@ -1,0 +1,483 @@
+"""Engine benchmark: the answer-then-next-item cycle, at a million items and at ten thousand.
+
+Builds a project straight into a SQLite file through chatlabel's real schema (default:
+1,000,000 items, 10,000 annotators, 3,000,000 answers, overlap 5 so the project is about 60 %
+done and has open work), then runs the cycle one tap on a button triggers:
+LabelingService.answer (record, score gold, settle the item) followed by
+LabelingService.next_task (lease the next item), through the real service and its one aiosqlite
+connection.
+
+Phases, run on the large project and again on one of --compare-items items:
+
+  floor      the same two transaction functions (the service's _answer_tx and _next_tx inside
+             storage.db's BEGIN IMMEDIATE wrapper) on a plain sqlite3 connection in one thread,
+             annotators taking turns: what this SQL can reach with no event loop and no thread hop
+  saturated  --concurrency annotators answering as fast as they can: throughput, and latency
+             that is mostly waiting for the single writer
+  paced      --paced-annotators annotators with random think time offering --rate cycles/s in
+             total: the latency a volunteer sees at that load
+
+    python bench/engine.py            # 1M items (built in about a minute) and 10k items
+    python bench/engine.py --small    # 100k and 10k items, 1,000 annotators: seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from _util import human, machine, pct, table
+
+from chatlabel.config import Config, parse_config
+from chatlabel.service.labeling import LabelingService
+from chatlabel.service.types import Task, UserRef
+from chatlabel.storage.db import Database, _pragmas, _transaction
+from chatlabel.storage.schema import migrate
+
+LABELS = ("positive", "negative", "neutral")
+QUALIFICATION = 4
+GOLD_RATE = 0.1
+ACCURACY = 0.85  # simulated annotators pick the true label this often
+AGREEMENT = 0.6
+DAY = 86400.0
+CHUNK = 200_000
+
+
+# -- building the project -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Built:
+    """What went into a bench database."""
+
+    items: int
+    gold_items: int
+    annotators: int
+    answers: int
+    open_slots: int
+    seconds: float
+
+
+def project_config(db: Path, overlap: int) -> Config:
+    """The bench deployment: one single-choice project with gold, in the bench database."""
+    return parse_config({
+        "storage": {"database": str(db)},
+        "project": [{
+            "name": "bench", "labels": list(LABELS), "overlap": overlap,
+            "max_overlap": overlap + 2, "agreement": AGREEMENT, "lease_seconds": 900,
+            "quality": {"qualification": QUALIFICATION, "gold_rate": GOLD_RATE,
+                        "min_gold_accuracy": 0.7},
+        }],
+    }, db.with_suffix(".toml"))
+
+
+def _chunks(rows: Iterator[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]:
+    batch: list[tuple[Any, ...]] = []
+    for r in rows:
+        batch.append(r)
+        if len(batch) >= CHUNK:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _insert(conn: sqlite3.Connection, sql: str, rows: Iterator[tuple[Any, ...]]) -> None:
+    for batch in _chunks(rows):
+        conn.executemany(sql, batch)
+
+
+def build(path: Path, n_items: int, n_annotators: int, n_answers: int, overlap: int,
+          seed: int) -> Built:
+    """Fill a fresh database file with a project in mid-flight, as the service would leave it.
+
+    Items are labelled in import order (the queue is fullest-first): the first ones are
+    resolved with `overlap` answers, then a fifth of the rest are partly answered, the rest
+    untouched. Every 100th item is gold; each annotator has answered the first gold items in
+    order (the order next_gold_item hands them out) and passed qualification.
+    """
+    started = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    now = time.time()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = OFF")
+    conn.execute("PRAGMA synchronous = OFF")
+    conn.execute("PRAGMA cache_size = -1000000")
+    migrate(conn)
+
+    idx = np.arange(n_items)
+    truth = idx % len(LABELS)
+    n_gold = max(QUALIFICATION + 20, n_items // 100)
+    stride = max(1, n_items // n_gold)
+    is_gold = np.zeros(n_items, dtype=bool)
+    is_gold[idx[stride - 1::stride][:n_gold]] = True
+    gold_idx = np.flatnonzero(is_gold)
+    n_gold = int(gold_idx.size)
+    plain = np.flatnonzero(~is_gold)
+
+    per_annotator = n_answers / n_annotators
+    gq = min(n_gold, QUALIFICATION + round(GOLD_RATE * per_annotator))
+    m_plain = n_answers - n_annotators * gq
+    n_partial = len(plain) // 5
+    partial_counts = rng.integers(1, overlap, size=n_partial)  # 1 .. overlap-1
+    n_resolved = max(0, (m_plain - int(partial_counts.sum())) // overlap)
+    if n_resolved + n_partial > len(plain):
+        raise SystemExit(f"{n_answers:,} answers do not fit {n_items:,} items at overlap "
+                         f"{overlap}: raise --items or --overlap")
+    counts = np.zeros(len(plain), dtype=np.int64)
+    counts[:n_resolved] = overlap
+    counts[n_resolved:n_resolved + n_partial] = partial_counts
+    n_ans_item = np.zeros(n_items, dtype=np.int64)
+    n_ans_item[plain] = counts
+
+    # Plain answers: item k gets counts[k] distinct, consecutive annotators from a random base.
+    a_item = np.repeat(plain, counts)
+    starts = np.cumsum(counts) - counts
+    within = np.arange(a_item.size) - np.repeat(starts, counts)
+    a_who = (np.repeat(rng.integers(0, n_annotators, size=len(plain)), counts) + within)
+    a_who %= n_annotators
+    right = rng.random(a_item.size) < ACCURACY
+    must = math.ceil(AGREEMENT * overlap)
+    right |= (within < must) & (np.repeat(np.arange(len(plain)) < n_resolved, counts))
+    a_val = np.where(right, truth[a_item],
+                     (truth[a_item] + rng.integers(1, len(LABELS), size=a_item.size)) % 3)
+    # Gold answers: annotator w answered gold_idx[0:gq]; qualification ones are right.
+    g_item = np.tile(gold_idx[:gq], n_annotators)
+    g_who = np.repeat(np.arange(n_annotators), gq)
+    g_right = (rng.random(g_item.size) < ACCURACY) | (np.tile(np.arange(gq), n_annotators)
+                                                     < QUALIFICATION)
+    g_val = np.where(g_right, truth[g_item],
+                     (truth[g_item] + rng.integers(1, len(LABELS), size=g_item.size)) % 3)
+
+    ans_item = np.concatenate([a_item, g_item])
+    ans_who = np.concatenate([a_who, g_who])
+    ans_val = np.concatenate([a_val, g_val])
+    ans_gold = np.concatenate([np.zeros(a_item.size, bool), np.ones(g_item.size, bool)])
+    order = np.argsort(ans_item, kind="stable")
+    ans_item, ans_who, ans_val, ans_gold = (ans_item[order], ans_who[order], ans_val[order],
+                                            ans_gold[order])
+    total = int(ans_item.size)
+    at = np.linspace(now - 30 * DAY, now - 3600, total) if total else np.zeros(0)
+
+    conn.execute("BEGIN")
+    conn.execute("INSERT INTO projects (id, name, created_at) VALUES (1, 'bench', ?)",
+                 (now - 31 * DAY,))
+    _insert(conn, "INSERT INTO annotators (id, key, platform, address, name, project_id, "
+                  "created_at) VALUES (?, ?, 'telegram', ?, ?, 1, ?)",
+            ((w + 1, f"telegram:{w + 1}", str(w + 1), f"annotator {w + 1}", now - 31 * DAY)
+             for w in range(n_annotators)))
+
+    status = np.full(n_items, "pending", dtype=object)
+    status[plain[:n_resolved]] = "resolved"
+    _insert(conn, "INSERT INTO items (id, project_id, ext_id, text, gold, status, needed, "
+                  "n_answers, seq, created_at) VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ((i + 1, f"i{i}", f"Review {i}: the battery lasts about {i % 97} hours.",
+              LABELS[t] if g else None, s, overlap, n, i + 1, now - 31 * DAY)
+             for i, t, g, s, n in zip(idx.tolist(), truth.tolist(), is_gold.tolist(),
+                                      status.tolist(), n_ans_item.tolist(), strict=True)))
+
+    ids = np.arange(1, total + 1)
+    _insert(conn, "INSERT INTO assignments (id, item_id, annotator_id, state, created_at, "
+                  "expires_at) VALUES (?, ?, ?, 'answered', ?, ?)",
+            ((a, i + 1, w + 1, t - 5.0, t + 895.0) for a, i, w, t in
+             zip(ids.tolist(), ans_item.tolist(), ans_who.tolist(), at.tolist(), strict=True)))
+    gold_of = np.where(is_gold, truth, -1)
+    correct = np.where(ans_gold, (ans_val == gold_of[ans_item]).astype(np.int64), -1)
+    _insert(conn, "INSERT INTO answers (id, item_id, annotator_id, assignment_id, value, "
+                  "is_gold, correct, seconds, answered_at) VALUES (?, ?, ?, ?, ?, ?, ?, 5.0, ?)",
+            ((a, i + 1, w + 1, a, LABELS[v], int(g), None if c < 0 else c, t)
+             for a, i, w, v, g, c, t in zip(ids.tolist(), ans_item.tolist(), ans_who.tolist(),
+                                            ans_val.tolist(), ans_gold.tolist(),
+                                            correct.tolist(), at.tolist(), strict=True)))
+
+    # Verdicts of the answered plain items, as _settle leaves them.
+    plain_pos = np.full(n_items, -1)
+    plain_pos[plain] = np.arange(len(plain))
+    votes = np.bincount(plain_pos[a_item] * 3 + a_val, minlength=len(plain) * 3)
+    votes = votes.reshape(len(plain), 3)
+    answered = np.flatnonzero(counts > 0)
+
+    def verdicts() -> Iterator[tuple[Any, ...]]:
+        for k in answered.tolist():
+            v = votes[k]
+            n = int(counts[k])
+            top = int(v.argmax())
+            resolved = k < n_resolved
+            yield (int(plain[k]) + 1, "resolved" if resolved else "pending",
+                   LABELS[top] if resolved else None, float(v[top]) / n,
+                   json.dumps({LABELS[j]: float(v[j]) for j in range(3) if v[j]}), n,
+                   now - 3600)
+
+    _insert(conn, "INSERT INTO verdicts (item_id, status, label, confidence, votes, n_answers, "
+                  "method, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'majority', ?)", verdicts())
+
+    # Members: counters consistent with the answers above.
+    n_by = np.bincount(ans_who, minlength=n_annotators)
+    g_correct = np.bincount(g_who, weights=g_right, minlength=n_annotators).astype(np.int64)
+    q = min(QUALIFICATION, gq)
+    _insert(conn, "INSERT INTO members (project_id, annotator_id, answers, gold_answers, "
+                  "gold_correct, qual_answers, qual_correct, joined_at) "
+                  "VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
+            ((w + 1, n, gq, c, q, q, now - 31 * DAY)
+             for w, n, c in zip(range(n_annotators), n_by.tolist(), g_correct.tolist(),
+                                strict=True)))
+    conn.execute("COMMIT")
+    conn.close()
+    open_slots = int(len(plain) * overlap - counts.sum())
+    return Built(n_items, n_gold, n_annotators, total, open_slots,
+                 time.perf_counter() - started)
+
+
+# -- the simulated annotators -------------------------------------------------------------
+
+
+def user(n: int) -> UserRef:
+    """The n-th bench annotator (1-based), as the Telegram transport would describe them."""
+    return UserRef("telegram", str(n), f"annotator {n}", str(n))
+
+
+def choose(task: Task, rng: random.Random) -> str:
+    """An answer that is right ACCURACY of the time (the truth is the item number mod 3)."""
+    t = int(task.item_id[1:]) % len(LABELS)
+    if rng.random() >= ACCURACY:
+        t = (t + rng.randint(1, len(LABELS) - 1)) % len(LABELS)
+    return LABELS[t]
+
+
+@dataclass
+class Phase:
+    """The figures of one phase."""
+
+    name: str
+    cycles: int
+    seconds: float
+    cpu: float
+    latencies: list[float]
+    errors: int = 0
+
+    @property
+    def rate(self) -> float:
+        """Cycles per second."""
+        return self.cycles / self.seconds if self.seconds else 0.0
+
+
+def run_floor(db: Path, config: Config, pids: dict[str, int], users: Sequence[UserRef],
+              cycles: int, seed: int) -> Phase:
+    """The same transactions on a plain sqlite3 connection, in one thread."""
+    conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    _pragmas(conn)
+    svc = LabelingService(None, config, rng=random.Random(seed))  # type: ignore[arg-type]
+    svc.pids = dict(pids)
+    svc.names = {v: k for k, v in pids.items()}
+    rng = random.Random(seed)
+    tasks: dict[UserRef, Any] = {}
+    for u in users:
+        tasks[u] = _transaction(conn, svc._next_tx, (u, svc.role(u), time.time(),
+                                                      svc.rng.random()))
+    lat: list[float] = []
+    errors = 0
+    live = [u for u in users if isinstance(tasks[u], Task)]
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    done = 0
+    while done < cycles and live:
+        u = live[done % len(live)]
+        task = tasks[u]
+        s = time.perf_counter()
+        out = _transaction(conn, svc._answer_tx,
+                           (u, task.assignment_id, choose(task, rng), time.time(), False))
+        nxt = _transaction(conn, svc._next_tx, (u, svc.role(u), time.time(), svc.rng.random()))
+        lat.append(time.perf_counter() - s)
+        errors += not out.ok
+        done += 1
+        if isinstance(nxt, Task):
+            tasks[u] = nxt
+        else:
+            live.remove(u)
+    phase = Phase("floor (sqlite3, 1 thread)", done, time.perf_counter() - t0,
+                  time.process_time() - cpu0, lat, errors)
+    conn.close()
+    return phase
+
+
+async def run_saturated(svc: LabelingService, users: Sequence[UserRef], cycles: int,
+                        seed: int) -> Phase:
+    """Annotators answering as fast as the service lets them."""
+    rng = random.Random(seed)
+    first = await asyncio.gather(*(svc.next_task(u) for u in users))
+    lat: list[float] = []
+    errors = 0
+    left = cycles
+
+    async def annotator(u: UserRef, task: Any) -> None:
+        nonlocal left, errors
+        while left > 0 and isinstance(task, Task):
+            left -= 1
+            s = time.perf_counter()
+            out = await svc.answer(u, task.assignment_id, choose(task, rng))
+            task = await svc.next_task(u)
+            lat.append(time.perf_counter() - s)
+            errors += not out.ok
+
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(annotator(u, t) for u, t in zip(users, first, strict=True)))
+    return Phase(f"saturated ({len(users)} annotators)", len(lat), time.perf_counter() - t0,
+                 time.process_time() - cpu0, lat, errors)
+
+
+async def run_paced(svc: LabelingService, users: Sequence[UserRef], rate: float,
+                    seconds: float, seed: int) -> Phase:
+    """Annotators who think between taps (exponential think time), offering `rate` in total."""
+    rng = random.Random(seed)
+    first = await asyncio.gather(*(svc.next_task(u) for u in users))
+    think = len(users) / rate
+    lat: list[float] = []
+    errors = 0
+    t0 = time.perf_counter()
+    end = t0 + seconds
+
+    async def annotator(u: UserRef, task: Any) -> None:
+        nonlocal errors
+        while isinstance(task, Task):
+            await asyncio.sleep(rng.expovariate(1.0 / think))
+            if time.perf_counter() >= end:
+                return
+            s = time.perf_counter()
+            out = await svc.answer(u, task.assignment_id, choose(task, rng))
+            task = await svc.next_task(u)
+            lat.append(time.perf_counter() - s)
+            errors += not out.ok
+
+    cpu0 = time.process_time()
+    await asyncio.gather(*(annotator(u, t) for u, t in zip(users, first, strict=True)))
+    return Phase(f"paced ({len(users)} annotators, {rate:,.0f}/s offered)", len(lat),
+                 time.perf_counter() - t0, time.process_time() - cpu0, lat, errors)
+
+
+async def run_service(db: Path, config: Config, args: argparse.Namespace,
+                      floor_users: int) -> tuple[dict[str, int], list[Phase]]:
+    """Open the real Database and LabelingService and run the service phases."""
+    async with Database(db) as database:
+        svc = LabelingService(database, config, rng=random.Random(args.seed))
+        await svc.start()
+        sat_users = [user(n) for n in range(floor_users + 1, floor_users + args.concurrency + 1)]
+        first_paced = floor_users + args.concurrency + 1
+        paced_users = [user(n) for n in range(first_paced, first_paced + args.paced_annotators)]
+        phases = [await run_saturated(svc, sat_users, args.cycles, args.seed)]
+        if args.rate > 0:
+            phases.append(await run_paced(svc, paced_users, args.rate, args.paced_seconds,
+                                          args.seed))
+        return svc.pids, phases
+
+
+def bench_size(workdir: Path, n_items: int, args: argparse.Namespace) -> tuple[Built, list[Phase]]:
+    """Build a project of n_items and run every phase on it."""
+    n_answers = args.answers if n_items == args.items and args.answers else n_items * 3
+    db = workdir / f"engine-{n_items}.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    print(f"building {n_items:,} items, {args.annotators:,} annotators, "
+          f"{n_answers:,} answers in {db} ...", flush=True)
+    built = build(db, n_items, args.annotators, n_answers, args.overlap, args.seed)
+    print(f"  built in {built.seconds:.1f} s ({built.answers:,} answers, {built.gold_items:,} "
+          f"gold items, {built.open_slots:,} open answer slots, "
+          f"{db.stat().st_size / 2**20:,.0f} MiB)", flush=True)
+    need = args.cycles * 2 + args.rate * args.paced_seconds * 1.2 + args.concurrency * 2
+    if need > built.open_slots * 0.8:
+        print(f"  warning: the phases may use up to {need:,.0f} of {built.open_slots:,} open "
+              "slots; the queue may run dry", flush=True)
+    config = project_config(db, args.overlap)
+    # The service creates the project row's id mapping; the floor reuses it.
+    pids = {"bench": 1}
+    floor_users = [user(n) for n in range(1, args.concurrency + 1)]
+    floor = run_floor(db, config, pids, floor_users, args.cycles, args.seed)
+    _, phases = asyncio.run(run_service(db, config, args, len(floor_users)))
+    if not args.keep:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+    return built, [floor, *phases]
+
+
+def report(built: Built, phases: list[Phase]) -> list[list[str]]:
+    """Table rows for one project size."""
+    floor = phases[0]
+    rows = []
+    for p in phases:
+        rows.append([
+            f"{built.items:,}", p.name, human(p.cycles), human(p.rate),
+            f"{pct(p.latencies, 50) * 1e3:.2f}", f"{pct(p.latencies, 99) * 1e3:.2f}",
+            f"{p.cpu / p.cycles * 1e6:.0f}" if p.cycles else "-",
+            f"{p.rate / floor.rate:.2f}" if floor.rate else "-",
+            str(p.errors),
+        ])
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse flags, build both project sizes, run the phases and print the figures."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--small", action="store_true",
+                    help="100k items, 1,000 annotators: a quick run")
+    ap.add_argument("--items", type=int, default=None, help="large project (default 1,000,000)")
+    ap.add_argument("--compare-items", type=int, default=10_000,
+                    help="small project to compare against (0 = skip)")
+    ap.add_argument("--annotators", type=int, default=None, help="default 10,000")
+    ap.add_argument("--answers", type=int, default=None, help="default 3 per item")
+    ap.add_argument("--overlap", type=int, default=5)
+    ap.add_argument("--cycles", type=int, default=None,
+                    help="cycles in the floor and saturated phases (default 4,000)")
+    ap.add_argument("--concurrency", type=int, default=200,
+                    help="annotators in the floor and saturated phases")
+    ap.add_argument("--rate", type=float, default=1000.0,
+                    help="cycles/s offered in the paced phase (0 = skip it)")
+    ap.add_argument("--paced-annotators", type=int, default=2000)
+    ap.add_argument("--paced-seconds", type=float, default=4.0)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--dir", type=Path, default=None, help="where to build (default: a temp dir)")
+    ap.add_argument("--keep", action="store_true", help="keep the database files")
+    args = ap.parse_args(argv)
+    args.items = args.items or (100_000 if args.small else 1_000_000)
+    args.annotators = args.annotators or (1_000 if args.small else 10_000)
+    args.cycles = args.cycles or (2_000 if args.small else 4_000)
+    if args.small:
+        args.paced_seconds = min(args.paced_seconds, 2.0)
+    if args.concurrency * 2 + args.paced_annotators > args.annotators:
+        args.paced_annotators = max(10, args.annotators - args.concurrency * 2)
+
+    print(f"machine: {machine()}")
+    sizes = [args.items] + ([args.compare_items] if args.compare_items else [])
+    results: list[tuple[Built, list[Phase]]] = []
+    with tempfile.TemporaryDirectory(prefix="chatlabel-bench-", dir=args.dir) as tmp:
+        workdir = args.dir if args.keep and args.dir else Path(tmp)
+        for n in sizes:
+            results.append(bench_size(workdir, n, args))
+
+    rows = [r for built, phases in results for r in report(built, phases)]
+    print()
+    print(table(["items", "phase", "cycles", "cycles/s", "median ms", "p99 ms",
+                 "CPU µs/cycle", "× floor", "errors"], rows))
+    if len(results) == 2:
+        (big, pb), (small, ps) = results
+        print()
+        for i, name in enumerate(p.name.split(" (")[0] for p in pb):
+            print(f"{name:>9}: {pb[i].rate:,.0f} cycles/s at {big.items:,} items vs "
+                  f"{ps[i].rate:,.0f} at {small.items:,} "
+                  f"(ratio {pb[i].rate / ps[i].rate:.2f}); p99 {pct(pb[i].latencies, 99) * 1e3:.2f}"
+                  f" vs {pct(ps[i].latencies, 99) * 1e3:.2f} ms")
+    return 0 if all(p.errors == 0 for _, phases in results for p in phases) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,298 @@
+"""Sending to Telegram: retries, edits that may be no-ops, media uploaded once, blocked users."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import weakref
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TypeVar
+
+from telegram import Bot, CallbackQuery, InlineKeyboardMarkup, InputFile, Message
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
+
+from ..media import MediaError, prepare_image
+from ..service.labeling import LabelingService
+from ..service.types import Task, UserRef
+from .common import cut, task_text
+from .telegram_views import CAPTION_LIMIT, TEXT_LIMIT, task_keyboard
+
+log = logging.getLogger("chatlabel.telegram")
+T = TypeVar("T")
+PLATFORM = "telegram"
+_VOICE_SUFFIXES = (".ogg", ".oga", ".opus")
+
+
+@dataclass
+class Shown:
+    """The latest item message in a chat, so a typed answer or an undo can find it."""
+
+    assignment_id: int
+    message_id: int
+    body: str
+    media: bool
+    kind: str
+    open: bool = True
+
+
+class _FileIdRefused(Exception):
+    """Telegram does not know a stored file_id (another bot, or a wiped test server)."""
+
+
+def chat_of(user: UserRef) -> int:
+    """The chat to write to: the user's private chat unless another address was recorded."""
+    return int(user.address or user.user_id)
+
+
+def _seconds(retry_after: int | timedelta) -> float:
+    return retry_after.total_seconds() if isinstance(retry_after, timedelta) else float(retry_after)
+
+
+def _says(error: BadRequest, *fragments: str) -> bool:
+    # PTB capitalises descriptions ("Message is not modified"): compare case-insensitively.
+    text = error.message.lower()
+    return any(f in text for f in fragments)
+
+
+class Outbox:
+    """Everything the bot sends, with retries; a user who blocked the bot is marked so."""
+
+    # Waits between attempts after a network error or a 429 the rate limiter gave up on.
+    retry_delays: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+    def __init__(self, bot: Bot, service: LabelingService, media_cache: Path) -> None:
+        self.bot = bot
+        self.service = service
+        self.media_cache = media_cache
+        self.shown: dict[int, Shown] = {}  # chat id -> latest item message
+        # Choices of assignments shown since start, so a press needs no database lookup.
+        self.choices: OrderedDict[int, tuple[str, ...]] = OrderedDict()
+        self._hashes: dict[Path, str] = {}
+        self._upload_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+
+    # -- calls ----------------------------------------------------------------------------
+
+    async def call(self, make: Callable[[], Awaitable[T]]) -> T:
+        """Run a Bot API call, retrying network errors and rate limits with backoff."""
+        delays = list(self.retry_delays)
+        while True:
+            try:
+                return await make()
+            except BadRequest:
+                raise  # a subclass of NetworkError, but retrying cannot fix it
+            except RetryAfter as exc:
+                if not delays:
+                    raise
+                delays.pop(0)
+                await asyncio.sleep(_seconds(exc.retry_after) + 0.1)
+            except NetworkError as exc:
+                if not delays:
+                    raise
+                delay = delays.pop(0)
+                log.warning("Telegram call failed (%s); retrying in %.2fs", exc.message, delay)
+                await asyncio.sleep(delay)
+
+    async def to_user(self, user: UserRef, make: Callable[[], Awaitable[T]]) -> T | None:
+        """A call addressed to one user; None (and the user marked) when they blocked the bot."""
+        try:
+            return await self.call(make)
+        except Forbidden as exc:
+            log.info("%s cannot be reached (%s); no more pushes to them", user.key, exc.message)
+            await self.service.mark_blocked(user)
+            return None
+
+    async def text(
+        self, user: UserRef, text: str, markup: InlineKeyboardMarkup | None = None
+    ) -> Message | None:
+        """Send a text message, cut to Telegram's limit."""
+        chat = chat_of(user)
+        body = cut(text, TEXT_LIMIT)
+        return await self.to_user(
+            user, lambda: self.bot.send_message(chat, body, reply_markup=markup)
+        )
+
+    async def edit(
+        self,
+        chat_id: int,
+        message_id: int,
+        body: str,
+        *,
+        media: bool,
+        markup: InlineKeyboardMarkup | None = None,
+    ) -> None:
+        """Replace a message's text (or caption) and keyboard; a no-op edit is fine."""
+        try:
+            if media:
+                caption = cut(body, CAPTION_LIMIT)
+                await self.call(
+                    lambda: self.bot.edit_message_caption(
+                        chat_id, message_id, caption=caption, reply_markup=markup
+                    )
+                )
+            else:
+                text = cut(body, TEXT_LIMIT)
+                await self.call(
+                    lambda: self.bot.edit_message_text(
+                        text, chat_id, message_id, reply_markup=markup
+                    )
+                )
+        except BadRequest as exc:
+            # A double press edits to the same content; an old message may be gone.
+            if not _says(exc, "not modified", "not found", "can't be edited"):
+                raise
+        except Forbidden:
+            pass  # the user blocked the bot; my_chat_member or the next send marks them
+
+    async def keyboard(self, chat_id: int, message_id: int, markup: InlineKeyboardMarkup) -> None:
+        """Replace only a message's keyboard (multi-choice toggles)."""
+        try:
+            await self.call(
+                lambda: self.bot.edit_message_reply_markup(chat_id, message_id, reply_markup=markup)
+            )
+        except BadRequest as exc:
+            if not _says(exc, "not modified", "not found", "can't be edited"):
+                raise
+
+    async def delete(self, chat_id: int, message_id: int) -> None:
+        """Delete a message if Telegram still allows it."""
+        with contextlib.suppress(BadRequest, Forbidden):
+            await self.call(lambda: self.bot.delete_message(chat_id, message_id))
+
+    async def toast(self, query: CallbackQuery, text: str | None = None) -> None:
+        """Answer a callback query (the spinner stops); a query too old to answer is ignored."""
+        try:
+            await self.call(lambda: query.answer(text[:200] if text else None))
+        except BadRequest as exc:
+            if not _says(exc, "query is too old", "query id is invalid"):
+                raise
+
+    # -- items ----------------------------------------------------------------------------
+
+    def remember_choices(self, task: Task) -> None:
+        """Keep an assignment's choices so its buttons can be read back when pressed."""
+        self.choices[task.assignment_id] = task.choices
+        self.choices.move_to_end(task.assignment_id)
+        while len(self.choices) > 20_000:
+            self.choices.popitem(last=False)
+
+    async def task(self, user: UserRef, task: Task) -> Message | None:
+        """Send an item as one message: text, or media with the text as caption, and buttons."""
+        self.remember_choices(task)
+        chat = chat_of(user)
+        markup = task_keyboard(task)
+        body = task_text(task)
+        sent: Message | None = None
+        if task.media is not None:
+            try:
+                sent = await self._media(user, chat, task, cut(body, CAPTION_LIMIT), markup)
+            except (MediaError, OSError) as exc:
+                log.error("item %s: cannot send its %s (%s); sending the text only",
+                          task.item_id, task.media.kind, exc)
+                body += f"\n\n⚠️ The {task.media.kind} of this item could not be loaded."
+                sent = await self.text(user, body, markup)
+        else:
+            sent = await self.text(user, body, markup)
+        if sent is not None:
+            self.shown[chat] = Shown(
+                task.assignment_id, sent.message_id, sent.text or sent.caption or "",
+                media=sent.text is None, kind=task.project.kind,
+            )
+            await self.service.remember_message(task.assignment_id, f"{chat}:{sent.message_id}")
+        return sent
+
+    async def _media(
+        self, user: UserRef, chat: int, task: Task, caption: str, markup: InlineKeyboardMarkup
+    ) -> Message | None:
+        assert task.media is not None
+        src = Path(task.media.path)
+        if task.media.kind == "image":
+            boxes = task.boxes if task.project.kind == "verify" else None
+            side = self.service.projects[task.project.name].max_image_side
+            # Pillow work is CPU-bound: keep it off the event loop.
+            path = await asyncio.to_thread(
+                prepare_image, src, self.media_cache, max_side=side, boxes=boxes
+            )
+            method = "photo"
+        else:
+            path = src
+            method = "video" if task.media.kind == "video" else "audio"
+            if method == "audio" and src.suffix.lower() in _VOICE_SUFFIXES:
+                method = "voice"
+        digest = await self._digest(path)
+        send = self._sender(method, chat, caption, markup)
+
+        file_id = await self.service.media_file_id(digest, PLATFORM)
+        if file_id is not None:
+            with contextlib.suppress(_FileIdRefused):
+                return await self._by_file_id(user, send, file_id)
+        # One upload per file: whoever comes second waits and then reuses the first's file_id.
+        lock = self._upload_locks.get(digest)
+        if lock is None:
+            lock = self._upload_locks[digest] = asyncio.Lock()
+        async with lock:
+            file_id = await self.service.media_file_id(digest, PLATFORM)
+            if file_id is not None:
+                with contextlib.suppress(_FileIdRefused):
+                    return await self._by_file_id(user, send, file_id)
+            data = await asyncio.to_thread(path.read_bytes)
+            upload = InputFile(data, filename=path.name)
+            message = await self.to_user(user, lambda: send(upload))
+            if message is not None:
+                new_id = _file_id(message)
+                if new_id:
+                    await self.service.save_media_file_id(digest, PLATFORM, new_id)
+            return message
+
+    async def _by_file_id(
+        self, user: UserRef, send: Callable[[InputFile | str], Awaitable[Message]], file_id: str
+    ) -> Message | None:
+        """Send by a stored file_id; _FileIdRefused when Telegram no longer knows it."""
+        try:
+            return await self.to_user(user, lambda: send(file_id))
+        except BadRequest as exc:
+            if _says(exc, "wrong file identifier", "file_id", "file reference"):
+                log.warning("a stored Telegram file_id was refused; uploading the file again")
+                raise _FileIdRefused from exc
+            raise
+
+    def _sender(
+        self, method: str, chat: int, caption: str, markup: InlineKeyboardMarkup
+    ) -> Callable[[InputFile | str], Awaitable[Message]]:
+        bot = self.bot
+
+        def send(media: InputFile | str) -> Awaitable[Message]:
+            if method == "photo":
+                return bot.send_photo(chat, media, caption=caption, reply_markup=markup)
+            if method == "video":
+                return bot.send_video(chat, media, caption=caption, reply_markup=markup)
+            if method == "voice":
+                return bot.send_voice(chat, media, caption=caption, reply_markup=markup)
+            return bot.send_audio(chat, media, caption=caption, reply_markup=markup)
+
+        return send
+
+    async def _digest(self, path: Path) -> str:
+        """The sha256 of a file's bytes, computed once per path."""
+        digest = self._hashes.get(path)
+        if digest is None:
+            data = await asyncio.to_thread(path.read_bytes)
+            digest = self._hashes[path] = hashlib.sha256(data).hexdigest()
+        return digest
+
+
+def _file_id(message: Message) -> str | None:
+    """The file_id to send a message's media again (a photo's largest size)."""
+    if message.photo:
+        return message.photo[-1].file_id
+    for media in (message.video, message.audio, message.voice, message.document):
+        if media is not None:
+            return media.file_id
+    return None

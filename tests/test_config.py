@@ -1,0 +1,60 @@
+"""The config file: every setting declared once, errors that name the file and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chatlabel.config import ConfigError, example_toml, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_example_is_generated_from_the_models() -> None:
+    assert (ROOT / "config" / "example.toml").read_text(encoding="utf-8") == example_toml(), (
+        "config/example.toml is stale: regenerate it with "
+        "python -c 'from chatlabel.config import example_toml; print(example_toml(), end=\"\")'"
+    )
+
+
+def test_example_loads_with_every_section() -> None:
+    cfg = load_config(ROOT / "config" / "example.toml")
+    assert cfg.project[0].name == "tweet-sentiment"
+    assert cfg.telegram is not None and cfg.slack is not None
+    assert cfg.database_path() == ROOT / "config" / "chatlabel.db"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[[project]]\nname = 'p'\nlabels = ['a', 'b']\noverlp = 3\n", "project[0].overlp: unknown setting"),
+        ("[[project]]\nname = 'p'\nlabels = ['a']\n", "needs at least two labels"),
+        ("[[project]]\nname = 'p'\nlabels = ['a','b']\noverlap = 4\nmax_overlap = 2\n", "max_overlap (2) is below overlap (4)"),
+        ("[[project]]\nname = 'Bad Name'\nlabels = ['a','b']\n", "project[0].name"),
+        ("[[project]]\nname = 'p'\nlabels = ['a','b']\nagreement = 2\n", "project[0].agreement"),
+        ("[[project]]\nname = 'p'\nlabels = ['a','b']\n[[project]]\nname = 'p'\nlabels = ['a','b']\n", "project names repeat: p"),
+        ("[access]\nmode = 'secret'\n", "access.mode"),
+        ("[storage\n", "not valid TOML"),
+        ("[[project]]\nname = 'r'\nkind = 'rating'\nlabels = ['low', 'high']\n", "rating labels must be numbers"),
+    ],
+)
+def test_errors_name_file_and_key(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(path) in str(err.value)
+    assert expected in str(err.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    path = tmp_path / "sub" / "c.toml"
+    path.write_text("[storage]\ndatabase = 'data/x.db'\n", encoding="utf-8")
+    assert load_config(path).database_path() == tmp_path / "sub" / "data" / "x.db"
