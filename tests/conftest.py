@@ -18,8 +18,11 @@ from chatlabel.storage.db import Database
 @pytest.fixture(autouse=True)
 def _no_proxies_or_platform_env() -> Iterator[None]:
     """Tests talk to loopback fakes only: no proxies, no SLACK_* that would change Bolt's mode."""
-    saved = {k: v for k, v in os.environ.items()
-             if k.upper() in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY") or k.startswith("SLACK_")}
+    saved = {
+        k: v
+        for k, v in os.environ.items()
+        if k.upper() in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY") or k.startswith("SLACK_")
+    }
     for k in saved:
         del os.environ[k]
     yield
@@ -50,9 +53,16 @@ def make_config(tmp_path: Path, projects: list[dict[str, Any]] | None = None, **
     """A validated config whose database lives in tmp_path."""
     data: dict[str, Any] = {
         "storage": {"database": str(tmp_path / "chatlabel.db")},
-        "project": projects if projects is not None else [
-            {"name": "p", "labels": ["a", "b", "c"], "overlap": 3, "max_overlap": 5,
-             "quality": {"qualification": 0, "gold_rate": 0.0}}
+        "project": projects
+        if projects is not None
+        else [
+            {
+                "name": "p",
+                "labels": ["a", "b", "c"],
+                "overlap": 3,
+                "max_overlap": 5,
+                "quality": {"qualification": 0, "gold_rate": 0.0},
+            }
         ],
     }
     data.update(top)

@@ -15,8 +15,9 @@ from .test_import_export import db_digest
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "chatlabel", *args], capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "chatlabel", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_init_import_status_export(tmp_path: Path) -> None:
@@ -71,9 +72,13 @@ def test_bad_config_exits_non_zero(tmp_path: Path) -> None:
 
 def test_run_without_platforms_explains(tmp_path: Path) -> None:
     assert run("init", str(tmp_path)).returncode == 0
-    r = subprocess.run([sys.executable, "-m", "chatlabel", "run", str(tmp_path / "chatlabel.toml")],
-                       capture_output=True, text=True, timeout=60,
-                       env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    r = subprocess.run(
+        [sys.executable, "-m", "chatlabel", "run", str(tmp_path / "chatlabel.toml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
     assert r.returncode == 1
     assert "CHATLABEL_TELEGRAM_TOKEN is not set" in r.stderr
     assert "no platform to run" in r.stderr

@@ -28,15 +28,27 @@ def test_example_loads_with_every_section() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("[[project]]\nname = 'p'\nlabels = ['a', 'b']\noverlp = 3\n", "project[0].overlp: unknown setting"),
+        (
+            "[[project]]\nname = 'p'\nlabels = ['a', 'b']\noverlp = 3\n",
+            "project[0].overlp: unknown setting",
+        ),
         ("[[project]]\nname = 'p'\nlabels = ['a']\n", "needs at least two labels"),
-        ("[[project]]\nname = 'p'\nlabels = ['a','b']\noverlap = 4\nmax_overlap = 2\n", "max_overlap (2) is below overlap (4)"),
+        (
+            "[[project]]\nname = 'p'\nlabels = ['a','b']\noverlap = 4\nmax_overlap = 2\n",
+            "max_overlap (2) is below overlap (4)",
+        ),
         ("[[project]]\nname = 'Bad Name'\nlabels = ['a','b']\n", "project[0].name"),
         ("[[project]]\nname = 'p'\nlabels = ['a','b']\nagreement = 2\n", "project[0].agreement"),
-        ("[[project]]\nname = 'p'\nlabels = ['a','b']\n[[project]]\nname = 'p'\nlabels = ['a','b']\n", "project names repeat: p"),
+        (
+            "[[project]]\nname = 'p'\nlabels = ['a','b']\n[[project]]\nname = 'p'\nlabels = ['a','b']\n",
+            "project names repeat: p",
+        ),
         ("[access]\nmode = 'secret'\n", "access.mode"),
         ("[storage\n", "not valid TOML"),
-        ("[[project]]\nname = 'r'\nkind = 'rating'\nlabels = ['low', 'high']\n", "rating labels must be numbers"),
+        (
+            "[[project]]\nname = 'r'\nkind = 'rating'\nlabels = ['low', 'high']\n",
+            "rating labels must be numbers",
+        ),
     ],
 )
 def test_errors_name_file_and_key(tmp_path: Path, text: str, expected: str) -> None:

@@ -18,7 +18,9 @@ def U(n: int | str) -> UserRef:
     return UserRef("telegram", str(n), f"user{n}", str(n))
 
 
-async def load(svc: LabelingService, tmp_path: Path, rows: list[dict[str, Any]], project: str = "p") -> None:
+async def load(
+    svc: LabelingService, tmp_path: Path, rows: list[dict[str, Any]], project: str = "p"
+) -> None:
     await import_file(svc, project, write_jsonl(tmp_path / f"items-{len(rows)}.jsonl", rows))
 
 
@@ -68,9 +70,21 @@ async def test_fullest_items_first(service_factory: Any, tmp_path: Path) -> None
     assert (await take(svc, b)).item_id == first.item_id
 
 
-async def test_leases_expire_and_item_returns(service_factory: Any, tmp_path: Path, clock: Clock) -> None:
-    svc = await service_factory([{"name": "p", "labels": ["a", "b"], "overlap": 1, "max_overlap": 1,
-                                  "lease_seconds": 60, "quality": {"qualification": 0}}])
+async def test_leases_expire_and_item_returns(
+    service_factory: Any, tmp_path: Path, clock: Clock
+) -> None:
+    svc = await service_factory(
+        [
+            {
+                "name": "p",
+                "labels": ["a", "b"],
+                "overlap": 1,
+                "max_overlap": 1,
+                "lease_seconds": 60,
+                "quality": {"qualification": 0},
+            }
+        ]
+    )
     await load(svc, tmp_path, items(1))
     a, b = U(1), U(2)
     await svc.join(a)
@@ -122,8 +136,16 @@ async def test_majority_tie_more_answers_then_escalation_and_expert(
     service_factory: Any, tmp_path: Path
 ) -> None:
     svc = await service_factory(
-        [{"name": "p", "labels": ["a", "b", "c"], "overlap": 2, "max_overlap": 4,
-          "agreement": 0.6, "quality": {"qualification": 0}}],
+        [
+            {
+                "name": "p",
+                "labels": ["a", "b", "c"],
+                "overlap": 2,
+                "max_overlap": 4,
+                "agreement": 0.6,
+                "quality": {"qualification": 0},
+            }
+        ],
         access={"experts": ["telegram:99"]},
     )
     await load(svc, tmp_path, items(1))
@@ -144,7 +166,9 @@ async def test_majority_tie_more_answers_then_escalation_and_expert(
     await svc.join(expert)
     t = await take(svc, expert)
     await svc.answer(expert, t.assignment_id, "c")
-    assert await sql(svc, "SELECT status, label, method FROM verdicts") == [("resolved", "c", "expert")]
+    assert await sql(svc, "SELECT status, label, method FROM verdicts") == [
+        ("resolved", "c", "expert")
+    ]
 
 
 async def test_agreement_resolves_at_overlap(service_factory: Any, tmp_path: Path) -> None:
@@ -160,10 +184,25 @@ async def test_agreement_resolves_at_overlap(service_factory: Any, tmp_path: Pat
     assert json.loads(row[3]) == {"a": 2, "b": 1}
 
 
-async def test_qualification_gold_first_and_never_counted(service_factory: Any, tmp_path: Path) -> None:
-    svc = await service_factory([{"name": "p", "labels": ["a", "b"], "overlap": 1, "max_overlap": 1,
-                                  "quality": {"qualification": 2, "gold_rate": 0.0}}])
-    await load(svc, tmp_path, items(3) + [{"id": f"g{i}", "text": f"gold {i}", "gold": "a"} for i in range(3)])
+async def test_qualification_gold_first_and_never_counted(
+    service_factory: Any, tmp_path: Path
+) -> None:
+    svc = await service_factory(
+        [
+            {
+                "name": "p",
+                "labels": ["a", "b"],
+                "overlap": 1,
+                "max_overlap": 1,
+                "quality": {"qualification": 2, "gold_rate": 0.0},
+            }
+        ]
+    )
+    await load(
+        svc,
+        tmp_path,
+        items(3) + [{"id": f"g{i}", "text": f"gold {i}", "gold": "a"} for i in range(3)],
+    )
     u = U(1)
     await svc.join(u)
     got = []
@@ -174,15 +213,35 @@ async def test_qualification_gold_first_and_never_counted(service_factory: Any, 
         got.append(t.item_id)
         await svc.answer(u, t.assignment_id, "a")
     assert got[:2] == ["g0", "g1"] or all(g.startswith("g") for g in got[:2])
-    assert all(not g.startswith("g") for g in got[2:]), "after qualification gold_rate=0 means no gold"
-    assert await sql(svc, "SELECT COUNT(*) FROM verdicts v JOIN items i ON i.id = v.item_id WHERE i.gold IS NOT NULL") == [(0,)]
-    assert await sql(svc, "SELECT gold_answers, gold_correct, qual_answers FROM members") == [(2, 2, 2)]
+    assert all(not g.startswith("g") for g in got[2:]), (
+        "after qualification gold_rate=0 means no gold"
+    )
+    assert await sql(
+        svc,
+        "SELECT COUNT(*) FROM verdicts v JOIN items i ON i.id = v.item_id WHERE i.gold IS NOT NULL",
+    ) == [(0,)]
+    assert await sql(svc, "SELECT gold_answers, gold_correct, qual_answers FROM members") == [
+        (2, 2, 2)
+    ]
 
 
 async def test_gold_rate_mixes_gold_in(service_factory: Any, tmp_path: Path) -> None:
-    svc = await service_factory([{"name": "p", "labels": ["a", "b"], "overlap": 1, "max_overlap": 1,
-                                  "quality": {"qualification": 0, "gold_rate": 0.5}}])
-    await load(svc, tmp_path, items(40) + [{"id": f"g{i}", "text": f"gold {i}", "gold": "a"} for i in range(40)])
+    svc = await service_factory(
+        [
+            {
+                "name": "p",
+                "labels": ["a", "b"],
+                "overlap": 1,
+                "max_overlap": 1,
+                "quality": {"qualification": 0, "gold_rate": 0.5},
+            }
+        ]
+    )
+    await load(
+        svc,
+        tmp_path,
+        items(40) + [{"id": f"g{i}", "text": f"gold {i}", "gold": "a"} for i in range(40)],
+    )
     u = U(1)
     await svc.join(u)
     gold = 0
@@ -194,10 +253,26 @@ async def test_gold_rate_mixes_gold_in(service_factory: Any, tmp_path: Path) -> 
 
 
 async def test_failed_qualification_is_not_admitted(service_factory: Any, tmp_path: Path) -> None:
-    svc = await service_factory([{"name": "p", "labels": ["a", "b"], "overlap": 1, "max_overlap": 1,
-                                  "quality": {"qualification": 3, "min_gold_accuracy": 0.7}}])
-    await load(svc, tmp_path, items(3) + [{"id": f"g{i}", "text": f"gold {i}", "gold": "a",
-                                            "gold_reason": "It is a."} for i in range(3)])
+    svc = await service_factory(
+        [
+            {
+                "name": "p",
+                "labels": ["a", "b"],
+                "overlap": 1,
+                "max_overlap": 1,
+                "quality": {"qualification": 3, "min_gold_accuracy": 0.7},
+            }
+        ]
+    )
+    await load(
+        svc,
+        tmp_path,
+        items(3)
+        + [
+            {"id": f"g{i}", "text": f"gold {i}", "gold": "a", "gold_reason": "It is a."}
+            for i in range(3)
+        ],
+    )
     u = U(1)
     await svc.join(u)
     outs = []
@@ -211,14 +286,28 @@ async def test_failed_qualification_is_not_admitted(service_factory: Any, tmp_pa
     assert isinstance(idle, Idle) and idle.reason == "suspended"
 
 
-async def test_suspension_needs_confidence_not_a_fluke(service_factory: Any, tmp_path: Path) -> None:
-    svc = await service_factory([{"name": "p", "labels": ["a", "b"], "overlap": 1, "max_overlap": 1,
-                                  "quality": {"qualification": 0, "gold_rate": 1.0,
-                                              "min_gold_accuracy": 0.7}}])
-    await load(svc, tmp_path, items(30) + [{"id": f"g{i}", "text": f"gold {i}", "gold": "a"} for i in range(30)])
+async def test_suspension_needs_confidence_not_a_fluke(
+    service_factory: Any, tmp_path: Path
+) -> None:
+    svc = await service_factory(
+        [
+            {
+                "name": "p",
+                "labels": ["a", "b"],
+                "overlap": 1,
+                "max_overlap": 1,
+                "quality": {"qualification": 0, "gold_rate": 1.0, "min_gold_accuracy": 0.7},
+            }
+        ]
+    )
+    await load(
+        svc,
+        tmp_path,
+        items(30) + [{"id": f"g{i}", "text": f"gold {i}", "gold": "a"} for i in range(30)],
+    )
     u = U(1)
     await svc.join(u)
-    for n in range(2):
+    for _ in range(2):
         t = await take(svc, u)
         out = await svc.answer(u, t.assignment_id, "b")
         assert out.suspended is None, "two wrong answers are not enough evidence"
@@ -232,7 +321,9 @@ async def test_suspension_needs_confidence_not_a_fluke(service_factory: Any, tmp
     assert suspended_after is not None and 3 <= suspended_after <= 8
 
 
-async def test_suspension_uncounts_open_answers_and_reopens(service_factory: Any, tmp_path: Path) -> None:
+async def test_suspension_uncounts_open_answers_and_reopens(
+    service_factory: Any, tmp_path: Path
+) -> None:
     svc = await service_factory()
     await load(svc, tmp_path, items(1))
     bad, good = U(1), U(2)
@@ -249,17 +340,34 @@ async def test_suspension_uncounts_open_answers_and_reopens(service_factory: Any
 
 
 async def test_kinds_multi_rating_verify_text(service_factory: Any, tmp_path: Path) -> None:
-    svc = await service_factory([
-        {"name": "m", "kind": "multi", "labels": ["x", "y", "z"], "overlap": 3,
-         "quality": {"qualification": 0}},
-        {"name": "r", "kind": "rating", "labels": ["1", "2", "3", "4", "5"], "overlap": 3,
-         "quality": {"qualification": 0}},
-        {"name": "v", "kind": "verify", "overlap": 3, "quality": {"qualification": 0}},
-        {"name": "t", "kind": "text", "overlap": 3, "quality": {"qualification": 0}},
-    ])
+    svc = await service_factory(
+        [
+            {
+                "name": "m",
+                "kind": "multi",
+                "labels": ["x", "y", "z"],
+                "overlap": 3,
+                "quality": {"qualification": 0},
+            },
+            {
+                "name": "r",
+                "kind": "rating",
+                "labels": ["1", "2", "3", "4", "5"],
+                "overlap": 3,
+                "quality": {"qualification": 0},
+            },
+            {"name": "v", "kind": "verify", "overlap": 3, "quality": {"qualification": 0}},
+            {"name": "t", "kind": "text", "overlap": 3, "quality": {"qualification": 0}},
+        ]
+    )
     for name in ("m", "r", "v", "t"):
-        await import_file(svc, name, write_jsonl(tmp_path / f"{name}.jsonl",
-                                                  [{"id": "one", "text": "x", "suggestion": "cat"}]))
+        await import_file(
+            svc,
+            name,
+            write_jsonl(
+                tmp_path / f"{name}.jsonl", [{"id": "one", "text": "x", "suggestion": "cat"}]
+            ),
+        )
     answers = {
         "m": [["x", "y"], ["x"], ["x", "z"]],
         "r": ["4", "5", "4"],
@@ -278,7 +386,12 @@ async def test_kinds_multi_rating_verify_text(service_factory: Any, tmp_path: Pa
             else:
                 out = await svc.answer(u, t.assignment_id, value)
             assert out.ok, out
-    got = dict(await sql(svc, "SELECT p.name, v.label FROM verdicts v JOIN items i ON i.id = v.item_id JOIN projects p ON p.id = i.project_id"))
+    got = dict(
+        await sql(
+            svc,
+            "SELECT p.name, v.label FROM verdicts v JOIN items i ON i.id = v.item_id JOIN projects p ON p.id = i.project_id",
+        )
+    )
     assert json.loads(got["m"]) == ["x"]
     assert got["r"] == "4"
     assert got["v"] == "yes"
@@ -286,8 +399,18 @@ async def test_kinds_multi_rating_verify_text(service_factory: Any, tmp_path: Pa
 
 
 async def test_undo_within_window_only(service_factory: Any, tmp_path: Path, clock: Clock) -> None:
-    svc = await service_factory([{"name": "p", "labels": ["a", "b"], "overlap": 1, "max_overlap": 1,
-                                  "undo_seconds": 30, "quality": {"qualification": 0}}])
+    svc = await service_factory(
+        [
+            {
+                "name": "p",
+                "labels": ["a", "b"],
+                "overlap": 1,
+                "max_overlap": 1,
+                "undo_seconds": 30,
+                "quality": {"qualification": 0},
+            }
+        ]
+    )
     await load(svc, tmp_path, items(2))
     u, other = U(1), U(2)
     await svc.join(u)
@@ -337,9 +460,21 @@ async def test_pause_resume_and_project_pause(service_factory: Any, tmp_path: Pa
     assert isinstance(await svc.next_task(u), Task)
 
 
-async def test_waiting_annotators_get_pushed(service_factory: Any, tmp_path: Path, clock: Clock) -> None:
-    svc = await service_factory([{"name": "p", "labels": ["a", "b"], "overlap": 1, "max_overlap": 1,
-                                  "lease_seconds": 60, "quality": {"qualification": 0}}])
+async def test_waiting_annotators_get_pushed(
+    service_factory: Any, tmp_path: Path, clock: Clock
+) -> None:
+    svc = await service_factory(
+        [
+            {
+                "name": "p",
+                "labels": ["a", "b"],
+                "overlap": 1,
+                "max_overlap": 1,
+                "lease_seconds": 60,
+                "quality": {"qualification": 0},
+            }
+        ]
+    )
     await load(svc, tmp_path, items(1))
     a, b = U(1), U(2)
     await svc.join(a)
@@ -366,7 +501,9 @@ async def test_new_items_wake_waiting_annotators(service_factory: Any, tmp_path:
     assert [p.task.item_id for p in await svc.pushes("telegram")] == ["i0"]
 
 
-async def test_blocked_users_release_items_and_get_no_pushes(service_factory: Any, tmp_path: Path) -> None:
+async def test_blocked_users_release_items_and_get_no_pushes(
+    service_factory: Any, tmp_path: Path
+) -> None:
     svc = await service_factory()
     await load(svc, tmp_path, items(1))
     u = U(1)
@@ -378,8 +515,9 @@ async def test_blocked_users_release_items_and_get_no_pushes(service_factory: An
 
 
 async def test_access_modes(service_factory: Any, tmp_path: Path) -> None:
-    svc = await service_factory(access={"mode": "invite", "invite_codes": ["s3cret"],
-                                        "coordinators": ["telegram:7"]})
+    svc = await service_factory(
+        access={"mode": "invite", "invite_codes": ["s3cret"], "coordinators": ["telegram:7"]}
+    )
     assert (await svc.join(U(1))).status == "refused"
     assert (await svc.join(U(1), "wrong")).status == "refused"
     assert (await svc.join(U(1), "s3cret")).status == "joined"
@@ -395,17 +533,30 @@ async def test_allowlist_mode(service_factory: Any, tmp_path: Path) -> None:
 
 
 async def test_several_projects_offer_a_choice(service_factory: Any) -> None:
-    svc = await service_factory([
-        {"name": "one", "labels": ["a", "b"]}, {"name": "two", "labels": ["a", "b"]},
-    ])
+    svc = await service_factory(
+        [
+            {"name": "one", "labels": ["a", "b"]},
+            {"name": "two", "labels": ["a", "b"]},
+        ]
+    )
     r = await svc.join(U(1))
     assert r.status == "choose" and [p.name for p in r.choices] == ["one", "two"]
     assert (await svc.join(U(1), "two")).project.name == "two"  # type: ignore[union-attr]
 
 
 async def test_many_annotators_concurrently(service_factory: Any, tmp_path: Path) -> None:
-    svc = await service_factory([{"name": "p", "labels": ["a", "b"], "overlap": 3, "max_overlap": 5,
-                                  "agreement": 0.9, "quality": {"qualification": 0}}])
+    svc = await service_factory(
+        [
+            {
+                "name": "p",
+                "labels": ["a", "b"],
+                "overlap": 3,
+                "max_overlap": 5,
+                "agreement": 0.9,
+                "quality": {"qualification": 0},
+            }
+        ]
+    )
     await load(svc, tmp_path, items(60))
     users = [U(i) for i in range(25)]
     for u in users:
@@ -418,14 +569,23 @@ async def test_many_annotators_concurrently(service_factory: Any, tmp_path: Path
                 return
             # Press twice, as a flaky phone would.
             label = "a" if (k + step) % 3 else "b"
-            await asyncio.gather(svc.answer(u, got.assignment_id, label),
-                                 svc.answer(u, got.assignment_id, label))
+            await asyncio.gather(
+                svc.answer(u, got.assignment_id, label), svc.answer(u, got.assignment_id, label)
+            )
 
     await asyncio.gather(*(work(u, k) for k, u in enumerate(users)))
-    dupes = await sql(svc, "SELECT item_id, annotator_id, COUNT(*) c FROM answers GROUP BY 1, 2 HAVING c > 1")
+    dupes = await sql(
+        svc, "SELECT item_id, annotator_id, COUNT(*) c FROM answers GROUP BY 1, 2 HAVING c > 1"
+    )
     assert dupes == []
-    over = await sql(svc, "SELECT COUNT(*) FROM items i WHERE (SELECT COUNT(*) FROM answers x WHERE x.item_id = i.id) > 5")
+    over = await sql(
+        svc,
+        "SELECT COUNT(*) FROM items i WHERE (SELECT COUNT(*) FROM answers x WHERE x.item_id = i.id) > 5",
+    )
     assert over == [(0,)]
-    mismatch = await sql(svc, "SELECT COUNT(*) FROM items i WHERE n_answers != (SELECT COUNT(*) FROM answers x WHERE x.item_id = i.id AND x.value IS NOT NULL)")
+    mismatch = await sql(
+        svc,
+        "SELECT COUNT(*) FROM items i WHERE n_answers != (SELECT COUNT(*) FROM answers x WHERE x.item_id = i.id AND x.value IS NOT NULL)",
+    )
     assert mismatch == [(0,)]
     assert await sql(svc, "SELECT COUNT(*) FROM items WHERE status = 'pending'") == [(0,)]

@@ -26,7 +26,9 @@ def db_digest(path: Path) -> str:
     conn = sqlite3.connect(path)
     try:
         h = hashlib.sha256()
-        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name"):
+        for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' ORDER BY name"
+        ):
             for row in conn.execute(f"SELECT * FROM {name} ORDER BY 1"):
                 h.update(repr(row).encode())
         return h.hexdigest()
@@ -42,13 +44,17 @@ def image(path: Path, size: tuple[int, int] = (64, 48)) -> Path:
 @pytest.mark.parametrize(
     ("content", "line", "reason"),
     [
-        ('{"id": "a", "text": "x"}\n{"id": "b", "text": \n{"id": "c", "text": "z"}\n', 2, "malformed JSON"),
+        (
+            '{"id": "a", "text": "x"}\n{"id": "b", "text": \n{"id": "c", "text": "z"}\n',
+            2,
+            "malformed JSON",
+        ),
         ('{"id": "a", "text": "x", "gold": "purple"}\n', 1, "gold: unknown label 'purple'"),
         ('{"id": "a", "text": "x"}\n{"id": "a", "text": "y"}\n', 2, "duplicate id 'a'"),
         ('{"id": "a", "image": "missing.png"}\n', 1, "file not found"),
         ('{"id": "a"}\n', 1, "needs text or a media file"),
         ('{"id": "a", "text": "x", "colour": 1}\n', 1, "unknown field 'colour'"),
-        ('[1, 2]\n', 1, "expected a JSON object"),
+        ("[1, 2]\n", 1, "expected a JSON object"),
     ],
 )
 async def test_bad_jsonl_imports_nothing(
@@ -93,10 +99,12 @@ async def test_not_utf8_and_long_lines(service_factory: Any, tmp_path: Path) -> 
 async def test_csv_import_meta_and_ragged_rows(service_factory: Any, tmp_path: Path) -> None:
     svc = await service_factory()
     good = tmp_path / "items.csv"
-    good.write_text("id,text,gold,source\n1,hello,a,web\n2,\"multi\nline\",,mail\n", encoding="utf-8")
+    good.write_text('id,text,gold,source\n1,hello,a,web\n2,"multi\nline",,mail\n', encoding="utf-8")
     s = await import_file(svc, "p", good)
     assert (s.items, s.gold) == (2, 1)
-    metas = await svc.db.read(lambda c: [r[0] for r in c.execute("SELECT meta FROM items ORDER BY seq")])
+    metas = await svc.db.read(
+        lambda c: [r[0] for r in c.execute("SELECT meta FROM items ORDER BY seq")]
+    )
     assert [json.loads(m) for m in metas] == [{"source": "web"}, {"source": "mail"}]
     ragged = tmp_path / "ragged.csv"
     ragged.write_text("id,text\n3,a\n4,b,extra\n", encoding="utf-8")
@@ -104,7 +112,9 @@ async def test_csv_import_meta_and_ragged_rows(service_factory: Any, tmp_path: P
         await import_file(svc, "p", ragged)
 
 
-async def test_reimport_adds_nothing_and_ids_from_content(service_factory: Any, tmp_path: Path) -> None:
+async def test_reimport_adds_nothing_and_ids_from_content(
+    service_factory: Any, tmp_path: Path
+) -> None:
     svc = await service_factory()
     path = write_jsonl(tmp_path / "items.jsonl", [{"text": "no id 1"}, {"text": "no id 2"}])
     first = await import_file(svc, "p", path)
@@ -134,12 +144,30 @@ async def test_unknown_format(service_factory: Any, tmp_path: Path) -> None:
 
 
 async def test_exports_results_answers_annotators(service_factory: Any, tmp_path: Path) -> None:
-    svc = await service_factory([{"name": "p", "kind": "multi", "labels": ["x", "y"], "overlap": 1,
-                                  "max_overlap": 1, "quality": {"qualification": 0}}])
-    await import_file(svc, "p", write_jsonl(tmp_path / "i.jsonl", [
-        {"id": "a", "text": "one"}, {"id": "b", "text": "two"},
-        {"id": "g", "text": "gold", "gold": ["x"]},
-    ]))
+    svc = await service_factory(
+        [
+            {
+                "name": "p",
+                "kind": "multi",
+                "labels": ["x", "y"],
+                "overlap": 1,
+                "max_overlap": 1,
+                "quality": {"qualification": 0},
+            }
+        ]
+    )
+    await import_file(
+        svc,
+        "p",
+        write_jsonl(
+            tmp_path / "i.jsonl",
+            [
+                {"id": "a", "text": "one"},
+                {"id": "b", "text": "two"},
+                {"id": "g", "text": "gold", "gold": ["x"]},
+            ],
+        ),
+    )
     u = UserRef("telegram", "1", "ann")
     await svc.join(u)
     t = await svc.next_task(u)

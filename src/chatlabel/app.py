@@ -83,28 +83,47 @@ async def build(
         if config.telegram is not None:
             token = _env(env, config.telegram.token_env)
             if token is None:
-                log.warning("[telegram] is configured but %s is not set: Telegram is off",
-                            config.telegram.token_env)
+                log.warning(
+                    "[telegram] is configured but %s is not set: Telegram is off",
+                    config.telegram.token_env,
+                )
             else:
                 from .transports.telegram import TelegramTransport
 
-                rt.transports.append(TelegramTransport(
-                    service, rt.reports, config.telegram, token,
-                    media_cache=config.media_cache_path(), export_results=export_results,
-                ))
+                rt.transports.append(
+                    TelegramTransport(
+                        service,
+                        rt.reports,
+                        config.telegram,
+                        token,
+                        media_cache=config.media_cache_path(),
+                        export_results=export_results,
+                    )
+                )
         if config.slack is not None:
             s = config.slack
             bot, signing = _env(env, s.bot_token_env), _env(env, s.signing_secret_env)
             if bot is None or signing is None:
-                log.warning("[slack] is configured but %s or %s is not set: Slack is off",
-                            s.bot_token_env, s.signing_secret_env)
+                log.warning(
+                    "[slack] is configured but %s or %s is not set: Slack is off",
+                    s.bot_token_env,
+                    s.signing_secret_env,
+                )
             else:
                 from .transports.slack import SlackTransport
 
-                rt.transports.append(SlackTransport(
-                    service, rt.reports, s, bot, signing, app_token=_env(env, s.app_token_env),
-                    media_cache=config.media_cache_path(), export_results=export_results,
-                ))
+                rt.transports.append(
+                    SlackTransport(
+                        service,
+                        rt.reports,
+                        s,
+                        bot,
+                        signing,
+                        app_token=_env(env, s.app_token_env),
+                        media_cache=config.media_cache_path(),
+                        export_results=export_results,
+                    )
+                )
     except BaseException:
         await rt.close()
         raise
@@ -122,8 +141,11 @@ async def serve(rt: Runtime, stop: asyncio.Event) -> None:
         for t in rt.transports:
             await t.start()
             log.info("%s started", t.name)
-        log.info("chatlabel running: %s (database %s)",
-                 ", ".join(t.name for t in rt.transports), rt.config.database_path())
+        log.info(
+            "chatlabel running: %s (database %s)",
+            ", ".join(t.name for t in rt.transports),
+            rt.config.database_path(),
+        )
         await stop.wait()
         log.info("stopping")
     finally:

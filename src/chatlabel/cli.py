@@ -74,9 +74,11 @@ def init(directory: Path, items: int) -> None:
     if (directory / "chatlabel.toml").exists():
         raise click.ClickException(f"{directory / 'chatlabel.toml'} exists; not overwriting it")
     config = write_sample(directory, items)
-    click.echo(f"Wrote {config} and {directory / 'items.jsonl'}.\nNext:\n"
-               f"  chatlabel import {config} {directory / 'items.jsonl'}\n"
-               f"  chatlabel status {config}")
+    click.echo(
+        f"Wrote {config} and {directory / 'items.jsonl'}.\nNext:\n"
+        f"  chatlabel import {config} {directory / 'items.jsonl'}\n"
+        f"  chatlabel status {config}"
+    )
 
 
 @main.command(name="import")
@@ -91,15 +93,24 @@ def import_(config: str, data: Path, project: str | None) -> None:
     name = _project(cfg, project)
 
     async def go(service: Any) -> Any:
-        with Progress(TextColumn("importing"), BarColumn(), TextColumn("{task.completed} rows"),
-                      TimeElapsedColumn(), console=console, transient=True) as bar:
+        with Progress(
+            TextColumn("importing"),
+            BarColumn(),
+            TextColumn("{task.completed} rows"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
             task = bar.add_task("import", total=None)
-            return await import_file(service, name, data,
-                                     progress=lambda n: bar.update(task, completed=n))
+            return await import_file(
+                service, name, data, progress=lambda n: bar.update(task, completed=n)
+            )
 
     s = _run(_with_service(cfg, go))
-    click.echo(f"Imported {s.items} items into {name} ({s.gold} gold); "
-               f"skipped {s.duplicates} already there.")
+    click.echo(
+        f"Imported {s.items} items into {name} ({s.gold} gold); "
+        f"skipped {s.duplicates} already there."
+    )
 
 
 @main.command()
@@ -123,15 +134,30 @@ def status(config: str) -> None:
         return out
 
     table = Table(title=f"chatlabel — {cfg.path.name}")
-    for col in ("project", "items", "resolved", "escalated", "open", "answers", "gold acc.",
-                "annotators", "suspended"):
+    for col in (
+        "project",
+        "items",
+        "resolved",
+        "escalated",
+        "open",
+        "answers",
+        "gold acc.",
+        "annotators",
+        "suspended",
+    ):
         table.add_column(col, justify="left" if col == "project" else "right")
     for prog, gold_acc in _run(_with_service(cfg, go)):
-        table.add_row(prog.title + (" (paused)" if prog.paused else ""), str(prog.items),
-                      str(prog.resolved), str(prog.escalated), str(prog.pending),
-                      str(prog.answers), "n/a" if gold_acc is None else f"{gold_acc:.0%}",
-                      f"{prog.annotators_active} active / {prog.annotators_total}",
-                      str(prog.suspended))
+        table.add_row(
+            prog.title + (" (paused)" if prog.paused else ""),
+            str(prog.items),
+            str(prog.resolved),
+            str(prog.escalated),
+            str(prog.pending),
+            str(prog.answers),
+            "n/a" if gold_acc is None else f"{gold_acc:.0%}",
+            f"{prog.annotators_active} active / {prog.annotators_total}",
+            str(prog.suspended),
+        )
     # Piped output gets a fixed, wide table instead of rich's 80-column default.
     Console(width=None if sys.stdout.isatty() else 120).print(table)
 
@@ -139,12 +165,21 @@ def status(config: str) -> None:
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--project", "-p", help="Project to export (needed with several).")
-@click.option("--what", type=click.Choice(["results", "answers", "annotators"]),
-              default="results", show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
-              show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="File to write (default: standard output).")
+@click.option(
+    "--what",
+    type=click.Choice(["results", "answers", "annotators"]),
+    default="results",
+    show_default=True,
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write (default: standard output).",
+)
 def export(config: str, project: str | None, what: str, fmt: str, output: Path | None) -> None:
     """Export results, answers or annotators, streamed."""
     from . import exporter
@@ -196,8 +231,11 @@ def run(config: str, verbose: bool) -> None:
 @main.command()
 @click.option("--annotators", default=6, show_default=True, help="Simulated annotators.")
 @click.option("--items", default=40, show_default=True, help="Sample items.")
-@click.option("--keep", type=click.Path(file_okay=False, path_type=Path),
-              help="Keep the database and exports in this folder.")
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep the database and exports in this folder.",
+)
 @click.option("--seed", default=7, show_default=True, help="Random seed.")
 def demo(annotators: int, items: int, keep: Path | None, seed: int) -> None:
     """Run everything locally: the real Telegram bot, an emulated Telegram, simulated people."""
@@ -206,4 +244,3 @@ def demo(annotators: int, items: int, keep: Path | None, seed: int) -> None:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     _run(run_demo(annotators=annotators, items=items, keep=keep, seed=seed, console=Console()))
-

@@ -113,8 +113,12 @@ class Project(_Section):
 class Access(_Section):
     """Who may label, who coordinates, who settles escalations."""
 
-    mode: Literal["open", "invite", "allowlist"] = Field("open", description="open | invite | allowlist")
-    invite_codes: list[str] = Field(default_factory=list, description="Codes accepted by /start CODE")
+    mode: Literal["open", "invite", "allowlist"] = Field(
+        "open", description="open | invite | allowlist"
+    )
+    invite_codes: list[str] = Field(
+        default_factory=list, description="Codes accepted by /start CODE"
+    )
     coordinators: list[str] = Field(default_factory=list, description="platform:user ids")
     experts: list[str] = Field(default_factory=list, description="platform:user ids who settle")
     allowlist: list[str] = Field(default_factory=list, description="platform:user ids allowed in")
@@ -283,14 +287,23 @@ def _section(title: str, model: type[BaseModel], sample: dict[str, Any], out: li
 
 def example_toml() -> str:
     """config/example.toml, generated from the models so every setting and help is declared once."""
-    out = ["# chatlabel: every setting with its default and what it does.",
-           "# Secrets are never written here: the file names the environment variables that hold",
-           "# them. Relative paths are relative to this file."]
+    out = [
+        "# chatlabel: every setting with its default and what it does.",
+        "# Secrets are never written here: the file names the environment variables that hold",
+        "# them. Relative paths are relative to this file.",
+    ]
     _section("[storage]", Storage, {}, out)
-    _section("[[project]]", Project, {
-        "name": "tweet-sentiment", "title": "Tweet sentiment",
-        "instructions": "Read the tweet and pick its sentiment.",
-        "labels": ["positive", "negative", "neutral"]}, out)
+    _section(
+        "[[project]]",
+        Project,
+        {
+            "name": "tweet-sentiment",
+            "title": "Tweet sentiment",
+            "instructions": "Read the tweet and pick its sentiment.",
+            "labels": ["positive", "negative", "neutral"],
+        },
+        out,
+    )
     _section("[access]", Access, {}, out)
     _section("[telegram]", Telegram, {}, out)
     _section("[slack]", Slack, {}, out)

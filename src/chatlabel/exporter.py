@@ -17,10 +17,29 @@ Format = Literal["jsonl", "csv"]
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "results": ("id", "label", "status", "confidence", "votes", "n_answers", "method"),
-    "answers": ("item_id", "annotator", "label", "skipped", "is_gold", "correct", "seconds",
-                "answered_at"),
-    "annotators": ("id", "name", "role", "status", "answers", "skips", "gold_answers",
-                   "gold_accuracy", "accuracy_low", "accuracy_high", "median_seconds"),
+    "answers": (
+        "item_id",
+        "annotator",
+        "label",
+        "skipped",
+        "is_gold",
+        "correct",
+        "seconds",
+        "answered_at",
+    ),
+    "annotators": (
+        "id",
+        "name",
+        "role",
+        "status",
+        "answers",
+        "skips",
+        "gold_answers",
+        "gold_accuracy",
+        "accuracy_low",
+        "accuracy_high",
+        "median_seconds",
+    ),
 }
 
 
@@ -44,11 +63,16 @@ async def rows(service: LabelingService, project: str, what: What) -> AsyncItera
             """SELECT i.ext_id, v.label, COALESCE(v.status, i.status) AS status, v.confidence,
                       v.votes, COALESCE(v.n_answers, 0) AS n, v.method
                FROM items i LEFT JOIN verdicts v ON v.item_id = i.id
-               WHERE i.project_id = ? AND i.gold IS NULL ORDER BY i.seq""", (pid,)):
+               WHERE i.project_id = ? AND i.gold IS NULL ORDER BY i.seq""",
+            (pid,),
+        ):
             yield {
-                "id": r[0], "label": _label(kind, r[1]) if r[2] == "resolved" else None,
-                "status": r[2], "confidence": round(r[3], 4) if r[3] is not None else None,
-                "votes": json.loads(r[4]) if r[4] else {}, "n_answers": r[5],
+                "id": r[0],
+                "label": _label(kind, r[1]) if r[2] == "resolved" else None,
+                "status": r[2],
+                "confidence": round(r[3], 4) if r[3] is not None else None,
+                "votes": json.loads(r[4]) if r[4] else {},
+                "n_answers": r[5],
                 "method": r[6] or service.rules[project].method,
             }
     elif what == "answers":
@@ -56,20 +80,33 @@ async def rows(service: LabelingService, project: str, what: What) -> AsyncItera
             """SELECT i.ext_id, a.key, x.value, x.is_gold, x.correct, x.seconds, x.answered_at
                FROM answers x JOIN items i ON i.id = x.item_id
                JOIN annotators a ON a.id = x.annotator_id
-               WHERE i.project_id = ? ORDER BY x.id""", (pid,)):
+               WHERE i.project_id = ? ORDER BY x.id""",
+            (pid,),
+        ):
             yield {
-                "item_id": r[0], "annotator": r[1], "label": _label(kind, r[2]),
-                "skipped": r[2] is None, "is_gold": bool(r[3]),
-                "correct": None if r[4] is None else bool(r[4]), "seconds": round(r[5], 3),
+                "item_id": r[0],
+                "annotator": r[1],
+                "label": _label(kind, r[2]),
+                "skipped": r[2] is None,
+                "is_gold": bool(r[3]),
+                "correct": None if r[4] is None else bool(r[4]),
+                "seconds": round(r[5], 3),
                 "answered_at": datetime.fromtimestamp(r[6], UTC).isoformat(),
             }
     else:
         for a in await Reports(service).annotators(project, limit=1_000_000):
             yield {
-                "id": a.key, "name": a.name, "role": a.role, "status": a.status,
-                "answers": a.answers, "skips": a.skips, "gold_answers": a.gold_answers,
-                "gold_accuracy": a.gold_accuracy, "accuracy_low": a.accuracy_low,
-                "accuracy_high": a.accuracy_high, "median_seconds": a.median_seconds,
+                "id": a.key,
+                "name": a.name,
+                "role": a.role,
+                "status": a.status,
+                "answers": a.answers,
+                "skips": a.skips,
+                "gold_answers": a.gold_answers,
+                "gold_accuracy": a.gold_accuracy,
+                "accuracy_low": a.accuracy_low,
+                "accuracy_high": a.accuracy_high,
+                "median_seconds": a.median_seconds,
             }
 
 
@@ -86,8 +123,12 @@ async def write(
     writer = csv.DictWriter(out, fieldnames=COLUMNS[what], lineterminator="\n")
     writer.writeheader()
     async for row in rows(service, project, what):
-        writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list))
-                         else v for k, v in row.items()})
+        writer.writerow(
+            {
+                k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
+                for k, v in row.items()
+            }
+        )
         n += 1
     return n
 

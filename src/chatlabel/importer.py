@@ -18,8 +18,19 @@ from .media import MEDIA_KINDS, MediaError, check_media
 from .service.labeling import LabelingService
 from .storage import repo
 
-FIELDS = ("id", "text", "image", "audio", "video", "context", "gold", "gold_reason",
-          "suggestion", "boxes", "meta")
+FIELDS = (
+    "id",
+    "text",
+    "image",
+    "audio",
+    "video",
+    "context",
+    "gold",
+    "gold_reason",
+    "suggestion",
+    "boxes",
+    "meta",
+)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 MAX_LINE = 1 << 20  # a JSONL line or CSV field over 1 MiB is an error, not a memory spike
 MAX_TEXT = 20_000
@@ -78,7 +89,9 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             try:
                 row = json.loads(text)
             except json.JSONDecodeError as exc:
-                raise _fail(path, number, f"malformed JSON: {exc.msg} (column {exc.colno})") from None
+                raise _fail(
+                    path, number, f"malformed JSON: {exc.msg} (column {exc.colno})"
+                ) from None
             if not isinstance(row, dict):
                 raise _fail(path, number, "expected a JSON object")
             yield number, row
@@ -110,8 +123,9 @@ def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             if not cells:
                 continue
             if len(cells) != len(header):
-                raise _fail(path, reader.line_num,
-                            f"expected {len(header)} columns, found {len(cells)}")
+                raise _fail(
+                    path, reader.line_num, f"expected {len(header)} columns, found {len(cells)}"
+                )
             row: dict[str, Any] = {}
             extra: dict[str, str] = {}
             for key, value in zip(header, cells, strict=True):
@@ -121,8 +135,10 @@ def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 else:
                     extra[key] = value
             if extra:
-                row["meta"] = {**_json_field(row.get("meta"), path, reader.line_num, "meta"),
-                               **extra}
+                row["meta"] = {
+                    **_json_field(row.get("meta"), path, reader.line_num, "meta"),
+                    **extra,
+                }
             if isinstance(row.get("boxes"), str):
                 row["boxes"] = _json_field(row["boxes"], path, reader.line_num, "boxes")
             yield reader.line_num, row
@@ -170,8 +186,12 @@ def validate(
     for line, row in rows:
         unknown = set(row) - set(FIELDS)
         if unknown:
-            raise _fail(path, line, f"unknown field {sorted(unknown)[0]!r} "
-                        f"(fields: {', '.join(FIELDS)}; put extra data in meta)")
+            raise _fail(
+                path,
+                line,
+                f"unknown field {sorted(unknown)[0]!r} "
+                f"(fields: {', '.join(FIELDS)}; put extra data in meta)",
+            )
         ext_id = _str(row, "id", path, line, 200) or _content_id(row)
         text = _str(row, "text", path, line)
         media = [(k, row[k]) for k in MEDIA_KINDS if row.get(k)]
@@ -199,18 +219,27 @@ def validate(
         else:
             gold = None
         boxes = row.get("boxes")
-        if boxes is not None and not (isinstance(boxes, list) and all(isinstance(b, dict) for b in boxes)):
+        if boxes is not None and not (
+            isinstance(boxes, list) and all(isinstance(b, dict) for b in boxes)
+        ):
             raise _fail(path, line, "boxes must be a list of objects with x, y, w, h")
         meta = row.get("meta")
         if meta is not None and not isinstance(meta, dict):
             raise _fail(path, line, "meta must be an object")
-        yield line, Record(
-            ext_id=ext_id, text=text, media_kind=media_kind, media_path=media_path,
-            context=_str(row, "context", path, line), gold=gold,
-            gold_reason=_str(row, "gold_reason", path, line),
-            suggestion=_str(row, "suggestion", path, line, 1000),
-            boxes=json.dumps(boxes) if boxes else None,
-            meta=json.dumps(meta, ensure_ascii=False) if meta else None,
+        yield (
+            line,
+            Record(
+                ext_id=ext_id,
+                text=text,
+                media_kind=media_kind,
+                media_path=media_path,
+                context=_str(row, "context", path, line),
+                gold=gold,
+                gold_reason=_str(row, "gold_reason", path, line),
+                suggestion=_str(row, "suggestion", path, line, 1000),
+                boxes=json.dumps(boxes) if boxes else None,
+                meta=json.dumps(meta, ensure_ascii=False) if meta else None,
+            ),
         )
 
 
@@ -243,13 +272,30 @@ def _insert(
     for line, r in records:
         seq += 1
         summary.rows += 1
-        inserted = repo.insert_item(conn, (
-            project_id, r.ext_id, r.text, r.media_kind, r.media_path, r.context, r.gold,
-            r.gold_reason, r.suggestion, r.boxes, r.meta, overlap, seq, now,
-        ))
+        inserted = repo.insert_item(
+            conn,
+            (
+                project_id,
+                r.ext_id,
+                r.text,
+                r.media_kind,
+                r.media_path,
+                r.context,
+                r.gold,
+                r.gold_reason,
+                r.suggestion,
+                r.boxes,
+                r.meta,
+                overlap,
+                seq,
+                now,
+            ),
+        )
         if not inserted:
             if repo.item_seq(conn, project_id, r.ext_id) >= first_seq:
-                raise _fail(path, line, f"duplicate id {r.ext_id!r} (it appears earlier in this file)")
+                raise _fail(
+                    path, line, f"duplicate id {r.ext_id!r} (it appears earlier in this file)"
+                )
             summary.duplicates += 1
         else:
             summary.items += 1
@@ -272,8 +318,13 @@ async def import_file(
     base = path if path.is_dir() else path.parent
     records = validate(read_rows(path), path, rules, base)
     summary = await service.db.write(
-        _insert, service.pids[project], service.projects[project].overlap, records, path,
-        service.clock(), progress,
+        _insert,
+        service.pids[project],
+        service.projects[project].overlap,
+        records,
+        path,
+        service.clock(),
+        progress,
     )
     if summary.items:
         service.notify()

@@ -9,16 +9,48 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 LABELS = ("positive", "negative", "neutral")
-_SUBJECTS = ["The battery", "Delivery", "The screen", "Customer support", "The price",
-             "The camera", "Setup", "The manual", "The strap", "Sound quality",
-             "The app", "Packaging", "The charger", "The keyboard", "Shipping"]
+_SUBJECTS = [
+    "The battery",
+    "Delivery",
+    "The screen",
+    "Customer support",
+    "The price",
+    "The camera",
+    "Setup",
+    "The manual",
+    "The strap",
+    "Sound quality",
+    "The app",
+    "Packaging",
+    "The charger",
+    "The keyboard",
+    "Shipping",
+]
 _PHRASES = {
-    "positive": ["is excellent, I love it", "was faster than promised", "works perfectly",
-                 "exceeded my expectations", "is great value", "made me smile"],
-    "negative": ["broke after two days", "is a total waste of money", "was rude and unhelpful",
-                 "stopped working", "arrived damaged", "is awful, avoid it"],
-    "neutral": ["is as described", "arrived on Tuesday", "is blue", "is about average",
-                "came in a box", "does what it says"],
+    "positive": [
+        "is excellent, I love it",
+        "was faster than promised",
+        "works perfectly",
+        "exceeded my expectations",
+        "is great value",
+        "made me smile",
+    ],
+    "negative": [
+        "broke after two days",
+        "is a total waste of money",
+        "was rude and unhelpful",
+        "stopped working",
+        "arrived damaged",
+        "is awful, avoid it",
+    ],
+    "neutral": [
+        "is as described",
+        "arrived on Tuesday",
+        "is blue",
+        "is about average",
+        "came in a box",
+        "does what it says",
+    ],
 }
 
 CONFIG = """\

@@ -41,7 +41,11 @@ def _beta_cdf(x: float, a: int, b: int) -> float:
     total = 0.0
     for j in range(a, n + 1):
         total += math.exp(
-            math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1) + j * lx + (n - j) * l1x
+            math.lgamma(n + 1)
+            - math.lgamma(j + 1)
+            - math.lgamma(n - j + 1)
+            + j * lx
+            + (n - j) * l1x
         )
     return min(1.0, total)
 
@@ -83,7 +87,7 @@ def confidently_below(correct: int, total: int, threshold: float, confidence: fl
 
 
 def reliability_weight(correct: int, total: int, n_labels: int) -> float:
-    """Log-odds vote weight of an annotator from gold (an unscored one weighs like an average one)."""
+    """Log-odds vote weight from gold; an unscored annotator weighs like an average one."""
     k = max(n_labels, 2)
     # Shrink toward a typical crowd accuracy so two lucky gold answers do not make an oracle.
     prior_acc, prior_n = 0.7, 4.0

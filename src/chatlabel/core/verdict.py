@@ -82,7 +82,9 @@ def _settle_expert(experts: Sequence[Vote], n: int, counts: dict[str, float]) ->
     return Verdict("resolved", experts[-1].value, 1.0, counts, n, "expert", n)
 
 
-def decide(rules: Rules, votes: Sequence[Vote], weights: Mapping[str, float] | None = None) -> Verdict:
+def decide(
+    rules: Rules, votes: Sequence[Vote], weights: Mapping[str, float] | None = None
+) -> Verdict:
     """The verdict of one item from its votes (gold answers never reach here)."""
     crowd = [v for v in votes if not v.expert]
     experts = [v for v in votes if v.expert]

@@ -109,7 +109,7 @@ class LabelingService:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def wait_for_change(self, timeout: float) -> bool:
+    async def wait_for_change(self, timeout: float) -> bool:  # noqa: ASYNC109
         """Wait until something may have produced work (or the timeout); True if signalled."""
         try:
             await asyncio.wait_for(self._changed.wait(), timeout)
@@ -164,14 +164,20 @@ class LabelingService:
                 if not self.projects:
                     return JoinResult("refused", "There is nothing to label yet.", role=role)
                 choices = tuple(self.info(n) for n in self.projects)
-                return JoinResult("choose", "Which project would you like to label?",
-                                  choices=choices, role=role)
+                return JoinResult(
+                    "choose", "Which project would you like to label?", choices=choices, role=role
+                )
             pid = self.pids[name]
             member = repo.get_member(conn, pid, a["id"])
             acc = self.config.access
             refusal = access.join_refusal(
-                user.key, acc.mode, code=arg, invite_codes=acc.invite_codes,
-                allowlist=acc.allowlist, role=role, already_member=member is not None,
+                user.key,
+                acc.mode,
+                code=arg,
+                invite_codes=acc.invite_codes,
+                allowlist=acc.allowlist,
+                role=role,
+                already_member=member is not None,
             )
             if refusal:
                 return JoinResult("refused", refusal, role=role)
@@ -207,7 +213,9 @@ class LabelingService:
         if m["status"] == "suspended":
             return Idle("suspended", _suspended_text(m["reason"]))
         if any(p["id"] == pid and p["paused"] for p in repo.project_rows(conn)):
-            return Idle("project_paused", "Labeling is paused for now. We'll message you when it resumes.")
+            return Idle(
+                "project_paused", "Labeling is paused for now. We'll message you when it resumes."
+            )
         if m["paused"]:
             return Idle("paused", "You're paused. Send /resume when you want more items.")
         open_row = repo.open_assignment(conn, a["id"], pid)
@@ -216,8 +224,11 @@ class LabelingService:
         item_id = self._pick(conn, pid, a["id"], role, _record(m), draw)
         if item_id is None:
             repo.update_member(conn, pid, a["id"], waiting=1)
-            return Idle("no_work", "That's everything for now, thank you! "
-                        "I'll send you the next item as soon as there is one.")
+            return Idle(
+                "no_work",
+                "That's everything for now, thank you! "
+                "I'll send you the next item as soon as there is one.",
+            )
         project = self.projects[name]
         asg = repo.create_assignment(
             conn, item_id, a["id"], now, lease_deadline(now, project.lease_seconds)
@@ -267,6 +278,7 @@ class LabelingService:
 
     async def answer_text(self, user: UserRef, text: str) -> Outcome:
         """A free-text message: the answer to the annotator's open text item, if they have one."""
+
         def find(conn: sqlite3.Connection) -> int | None:
             cur = self._current(conn, user)
             if cur is None:
@@ -305,8 +317,9 @@ class LabelingService:
         if r["state"] != "pending":
             prev = repo.answer_for_assignment(conn, assignment_id)
             if prev is not None:
-                return Outcome("duplicate", "Already recorded, thanks!",
-                               choice=display(rules, prev["value"]))
+                return Outcome(
+                    "duplicate", "Already recorded, thanks!", choice=display(rules, prev["value"])
+                )
             return Outcome("stale", "This item has timed out; here's a fresh one.")
         if r["expires_at"] <= now:
             repo.expire_leases(conn, now)
@@ -330,15 +343,27 @@ class LabelingService:
         correct = None if value is None or not is_gold else matches_gold(rules, value, r["gold"])
         seconds = max(0.0, now - r["leased_at"])
         answer_id = repo.insert_answer(
-            conn, item_id=r["id"], annotator_id=r["annotator_id"], assignment_id=assignment_id,
-            value=value, is_gold=int(is_gold), correct=None if correct is None else int(correct),
-            expert=int(expert), seconds=seconds, answered_at=now,
+            conn,
+            item_id=r["id"],
+            annotator_id=r["annotator_id"],
+            assignment_id=assignment_id,
+            value=value,
+            is_gold=int(is_gold),
+            correct=None if correct is None else int(correct),
+            expert=int(expert),
+            seconds=seconds,
+            answered_at=now,
         )
         repo.close_assignment(conn, assignment_id, r["id"], "skipped" if skipping else "answered")
         if skipping:
             repo.bump_member(conn, r["project_id"], r["annotator_id"], skips=1)
-            return Outcome("recorded", "Skipped.", choice="skipped", answer_id=answer_id,
-                           undo_until=now + project.undo_seconds)
+            return Outcome(
+                "recorded",
+                "Skipped.",
+                choice="skipped",
+                answer_id=answer_id,
+                undo_until=now + project.undo_seconds,
+            )
         assert value is not None
         suspended = self._score(conn, r, rules, project, value, correct, seconds, now)
         repo.bump_member(conn, r["project_id"], r["annotator_id"], answers=1)
@@ -348,14 +373,25 @@ class LabelingService:
         if correct is False and project.quality.gold_feedback:
             feedback = Feedback(display(rules, r["gold"]), r["gold_reason"])
         return Outcome(
-            "recorded", f"Saved: {display(rules, value)}", choice=display(rules, value),
-            answer_id=answer_id, undo_until=None if suspended else now + project.undo_seconds,
-            feedback=feedback, suspended=suspended,
+            "recorded",
+            f"Saved: {display(rules, value)}",
+            choice=display(rules, value),
+            answer_id=answer_id,
+            undo_until=None if suspended else now + project.undo_seconds,
+            feedback=feedback,
+            suspended=suspended,
         )
 
     def _score(
-        self, conn: sqlite3.Connection, r: Row, rules: Rules, project: Project,
-        value: str, correct: bool | None, seconds: float, now: float,
+        self,
+        conn: sqlite3.Connection,
+        r: Row,
+        rules: Rules,
+        project: Project,
+        value: str,
+        correct: bool | None,
+        seconds: float,
+        now: float,
     ) -> str | None:
         """Update quality counters for one answer; returns a suspension reason if one applies."""
         pid, aid = r["project_id"], r["annotator_id"]
@@ -378,11 +414,15 @@ class LabelingService:
         rec = _record(m)
         reason = None
         if deltas.get("qual_answers") and failed_qualification(rules, rec):
-            reason = (f"Your first {rules.qualification} check items were below the "
-                      f"{rules.min_gold_accuracy:.0%} accuracy this project needs.")
+            reason = (
+                f"Your first {rules.qualification} check items were below the "
+                f"{rules.min_gold_accuracy:.0%} accuracy this project needs."
+            )
         elif should_suspend(rules, rec):
-            reason = (f"Your answers on check items are below the "
-                      f"{rules.min_gold_accuracy:.0%} accuracy this project needs.")
+            reason = (
+                f"Your answers on check items are below the "
+                f"{rules.min_gold_accuracy:.0%} accuracy this project needs."
+            )
         elif q.max_same_run and run >= q.max_same_run:
             reason = f"You gave the same answer {run} times in a row."
         elif q.min_seconds and m["fast_answers"] >= 5 and m["fast_answers"] * 2 >= m["answers"] + 1:
@@ -391,7 +431,9 @@ class LabelingService:
             self._suspend(conn, pid, aid, reason, now)
         return reason
 
-    def _suspend(self, conn: sqlite3.Connection, pid: int, aid: int, reason: str, now: float) -> None:
+    def _suspend(
+        self, conn: sqlite3.Connection, pid: int, aid: int, reason: str, now: float
+    ) -> None:
         repo.update_member(conn, pid, aid, status="suspended", reason=reason, waiting=0)
         repo.release_assignments(conn, aid)
         rules = self.rules[self.names[pid]]
@@ -400,7 +442,9 @@ class LabelingService:
             self._settle(conn, item_id, rules, now)
         self.notify()
 
-    def _weights(self, conn: sqlite3.Connection, pid: int, rules: Rules, ids: list[int]) -> dict[int, float]:
+    def _weights(
+        self, conn: sqlite3.Connection, pid: int, rules: Rules, ids: list[int]
+    ) -> dict[int, float]:
         n = len(rules.choices) or 2
         return {
             int(g["annotator_id"]): reliability_weight(g["gold_correct"], g["gold_answers"], n)
@@ -413,14 +457,23 @@ class LabelingService:
         weights = None
         if rules.method != "majority" and rows:
             item = repo.get_item(conn, item_id)
-            by_id = self._weights(conn, item["project_id"], rules, [r["annotator_id"] for r in rows])
+            by_id = self._weights(
+                conn, item["project_id"], rules, [r["annotator_id"] for r in rows]
+            )
             weights = {r["key"]: by_id.get(r["annotator_id"], 1.0) for r in rows}
         votes = [Vote(r["key"], r["value"], bool(r["expert"])) for r in rows]
         v = decide(rules, votes, weights)
         repo.save_verdict(
-            conn, item_id, status=v.status, label=v.label if v.settled else None,
-            confidence=v.confidence, votes=v.votes, n_answers=v.n_answers, method=v.method,
-            needed=v.needed, now=now,
+            conn,
+            item_id,
+            status=v.status,
+            label=v.label if v.settled else None,
+            confidence=v.confidence,
+            votes=v.votes,
+            n_answers=v.n_answers,
+            method=v.method,
+            needed=v.needed,
+            now=now,
         )
 
     # -- multi-choice toggles and undo -----------------------------------------------------
@@ -492,6 +545,7 @@ class LabelingService:
 
     async def set_paused(self, user: UserRef, paused: bool) -> str:
         """Pause or resume pushes for oneself."""
+
         def tx(conn: sqlite3.Connection) -> str:
             cur = self._current(conn, user)
             if cur is None:
@@ -513,6 +567,7 @@ class LabelingService:
 
     async def mark_blocked(self, user: UserRef) -> None:
         """The user blocked the bot: stop pushing and give their items back."""
+
         def tx(conn: sqlite3.Connection) -> None:
             a = repo.get_annotator(conn, user.key)
             if a is not None:
@@ -562,9 +617,20 @@ class LabelingService:
             if status == "suspended":
                 self._suspend(conn, pid, a["id"], reason or "Suspended by a coordinator.", now)
             else:
-                repo.update_member(conn, pid, a["id"], status="active", reason=None,
-                                   qual_answers=0, qual_correct=0, gold_answers=0,
-                                   gold_correct=0, fast_answers=0, same_run=0, waiting=1)
+                repo.update_member(
+                    conn,
+                    pid,
+                    a["id"],
+                    status="active",
+                    reason=None,
+                    qual_answers=0,
+                    qual_correct=0,
+                    gold_answers=0,
+                    gold_correct=0,
+                    fast_answers=0,
+                    same_run=0,
+                    waiting=1,
+                )
             return True
 
         ok = await self.db.write(tx)
@@ -582,12 +648,14 @@ class LabelingService:
 
 def _record(m: Row | dict[str, Any]) -> MemberRecord:
     return MemberRecord(
-        answers=m["answers"], gold_answers=m["gold_answers"], gold_correct=m["gold_correct"],
-        qualification_answers=m["qual_answers"], qualification_correct=m["qual_correct"],
+        answers=m["answers"],
+        gold_answers=m["gold_answers"],
+        gold_correct=m["gold_correct"],
+        qualification_answers=m["qual_answers"],
+        qualification_correct=m["qual_correct"],
     )
 
 
 def _suspended_text(reason: str | None) -> str:
     why = f" {reason}" if reason else ""
-    return (f"You're not receiving items at the moment.{why} "
-            "A coordinator can reinstate you.")
+    return f"You're not receiving items at the moment.{why} A coordinator can reinstate you."

@@ -44,10 +44,17 @@ class Reports:
             acc = accuracy(m["gold_correct"], m["gold_answers"])
             has = m["gold_answers"] > 0
             return MyStats(
-                project=svc.projects[name].title, answers=m["answers"], skips=m["skips"],
-                gold_answers=m["gold_answers"], gold_accuracy=acc.raw,
-                accuracy_low=acc.low if has else None, accuracy_high=acc.high if has else None,
-                rank=int(rank), of=int(of), status=m["status"], reason=m["reason"],
+                project=svc.projects[name].title,
+                answers=m["answers"],
+                skips=m["skips"],
+                gold_answers=m["gold_answers"],
+                gold_accuracy=acc.raw,
+                accuracy_low=acc.low if has else None,
+                accuracy_high=acc.high if has else None,
+                rank=int(rank),
+                of=int(of),
+                status=m["status"],
+                reason=m["reason"],
             )
 
         return await self.db.read(q)
@@ -59,48 +66,62 @@ class Reports:
         now = svc.clock()
 
         def q(conn: sqlite3.Connection) -> Progress:
-            counts = dict(conn.execute(
-                """SELECT status, COUNT(*) FROM items WHERE project_id = ? AND gold IS NULL
-                   GROUP BY status""", (pid,)).fetchall())
+            counts = dict(
+                conn.execute(
+                    """SELECT status, COUNT(*) FROM items WHERE project_id = ? AND gold IS NULL
+                   GROUP BY status""",
+                    (pid,),
+                ).fetchall()
+            )
             gold_items = conn.execute(
                 "SELECT COUNT(*) FROM items WHERE project_id = ? AND gold IS NOT NULL", (pid,)
             ).fetchone()[0]
             answers, last_hour = conn.execute(
                 """SELECT COUNT(*), COALESCE(SUM(x.answered_at >= ?), 0) FROM answers x
                    JOIN items i ON i.id = x.item_id
-                   WHERE i.project_id = ? AND x.value IS NOT NULL""", (now - HOUR, pid),
+                   WHERE i.project_id = ? AND x.value IS NOT NULL""",
+                (now - HOUR, pid),
             ).fetchone()
             members = conn.execute(
                 """SELECT COUNT(*), COALESCE(SUM(status = 'suspended'), 0) FROM members
-                   WHERE project_id = ?""", (pid,)).fetchone()
+                   WHERE project_id = ?""",
+                (pid,),
+            ).fetchone()
             active = conn.execute(
                 """SELECT COUNT(DISTINCT x.annotator_id) FROM answers x
                    JOIN items i ON i.id = x.item_id
-                   WHERE i.project_id = ? AND x.answered_at >= ?""", (pid, now - 24 * HOUR),
+                   WHERE i.project_id = ? AND x.answered_at >= ?""",
+                (pid, now - 24 * HOUR),
             ).fetchone()[0]
             labels: Counter[str] = Counter()
             rules = svc.rules[name]
             for label, n in conn.execute(
                 """SELECT v.label, COUNT(*) FROM verdicts v JOIN items i ON i.id = v.item_id
                    WHERE i.project_id = ? AND v.status = 'resolved' AND i.gold IS NULL
-                   GROUP BY v.label""", (pid,)):
+                   GROUP BY v.label""",
+                (pid,),
+            ):
                 if rules.kind == "multi":
                     for lab in json.loads(label):
                         labels[lab] += n
                 else:
                     labels[str(label)] += n
             timeline = [
-                (float(t), int(c)) for t, c in conn.execute(
+                (float(t), int(c))
+                for t, c in conn.execute(
                     """SELECT CAST(x.answered_at / 60 AS INTEGER) * 60 AS t, COUNT(*)
                        FROM answers x JOIN items i ON i.id = x.item_id
                        WHERE i.project_id = ? AND x.value IS NOT NULL GROUP BY t ORDER BY t""",
-                    (pid,))
+                    (pid,),
+                )
             ]
             cum, total_ = [], 0
             for t, c in timeline:
                 total_ += c
                 cum.append((t, total_))
-            paused = bool(conn.execute("SELECT paused FROM projects WHERE id = ?", (pid,)).fetchone()[0])
+            paused = bool(
+                conn.execute("SELECT paused FROM projects WHERE id = ?", (pid,)).fetchone()[0]
+            )
             items = sum(counts.values())
             resolved, escalated = counts.get("resolved", 0), counts.get("escalated", 0)
             pending = counts.get("pending", 0)
@@ -109,15 +130,27 @@ class Reports:
                 # Answers still needed, at least the base overlap per pending item.
                 need = conn.execute(
                     """SELECT COALESCE(SUM(MAX(needed - n_answers, 0)), 0) FROM items
-                       WHERE project_id = ? AND gold IS NULL AND status = 'pending'""", (pid,),
+                       WHERE project_id = ? AND gold IS NULL AND status = 'pending'""",
+                    (pid,),
                 ).fetchone()[0]
                 eta = need / (last_hour / HOUR)
             return Progress(
-                project=name, title=svc.projects[name].title, items=items, gold_items=gold_items,
-                resolved=resolved, escalated=escalated, pending=pending, answers=answers,
-                answers_last_hour=last_hour, annotators_active=active,
-                annotators_total=members[0], suspended=members[1], eta_seconds=eta,
-                labels=dict(labels.most_common()), timeline=cum, paused=paused,
+                project=name,
+                title=svc.projects[name].title,
+                items=items,
+                gold_items=gold_items,
+                resolved=resolved,
+                escalated=escalated,
+                pending=pending,
+                answers=answers,
+                answers_last_hour=last_hour,
+                annotators_active=active,
+                annotators_total=members[0],
+                suspended=members[1],
+                eta_seconds=eta,
+                labels=dict(labels.most_common()),
+                timeline=cum,
+                paused=paused,
             )
 
         return await self.db.read(q)
@@ -131,23 +164,39 @@ class Reports:
             rows = conn.execute(
                 """SELECT a.id, a.key, a.name, m.* FROM members m
                    JOIN annotators a ON a.id = m.annotator_id WHERE m.project_id = ?
-                   ORDER BY m.answers DESC, a.key LIMIT ?""", (pid, limit)).fetchall()
+                   ORDER BY m.answers DESC, a.key LIMIT ?""",
+                (pid, limit),
+            ).fetchall()
             out = []
             for r in rows:
-                secs = [s for (s,) in conn.execute(
-                    """SELECT x.seconds FROM answers x JOIN items i ON i.id = x.item_id
+                secs = [
+                    s
+                    for (s,) in conn.execute(
+                        """SELECT x.seconds FROM answers x JOIN items i ON i.id = x.item_id
                        WHERE x.annotator_id = ? AND i.project_id = ? AND x.value IS NOT NULL
-                       ORDER BY x.id DESC LIMIT 500""", (r["id"], pid))]
+                       ORDER BY x.id DESC LIMIT 500""",
+                        (r["id"], pid),
+                    )
+                ]
                 acc = accuracy(r["gold_correct"], r["gold_answers"])
                 has = r["gold_answers"] > 0
                 platform, _, uid = r["key"].partition(":")
-                out.append(AnnotatorRow(
-                    key=r["key"], name=r["name"], role=svc.role(UserRef(platform, uid)),
-                    status=r["status"], answers=r["answers"], skips=r["skips"],
-                    gold_answers=r["gold_answers"], gold_accuracy=acc.raw,
-                    accuracy_low=acc.low if has else None, accuracy_high=acc.high if has else None,
-                    median_seconds=statistics.median(secs) if secs else None, reason=r["reason"],
-                ))
+                out.append(
+                    AnnotatorRow(
+                        key=r["key"],
+                        name=r["name"],
+                        role=svc.role(UserRef(platform, uid)),
+                        status=r["status"],
+                        answers=r["answers"],
+                        skips=r["skips"],
+                        gold_answers=r["gold_answers"],
+                        gold_accuracy=acc.raw,
+                        accuracy_low=acc.low if has else None,
+                        accuracy_high=acc.high if has else None,
+                        median_seconds=statistics.median(secs) if secs else None,
+                        reason=r["reason"],
+                    )
+                )
             return out
 
         return await self.db.read(q)
@@ -162,7 +211,8 @@ class Reports:
                    FROM verdicts v JOIN items i ON i.id = v.item_id
                    WHERE i.project_id = ? AND v.n_answers >= 2 AND v.confidence < 1
                    ORDER BY v.status = 'escalated' DESC, v.confidence, i.seq LIMIT ?""",
-                (pid, limit)).fetchall()
+                (pid, limit),
+            ).fetchall()
             return [Disagreement(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
 
         return await self.db.read(q)
@@ -177,7 +227,9 @@ class Reports:
                 """SELECT x.item_id, x.annotator_id, x.value FROM answers x
                    JOIN items i ON i.id = x.item_id
                    WHERE i.project_id = ? AND x.value IS NOT NULL AND x.is_gold = 0
-                     AND x.expert = 0 AND x.counted = 1""", (pid,)).fetchall()
+                     AND x.expert = 0 AND x.counted = 1""",
+                (pid,),
+            ).fetchall()
 
         rows = await self.db.read(q)
         return agreement_figures(rows, rules.kind, rules.choices)
@@ -208,7 +260,8 @@ def agreement_figures(
     level = "interval" if kind == "rating" else "nominal"
     if kind == "rating":
         out["krippendorff_alpha"] = agr.krippendorff_alpha(
-            {u: {c: float(v) for c, v in cs.items()} for u, cs in units.items()}, level=level)
+            {u: {c: float(v) for c, v in cs.items()} for u, cs in units.items()}, level=level
+        )
     else:
         out["krippendorff_alpha"] = agr.krippendorff_alpha(units, level=level)
     return out

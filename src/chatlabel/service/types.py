@@ -58,9 +58,7 @@ class Task:
     answered: int  # how many this annotator has answered in the project
 
 
-IdleReason = Literal[
-    "no_work", "paused", "project_paused", "suspended", "not_joined", "blocked"
-]
+IdleReason = Literal["no_work", "paused", "project_paused", "suspended", "not_joined", "blocked"]
 
 
 @dataclass(frozen=True)

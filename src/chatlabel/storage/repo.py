@@ -83,7 +83,9 @@ def add_member(conn: sqlite3.Connection, project_id: int, annotator_id: int, now
     )
 
 
-def update_member(conn: sqlite3.Connection, project_id: int, annotator_id: int, **cols: Any) -> None:
+def update_member(
+    conn: sqlite3.Connection, project_id: int, annotator_id: int, **cols: Any
+) -> None:
     """Set columns of a membership row."""
     sets = ", ".join(f"{c} = ?" for c in cols)
     conn.execute(
@@ -92,7 +94,9 @@ def update_member(conn: sqlite3.Connection, project_id: int, annotator_id: int, 
     )
 
 
-def bump_member(conn: sqlite3.Connection, project_id: int, annotator_id: int, **deltas: int) -> None:
+def bump_member(
+    conn: sqlite3.Connection, project_id: int, annotator_id: int, **deltas: int
+) -> None:
     """Add to counters of a membership row."""
     sets = ", ".join(f"{c} = {c} + ?" for c in deltas)
     conn.execute(
@@ -200,7 +204,9 @@ def get_assignment(conn: sqlite3.Connection, assignment_id: int) -> Row | None:
     ).fetchone()
 
 
-def close_assignment(conn: sqlite3.Connection, assignment_id: int, item_id: int, state: str) -> None:
+def close_assignment(
+    conn: sqlite3.Connection, assignment_id: int, item_id: int, state: str
+) -> None:
     """End a pending assignment and free its slot."""
     conn.execute("UPDATE assignments SET state = ? WHERE id = ?", (state, assignment_id))
     conn.execute("UPDATE items SET n_leases = n_leases - 1 WHERE id = ?", (item_id,))
@@ -277,7 +283,9 @@ def item_votes(conn: sqlite3.Connection, item_id: int) -> list[Row]:
     ).fetchall()
 
 
-def gold_counts(conn: sqlite3.Connection, project_id: int, annotator_ids: Iterable[int]) -> list[Row]:
+def gold_counts(
+    conn: sqlite3.Connection, project_id: int, annotator_ids: Iterable[int]
+) -> list[Row]:
     """Gold counters of some annotators in a project."""
     ids = list(annotator_ids)
     marks = ",".join("?" for _ in ids)
@@ -359,8 +367,22 @@ def save_media_file_id(conn: sqlite3.Connection, sha256: str, platform: str, fil
 
 # -- import -------------------------------------------------------------------------------
 
-ITEM_COLUMNS = ("project_id", "ext_id", "text", "media_kind", "media_path", "context", "gold",
-                "gold_reason", "suggestion", "boxes", "meta", "needed", "seq", "created_at")
+ITEM_COLUMNS = (
+    "project_id",
+    "ext_id",
+    "text",
+    "media_kind",
+    "media_path",
+    "context",
+    "gold",
+    "gold_reason",
+    "suggestion",
+    "boxes",
+    "meta",
+    "needed",
+    "seq",
+    "created_at",
+)
 _INSERT_ITEM = (
     f"INSERT INTO items ({', '.join(ITEM_COLUMNS)}) VALUES ({', '.join('?' * len(ITEM_COLUMNS))})"
     " ON CONFLICT (project_id, ext_id) DO NOTHING"
@@ -379,6 +401,8 @@ def insert_item(conn: sqlite3.Connection, values: tuple[Any, ...]) -> bool:
 
 def item_seq(conn: sqlite3.Connection, project_id: int, ext_id: str) -> int:
     """The import sequence number of an existing item."""
-    return int(conn.execute(
-        "SELECT seq FROM items WHERE project_id = ? AND ext_id = ?", (project_id, ext_id)
-    ).fetchone()[0])
+    return int(
+        conn.execute(
+            "SELECT seq FROM items WHERE project_id = ? AND ext_id = ?", (project_id, ext_id)
+        ).fetchone()[0]
+    )

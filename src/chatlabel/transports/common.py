@@ -202,6 +202,7 @@ def disagreements_text(rows: list[Disagreement]) -> str:
 
 def agreement_text(title: str, figures: dict[str, float | int]) -> str:
     """A coordinator's /agreement reply."""
+
     def fmt(x: float | int | None) -> str:
         if x is None or (isinstance(x, float) and math.isnan(x)):
             return "n/a"
@@ -211,7 +212,8 @@ def agreement_text(title: str, figures: dict[str, float | int]) -> str:
         f"🤝 Agreement in {title}\n"
         f"Fleiss' kappa: {fmt(figures.get('fleiss_kappa'))}\n"
         f"Krippendorff's alpha: {fmt(figures.get('krippendorff_alpha'))}\n"
-        f"Over {figures.get('items', 0)} items with 2+ answers ({figures.get('answers', 0)} answers)"
+        f"Over {figures.get('items', 0)} items with 2+ answers"
+        f" ({figures.get('answers', 0)} answers)"
     )
 
 

@@ -210,10 +210,8 @@ def sanitize(blocks: Any) -> list[JSON]:
         kind = b.get("type")
         text = b.get("text") if isinstance(b.get("text"), dict) else None
         if kind == "section" and text and text.get("type") in ("plain_text", "mrkdwn"):
-            if not str(text.get("text", "")).startswith("*✅") and not str(
-                    text.get("text", "")).startswith("*⏭"):
-                out.append({"type": "section",
-                            "text": {"type": text["type"], "text": str(text.get("text", " "))}})
+            out.append({"type": "section",
+                        "text": {"type": text["type"], "text": str(text.get("text", " "))}})
         elif kind == "image":
             slack_file = b.get("slack_file")
             if isinstance(slack_file, dict) and slack_file.get("id"):
@@ -272,7 +270,7 @@ def choose_blocks(choices: Sequence[ProjectInfo], names: Sequence[str], prompt: 
                for k, c in enumerate(choices) if c.name in names]
     blocks: list[JSON] = [section(prompt)]
     for n, row in _chunks(buttons, ACTIONS_PER_BLOCK):
-        blocks.append({"type": "actions", "block_id": f"cl:choose:{n}", "elements": list(row)})
+        blocks.append({"type": "actions", "block_id": f"cl-choose:{n}", "elements": list(row)})
     return blocks[:MESSAGE_BLOCKS]
 
 
@@ -306,7 +304,7 @@ def home_view(stats: str, projects: Sequence[tuple[str, str, str]], *,
     blocks: list[JSON] = [
         {"type": "header", "text": plain("Labeling", 150)},
         section(esc(stats), markdown=True),
-        {"type": "actions", "block_id": "cl:home:start", "elements": [
+        {"type": "actions", "block_id": "cl-home:start", "elements": [
             button("▶️ Start labeling", HOME_START_ID, "start", "primary")]},
     ]
     if projects:
@@ -318,7 +316,7 @@ def home_view(stats: str, projects: Sequence[tuple[str, str, str]], *,
         if top:
             blocks.append(context(esc(cut(top, 2000))))
         if can_export:
-            blocks.append({"type": "actions", "block_id": f"cl:home:x{n}", "elements": [
+            blocks.append({"type": "actions", "block_id": f"cl-home:x{n}", "elements": [
                 button(f"⬇️ Export {name}", HOME_EXPORT_ID.format(n=n), name)]})
         blocks.append({"type": "divider"})
     return {"type": "home", "blocks": blocks}

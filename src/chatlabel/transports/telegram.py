@@ -94,6 +94,7 @@ class TelegramTransport:
     max_rate = 30.0  # messages per second for the whole bot (Telegram's broadcast limit)
     poll_timeout = 10  # seconds a getUpdates long poll may hang
     push_interval = 5.0  # how often the push loop looks for expired leases without a signal
+    retry_delays: tuple[float, ...] = Outbox.retry_delays  # backoff after network errors
 
     def __init__(
         self,
@@ -201,7 +202,7 @@ class TelegramTransport:
         try:
             await app.initialize()
             await app.start()
-            self._outbox = Outbox(app.bot, self.service, self.media_cache)
+            self._outbox = Outbox(app.bot, self.service, self.media_cache, self.retry_delays)
             self._coordinator = Coordinator(
                 self.service, self.reports, self._outbox, self.export_results
             )

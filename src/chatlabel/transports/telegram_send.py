@@ -64,10 +64,18 @@ class Outbox:
     """Everything the bot sends, with retries; a user who blocked the bot is marked so."""
 
     # Waits between attempts after a network error or a 429 the rate limiter gave up on.
-    retry_delays: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0)
+    retry_delays: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
 
-    def __init__(self, bot: Bot, service: LabelingService, media_cache: Path) -> None:
+    def __init__(
+        self,
+        bot: Bot,
+        service: LabelingService,
+        media_cache: Path,
+        retry_delays: Sequence[float] | None = None,
+    ) -> None:
         self.bot = bot
+        if retry_delays is not None:
+            self.retry_delays = tuple(retry_delays)
         self.service = service
         self.media_cache = media_cache
         self.shown: dict[int, Shown] = {}  # chat id -> latest item message
