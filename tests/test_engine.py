@@ -419,8 +419,10 @@ async def test_undo_within_window_only(service_factory: Any, tmp_path: Path, clo
     assert await sql(svc, "SELECT status FROM items WHERE ext_id = ?", t.item_id) == [("resolved",)]
     assert (await svc.undo(other, out.answer_id or 0)).status == "forbidden"
     back = await svc.undo(u, out.answer_id or 0)
-    # A settled item is final: undo is refused once the verdict is in.
-    assert back.status == "stale"
+    # Undo works even on the answer that settled the item: the item reopens.
+    assert back.ok and back.task is not None
+    assert await sql(svc, "SELECT status FROM items WHERE ext_id = ?", t.item_id) == [("pending",)]
+    await svc.answer(u, back.task.assignment_id, "b")
     t2 = await take(svc, u)
     out2 = await svc.skip(u, t2.assignment_id)
     assert out2.ok

@@ -1,3 +1,3 @@
-"""chatlabel: label data in chat (Telegram and Slack), with gold scoring, overlap and verdicts in SQLite."""
+"""chatlabel: label data in chat, with gold scoring, overlap and verdicts in one SQLite file."""
 
 __version__ = "0.1.0"

@@ -213,6 +213,8 @@ class LabelingService:
         if m["status"] == "suspended":
             return Idle("suspended", _suspended_text(m["reason"]))
         if any(p["id"] == pid and p["paused"] for p in repo.project_rows(conn)):
+            # Waiting, so the push loop brings them back when the project resumes.
+            repo.update_member(conn, pid, a["id"], waiting=1)
             return Idle(
                 "project_paused", "Labeling is paused for now. We'll message you when it resumes."
             )
@@ -519,8 +521,9 @@ class LabelingService:
             m = repo.get_member(conn, pid, aid)
             if m is None or m["status"] != "active":
                 return Outcome("stale", "You can't undo right now.")
-            if item["status"] != "pending" and not x["is_gold"] and not x["expert"]:
-                return Outcome("stale", "Too late to undo: this item is already settled.")
+            settled_by_expert = any(v["expert"] for v in repo.item_votes(conn, item["id"]))
+            if settled_by_expert and not x["expert"]:
+                return Outcome("stale", "Too late to undo: an expert has settled this item.")
             repo.delete_answer(conn, answer_id)
             repo.reopen_assignment(
                 conn, x["assignment_id"], x["item_id"], lease_deadline(now, project.lease_seconds)

@@ -9,6 +9,7 @@ from collections import Counter
 
 import numpy as np
 
+from ..core import agreement as agr
 from ..core.gold import accuracy
 from ..storage import repo
 from .labeling import LabelingService
@@ -253,11 +254,9 @@ def agreement_figures(
     for r, vs in enumerate(shared.values()):
         for v in vs:
             counts[r, index[v]] += 1
-    from ..core import agreement as agr  # noqa: PLC0415  (written in parallel; moved up later)
-
     out["fleiss_kappa"] = agr.fleiss_kappa(counts)
     units = {str(item): by_item[item] for item in shared}
-    level = "interval" if kind == "rating" else "nominal"
+    level: agr.Level = "interval" if kind == "rating" else "nominal"
     if kind == "rating":
         out["krippendorff_alpha"] = agr.krippendorff_alpha(
             {u: {c: float(v) for c, v in cs.items()} for u, cs in units.items()}, level=level

@@ -80,7 +80,8 @@ class Database:
         self, sql: str, params: tuple[Any, ...] = (), batch: int = 2000
     ) -> AsyncIterator[sqlite3.Row]:
         """Yield the rows of a query in batches from a separate read-only connection."""
-        async with aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True) as ro:
+        # as_uri() escapes spaces, '?' and '#' that would otherwise end the file name.
+        async with aiosqlite.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True) as ro:
             ro.row_factory = sqlite3.Row
             async with ro.execute(sql, params) as cur:
                 while rows := await cur.fetchmany(batch):
