@@ -97,9 +97,21 @@ class Bench:
                     """INSERT INTO items (project_id, ext_id, text, media_kind, media_path,
                          context, gold, gold_reason, suggestion, boxes, needed, seq, created_at)
                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    (pid, r["id"], r.get("text"), r.get("media_kind"), r.get("media_path"),
-                     r.get("context"), gold, r.get("gold_reason"), r.get("suggestion"),
-                     json.dumps(r["boxes"]) if r.get("boxes") else None, needed, n, now),
+                    (
+                        pid,
+                        r["id"],
+                        r.get("text"),
+                        r.get("media_kind"),
+                        r.get("media_path"),
+                        r.get("context"),
+                        gold,
+                        r.get("gold_reason"),
+                        r.get("suggestion"),
+                        json.dumps(r["boxes"]) if r.get("boxes") else None,
+                        needed,
+                        n,
+                        now,
+                    ),
                 )
 
         await self.db.write(tx)
@@ -141,7 +153,9 @@ async def next_item(user: SimUser, after: int = 0, timeout: float = 5.0) -> Chat
 
 
 async def new_message(
-    user: SimUser, after: int, match: Callable[[ChatMessage], bool] = lambda m: True,
+    user: SimUser,
+    after: int,
+    match: Callable[[ChatMessage], bool] = lambda m: True,
     timeout: float = 5.0,  # noqa: ASYNC109
 ) -> ChatMessage:
     """A bot message newer than message id `after` that satisfies `match`."""
@@ -171,8 +185,12 @@ async def running_bot(
             await service.start()
             reports = Reports(service)
             transport = TelegramTransport(
-                service, reports, Telegram(base_url=emu.base_url), emu.token,
-                media_cache=config.media_cache_path(), export_results=export_stub,
+                service,
+                reports,
+                Telegram(base_url=emu.base_url),
+                emu.token,
+                media_cache=config.media_cache_path(),
+                export_results=export_stub,
             )
             transport.max_rate = 1000.0  # the emulator has no flood limit; keep tests quick
             transport.push_interval = 0.2  # the lease-expiry timer, shortened

@@ -20,8 +20,6 @@ log = logging.getLogger("chatlabel")
 class Transport(Protocol):
     """A chat platform adapter: started and stopped with the app."""
 
-    name: str
-
     async def start(self) -> None:
         """Connect to the platform and begin handling updates."""
 
@@ -45,8 +43,12 @@ class Runtime:
             try:
                 await t.stop()
             except Exception:
-                log.exception("stopping %s failed", t.name)
+                log.exception("stopping %s failed", _name(t))
         await self.db.close()
+
+
+def _name(t: Transport) -> str:
+    return type(t).__name__.removesuffix("Transport")
 
 
 def _env(env: Mapping[str, str], var: str) -> str | None:
@@ -140,10 +142,10 @@ async def serve(rt: Runtime, stop: asyncio.Event) -> None:
             )
         for t in rt.transports:
             await t.start()
-            log.info("%s started", t.name)
+            log.info("%s started", _name(t))
         log.info(
             "chatlabel running: %s (database %s)",
-            ", ".join(t.name for t in rt.transports),
+            ", ".join(_name(t) for t in rt.transports),
             rt.config.database_path(),
         )
         await stop.wait()

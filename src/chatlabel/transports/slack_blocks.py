@@ -80,8 +80,12 @@ def context(*texts: str) -> JSON:
 
 def button(text: str, action_id: str, value: str, style: str | None = None) -> JSON:
     """A button element, its text cut to Slack's 75 characters."""
-    b: JSON = {"type": "button", "text": plain(text, BUTTON_LIMIT), "action_id": action_id,
-               "value": value}
+    b: JSON = {
+        "type": "button",
+        "text": plain(text, BUTTON_LIMIT),
+        "action_id": action_id,
+        "value": value,
+    }
     if style:
         b["style"] = style
     return b
@@ -89,7 +93,7 @@ def button(text: str, action_id: str, value: str, style: str | None = None) -> J
 
 def _chunks(seq: Sequence[Any], size: int) -> Iterable[tuple[int, Sequence[Any]]]:
     for n, start in enumerate(range(0, len(seq), size)):
-        yield n, seq[start:start + size]
+        yield n, seq[start : start + size]
 
 
 # -- items ------------------------------------------------------------------------------------
@@ -114,8 +118,8 @@ def item_text(task: Task, *, attached: bool = False) -> str:
 
 
 def notification(task: Task) -> str:
-    """The message's `text`: what notifications and screen readers show."""
-    return cut(f"{task.project.title}: {task.text or 'a new item'}", NOTIFICATION_LIMIT)
+    """The message's `text`: what notifications and screen readers show (escaped)."""
+    return esc(cut(f"{task.project.title}: {task.text or 'a new item'}", NOTIFICATION_LIMIT))
 
 
 def static_blocks(task: Task, image: JSON | None, *, attached: bool = False) -> list[JSON]:
@@ -143,18 +147,25 @@ def controls(task: Task) -> list[JSON]:
     if kind == "multi":
         chosen = set(task.selected)
         for n, labels in _chunks(list(enumerate(task.choices)), OPTIONS_PER_CHECKBOXES):
-            options = [{"text": plain(label, BUTTON_LIMIT), "value": encode("toggle", aid, i)}
-                       for i, label in labels]
-            element: JSON = {"type": "checkboxes", "options": options,
-                             "action_id": CHECKBOX_ID.format(aid=aid, chunk=n)}
+            options = [
+                {"text": plain(label, BUTTON_LIMIT), "value": encode("toggle", aid, i)}
+                for i, label in labels
+            ]
+            element: JSON = {
+                "type": "checkboxes",
+                "options": options,
+                "action_id": CHECKBOX_ID.format(aid=aid, chunk=n),
+            }
             initial = [o for o, (_, label) in zip(options, labels, strict=True) if label in chosen]
             if initial:
                 element["initial_options"] = initial
-            blocks.append({"type": "actions", "block_id": _block_id(project, f"m{n}"),
-                           "elements": [element]})
+            blocks.append(
+                {"type": "actions", "block_id": _block_id(project, f"m{n}"), "elements": [element]}
+            )
         done = button("Done", BUTTON_ID.format(n=next(counter)), encode("done", aid), "primary")
-        blocks.append({"type": "actions", "block_id": _block_id(project, "d"),
-                       "elements": [done, skip]})
+        blocks.append(
+            {"type": "actions", "block_id": _block_id(project, "d"), "elements": [done, skip]}
+        )
         return blocks
     if kind == "text":
         write = button("✍️ Write answer", WRITE_ID, str(aid), "primary")
@@ -165,12 +176,14 @@ def controls(task: Task) -> list[JSON]:
         text = choice
         if kind == "verify":
             text, style = ("✅ Yes", "primary") if choice == "yes" else ("❌ No", "danger")
-        buttons.append(button(text, BUTTON_ID.format(n=next(counter)),
-                              encode("answer", aid, i), style))
+        buttons.append(
+            button(text, BUTTON_ID.format(n=next(counter)), encode("answer", aid, i), style)
+        )
     buttons.append(skip)
     for n, row in _chunks(buttons, ACTIONS_PER_BLOCK):
-        blocks.append({"type": "actions", "block_id": _block_id(project, str(n)),
-                       "elements": list(row)})
+        blocks.append(
+            {"type": "actions", "block_id": _block_id(project, str(n)), "elements": list(row)}
+        )
     return blocks
 
 
@@ -179,8 +192,9 @@ def task_blocks(task: Task, image: JSON | None, *, attached: bool = False) -> li
     return (static_blocks(task, image, attached=attached) + controls(task))[:MESSAGE_BLOCKS]
 
 
-def answered_blocks(static: list[JSON], out: Outcome, project: str, *,
-                    undo: bool = True) -> list[JSON]:
+def answered_blocks(
+    static: list[JSON], out: Outcome, project: str, *, undo: bool = True
+) -> list[JSON]:
     """An answered item: what it showed, the choice, gold feedback and (for a while) Undo."""
     blocks = list(static)
     blocks.append(section(f"*{esc(outcome_line(out))}*", markdown=True))
@@ -188,9 +202,15 @@ def answered_blocks(static: list[JSON], out: Outcome, project: str, *,
     if feedback:
         blocks.append(context(esc(feedback)))
     if undo and out.answer_id is not None and out.undo_until is not None:
-        blocks.append({"type": "actions", "block_id": _block_id(project, "u"),
-                       "elements": [button("↩️ Undo", BUTTON_ID.format(n=0),
-                                           encode("undo", out.answer_id))]})
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": _block_id(project, "u"),
+                "elements": [
+                    button("↩️ Undo", BUTTON_ID.format(n=0), encode("undo", out.answer_id))
+                ],
+            }
+        )
     return blocks[:MESSAGE_BLOCKS]
 
 
@@ -210,21 +230,39 @@ def sanitize(blocks: Any) -> list[JSON]:
         kind = b.get("type")
         text = b.get("text") if isinstance(b.get("text"), dict) else None
         if kind == "section" and text and text.get("type") in ("plain_text", "mrkdwn"):
-            out.append({"type": "section",
-                        "text": {"type": text["type"], "text": str(text.get("text", " "))}})
+            out.append(
+                {
+                    "type": "section",
+                    "text": {"type": text["type"], "text": str(text.get("text", " "))},
+                }
+            )
         elif kind == "image":
             slack_file = b.get("slack_file")
             if isinstance(slack_file, dict) and slack_file.get("id"):
                 out.append(image_block(str(slack_file["id"]), str(b.get("alt_text", "item"))))
             elif b.get("image_url"):
-                out.append({"type": "image", "image_url": str(b["image_url"]),
-                            "alt_text": str(b.get("alt_text", "item"))})
+                out.append(
+                    {
+                        "type": "image",
+                        "image_url": str(b["image_url"]),
+                        "alt_text": str(b.get("alt_text", "item")),
+                    }
+                )
         elif kind == "context":
-            texts = [e for e in b.get("elements", [])
-                     if isinstance(e, dict) and e.get("type") in ("plain_text", "mrkdwn")]
+            texts = [
+                e
+                for e in b.get("elements", [])
+                if isinstance(e, dict) and e.get("type") in ("plain_text", "mrkdwn")
+            ]
             if texts:
-                out.append({"type": "context", "elements": [
-                    {"type": e["type"], "text": str(e.get("text", " "))} for e in texts]})
+                out.append(
+                    {
+                        "type": "context",
+                        "elements": [
+                            {"type": e["type"], "text": str(e.get("text", " "))} for e in texts
+                        ],
+                    }
+                )
             break  # the item's own context block ends its static part
     return out
 
@@ -238,14 +276,28 @@ def text_modal(aid: int, project: str, channel: str, ts: str, shown: str) -> JSO
     blocks: list[JSON] = []
     if shown.strip():
         blocks.append(section(shown))
-    blocks.append({
-        "type": "input", "block_id": TEXT_BLOCK, "label": plain("Your answer", 2000),
-        "element": {"type": "plain_text_input", "action_id": TEXT_ACTION, "multiline": True,
-                    "max_length": 2000},
-    })
-    return {"type": "modal", "callback_id": TEXT_MODAL, "private_metadata": meta,
-            "title": plain("Your answer", 24), "submit": plain("Save", 24),
-            "close": plain("Cancel", 24), "blocks": blocks}
+    blocks.append(
+        {
+            "type": "input",
+            "block_id": TEXT_BLOCK,
+            "label": plain("Your answer", 2000),
+            "element": {
+                "type": "plain_text_input",
+                "action_id": TEXT_ACTION,
+                "multiline": True,
+                "max_length": 2000,
+            },
+        }
+    )
+    return {
+        "type": "modal",
+        "callback_id": TEXT_MODAL,
+        "private_metadata": meta,
+        "title": plain("Your answer", 24),
+        "submit": plain("Save", 24),
+        "close": plain("Cancel", 24),
+        "blocks": blocks,
+    }
 
 
 # -- joining, help, App Home ------------------------------------------------------------------
@@ -257,8 +309,10 @@ def welcome_text(res: JoinResult, command: str) -> str:
     lines = [f"*{esc(res.message)}*"]
     if res.project.instructions:
         lines.append(esc(res.project.instructions))
-    lines.append("I'll send you items one at a time here: answer with the buttons, or Skip "
-                 f"anything you're unsure about. `{command} help` lists what else I can do.")
+    lines.append(
+        "I'll send you items one at a time here: answer with the buttons, or Skip "
+        f"anything you're unsure about. `{command} help` lists what else I can do."
+    )
     if res.role == "coordinator":
         lines.append(f"You're a coordinator: `{command} help` shows your commands too.")
     return "\n\n".join(lines)
@@ -266,8 +320,11 @@ def welcome_text(res: JoinResult, command: str) -> str:
 
 def choose_blocks(choices: Sequence[ProjectInfo], names: Sequence[str], prompt: str) -> list[JSON]:
     """A project picker: one button per project (p:<index into names>)."""
-    buttons = [button(c.title, BUTTON_ID.format(n=k), encode("project", names.index(c.name)))
-               for k, c in enumerate(choices) if c.name in names]
+    buttons = [
+        button(c.title, BUTTON_ID.format(n=k), encode("project", names.index(c.name)))
+        for k, c in enumerate(choices)
+        if c.name in names
+    ]
     blocks: list[JSON] = [section(prompt)]
     for n, row in _chunks(buttons, ACTIONS_PER_BLOCK):
         blocks.append({"type": "actions", "block_id": f"cl-choose:{n}", "elements": list(row)})
@@ -287,7 +344,8 @@ def help_text(command: str, coordinator: bool) -> str:
     ]
     if coordinator:
         lines += [
-            "", "*Coordinator commands* (add a project name when there are several):",
+            "",
+            "*Coordinator commands* (add a project name when there are several):",
             f"`{command} progress` — counts, rate, ETA and a chart",
             f"`{command} annotators` — who is doing what",
             f"`{command} disagreements` — items the crowd can't settle",
@@ -298,14 +356,16 @@ def help_text(command: str, coordinator: bool) -> str:
     return "\n".join(lines)
 
 
-def home_view(stats: str, projects: Sequence[tuple[str, str, str]], *,
-              can_export: bool) -> JSON:
+def home_view(stats: str, projects: Sequence[tuple[str, str, str]], *, can_export: bool) -> JSON:
     """The App Home tab: own stats and Start; coordinators also see (name, progress, top)."""
     blocks: list[JSON] = [
         {"type": "header", "text": plain("Labeling", 150)},
         section(esc(stats), markdown=True),
-        {"type": "actions", "block_id": "cl-home:start", "elements": [
-            button("▶️ Start labeling", HOME_START_ID, "start", "primary")]},
+        {
+            "type": "actions",
+            "block_id": "cl-home:start",
+            "elements": [button("▶️ Start labeling", HOME_START_ID, "start", "primary")],
+        },
     ]
     if projects:
         blocks += [{"type": "divider"}, {"type": "header", "text": plain("Projects", 150)}]
@@ -316,7 +376,12 @@ def home_view(stats: str, projects: Sequence[tuple[str, str, str]], *,
         if top:
             blocks.append(context(esc(cut(top, 2000))))
         if can_export:
-            blocks.append({"type": "actions", "block_id": f"cl-home:x{n}", "elements": [
-                button(f"⬇️ Export {name}", HOME_EXPORT_ID.format(n=n), name)]})
+            blocks.append(
+                {
+                    "type": "actions",
+                    "block_id": f"cl-home:x{n}",
+                    "elements": [button(f"⬇️ Export {name}", HOME_EXPORT_ID.format(n=n), name)],
+                }
+            )
         blocks.append({"type": "divider"})
     return {"type": "home", "blocks": blocks}

@@ -1,9 +1,8 @@
 """The Telegram bot: translates Telegram updates into service calls and results into messages.
 
-    transport = TelegramTransport(service, reports, config.telegram, token, media_cache=path)
-    await transport.start()     # polling (or webhook) and pushes run in the background
-    ...
-    await transport.stop()
+Manual lifecycle, so Telegram shares one event loop with Slack and the rest of the process:
+`await TelegramTransport(service, reports, settings, token, media_cache=...).start()`, later
+`await transport.stop()`. Polling (or a webhook) and the push loop run in the background.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from telegram import BotCommandScopeChat, Message, Update
+from telegram import BotCommandScopeChat, Update
 from telegram.error import TelegramError
 from telegram.ext import (
     AIORateLimiter,
@@ -34,30 +33,19 @@ from telegram.request import HTTPXRequest
 from ..config import Telegram
 from ..service.labeling import LabelingService
 from ..service.reports import Reports
-from ..service.types import Idle, Outcome, Push, Task, UserRef
+from ..service.types import Push, UserRef
 from .common import (
     ANNOTATOR_HELP,
     COORDINATOR_HELP,
-    choice_of,
-    decode,
-    feedback_text,
-    outcome_line,
     push_loop,
     stats_text,
 )
 from .telegram_coord import Coordinator, ExportResults
+from .telegram_flow import Conversation
 from .telegram_send import Outbox, chat_of
 from .telegram_views import (
     ANNOTATOR_COMMANDS,
-    CAPTION_LIMIT,
     COORDINATOR_COMMANDS,
-    TEXT_LIMIT,
-    UNDONE_LINE,
-    project_keyboard,
-    task_keyboard,
-    undo_keyboard,
-    with_line,
-    without_line,
 )
 from .telegram_webhook import WebhookServer
 
@@ -65,31 +53,50 @@ log = logging.getLogger("chatlabel.telegram")
 Context = ContextTypes.DEFAULT_TYPE
 Handler = Callable[[Update, Context], Coroutine[Any, Any, None]]
 _UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER]
-_UNKNOWN_BUTTON = "That button isn't valid any more."
 
 
 class _Redact(logging.Filter):
-    """Blanks the bot token out of log records (URLs, exception texts)."""
+    """Blanks bot tokens out of log records (PTB logs its base URL, which holds the token)."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.secret = secret
+        self.secrets: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if self.secret in text or (record.exc_text and self.secret in record.exc_text):
-            record.msg, record.args = text.replace(self.secret, "<token>"), ()
+        found = [s for s in self.secrets if s in text or s in (record.exc_text or "")]
+        for secret in found:
+            text = text.replace(secret, "<token>")
             if record.exc_text:
-                record.exc_text = record.exc_text.replace(self.secret, "<token>")
-            record.exc_info = None
+                record.exc_text = record.exc_text.replace(secret, "<token>")
+        if found:
+            record.msg, record.args = text, ()
         return True
+
+
+_REDACT = _Redact()
+_LOGGED_BY = ("telegram", "httpx", "httpcore", "chatlabel")
+
+
+def _hide_token(token: str) -> None:
+    """Attach the redacting filter to every logger that could see a request URL."""
+    _REDACT.secrets.add(token)
+    # httpx logs every request URL, which contains the token, at INFO.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # A filter on a logger does not cover its children, so each existing logger gets it.
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in _LOGGED_BY]
+    for name in {*names, *_LOGGED_BY, "chatlabel.telegram", "chatlabel.push"}:
+        logger = logging.getLogger(name)
+        if _REDACT not in logger.filters:
+            logger.addFilter(_REDACT)
 
 
 class TelegramTransport:
     """A Telegram bot in front of the labeling service (manual lifecycle: start / stop)."""
 
+    name = "telegram"
     rate_limit_retries = 5  # RetryAfter answers AIORateLimiter waits out before giving up
     max_rate = 30.0  # messages per second for the whole bot (Telegram's broadcast limit)
     poll_timeout = 10  # seconds a getUpdates long poll may hang
@@ -115,12 +122,11 @@ class TelegramTransport:
         self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
         self._outbox: Outbox | None = None
         self._coordinator: Coordinator | None = None
+        self._conversation: Conversation | None = None
         self._webhook: WebhookServer | None = None
         self._push_task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._commands_set: set[int] = set()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -131,6 +137,13 @@ class TelegramTransport:
         if self._outbox is None:
             raise RuntimeError("start() the Telegram transport first")
         return self._outbox
+
+    @property
+    def conversation(self) -> Conversation:
+        """The annotator conversation (available after start())."""
+        if self._conversation is None:
+            raise RuntimeError("start() the Telegram transport first")
+        return self._conversation
 
     @property
     def application(self) -> Application[Any, Any, Any, Any, Any, Any]:
@@ -188,21 +201,14 @@ class TelegramTransport:
         """Connect, set the command menus, start receiving updates and pushing items."""
         if self._app is not None:
             raise RuntimeError("the Telegram transport is already running")
-        # httpx logs every request URL, which contains the token, at INFO.
-        logging.getLogger("httpx").setLevel(logging.WARNING)
-        redact = _Redact(self._token)
-        for name in ("httpx", "telegram", "telegram.ext.Updater", "telegram.ext.Application",
-                     "telegram.Bot", "telegram.ext.AIORateLimiter", "chatlabel.telegram",
-                     "chatlabel.push"):
-            logger = logging.getLogger(name)
-            if not any(isinstance(f, _Redact) for f in logger.filters):
-                logger.addFilter(redact)
+        _hide_token(self._token)
         app = self._build()
         self._app = app
         try:
             await app.initialize()
             await app.start()
             self._outbox = Outbox(app.bot, self.service, self.media_cache, self.retry_delays)
+            self._conversation = Conversation(self.service, self._outbox)
             self._coordinator = Coordinator(
                 self.service, self.reports, self._outbox, self.export_results
             )
@@ -212,9 +218,7 @@ class TelegramTransport:
                 await self._webhook.start()
             else:
                 assert app.updater is not None
-                await app.updater.start_polling(
-                    timeout=self.poll_timeout, allowed_updates=_UPDATES
-                )
+                await app.updater.start_polling(timeout=self.poll_timeout, allowed_updates=_UPDATES)
             self._stop.clear()
             self._push_task = asyncio.create_task(
                 push_loop(self.service, "telegram", self._push, self._stop, self.push_interval),
@@ -302,36 +306,12 @@ class TelegramTransport:
         async with self._lock(push.user.key):
             await self.outbox.task(push.user, push.task)
 
-    async def _show(self, user: UserRef, got: Task | Idle) -> None:
-        if isinstance(got, Task):
-            await self.outbox.task(user, got)
-        else:
-            await self.outbox.text(user, got.message)
-
-    async def _next(self, user: UserRef) -> None:
-        """Show the user's current or next item, or why there is none."""
-        await self._show(user, await self.service.next_task(user))
-
     # -- commands -------------------------------------------------------------------------
 
     async def _on_start(self, update: Update, user: UserRef, context: Context) -> None:
-        arg = " ".join(context.args or []) or None
-        res = await self.service.join(user, arg)
-        if res.role == "coordinator":
+        if self.service.is_coordinator(user):
             await self._set_coordinator_commands(chat_of(user))
-        if res.status == "refused":
-            await self.outbox.text(user, res.message)
-        elif res.status == "choose":
-            names = list(self.service.projects)
-            await self.outbox.text(user, res.message, project_keyboard(res.choices, names))
-        else:
-            await self._welcome(user, res.message, res.project.instructions if res.project else "")
-
-    async def _welcome(self, user: UserRef, greeting: str, instructions: str) -> None:
-        text = greeting + (f"\n\n{instructions}" if instructions else "")
-        text += "\n\nAnswer with the buttons under each item; /help explains the rest."
-        await self.outbox.text(user, text)
-        await self._next(user)
+        await self.conversation.join(user, " ".join(context.args or []) or None)
 
     async def _on_help(self, update: Update, user: UserRef, context: Context) -> None:
         text = ANNOTATOR_HELP
@@ -349,7 +329,7 @@ class TelegramTransport:
         text = await self.service.set_paused(user, False)
         await self.outbox.text(user, text)
         if not text.startswith("Send /start"):
-            await self._next(user)
+            await self.conversation.next(user)
 
     async def _on_coordinator(self, update: Update, user: UserRef, context: Context) -> None:
         assert update.message is not None and update.message.text is not None
@@ -364,156 +344,12 @@ class TelegramTransport:
     # -- answers --------------------------------------------------------------------------
 
     async def _on_text(self, update: Update, user: UserRef, context: Context) -> None:
-        """A plain message: the answer to an open free-text item, if there is one."""
         assert update.message is not None and update.message.text is not None
-        out = await self.service.answer_text(user, update.message.text)
-        if not out.ok:
-            hint = "" if out.status != "stale" else " Answer with the buttons, or send /help."
-            await self.outbox.text(user, out.message + hint)
-            return
-        chat = chat_of(user)
-        shown = self.outbox.shown.get(chat)
-        if shown is not None and shown.open and shown.kind == "text":
-            shown.open = False
-            await self._confirm(user, out, shown.message_id, shown.body, media=shown.media)
-        else:
-            await self._confirm(user, out, None, "", media=False)
-        await self._after(user, out)
+        await self.conversation.text(user, update.message.text)
 
     async def _on_button(self, update: Update, user: UserRef, context: Context) -> None:
-        query = update.callback_query
-        assert query is not None
-        press = decode(query.data or "")
-        msg = query.message if isinstance(query.message, Message) else None
-        if press is None:
-            await self.outbox.toast(query, _UNKNOWN_BUTTON)
-            return
-        if press.action == "project":
-            await self._choose_project(user, press.ref, msg)
-            await self.outbox.toast(query)
-            return
-        if press.action == "undo":
-            out = await self.service.undo(user, press.ref)
-            await self.outbox.toast(query, None if out.ok else out.message)
-            if out.ok and out.task is not None:
-                await self._undone(user, out.task, msg)
-            return
-        if press.action in ("answer", "toggle"):
-            choices = await self._choices(user, press.ref)
-            choice = choice_of(choices or (), press.index)
-            if choice is None:
-                await self.outbox.toast(query, _UNKNOWN_BUTTON)
-                return
-            if press.action == "toggle":
-                out = await self.service.toggle(user, press.ref, choice)
-                await self.outbox.toast(query, None if out.ok else out.message)
-                if out.ok and out.task is not None and msg is not None:
-                    await self.outbox.keyboard(msg.chat_id, msg.message_id, task_keyboard(out.task))
-                return
-            out = await self.service.answer(user, press.ref, choice)
-        elif press.action == "done":
-            out = await self.service.answer(user, press.ref, None)
-        else:  # skip
-            out = await self.service.skip(user, press.ref)
-        await self.outbox.toast(query, None if out.ok else out.message)
-        if out.ok:
-            self._close(user, press.ref)
-            if msg is None:
-                await self._confirm(user, out, None, "", media=False)
-            else:
-                body = msg.text or msg.caption or ""
-                await self._confirm(user, out, msg.message_id, body, media=msg.text is None)
-            await self._after(user, out)
-        elif out.status == "stale":
-            # A timed-out item: take its dead buttons away and show what is current instead.
-            if msg is not None:
-                media = msg.text is None
-                body = with_line(msg.text or msg.caption or "", "⌛ Timed out",
-                                 CAPTION_LIMIT if media else TEXT_LIMIT)
-                await self.outbox.edit(msg.chat_id, msg.message_id, body, media=media)
-            await self._next(user)
-
-    async def _choices(self, user: UserRef, assignment_id: int) -> tuple[str, ...] | None:
-        """The choices behind an assignment's buttons."""
-        known = self.outbox.choices.get(assignment_id)
-        if known is not None:
-            return known
-        # After a restart: with one set of choices in the config, that is the answer; the
-        # service still checks the press against the assignment.
-        distinct = {rules.choices for rules in self.service.rules.values()}
-        if len(distinct) == 1:
-            return next(iter(distinct))
-        got = await self.service.next_task(user)
-        if isinstance(got, Task) and got.assignment_id == assignment_id:
-            return got.choices
-        return None
-
-    def _close(self, user: UserRef, assignment_id: int) -> None:
-        shown = self.outbox.shown.get(chat_of(user))
-        if shown is not None and shown.assignment_id == assignment_id:
-            shown.open = False
-
-    async def _confirm(
-        self, user: UserRef, out: Outcome, message_id: int | None, body: str, *, media: bool
-    ) -> None:
-        """Show the recorded choice on the item (or in a new message), with Undo for a while."""
-        line = outcome_line(out)
-        undo = None
-        if out.answer_id is not None and out.undo_until and out.undo_until > self.service.clock():
-            undo = undo_keyboard(out.answer_id)
-        if message_id is None:
-            await self.outbox.text(user, line, undo)
-            return
-        limit = CAPTION_LIMIT if media else TEXT_LIMIT
-        await self.outbox.edit(
-            chat_of(user), message_id, with_line(body, line, limit), media=media, markup=undo
-        )
-
-    async def _after(self, user: UserRef, out: Outcome) -> None:
-        """After a recorded answer: gold feedback, a suspension notice, then the next item."""
-        feedback = feedback_text(out)
-        if feedback:
-            await self.outbox.text(user, feedback)
-        if out.suspended:
-            await self.outbox.text(
-                user,
-                f"⛔ You won't get more items in this project. {out.suspended} "
-                "A coordinator can reinstate you.",
-            )
-            return
-        await self._next(user)
-
-    async def _undone(self, user: UserRef, task: Task, msg: Message | None) -> None:
-        """Mark the confirmation as undone, withdraw a newer unanswered item, show the item."""
-        chat = chat_of(user)
-        if msg is not None:
-            body = without_line(msg.text or msg.caption or "")
-            limit = TEXT_LIMIT if msg.text is not None else CAPTION_LIMIT
-            await self.outbox.edit(
-                chat, msg.message_id, with_line(body, UNDONE_LINE, limit), media=msg.text is None
-            )
-        shown = self.outbox.shown.get(chat)
-        if shown is not None and shown.open and shown.assignment_id != task.assignment_id:
-            # The item sent after the undone answer stays theirs and comes back next;
-            # deleting it keeps one live copy of each item in the chat.
-            await self.outbox.delete(chat, shown.message_id)
-        await self.outbox.task(user, task)
-
-    async def _choose_project(self, user: UserRef, index: int, msg: Message | None) -> None:
-        names = list(self.service.projects)
-        if not 0 <= index < len(names):
-            await self.outbox.text(user, _UNKNOWN_BUTTON)
-            return
-        res = await self.service.join(user, names[index])
-        if msg is not None:
-            title = self.service.projects[names[index]].title
-            await self.outbox.edit(
-                msg.chat_id, msg.message_id, f"{msg.text or ''}\n\n➡️ {title}", media=False
-            )
-        if res.status == "joined":
-            await self._welcome(user, res.message, res.project.instructions if res.project else "")
-        else:
-            await self.outbox.text(user, res.message)
+        assert update.callback_query is not None
+        await self.conversation.button(user, update.callback_query)
 
     # -- membership and errors ------------------------------------------------------------
 
@@ -533,5 +369,10 @@ class TelegramTransport:
         where = "an update"
         if isinstance(update, Update) and update.effective_user is not None:
             where = f"an update from telegram:{update.effective_user.id}"
-        log.error("handling %s failed: %s: %s", where, type(err).__name__, err,
-                  exc_info=err if not isinstance(err, TelegramError) else None)
+        log.error(
+            "handling %s failed: %s: %s",
+            where,
+            type(err).__name__,
+            err,
+            exc_info=err if not isinstance(err, TelegramError) else None,
+        )

@@ -76,8 +76,13 @@ class Coordinator:
         text = progress_text(p)
         # Pillow drawing is CPU-bound: keep it off the event loop.
         png = await asyncio.to_thread(
-            progress_chart, p.title, total=p.items, resolved=p.resolved, escalated=p.escalated,
-            labels=p.labels, timeline=p.timeline,
+            progress_chart,
+            p.title,
+            total=p.items,
+            resolved=p.resolved,
+            escalated=p.escalated,
+            labels=p.labels,
+            timeline=p.timeline,
         )
         chart = InputFile(png, filename=f"{name}-progress.png")
         caption = text if len(text) <= CAPTION_LIMIT else None

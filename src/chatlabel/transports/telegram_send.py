@@ -127,6 +127,21 @@ class Outbox:
             user, lambda: self.bot.send_message(chat, body, reply_markup=markup)
         )
 
+    async def _cosmetic(self, what: str, make: Callable[[], Awaitable[object]]) -> None:
+        """A call whose failure must not stop the flow (the answer is already recorded)."""
+        try:
+            await self.call(make)
+        except BadRequest as exc:
+            # A double press edits to the same content; old messages and queries expire.
+            benign = ("not modified", "not found", "can't be edited", "can't be deleted",
+                      "query is too old", "query id is invalid")  # fmt: skip
+            if not _says(exc, *benign):
+                raise
+        except Forbidden:
+            pass  # the user blocked the bot; my_chat_member or the next send marks them
+        except (NetworkError, RetryAfter) as exc:
+            log.warning("could not %s, giving up after retries: %s", what, exc.message)
+
     async def edit(
         self,
         chat_id: int,
@@ -137,50 +152,40 @@ class Outbox:
         markup: InlineKeyboardMarkup | None = None,
     ) -> None:
         """Replace a message's text (or caption) and keyboard; a no-op edit is fine."""
-        try:
-            if media:
-                caption = cut(body, CAPTION_LIMIT)
-                await self.call(
-                    lambda: self.bot.edit_message_caption(
-                        chat_id, message_id, caption=caption, reply_markup=markup
-                    )
-                )
-            else:
-                text = cut(body, TEXT_LIMIT)
-                await self.call(
-                    lambda: self.bot.edit_message_text(
-                        text, chat_id, message_id, reply_markup=markup
-                    )
-                )
-        except BadRequest as exc:
-            # A double press edits to the same content; an old message may be gone.
-            if not _says(exc, "not modified", "not found", "can't be edited"):
-                raise
-        except Forbidden:
-            pass  # the user blocked the bot; my_chat_member or the next send marks them
+        bot = self.bot
+        if media:
+            caption = cut(body, CAPTION_LIMIT)
+            await self._cosmetic(
+                "edit a caption",
+                lambda: bot.edit_message_caption(
+                    chat_id, message_id, caption=caption, reply_markup=markup
+                ),
+            )
+        else:
+            text = cut(body, TEXT_LIMIT)
+            await self._cosmetic(
+                "edit a message",
+                lambda: bot.edit_message_text(text, chat_id, message_id, reply_markup=markup),
+            )
 
     async def keyboard(self, chat_id: int, message_id: int, markup: InlineKeyboardMarkup) -> None:
         """Replace only a message's keyboard (multi-choice toggles)."""
-        try:
-            await self.call(
-                lambda: self.bot.edit_message_reply_markup(chat_id, message_id, reply_markup=markup)
-            )
-        except BadRequest as exc:
-            if not _says(exc, "not modified", "not found", "can't be edited"):
-                raise
+        await self._cosmetic(
+            "update a keyboard",
+            lambda: self.bot.edit_message_reply_markup(chat_id, message_id, reply_markup=markup),
+        )
 
     async def delete(self, chat_id: int, message_id: int) -> None:
         """Delete a message if Telegram still allows it."""
-        with contextlib.suppress(BadRequest, Forbidden):
-            await self.call(lambda: self.bot.delete_message(chat_id, message_id))
+        await self._cosmetic(
+            "delete a message", lambda: self.bot.delete_message(chat_id, message_id)
+        )
 
     async def toast(self, query: CallbackQuery, text: str | None = None) -> None:
         """Answer a callback query (the spinner stops); a query too old to answer is ignored."""
-        try:
-            await self.call(lambda: query.answer(text[:200] if text else None))
-        except BadRequest as exc:
-            if not _says(exc, "query is too old", "query id is invalid"):
-                raise
+        await self._cosmetic(
+            "answer a button press", lambda: query.answer(text[:200] if text else None)
+        )
 
     # -- items ----------------------------------------------------------------------------
 
@@ -201,17 +206,24 @@ class Outbox:
         if task.media is not None:
             try:
                 sent = await self._media(user, chat, task, cut(body, CAPTION_LIMIT), markup)
-            except (MediaError, OSError) as exc:
-                log.error("item %s: cannot send its %s (%s); sending the text only",
-                          task.item_id, task.media.kind, exc)
+            except (MediaError, OSError, BadRequest) as exc:  # missing, corrupt or refused
+                log.error(
+                    "item %s: cannot send its %s (%s); sending the text only",
+                    task.item_id,
+                    task.media.kind,
+                    exc,
+                )
                 body += f"\n\n⚠️ The {task.media.kind} of this item could not be loaded."
                 sent = await self.text(user, body, markup)
         else:
             sent = await self.text(user, body, markup)
         if sent is not None:
             self.shown[chat] = Shown(
-                task.assignment_id, sent.message_id, sent.text or sent.caption or "",
-                media=sent.text is None, kind=task.project.kind,
+                task.assignment_id,
+                sent.message_id,
+                sent.text or sent.caption or "",
+                media=sent.text is None,
+                kind=task.project.kind,
             )
             await self.service.remember_message(task.assignment_id, f"{chat}:{sent.message_id}")
         return sent

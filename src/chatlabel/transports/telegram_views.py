@@ -14,6 +14,7 @@ TEXT_LIMIT = 4096
 CAPTION_LIMIT = 1024
 # Telegram shows at most 8 buttons in a row; fewer fit a phone once labels get longer.
 _MAX_PER_ROW = 8
+_ROW_CHARS = 40
 
 ANNOTATOR_COMMANDS = (
     BotCommand("start", "Begin or continue labeling"),
@@ -41,15 +42,9 @@ UNDONE_LINE = "↩ Undone"
 
 def per_row(labels: Sequence[str]) -> int:
     """How many buttons with these labels fit side by side on a phone."""
-    longest = max((len(label) for label in labels), default=0)
-    if longest <= 3:
-        wanted = _MAX_PER_ROW
-    elif longest <= 8:
-        wanted = 3
-    elif longest <= 16:
-        wanted = 2
-    else:
-        wanted = 1
+    longest = max((len(label) for label in labels), default=1)
+    # About 40 characters fit across a phone, each button taking ~3 more for its padding.
+    wanted = max(1, min(_MAX_PER_ROW, _ROW_CHARS // (longest + 3)))
     # Balance the rows: 4 labels become 2 + 2 rather than 3 + 1.
     rows = math.ceil(len(labels) / wanted) if labels else 1
     return max(1, math.ceil(len(labels) / rows))
@@ -109,6 +104,7 @@ def project_keyboard(choices: Sequence[ProjectInfo], names: Sequence[str]) -> In
 
 def with_line(body: str, line: str, limit: int) -> str:
     """`body` and a status line under it, the body cut so that both fit in `limit`."""
+    line = cut(line, limit // 2)  # a long typed answer must not push the message over
     room = max(1, limit - len(line) - 2)
     return f"{cut(body, room)}\n\n{line}"
 

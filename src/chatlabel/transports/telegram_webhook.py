@@ -23,7 +23,9 @@ class WebhookServer:
     """Receives updates on `settings.webhook_url`'s path and registers the webhook."""
 
     def __init__(
-        self, app: Application[Any, Any, Any, Any, Any, Any], settings: Telegram,
+        self,
+        app: Application[Any, Any, Any, Any, Any, Any],
+        settings: Telegram,
         allowed_updates: list[str],
     ) -> None:
         self.app = app
@@ -38,11 +40,15 @@ class WebhookServer:
         if not url:
             raise ValueError("telegram.webhook_url is required when telegram.mode = 'webhook'")
         if self.secret is None:
-            log.warning("no webhook secret in $%s: anyone who learns the URL can post updates",
-                        self.settings.secret_token_env)
+            log.warning(
+                "no webhook secret in $%s: anyone who learns the URL can post updates",
+                self.settings.secret_token_env,
+            )
         elif not _SECRET.fullmatch(self.secret):
-            raise ValueError(f"${self.settings.secret_token_env} must be 1-256 characters "
-                             "of A-Z, a-z, 0-9, _ and -")
+            raise ValueError(
+                f"${self.settings.secret_token_env} must be 1-256 characters "
+                "of A-Z, a-z, 0-9, _ and -"
+            )
         server = web.Application(client_max_size=1024 * 1024)
         server.router.add_post(urlsplit(url).path or "/", self._handle)
         runner = web.AppRunner(server, access_log=None)

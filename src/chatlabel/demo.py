@@ -1,0 +1,342 @@
+"""`chatlabel demo`: the real Telegram bot against the Bot API emulator, with simulated people.
+
+No token and no network: the emulator serves the Bot API on 127.0.0.1, the bot is built by the
+same composition root as `chatlabel run`, and simulated annotators of varying skill read the
+items on their screens and press buttons until the sample project is labeled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import random
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import exporter
+from .app import Runtime, build
+from .config import Telegram, load_config
+from .emulators.telegram import BotApiEmulator, ChatMessage, EmulatorUsageError
+from .importer import import_file
+from .sample import write_sample
+
+COORDINATOR_ID = 1000  # the sample config's coordinator (telegram:1000)
+FIRST_ANNOTATOR_ID = 2001
+TIME_LIMIT = 60.0  # seconds; the demo normally ends in well under half of this
+IDLE_GRACE = 1.5  # everyone idle this long with items still open: nobody can settle them
+
+
+@dataclass(frozen=True)
+class Persona:
+    """A simulated annotator: how often they pick the right label."""
+
+    name: str
+    kind: str  # good | careless | spammer
+    skill: float | None  # None: presses at random
+
+
+@dataclass(frozen=True)
+class AnnotatorResult:
+    """One simulated annotator's figures at the end."""
+
+    name: str
+    kind: str
+    skill: float | None
+    answers: int
+    gold_answers: int
+    gold_accuracy: float | None
+    status: str
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What the demo measured."""
+
+    items: int  # ordinary (non-gold) items
+    resolved: int
+    escalated: int
+    pending: int
+    correct: int  # resolved items whose label matches the hidden truth
+    accuracy: float | None  # correct / resolved
+    fleiss_kappa: float
+    krippendorff_alpha: float
+    annotators: list[AnnotatorResult]
+    seconds: float
+    timed_out: bool
+    directory: Path | None  # where the database and exports were kept
+    exports: list[Path] = field(default_factory=list)
+
+    def annotator(self, kind: str) -> list[AnnotatorResult]:
+        """The annotators of one kind (good, careless, spammer)."""
+        return [a for a in self.annotators if a.kind == kind]
+
+
+def personas(n: int) -> list[Persona]:
+    """A crowd of `n`: one spammer, one careless person from five up, the rest good."""
+    if n < 1:
+        raise ValueError("the demo needs at least one annotator")
+    out = [Persona("Spammer", "spammer", None)] if n >= 2 else []
+    if n >= 5:
+        out.append(Persona("Careless", "careless", 0.6))
+    good = n - len(out)
+    out[:0] = [Persona(f"Good {i + 1}", "good", 0.92) for i in range(good)]
+    return out
+
+
+def _is_item(m: ChatMessage) -> bool:
+    return any(str(b.get("callback_data", "")).startswith("s:") for b in m.buttons)
+
+
+class _Crowd:
+    """The simulated annotators: each reads only its own screen and presses real buttons."""
+
+    def __init__(
+        self, emu: BotApiEmulator, people: list[Persona], truth: dict[str, str], seed: int
+    ) -> None:
+        self.people = people
+        self.truth = truth  # item text as shown -> true label
+        self.users = [emu.user(FIRST_ANNOTATOR_ID + i, p.name) for i, p in enumerate(people)]
+        self.rngs = [random.Random(seed * 1000 + i) for i in range(len(people))]
+        self.idle_since: dict[int, float | None] = {u.id: None for u in self.users}
+        self.stop = asyncio.Event()
+
+    def all_idle_for(self, seconds: float) -> bool:
+        """True when every annotator has had nothing to do for `seconds`."""
+        now = time.monotonic()
+        return all(t is not None and now - t >= seconds for t in self.idle_since.values())
+
+    async def work(self, i: int) -> None:
+        """One annotator: /start, then answer each item that appears, until told to stop."""
+        user, person, rng = self.users[i], self.people[i], self.rngs[i]
+        handled: set[int] = set()
+        await user.send("/start")
+        while not self.stop.is_set():
+            try:
+                item = await user.wait_for_message(
+                    lambda m: _is_item(m) and m.message_id not in handled, timeout=0.5
+                )
+            except TimeoutError:
+                if self.idle_since[user.id] is None:
+                    self.idle_since[user.id] = time.monotonic()
+                continue
+            self.idle_since[user.id] = None
+            handled.add(item.message_id)
+            await asyncio.sleep(rng.uniform(0.0, 0.03))  # a moment to read
+            with contextlib.suppress(EmulatorUsageError):  # the keyboard changed meanwhile
+                await user.press(item, self.choose(item, person, rng))
+
+    def choose(self, item: ChatMessage, person: Persona, rng: random.Random) -> str:
+        """The button a persona presses, judged from what the message shows."""
+        labels = [
+            str(b["text"]) for b in item.buttons if str(b.get("callback_data", "")).startswith("a:")
+        ]
+        right = self.truth.get(item.content.split("\n\n")[0])
+        if person.skill is None or right not in labels:
+            return rng.choice(labels)
+        if rng.random() < person.skill:
+            return right
+        return rng.choice([label for label in labels if label != right])
+
+
+def _truth_by_text(directory: Path) -> dict[str, str]:
+    """What each item's message shows, mapped to its hidden true label."""
+    truth = json.loads((directory / "truth.json").read_text(encoding="utf-8"))
+    out = {}
+    with (directory / "items.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            out[row["text"]] = truth[row["id"]]
+    return out
+
+
+@contextlib.asynccontextmanager
+async def _folder(keep: Path | None) -> AsyncIterator[Path]:
+    if keep is not None:
+        await asyncio.to_thread(keep.mkdir, parents=True, exist_ok=True)
+        yield keep
+        return
+    with tempfile.TemporaryDirectory(prefix="chatlabel-demo-") as tmp:
+        yield Path(tmp)
+
+
+async def run_demo(
+    *,
+    annotators: int = 6,
+    items: int = 40,
+    keep: Path | None = None,
+    seed: int = 7,
+    console: Console | None = None,
+) -> DemoResult:
+    """Run the sample project through the real bot with simulated annotators; print results."""
+    console = console or Console()
+    people = personas(annotators)
+    started = time.monotonic()
+    async with _folder(keep) as directory, BotApiEmulator() as emu:
+        config_path = write_sample(directory, items, seed=seed)
+        config = load_config(config_path)
+        config = config.model_copy(update={"telegram": Telegram(base_url=emu.base_url)})
+        assert config.telegram is not None
+        rt = await build(config, {config.telegram.token_env: emu.token})
+        try:
+            name = config.project[0].name
+            summary = await import_file(rt.service, name, directory / "items.jsonl")
+            console.print(
+                f"[bold]chatlabel demo[/]: {summary.items} items ({summary.gold} gold) in "
+                f"[cyan]{config.project[0].title}[/], {len(people)} simulated annotators, "
+                f"Telegram emulated at {emu.base_url.removesuffix('/bot')}"
+            )
+            for transport in rt.transports:
+                await transport.start()
+            crowd = _Crowd(emu, people, _truth_by_text(directory), seed)
+            timed_out = await _label(rt, name, crowd, console)
+            exports = await _exports(rt, name, emu, directory) if keep is not None else []
+            result = await _results(rt, name, crowd, directory, started, timed_out, keep, exports)
+        finally:
+            await rt.close()
+    _print(console, result, config.project[0].title)
+    return result
+
+
+async def _label(rt: Runtime, name: str, crowd: _Crowd, console: Console) -> bool:
+    """Let the crowd work until every item is settled; True if the time limit hit first."""
+    workers = [asyncio.create_task(crowd.work(i)) for i in range(len(crowd.users))]
+    deadline = time.monotonic() + TIME_LIMIT
+    columns = (
+        TextColumn("labeling"), BarColumn(), MofNCompleteColumn(), TextColumn("items settled"),
+        TimeElapsedColumn(),
+    )  # fmt: skip
+    try:
+        with Progress(*columns, console=console, transient=False) as bar:
+            task = bar.add_task("labeling", total=None)
+            while True:
+                p = await rt.reports.progress(name)
+                bar.update(task, total=p.items, completed=p.resolved + p.escalated)
+                if p.items and p.pending == 0:
+                    return False
+                if crowd.all_idle_for(IDLE_GRACE):
+                    return False  # items are open, but nobody left may answer them
+                if time.monotonic() > deadline:
+                    return True
+                await asyncio.sleep(0.1)
+    finally:
+        crowd.stop.set()
+        for w in workers:
+            w.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+
+
+async def _exports(rt: Runtime, name: str, emu: BotApiEmulator, directory: Path) -> list[Path]:
+    """Keep the results as the coordinator's /export delivers them, plus answers and people."""
+    out = []
+    boss = emu.user(COORDINATOR_ID, "Coordinator")
+    await boss.send("/export")
+    with contextlib.suppress(TimeoutError):
+        doc = await boss.wait_for_message(lambda m: m.kind == "document", timeout=10)
+        if doc.media is not None:
+            path = directory / str(doc.media.attributes.get("file_name", f"{name}-results.jsonl"))
+            path.write_bytes(doc.media.files[0].data)
+            out.append(path)
+    whats: tuple[exporter.What, ...] = ("answers", "annotators")
+    for what in whats:
+        path = directory / f"{name}-{what}.csv"
+        with path.open("w", encoding="utf-8", newline="") as f:
+            await exporter.write(rt.service, name, what, "csv", f)
+        out.append(path)
+    return out
+
+
+async def _results(
+    rt: Runtime,
+    name: str,
+    crowd: _Crowd,
+    directory: Path,
+    started: float,
+    timed_out: bool,
+    keep: Path | None,
+    exports: list[Path],
+) -> DemoResult:
+    truth = json.loads((directory / "truth.json").read_text(encoding="utf-8"))
+    resolved = escalated = pending = correct = 0
+    async for row in exporter.rows(rt.service, name, "results"):
+        if row["status"] == "resolved":
+            resolved += 1
+            correct += row["label"] == truth.get(row["id"])
+        elif row["status"] == "escalated":
+            escalated += 1
+        else:
+            pending += 1
+    by_key = {f"telegram:{u.id}": p for u, p in zip(crowd.users, crowd.people, strict=True)}
+    people = []
+    for a in await rt.reports.annotators(name):
+        person = by_key.get(a.key)
+        if person is not None:
+            people.append(AnnotatorResult(
+                person.name, person.kind, person.skill, a.answers, a.gold_answers,
+                a.gold_accuracy, a.status, a.reason,
+            ))  # fmt: skip
+    people.sort(key=lambda a: [p.name for p in crowd.people].index(a.name))
+    figures = await rt.reports.agreement(name)
+    return DemoResult(
+        items=resolved + escalated + pending,
+        resolved=resolved,
+        escalated=escalated,
+        pending=pending,
+        correct=correct,
+        accuracy=correct / resolved if resolved else None,
+        fleiss_kappa=float(figures.get("fleiss_kappa", math.nan)),
+        krippendorff_alpha=float(figures.get("krippendorff_alpha", math.nan)),
+        annotators=people,
+        seconds=time.monotonic() - started,
+        timed_out=timed_out,
+        directory=keep,
+        exports=exports,
+    )
+
+
+def _fmt(x: float | None, pct: bool = False) -> str:
+    if x is None or math.isnan(x):
+        return "n/a"
+    return f"{x:.0%}" if pct else f"{x:.3f}"
+
+
+def _print(console: Console, r: DemoResult, title: str) -> None:
+    """The results, as a person running the demo wants to read them."""
+    summary = Table(title=f"Results: {title}", show_header=False)
+    summary.add_row("items", str(r.items))
+    summary.add_row("resolved", str(r.resolved))
+    summary.add_row("escalated to experts", str(r.escalated))
+    if r.pending:
+        why = "too few active annotators who haven't answered them"
+        summary.add_row("still open", f"{r.pending} ({why})")
+    summary.add_row(
+        "accuracy of resolved labels vs hidden truth",
+        f"{_fmt(r.accuracy, pct=True)} ({r.correct} of {r.resolved})",
+    )
+    summary.add_row("Fleiss' kappa", _fmt(r.fleiss_kappa))
+    summary.add_row("Krippendorff's alpha", _fmt(r.krippendorff_alpha))
+    summary.add_row("time", f"{r.seconds:.1f} s" + (" (time limit reached)" if r.timed_out else ""))
+    console.print(summary)
+    people = Table(title="Annotators")
+    for col in ("annotator", "true skill", "answers", "gold accuracy", "status"):
+        people.add_column(col)
+    for a in r.annotators:
+        skill = "random" if a.skill is None else f"{a.skill:.0%}"
+        gold = f"{_fmt(a.gold_accuracy, pct=True)} of {a.gold_answers}"
+        status = "[green]active[/]" if a.status == "active" else f"[red]{a.status}[/]"
+        if a.reason:
+            status += f" — {a.reason}"
+        people.add_row(a.name, skill, str(a.answers), gold, status)
+    console.print(people)
+    if r.directory is not None:
+        kept = ", ".join(p.name for p in r.exports)
+        console.print(f"Kept the database and exports in {r.directory}: chatlabel.db, {kept}")

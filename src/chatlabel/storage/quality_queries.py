@@ -1,0 +1,132 @@
+"""The SQL behind batch quality: Dawid-Skene inputs and outputs, gold confusion, replays."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+
+Row = sqlite3.Row
+
+
+def ds_answers(conn: sqlite3.Connection, project_id: int) -> list[Row]:
+    """Counted crowd answers of a project (gold items included, experts and skips left out)."""
+    # Answers on gold items are what anchor each annotator's confusion matrix, so they are
+    # part of the input even though they never count toward a verdict; `counted` only ever
+    # drops to 0 on ordinary items, when their annotator is suspended.
+    return conn.execute(
+        """SELECT x.item_id, x.annotator_id, x.value FROM answers x
+           JOIN items i ON i.id = x.item_id
+           WHERE i.project_id = ? AND x.value IS NOT NULL AND x.expert = 0 AND x.counted = 1
+           ORDER BY x.id""",
+        (project_id,),
+    ).fetchall()
+
+
+def item_states(conn: sqlite3.Connection, project_id: int) -> list[Row]:
+    """Every item of a project with its gold value and its verdict (NULLs before any answer)."""
+    return conn.execute(
+        """SELECT i.id, i.ext_id, i.gold, i.status, v.label, v.method, v.confidence
+           FROM items i LEFT JOIN verdicts v ON v.item_id = i.id
+           WHERE i.project_id = ? ORDER BY i.seq""",
+        (project_id,),
+    ).fetchall()
+
+
+def write_batch_verdicts(
+    conn: sqlite3.Connection, rows: Iterable[tuple[str, float, str, float, int]]
+) -> int:
+    """Set (label, confidence, method, updated_at) of settled crowd verdicts; returns how many."""
+    # The status guard makes a race with the online path harmless: an item that an expert
+    # settled or that was reopened since the batch read its state is left alone.
+    cur = conn.executemany(
+        """UPDATE verdicts SET label = ?, confidence = ?, method = ?, updated_at = ?
+           WHERE item_id = ? AND status != 'pending' AND method != 'expert'""",
+        rows,
+    )
+    return cur.rowcount
+
+
+def gold_pairs(conn: sqlite3.Connection, project_id: int, annotator_key: str) -> list[Row]:
+    """(gold, answered value) of one annotator's answers on gold items."""
+    return conn.execute(
+        """SELECT i.gold, x.value FROM answers x JOIN items i ON i.id = x.item_id
+           JOIN annotators a ON a.id = x.annotator_id
+           WHERE i.project_id = ? AND a.key = ? AND x.is_gold = 1 AND x.value IS NOT NULL""",
+        (project_id, annotator_key),
+    ).fetchall()
+
+
+def all_gold_pairs(conn: sqlite3.Connection, project_id: int) -> list[Row]:
+    """(annotator key, gold, answered value) of every answer on a gold item."""
+    return conn.execute(
+        """SELECT a.key, i.gold, x.value FROM answers x JOIN items i ON i.id = x.item_id
+           JOIN annotators a ON a.id = x.annotator_id
+           WHERE i.project_id = ? AND x.is_gold = 1 AND x.value IS NOT NULL""",
+        (project_id,),
+    ).fetchall()
+
+
+def crowd_answers(conn: sqlite3.Connection, project_id: int) -> list[Row]:
+    """(item id, annotator key, value) of the counted crowd answers on ordinary items."""
+    return conn.execute(
+        """SELECT x.item_id, a.key, x.value FROM answers x JOIN items i ON i.id = x.item_id
+           JOIN annotators a ON a.id = x.annotator_id
+           WHERE i.project_id = ? AND x.value IS NOT NULL AND x.is_gold = 0 AND x.expert = 0
+             AND x.counted = 1""",
+        (project_id,),
+    ).fetchall()
+
+
+def counted_votes(conn: sqlite3.Connection, project_id: int) -> list[Row]:
+    """(item id, annotator key, annotator id, value, expert) of the votes verdicts count."""
+    return conn.execute(
+        """SELECT x.item_id, a.key, a.id, x.value, x.expert FROM answers x
+           JOIN annotators a ON a.id = x.annotator_id JOIN items i ON i.id = x.item_id
+           WHERE i.project_id = ? AND x.value IS NOT NULL AND x.counted = 1 AND x.is_gold = 0
+           ORDER BY x.id""",
+        (project_id,),
+    ).fetchall()
+
+
+def resolved_labels(conn: sqlite3.Connection, project_id: int) -> list[Row]:
+    """(item id, label) of the resolved ordinary items of a project."""
+    return conn.execute(
+        """SELECT v.item_id, v.label FROM verdicts v JOIN items i ON i.id = v.item_id
+           WHERE i.project_id = ? AND i.gold IS NULL AND v.status = 'resolved'""",
+        (project_id,),
+    ).fetchall()
+
+
+def last_answer_id(conn: sqlite3.Connection, project_id: int) -> int:
+    """The id of the newest answer in a project (0 without answers)."""
+    row = conn.execute(
+        """SELECT COALESCE(MAX(x.id), 0) FROM answers x JOIN items i ON i.id = x.item_id
+           WHERE i.project_id = ?""",
+        (project_id,),
+    ).fetchone()
+    return int(row[0])
+
+
+def answers_after(conn: sqlite3.Connection, project_id: int, after_id: int) -> int:
+    """How many answers of a project are newer than answer `after_id`."""
+    row = conn.execute(
+        """SELECT COUNT(*) FROM answers x JOIN items i ON i.id = x.item_id
+           WHERE x.id > ? AND i.project_id = ? AND x.value IS NOT NULL""",
+        (after_id, project_id),
+    ).fetchone()
+    return int(row[0])
+
+
+def open_item(conn: sqlite3.Connection, project_id: int, annotator_id: int, ext_id: str) -> int | None:
+    """The id of a named item if this annotator may be given it now (open slot, unseen)."""
+    row = conn.execute(
+        """SELECT i.id FROM items i
+           WHERE i.project_id = :p AND i.ext_id = :e
+             AND (i.queued OR i.gold IS NOT NULL)
+             AND NOT EXISTS (SELECT 1 FROM answers x
+                             WHERE x.item_id = i.id AND x.annotator_id = :a)
+             AND NOT EXISTS (SELECT 1 FROM assignments y WHERE y.item_id = i.id
+                             AND y.annotator_id = :a AND y.state = 'pending')""",
+        {"p": project_id, "e": ext_id, "a": annotator_id},
+    ).fetchone()
+    return None if row is None else int(row[0])
