@@ -26,6 +26,15 @@ def machine() -> str:
             f"SQLite {sqlite3.sqlite_version}, {platform.system()} {platform.release()}")
 
 
+def load() -> str:
+    """The 1-minute load average and how many cores share it (other work skews figures)."""
+    try:
+        one = os.getloadavg()[0]
+    except OSError:
+        return "load average unknown"
+    return f"load average {one:.2f} on {os.cpu_count()} cores"
+
+
 def pct(values: Sequence[float] | np.ndarray, q: float) -> float:
     """The q-th percentile of values (0 when empty)."""
     arr = np.asarray(values, dtype=float)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from _util import human, machine, table
+from _util import human, load, machine, table
 from chatlabel.core.dawid_skene import dawid_skene, dawid_skene_labels
 from chatlabel.core.gold import reliability_weight
 from chatlabel.core.model import Rules, Vote
@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     n_answers = args.answers or (300_000 if args.small else 3_000_000)
     n_workers = args.annotators or (1_000 if args.small else 10_000)
     n_items = n_answers // args.per_item
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; {load()} at start")
     c = simulate(n_items, n_workers, args.per_item, args.seed)
     n_plain = int((~c.gold).sum())
     print(f"{c.items.size:,} answers on {n_items:,} items ({n_items - n_plain:,} gold) "
@@ -220,6 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(table(["method", "seconds", "answers/s", "time vs baseline", "accuracy", "note"],
                 rows))
+    print(f"{load()} at end")
     return 0
 
 

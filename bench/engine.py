@@ -18,8 +18,11 @@ Phases, run on the large project and again on one of --compare-items items:
              total: the latency a volunteer sees at that load (300/s is ten times what
              Telegram lets one bot send; 1,000/s is half the 2,000/s target)
 
-    python bench/engine.py            # 1M items (built in about a minute) and 10k items
-    python bench/engine.py --small    # 100k and 10k items, 1,000 annotators: seconds
+--combined runs each cycle as one transaction (LabelingService.answer_and_next, when the service
+has one; the floor then runs both functions in one transaction).
+
+    python bench/engine.py            # 1M items (built in ~40 s; ~90 s in all) and 10k items
+    python bench/engine.py --small    # 100k and 10k items, 1,000 annotators: ~25 s
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from _util import human, machine, pct, table
+from _util import human, load, machine, pct, table
 from chatlabel.config import Config, parse_config
 from chatlabel.service.labeling import LabelingService
 from chatlabel.service.types import Task, UserRef
@@ -287,8 +290,31 @@ class Phase:
         return self.cycles / self.seconds if self.seconds else 0.0
 
 
+def floor_cycle(conn: sqlite3.Connection, svc: LabelingService, u: UserRef, assignment: int,
+                value: str, combined: bool) -> tuple[Any, Any]:
+    """One cycle with plain sqlite3: the service's two transaction functions, or both in one."""
+    def answer(c: sqlite3.Connection) -> Any:
+        return svc._answer_tx(c, u, assignment, value, time.time(), False)
+
+    def lease(c: sqlite3.Connection) -> Any:
+        return svc._next_tx(c, u, svc.role(u), time.time(), svc.rng.random())
+
+    if combined:
+        return _transaction(conn, lambda c: (answer(c), lease(c)), ())
+    return _transaction(conn, answer, ()), _transaction(conn, lease, ())
+
+
+async def service_cycle(svc: LabelingService, u: UserRef, assignment: int, value: str,
+                        combined: bool) -> tuple[Any, Any]:
+    """One cycle through the service: answer then next_task, or answer_and_next if asked."""
+    if combined:
+        return await svc.answer_and_next(u, assignment, value)  # type: ignore[attr-defined]
+    out = await svc.answer(u, assignment, value)
+    return out, await svc.next_task(u)
+
+
 def run_floor(db: Path, config: Config, pids: dict[str, int], users: Sequence[UserRef],
-              cycles: int, seed: int) -> Phase:
+              cycles: int, seed: int, combined: bool = False) -> Phase:
     """The same transactions on a plain sqlite3 connection, in one thread."""
     conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
@@ -310,9 +336,7 @@ def run_floor(db: Path, config: Config, pids: dict[str, int], users: Sequence[Us
         u = live[done % len(live)]
         task = tasks[u]
         s = time.perf_counter()
-        out = _transaction(conn, svc._answer_tx,
-                           (u, task.assignment_id, choose(task, rng), time.time(), False))
-        nxt = _transaction(conn, svc._next_tx, (u, svc.role(u), time.time(), svc.rng.random()))
+        out, nxt = floor_cycle(conn, svc, u, task.assignment_id, choose(task, rng), combined)
         lat.append(time.perf_counter() - s)
         errors += not out.ok
         done += 1
@@ -327,7 +351,7 @@ def run_floor(db: Path, config: Config, pids: dict[str, int], users: Sequence[Us
 
 
 async def run_saturated(svc: LabelingService, users: Sequence[UserRef], cycles: int,
-                        seed: int) -> Phase:
+                        seed: int, combined: bool = False) -> Phase:
     """Annotators answering as fast as the service lets them."""
     rng = random.Random(seed)
     first = await asyncio.gather(*(svc.next_task(u) for u in users))
@@ -340,8 +364,8 @@ async def run_saturated(svc: LabelingService, users: Sequence[UserRef], cycles: 
         while left > 0 and isinstance(task, Task):
             left -= 1
             s = time.perf_counter()
-            out = await svc.answer(u, task.assignment_id, choose(task, rng))
-            task = await svc.next_task(u)
+            out, task = await service_cycle(svc, u, task.assignment_id, choose(task, rng),
+                                            combined)
             lat.append(time.perf_counter() - s)
             errors += not out.ok
 
@@ -352,7 +376,7 @@ async def run_saturated(svc: LabelingService, users: Sequence[UserRef], cycles: 
 
 
 async def run_paced(svc: LabelingService, users: Sequence[UserRef], rate: float,
-                    seconds: float, seed: int) -> Phase:
+                    seconds: float, seed: int, combined: bool = False) -> Phase:
     """Annotators who think between taps (exponential think time), offering `rate` in total."""
     rng = random.Random(seed)
     first = await asyncio.gather(*(svc.next_task(u) for u in users))
@@ -370,8 +394,8 @@ async def run_paced(svc: LabelingService, users: Sequence[UserRef], rate: float,
                 return
             busy.add(u)
             s = time.perf_counter()
-            out = await svc.answer(u, task.assignment_id, choose(task, rng))
-            task = await svc.next_task(u)
+            out, task = await service_cycle(svc, u, task.assignment_id, choose(task, rng),
+                                            combined)
             lat.append(time.perf_counter() - s)
             errors += not out.ok
             busy.discard(u)
@@ -390,7 +414,7 @@ async def run_paced(svc: LabelingService, users: Sequence[UserRef], rate: float,
 
 
 async def run_service(db: Path, config: Config, args: argparse.Namespace,
-                      floor_users: int) -> tuple[dict[str, int], list[Phase]]:
+                      floor_users: int) -> list[Phase]:
     """Open the real Database and LabelingService and run the service phases."""
     async with Database(db) as database:
         svc = LabelingService(database, config, rng=random.Random(args.seed))
@@ -398,10 +422,13 @@ async def run_service(db: Path, config: Config, args: argparse.Namespace,
         sat_users = [user(n) for n in range(floor_users + 1, floor_users + args.concurrency + 1)]
         first_paced = floor_users + args.concurrency + 1
         paced_users = [user(n) for n in range(first_paced, first_paced + args.paced_annotators)]
-        phases = [await run_saturated(svc, sat_users, args.cycles, args.seed)]
+        if args.combined and not hasattr(svc, "answer_and_next"):
+            raise SystemExit("--combined needs LabelingService.answer_and_next")
+        phases = [await run_saturated(svc, sat_users, args.cycles, args.seed, args.combined)]
         for rate in args.rates:
-            phases.append(await run_paced(svc, paced_users, rate, args.paced_seconds, args.seed))
-        return svc.pids, phases
+            phases.append(await run_paced(svc, paced_users, rate, args.paced_seconds, args.seed,
+                                          args.combined))
+        return phases
 
 
 def bench_size(workdir: Path, n_items: int, args: argparse.Namespace) -> tuple[Built, list[Phase]]:
@@ -425,8 +452,8 @@ def bench_size(workdir: Path, n_items: int, args: argparse.Namespace) -> tuple[B
     # The service creates the project row's id mapping; the floor reuses it.
     pids = {"bench": 1}
     floor_users = [user(n) for n in range(1, args.concurrency + 1)]
-    floor = run_floor(db, config, pids, floor_users, args.cycles, args.seed)
-    _, phases = asyncio.run(run_service(db, config, args, len(floor_users)))
+    floor = run_floor(db, config, pids, floor_users, args.cycles, args.seed, args.combined)
+    phases = asyncio.run(run_service(db, config, args, len(floor_users)))
     if not args.keep:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
@@ -466,10 +493,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--rates", default="300,1000",
                     help="cycles/s offered in the paced phases, comma-separated ('' = none)")
     ap.add_argument("--paced-annotators", type=int, default=2000)
-    ap.add_argument("--paced-seconds", type=float, default=4.0)
+    ap.add_argument("--paced-seconds", type=float, default=3.0)
+    ap.add_argument("--combined", action="store_true",
+                    help="one transaction per cycle: service.answer_and_next (if the service "
+                         "has it) and, for the floor, both functions in one transaction")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--dir", type=Path, default=None, help="where to build (default: a temp dir)")
-    ap.add_argument("--keep", action="store_true", help="keep the database files")
+    ap.add_argument("--keep", action="store_true", help="keep the database files (with --dir)")
     args = ap.parse_args(argv)
     args.rates = [float(r) for r in args.rates.split(",") if r.strip()]
     args.items = args.items or (100_000 if args.small else 1_000_000)
@@ -480,7 +510,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.concurrency * 2 + args.paced_annotators > args.annotators:
         args.paced_annotators = max(10, args.annotators - args.concurrency * 2)
 
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; {load()} at start")
     sizes = [args.items] + ([args.compare_items] if args.compare_items else [])
     results: list[tuple[Built, list[Phase]]] = []
     with tempfile.TemporaryDirectory(prefix="chatlabel-bench-", dir=args.dir) as tmp:
@@ -500,6 +530,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{ps[i].rate:,.0f} at {small.items:,} "
                   f"(ratio {pb[i].rate / ps[i].rate:.2f}); p99 {pct(pb[i].latencies, 99) * 1e3:.2f}"
                   f" vs {pct(ps[i].latencies, 99) * 1e3:.2f} ms")
+    print(f"{load()} at end")
     return 0 if all(p.errors == 0 for _, phases in results for p in phases) else 1
 
 

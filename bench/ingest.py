@@ -7,8 +7,9 @@ peak memory (ru_maxrss, which counts SQLite's own allocations too) is its own.
 
 Baselines (the floor), measured in the same run on the same files:
   import  json.loads per line + executemany of the same INSERT on a plain sqlite3 connection
-  export  the same SELECT on a plain sqlite3 connection + json.dumps per row to the same kind of
-          file
+          (no validation)
+  export  the same SELECT on a plain sqlite3 connection and a plain loop writing the same bytes
+          (checked: the table says whether the outputs match)
 
     python bench/ingest.py            # 100k and 1M items (about two minutes)
     python bench/ingest.py --small    # 10k and 100k items
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import hashlib
 import json
 import resource
 import sqlite3
@@ -28,10 +30,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _util import human, machine, table
+from _util import human, load, machine, table
 
 LABELS = ("positive", "negative", "neutral")
 SUBJECTS = ("The battery", "Delivery", "The screen", "Customer support", "The price",
@@ -180,9 +183,14 @@ def phase_export(db: Path, out: Path, what: str, fmt: str) -> dict[str, Any]:
 
     rows, before, wall, cpu = asyncio.run(_with_service(db, go))
     return {"rows": rows, "seconds": wall, "cpu": cpu, "rss_before": before, "rss": _rss_kb(),
-            "bytes": out.stat().st_size}
+            "bytes": out.stat().st_size, "sha256": _digest(out)}
 
 
+EXPORT_COLUMNS = {
+    "results": ("id", "label", "status", "confidence", "votes", "n_answers", "method"),
+    "answers": ("item_id", "annotator", "label", "skipped", "is_gold", "correct", "seconds",
+                "answered_at"),
+}
 EXPORT_SQL = {
     "results": """SELECT i.ext_id, v.label, COALESCE(v.status, i.status) AS status, v.confidence,
                          v.votes, COALESCE(v.n_answers, 0) AS n, v.method
@@ -195,12 +203,24 @@ EXPORT_SQL = {
 }
 
 
+def _results_row(r: tuple[Any, ...]) -> dict[str, Any]:
+    return {"id": r[0], "label": r[1] if r[2] == "resolved" else None, "status": r[2],
+            "confidence": round(r[3], 4) if r[3] is not None else None,
+            "votes": json.loads(r[4]) if r[4] else {}, "n_answers": r[5],
+            "method": r[6] or "majority"}
+
+
+def _answers_row(r: tuple[Any, ...]) -> dict[str, Any]:
+    return {"item_id": r[0], "annotator": r[1], "label": r[2], "skipped": r[2] is None,
+            "is_gold": bool(r[3]), "correct": None if r[4] is None else bool(r[4]),
+            "seconds": round(r[5], 3),
+            "answered_at": datetime.fromtimestamp(r[6], UTC).isoformat()}
+
+
 def phase_export_floor(db: Path, out: Path, what: str, fmt: str) -> dict[str, Any]:
-    """The same SELECT on plain sqlite3, one dict per row, json.dumps or csv to a file."""
+    """The same SELECT and the same output bytes, from a plain loop over a sqlite3 cursor."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    cols = ("id", "label", "status", "confidence", "votes", "n_answers", "method") \
-        if what == "results" else ("item_id", "annotator", "label", "is_gold", "correct",
-                                   "seconds", "answered_at")
+    make = _results_row if what == "results" else _answers_row
     before = _rss_kb()
     t0, c0 = time.perf_counter(), time.process_time()
     n = 0
@@ -208,18 +228,28 @@ def phase_export_floor(db: Path, out: Path, what: str, fmt: str) -> dict[str, An
         cur = conn.execute(EXPORT_SQL[what])
         if fmt == "jsonl":
             for r in cur:
-                f.write(json.dumps(dict(zip(cols, r, strict=True)), ensure_ascii=False) + "\n")
+                f.write(json.dumps(make(r), ensure_ascii=False) + "\n")
                 n += 1
         else:
             w = csv.writer(f, lineterminator="\n")
-            w.writerow(cols)
+            w.writerow(EXPORT_COLUMNS[what])
             for r in cur:
-                w.writerow(r)
+                row = make(r)
+                w.writerow([json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list))
+                            else v for v in row.values()])
                 n += 1
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     conn.close()
     return {"rows": n, "seconds": wall, "cpu": cpu, "rss_before": before, "rss": _rss_kb(),
-            "bytes": out.stat().st_size}
+            "bytes": out.stat().st_size, "sha256": _digest(out)}
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 PHASES = {"import": phase_import, "import-floor": phase_import_floor,
@@ -305,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sizes = [int(s) for s in (args.sizes or ("10000,100000" if args.small
                                               else "100000,1000000")).split(",")]
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; {load()} at start")
     rows = []
     by_size: dict[int, dict[str, dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="chatlabel-ingest-", dir=args.dir) as tmp:
@@ -320,10 +350,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{f['cpu'] / f['rows'] * 1e6:.1f}",
                     f"{f['rss'] / 1024:.0f}", f"{(f['rss'] - f['rss_before']) / 1024:.0f}",
                     f"{rate / (base['rows'] / base['seconds']):.2f}" if base else "1.00",
+                    ("same bytes as floor" if f["sha256"] == base["sha256"] else "DIFFERS")
+                    if base and "sha256" in f else "",
                 ])
     print()
     print(table(["items", "operation", "rows", "seconds", "rows/s", "CPU µs/row",
-                 "peak RSS MiB", "growth MiB", "× floor"], rows))
+                 "peak RSS MiB", "growth MiB", "× floor", "output"], rows))
     if len(sizes) >= 2:
         lo, hi = by_size[sizes[0]], by_size[sizes[-1]]
         print()
@@ -334,6 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{hi[op]['rss'] / 1024:.0f} MiB at {sizes[-1]:,}; rate "
                   f"{lo[op]['rows'] / lo[op]['seconds']:,.0f} vs "
                   f"{hi[op]['rows'] / hi[op]['seconds']:,.0f} rows/s")
+    print(f"{load()} at end")
     return 0
 
 

@@ -47,7 +47,6 @@ from pathlib import Path
 from typing import Any
 
 from _util import machine, table
-
 from chatlabel.config import parse_config
 from chatlabel.importer import import_file
 from chatlabel.service import quality
@@ -225,9 +224,10 @@ async def _bench(ds: Dataset, args: argparse.Namespace) -> dict[str, Any]:
                 workdir.mkdir(exist_ok=True)
                 r = await replay(ds, gold, method, a, workdir)
                 runs[gate].append(r)
-                print(f"  {ds.name:10} gate {gate:3} {method:12} acc {r.accuracy:.4f}  answers/item "
-                      f"{r.answers_per_item:5.2f}  escalated {r.escalated:4}  pending {r.pending:4}"
-                      f"  suspended {r.suspended:3}  {r.seconds:5.1f}s", file=sys.stderr, flush=True)
+                print(f"  {ds.name:10} gate {gate:3} {method:12} acc {r.accuracy:.4f}  "
+                      f"answers/item {r.answers_per_item:5.2f}  escalated {r.escalated:4}  "
+                      f"pending {r.pending:4}  suspended {r.suspended:3}  {r.seconds:5.1f}s",
+                      file=sys.stderr, flush=True)
     ck_mv, ck_ds = crowdkit_accuracy(ds, gold)
     return {"dataset": ds.name, "items": len(ds.truth), "gold": len(gold),
             "per_item": ds.per_item, "runs": runs, "crowdkit_mv": ck_mv, "crowdkit_ds": ck_ds}
@@ -277,7 +277,8 @@ def checks(results: list[dict[str, Any]], args: argparse.Namespace) -> list[tupl
             tag = f"{name} (gate {gate})"
             if "dawid-skene" in by:
                 diff = by["dawid-skene"].accuracy - res["crowdkit_ds"]
-                out.append((diff >= -0.005, f"{tag}: dawid-skene {diff * 100:+.2f} pp vs crowd-kit DS"))
+                out.append((diff >= -0.005,
+                            f"{tag}: dawid-skene {diff * 100:+.2f} pp vs crowd-kit DS"))
             if "weighted" in by and "majority" in by:
                 w, m = by["weighted"].accuracy, by["majority"].accuracy
                 out.append((w >= m, f"{tag}: weighted {w:.2%} vs majority {m:.2%}"))
@@ -311,8 +312,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="quality gate: on (suspend below 70%% gold accuracy) or off (repeatable)")
     p.add_argument("--gold-every", type=int, default=10,
                    help="every N-th task of truth.csv is a gold item (default 10: 10%%)")
-    p.add_argument("--target", type=float, default=0.99,
-                   help="confidence target of the dynamic method (default 0.99)")
+    p.add_argument("--target", type=float, default=0.999,
+                   help="confidence target of the dynamic method (default 0.999)")
     p.add_argument("--agreement", type=float, default=0.6,
                    help="share of votes the leading label needs (default 0.6)")
     p.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1,

@@ -174,6 +174,7 @@ async def running_bot(
     *,
     access: dict[str, Any] | None = None,
     retry_delays: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4, 0.8),
+    max_rate: float = 1000.0,
 ) -> AsyncIterator[Bench]:
     """Start emulator, database, service and bot; close all of them afterwards."""
     config = make_config(tmp, projects or [project()], **(access or {}))
@@ -192,7 +193,7 @@ async def running_bot(
                 media_cache=config.media_cache_path(),
                 export_results=export_stub,
             )
-            transport.max_rate = 1000.0  # the emulator has no flood limit; keep tests quick
+            transport.max_rate = max_rate  # the emulator has no flood limit; keep tests quick
             transport.push_interval = 0.2  # the lease-expiry timer, shortened
             transport.retry_delays = retry_delays
             await transport.start()

@@ -591,3 +591,26 @@ async def test_many_annotators_concurrently(service_factory: Any, tmp_path: Path
     )
     assert mismatch == [(0,)]
     assert await sql(svc, "SELECT COUNT(*) FROM items WHERE status = 'pending'") == [(0,)]
+
+
+async def test_invite_code_then_choice_of_projects(service_factory: Any) -> None:
+    svc = await service_factory(
+        [{"name": "one", "labels": ["a", "b"]}, {"name": "two", "labels": ["a", "b"]}],
+        access={"mode": "invite", "invite_codes": ["c0de"]},
+    )
+    assert (await svc.join(U(1), "two")).status == "refused"
+    assert (await svc.join(U(1), "c0de")).status == "choose"
+    assert (await svc.join(U(1), "two")).status == "joined"
+    assert await svc.current_project(U(1)) == "two"
+    assert await svc.current_project(U(2)) is None
+
+
+async def test_schema_is_migrated_and_versioned(service_factory: Any) -> None:
+    from chatlabel.storage.schema import MIGRATIONS
+
+    svc = await service_factory()
+    version = await svc.db.read(lambda c: c.execute("PRAGMA user_version").fetchone()[0])
+    assert version == len(MIGRATIONS)
+    modes = await svc.db.read(lambda c: (c.execute("PRAGMA journal_mode").fetchone()[0],
+                                         c.execute("PRAGMA foreign_keys").fetchone()[0]))
+    assert modes == ("wal", 1)

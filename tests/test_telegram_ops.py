@@ -234,6 +234,28 @@ async def test_a_restart_carries_on_with_the_same_items(tmp_path: Path) -> None:
             await again.stop()
 
 
+async def test_stopping_under_a_backlog_is_prompt_and_leaves_nothing_half_done(
+    tmp_path: Path,
+) -> None:
+    crowd = [project(overlap=50, max_overlap=50)]
+    async with running_bot(tmp_path, crowd, max_rate=30.0) as b:  # Telegram's real pace
+        await b.add_items("animals", ITEMS)
+        users = [b.user(2000 + n) for n in range(120)]
+        await asyncio.gather(*(u.send("/start") for u in users))
+        await b.emu.signal.wait_until(lambda: len(b.emu.calls_to("sendMessage")) > 20, 5)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await b.transport.stop()
+        assert loop.time() - started < 5
+        # Whoever was shown an item still holds its lease, to answer after a restart.
+        leased = await b.query(
+            "SELECT a.key FROM assignments s JOIN annotators a ON a.id = s.annotator_id"
+        )
+        shown = {f"telegram:{u.id}" for u in users if any(is_item(m) for m in u.messages)}
+        assert shown <= {k for (k,) in leased}
+        assert len(leased) < len(users)  # the backlog was not worked through at shutdown
+
+
 async def test_the_token_never_reaches_the_logs(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -1,4 +1,4 @@
-"""The chatlabel command line: init, import, status, export, run, demo."""
+"""The chatlabel command line: init, import, status, export, report, run, demo."""
 
 from __future__ import annotations
 
@@ -199,6 +199,26 @@ def export(config: str, project: str | None, what: str, fmt: str, output: Path |
     n = _run(_with_service(cfg, go))
     if output is not None:
         click.echo(f"Wrote {n} rows to {output}", err=True)
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--project", "-p", help="Project to report on (needed with several).")
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for report.html and its PNG figures (default: report-PROJECT).")
+def report(config: str, project: str | None, out_dir: Path | None) -> None:
+    """Write an HTML report with charts (figures also as PNG files) for coordinators."""
+    from .report import write_report
+
+    cfg = _config(config)
+    name = _project(cfg, project)
+    folder = out_dir or Path(f"report-{name}")
+
+    async def go(service: Any) -> Any:
+        return await write_report(service, name, folder)
+
+    written = _run(_with_service(cfg, go))
+    click.echo(f"Wrote {written.html} and {len(written.figures)} PNG figures in {folder}")
 
 
 @main.command()

@@ -71,7 +71,7 @@ lease_seconds = 300
 undo_seconds = 30
 
 [project.quality]
-qualification = 3
+qualification = 4
 gold_rate = 0.15
 min_gold_accuracy = 0.7
 gold_feedback = true

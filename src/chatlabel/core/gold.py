@@ -86,11 +86,24 @@ def confidently_below(correct: int, total: int, threshold: float, confidence: fl
     return _beta_cdf(threshold, a, b) >= confidence
 
 
-def reliability_weight(correct: int, total: int, n_labels: int) -> float:
+# What an average annotator is assumed to get right before a project has gold answers.
+TYPICAL_ACCURACY = 0.7
+
+
+def crowd_accuracy(correct: int, total: int) -> float:
+    """An average annotator's accuracy: the project's pooled gold, shrunk toward a typical crowd."""
+    # Ten pseudo-answers: a project's first few gold answers should not swing every weight.
+    return (correct + TYPICAL_ACCURACY * 10) / (total + 10)
+
+
+def reliability_weight(
+    correct: int, total: int, n_labels: int, prior_acc: float = TYPICAL_ACCURACY
+) -> float:
     """Log-odds vote weight from gold; an unscored annotator weighs like an average one."""
     k = max(n_labels, 2)
-    # Shrink toward a typical crowd accuracy so two lucky gold answers do not make an oracle.
-    prior_acc, prior_n = 0.7, 4.0
+    # Shrink toward the average annotator (`prior_acc`, see crowd_accuracy) so two lucky gold
+    # answers do not make an oracle.
+    prior_n = 4.0
     p = (correct + prior_acc * prior_n) / (total + prior_n)
     p = min(max(p, 1e-3), 1 - 1e-3)
     return max(0.0, math.log((k - 1) * p / (1 - p)))

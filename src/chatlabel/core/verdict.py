@@ -33,11 +33,16 @@ def _tally(
     return counts
 
 
-def _leader(counts: Mapping[str, float]) -> tuple[str | None, float, bool]:
+def _leader(
+    counts: Mapping[str, float], order: Sequence[str] = ()
+) -> tuple[str | None, float, bool]:
     """The leading value, its share of the total, and whether it is tied with another."""
     if not counts:
         return None, 0.0, False
-    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    # Tie rule: the tied value listed first in `order` (the project's labels) leads, then the
+    # alphabetically first; a tie still never resolves an item (see decide).
+    rank = {v: i for i, v in enumerate(order)}
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], rank.get(kv[0], len(rank)), kv[0]))
     total = sum(counts.values())
     top, top_n = ranked[0]
     tied = len(ranked) > 1 and math.isclose(ranked[1][1], top_n)
@@ -102,7 +107,7 @@ def decide(
         decided = confidence >= rules.agreement
     else:
         counts = _tally(crowd, use_weights, text=rules.kind == "text")
-        leader, share, tied = _leader(counts)
+        leader, share, tied = _leader(counts, rules.choices)
         label = leader or ""
         if use_weights is not None:
             confidence = _posterior(counts, len(rules.choices) or len(counts))

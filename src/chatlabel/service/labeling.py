@@ -20,11 +20,11 @@ from ..core.assignment import (
     should_suspend,
     wants_gold,
 )
-from ..core.gold import reliability_weight
+from ..core.gold import crowd_accuracy, reliability_weight
 from ..core.model import Rules, Vote
 from ..core.values import canonical, display, matches_gold
 from ..core.verdict import decide
-from ..storage import repo
+from ..storage import quality_queries, repo
 from ..storage.db import Database
 from .types import (
     Feedback,
@@ -143,6 +143,15 @@ class LabelingService:
             answered=answered,
         )
 
+    async def current_project(self, user: UserRef) -> str | None:
+        """The project the user works on now (None before they join one)."""
+
+        def q(conn: sqlite3.Connection) -> str | None:
+            cur = self._current(conn, user)
+            return None if cur is None else cur[1]
+
+        return await self.db.read(q)
+
     # -- join ------------------------------------------------------------------------------
 
     async def join(self, user: UserRef, arg: str | None = None) -> JoinResult:
@@ -153,6 +162,11 @@ class LabelingService:
 
         def tx(conn: sqlite3.Connection) -> JoinResult:
             a = repo.upsert_annotator(conn, user.key, user.platform, user.address, user.name, now)
+            acc = self.config.access
+            if arg and arg in acc.invite_codes and not a["invited"]:
+                # Kept, so choosing among several projects after the code needs no code again.
+                repo.set_invited(conn, a["id"])
+                a = repo.upsert_annotator(conn, user.key, user.platform, None, "", now)
             name: str | None = None
             if arg in self.projects:
                 name = arg
@@ -169,7 +183,6 @@ class LabelingService:
                 )
             pid = self.pids[name]
             member = repo.get_member(conn, pid, a["id"])
-            acc = self.config.access
             refusal = access.join_refusal(
                 user.key,
                 acc.mode,
@@ -177,7 +190,7 @@ class LabelingService:
                 invite_codes=acc.invite_codes,
                 allowlist=acc.allowlist,
                 role=role,
-                already_member=member is not None,
+                already_member=member is not None or bool(a["invited"]),
             )
             if refusal:
                 return JoinResult("refused", refusal, role=role)
@@ -448,8 +461,12 @@ class LabelingService:
         self, conn: sqlite3.Connection, pid: int, rules: Rules, ids: list[int]
     ) -> dict[int, float]:
         n = len(rules.choices) or 2
+        # Unscored annotators weigh like this project's average one, not a fixed guess.
+        prior = crowd_accuracy(*quality_queries.pooled_gold(conn, pid))
         return {
-            int(g["annotator_id"]): reliability_weight(g["gold_correct"], g["gold_answers"], n)
+            int(g["annotator_id"]): reliability_weight(
+                g["gold_correct"], g["gold_answers"], n, prior
+            )
             for g in repo.gold_counts(conn, pid, ids)
         }
 

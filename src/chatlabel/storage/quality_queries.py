@@ -97,6 +97,18 @@ def resolved_labels(conn: sqlite3.Connection, project_id: int) -> list[Row]:
     ).fetchall()
 
 
+def settled_times(conn: sqlite3.Connection, project_id: int) -> list[float]:
+    """When each settled ordinary item got its last answer, oldest first."""
+    rows = conn.execute(
+        """SELECT MAX(x.answered_at) AS t FROM items i JOIN answers x ON x.item_id = i.id
+           WHERE i.project_id = ? AND i.gold IS NULL AND i.status != 'pending'
+             AND x.value IS NOT NULL
+           GROUP BY i.id ORDER BY t""",
+        (project_id,),
+    ).fetchall()
+    return [float(r[0]) for r in rows]
+
+
 def last_answer_id(conn: sqlite3.Connection, project_id: int) -> int:
     """The id of the newest answer in a project (0 without answers)."""
     row = conn.execute(
@@ -117,7 +129,20 @@ def answers_after(conn: sqlite3.Connection, project_id: int, after_id: int) -> i
     return int(row[0])
 
 
-def open_item(conn: sqlite3.Connection, project_id: int, annotator_id: int, ext_id: str) -> int | None:
+def pooled_gold(conn: sqlite3.Connection, project_id: int) -> tuple[int, int]:
+    """(correct, total) gold answers of a project's active annotators, pooled."""
+    # Suspended annotators are left out: the average annotator is one who still labels.
+    row = conn.execute(
+        """SELECT COALESCE(SUM(gold_correct), 0), COALESCE(SUM(gold_answers), 0) FROM members
+           WHERE project_id = ? AND status = 'active'""",
+        (project_id,),
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def open_item(
+    conn: sqlite3.Connection, project_id: int, annotator_id: int, ext_id: str
+) -> int | None:
     """The id of a named item if this annotator may be given it now (open slot, unseen)."""
     row = conn.execute(
         """SELECT i.id FROM items i

@@ -55,6 +55,11 @@ def upsert_annotator(
     return row
 
 
+def set_invited(conn: sqlite3.Connection, annotator_id: int) -> None:
+    """Record that an annotator presented a valid invite code."""
+    conn.execute("UPDATE annotators SET invited = 1 WHERE id = ?", (annotator_id,))
+
+
 def set_current_project(conn: sqlite3.Connection, annotator_id: int, project_id: int) -> None:
     """Record which project an annotator works on now."""
     conn.execute("UPDATE annotators SET project_id = ? WHERE id = ?", (project_id, annotator_id))

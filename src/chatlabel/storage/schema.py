@@ -123,6 +123,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (sha256, platform)
     );
     """,
+    # 2: a valid invite code admits its holder to every project (chosen after the code).
+    """
+    ALTER TABLE annotators ADD COLUMN invited INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 

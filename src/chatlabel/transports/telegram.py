@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,6 @@ from typing import Any
 from telegram import BotCommandScopeChat, Update
 from telegram.error import TelegramError
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     ApplicationBuilder,
     CallbackQueryHandler,
@@ -42,7 +42,7 @@ from .common import (
 )
 from .telegram_coord import Coordinator, ExportResults
 from .telegram_flow import Conversation
-from .telegram_send import Outbox, chat_of
+from .telegram_send import MessageRateLimiter, Outbox, chat_of
 from .telegram_views import (
     ANNOTATOR_COMMANDS,
     COORDINATOR_COMMANDS,
@@ -102,6 +102,9 @@ class TelegramTransport:
     poll_timeout = 10  # seconds a getUpdates long poll may hang
     push_interval = 5.0  # how often the push loop looks for expired leases without a signal
     retry_delays: tuple[float, ...] = Outbox.retry_delays  # backoff after network errors
+    # Updates handled at once. The rate limiter caps throughput anyway; more in flight would
+    # only queue inside it and make a shutdown wait for them.
+    max_concurrent_updates = 32
 
     def __init__(
         self,
@@ -128,6 +131,8 @@ class TelegramTransport:
         self._stop = asyncio.Event()
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._commands_set: set[int] = set()
+        self._queued: Counter[str] = Counter()  # /start commands waiting per user
+        self._dropped = 0
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -165,11 +170,13 @@ class TelegramTransport:
             .request(request(64))
             .get_updates_request(request(2))
             .rate_limiter(
-                AIORateLimiter(overall_max_rate=self.max_rate, max_retries=self.rate_limit_retries)
+                MessageRateLimiter(
+                    overall_max_rate=self.max_rate, max_retries=self.rate_limit_retries
+                )
             )
             # Updates from different people are handled side by side; one person's in order
             # (a per-user lock in every handler).
-            .concurrent_updates(True)
+            .concurrent_updates(self.max_concurrent_updates)
         )
         base = self.settings.base_url.rstrip("/")
         if base:
@@ -182,7 +189,7 @@ class TelegramTransport:
         app.add_handler(CallbackQueryHandler(self._wrap(self._on_button)))
         private = filters.ChatType.PRIVATE
         commands: dict[str, Handler] = {
-            "start": self._wrap(self._on_start),
+            "start": self._wrap(self._on_start, coalesce=True),
             "help": self._wrap(self._on_help),
             "stats": self._wrap(self._on_stats),
             "pause": self._wrap(self._on_pause),
@@ -202,6 +209,7 @@ class TelegramTransport:
         if self._app is not None:
             raise RuntimeError("the Telegram transport is already running")
         _hide_token(self._token)
+        self._stop.clear()
         app = self._build()
         self._app = app
         try:
@@ -219,7 +227,6 @@ class TelegramTransport:
             else:
                 assert app.updater is not None
                 await app.updater.start_polling(timeout=self.poll_timeout, allowed_updates=_UPDATES)
-            self._stop.clear()
             self._push_task = asyncio.create_task(
                 push_loop(self.service, "telegram", self._push, self._stop, self.push_interval),
                 name="telegram-push",
@@ -232,6 +239,8 @@ class TelegramTransport:
     async def stop(self) -> None:
         """Stop pushing and receiving, then close every connection; safe to call twice."""
         self._stop.set()
+        if self._outbox is not None:
+            self._outbox.closing = True
         task, self._push_task = self._push_task, None
         if task is not None:
             task.cancel()
@@ -250,6 +259,13 @@ class TelegramTransport:
                 await app.stop()
         finally:
             await app.shutdown()
+        if self._dropped:
+            log.info(
+                "%d updates arrived while stopping and were left unanswered; their "
+                "senders see no reply and can press or write again",
+                self._dropped,
+            )
+            self._dropped = 0
         log.info("Telegram bot stopped")
 
     async def __aenter__(self) -> TelegramTransport:
@@ -289,15 +305,35 @@ class TelegramTransport:
             lock = self._locks[key] = asyncio.Lock()
         return lock
 
-    def _wrap(self, fn: Callable[[Update, UserRef, Context], Awaitable[None]]) -> Handler:
-        """A PTB callback that runs `fn` for the update's user, one update per user at a time."""
+    def _wrap(
+        self, fn: Callable[[Update, UserRef, Context], Awaitable[None]], *, coalesce: bool = False
+    ) -> Handler:
+        """A PTB callback that runs `fn` for the update's user, one update per user at a time.
+
+        With `coalesce`, a command is skipped when the same user sent it again meanwhile
+        (someone tapping /start while the bot is busy gets one answer, not five).
+        """
 
         async def callback(update: Update, context: Context) -> None:
             tg_user, chat = update.effective_user, update.effective_chat
             if tg_user is None or chat is None or tg_user.is_bot:
                 return
             user = UserRef("telegram", str(tg_user.id), tg_user.full_name, str(chat.id))
+            if coalesce:
+                self._queued[user.key] += 1
             async with self._lock(user.key):
+                if coalesce:
+                    self._queued[user.key] -= 1
+                    later = self._queued[user.key] > 0
+                    if not later:
+                        del self._queued[user.key]
+                    if later:
+                        return
+                if self._stop.is_set():
+                    # Shutting down: leave it unanswered (like a crash would) rather than
+                    # make the stop wait for every queued update under the rate limit.
+                    self._dropped += 1
+                    return
                 await fn(update, user, context)
 
         return callback

@@ -8,14 +8,15 @@ import hashlib
 import logging
 import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from telegram import Bot, CallbackQuery, InlineKeyboardMarkup, InputFile, Message
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
+from telegram.ext import AIORateLimiter
 
 from ..media import MediaError, prepare_image
 from ..service.labeling import LabelingService
@@ -39,6 +40,32 @@ class Shown:
     media: bool
     kind: str
     open: bool = True
+
+
+class MessageRateLimiter(AIORateLimiter):
+    """AIORateLimiter whose bot-wide limit counts new messages only.
+
+    Telegram's ~30 per second is a limit on messages sent; the edit and the callback answer
+    that follow each press are not broadcasts, and counting them would halve how many
+    presses a second the bot can take. A 429 on any call is still waited out and retried.
+    """
+
+    async def process_request(
+        self,
+        callback: Callable[..., Coroutine[Any, Any, bool | dict[str, Any] | list[dict[str, Any]]]],
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: int | None,
+    ) -> bool | dict[str, Any] | list[dict[str, Any]]:
+        """Throttle sends bot-wide; let other calls through (RetryAfter still applies)."""
+        if not endpoint.startswith("send"):
+            # Without a chat_id, AIORateLimiter applies no per-bot limit to the call.
+            data = {k: v for k, v in data.items() if k != "chat_id"}
+        return await super().process_request(
+            callback, args, kwargs, endpoint, data, rate_limit_args
+        )
 
 
 class _FileIdRefused(Exception):
@@ -78,6 +105,7 @@ class Outbox:
             self.retry_delays = tuple(retry_delays)
         self.service = service
         self.media_cache = media_cache
+        self.closing = False
         self.shown: dict[int, Shown] = {}  # chat id -> latest item message
         # Choices of assignments shown since start, so a press needs no database lookup.
         self.choices: OrderedDict[int, tuple[str, ...]] = OrderedDict()
@@ -90,7 +118,8 @@ class Outbox:
 
     async def call(self, make: Callable[[], Awaitable[T]]) -> T:
         """Run a Bot API call, retrying network errors and rate limits with backoff."""
-        delays = list(self.retry_delays)
+        # While the bot shuts down nobody waits for backoff: one attempt each.
+        delays = [] if self.closing else list(self.retry_delays)
         while True:
             try:
                 return await make()
@@ -127,8 +156,12 @@ class Outbox:
             user, lambda: self.bot.send_message(chat, body, reply_markup=markup)
         )
 
-    async def _cosmetic(self, what: str, make: Callable[[], Awaitable[object]]) -> None:
+    async def _cosmetic(
+        self, what: str, make: Callable[[], Awaitable[object]], *, when_closing: bool = False
+    ) -> None:
         """A call whose failure must not stop the flow (the answer is already recorded)."""
+        if self.closing and not when_closing:
+            return  # shutting down: only what acknowledges a press still goes out
         try:
             await self.call(make)
         except BadRequest as exc:
@@ -184,7 +217,9 @@ class Outbox:
     async def toast(self, query: CallbackQuery, text: str | None = None) -> None:
         """Answer a callback query (the spinner stops); a query too old to answer is ignored."""
         await self._cosmetic(
-            "answer a button press", lambda: query.answer(text[:200] if text else None)
+            "answer a button press",
+            lambda: query.answer(text[:200] if text else None),
+            when_closing=True,
         )
 
     # -- items ----------------------------------------------------------------------------
