@@ -104,7 +104,7 @@ async def test_stale_forged_and_double_presses_change_nothing(tmp_path: Path) ->
         asg_ann = int(str(nxt.buttons[0]["callback_data"]).split(":")[1])
         forged = {
             f"a:{asg_bob}:0": "That button isn't yours.",  # someone else's item
-            "a:999999:1": "That button isn't yours.",  # no such assignment
+            "a:999999:1": "That button isn't valid any more.",  # no such assignment
             f"a:{asg_ann}:9": "That button isn't valid any more.",  # no such choice
             "u:999999": "Nothing to undo.",
             "zz:1": "That button isn't valid any more.",

@@ -152,6 +152,19 @@ class LabelingService:
 
         return await self.db.read(q)
 
+    async def choices_for(self, assignment_id: int) -> tuple[str, ...] | None:
+        """The choices behind an assignment's buttons (None for no such assignment).
+
+        Ownership is checked where it matters, when the press is recorded."""
+
+        def q(conn: sqlite3.Connection) -> tuple[str, ...] | None:
+            r = repo.get_assignment(conn, assignment_id)
+            if r is None:
+                return None
+            return self.rules[self.names[r["project_id"]]].choices
+
+        return await self.db.read(q)
+
     # -- join ------------------------------------------------------------------------------
 
     async def join(self, user: UserRef, arg: str | None = None) -> JoinResult:

@@ -149,14 +149,7 @@ class Conversation:
         known = self.outbox.choices.get(assignment_id)
         if known is not None:
             return known
-        # After a restart: with one set of choices in the config, that is the answer.
-        distinct = {rules.choices for rules in self.service.rules.values()}
-        if len(distinct) == 1:
-            return next(iter(distinct))
-        got = await self.service.next_task(user)
-        if isinstance(got, Task) and got.assignment_id == assignment_id:
-            return got.choices
-        return None
+        return await self.service.choices_for(assignment_id)
 
     async def _confirm(
         self, user: UserRef, out: Outcome, message_id: int | None, body: str, *, media: bool
