@@ -56,8 +56,11 @@ def simulate(n_items: int, n_workers: int, per_item: int, seed: int) -> Crowd:
     k = len(LABELS)
     truth = rng.choice(k, size=n_items, p=PRIORS)
     kind = rng.random(n_workers)
-    acc = np.where(kind < 0.7, rng.uniform(0.75, 0.95, n_workers),
-                   np.where(kind < 0.9, rng.uniform(0.5, 0.75, n_workers), 1.0 / k))
+    acc = np.where(
+        kind < 0.7,
+        rng.uniform(0.75, 0.95, n_workers),
+        np.where(kind < 0.9, rng.uniform(0.5, 0.75, n_workers), 1.0 / k),
+    )
     items = np.repeat(np.arange(n_items), per_item)
     base = np.repeat(rng.integers(0, n_workers, size=n_items), per_item)
     workers = (base + np.tile(np.arange(per_item), n_items) * 7919) % n_workers
@@ -98,8 +101,12 @@ def gold_weights(c: Crowd) -> tuple[dict[str, float], np.ndarray]:
     correct = (c.labels == c.truth[c.items]) & on_gold
     total = np.bincount(c.workers[on_gold], minlength=c.n_workers)
     right = np.bincount(c.workers[correct], minlength=c.n_workers)
-    w = np.array([reliability_weight(int(r), int(t), len(LABELS))
-                  for r, t in zip(right.tolist(), total.tolist(), strict=True)])
+    w = np.array(
+        [
+            reliability_weight(int(r), int(t), len(LABELS))
+            for r, t in zip(right.tolist(), total.tolist(), strict=True)
+        ]
+    )
     return {f"telegram:{i}": float(x) for i, x in enumerate(w.tolist())}, w
 
 
@@ -146,14 +153,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"machine: {machine()}; {load()} at start")
     c = simulate(n_items, n_workers, args.per_item, args.seed)
     n_plain = int((~c.gold).sum())
-    print(f"{c.items.size:,} answers on {n_items:,} items ({n_items - n_plain:,} gold) "
-          f"from {n_workers:,} annotators", flush=True)
+    print(
+        f"{c.items.size:,} answers on {n_items:,} items ({n_items - n_plain:,} gold) "
+        f"from {n_workers:,} annotators",
+        flush=True,
+    )
 
     keys = [f"telegram:{i}" for i in range(n_workers)]
-    rules = Rules(kind="single", labels=LABELS, overlap=args.per_item,
-                  max_overlap=args.per_item + 2)
-    wrules = Rules(kind="single", labels=LABELS, overlap=args.per_item,
-                   max_overlap=args.per_item + 2, method="weighted")
+    rules = Rules(
+        kind="single", labels=LABELS, overlap=args.per_item, max_overlap=args.per_item + 2
+    )
+    wrules = Rules(
+        kind="single",
+        labels=LABELS,
+        overlap=args.per_item,
+        max_overlap=args.per_item + 2,
+        method="weighted",
+    )
     votes, t_prep = timed(vote_lists, c, keys)
     (wmap, warr), t_w = timed(gold_weights, c)
     plain = np.flatnonzero(~c.gold)
@@ -167,11 +183,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rows: list[list[str]] = []
 
-    def row(name: str, seconds: float, base: float | None, base_name: str, acc: float,
-            note: str = "") -> None:
+    def row(
+        name: str, seconds: float, base: float | None, base_name: str, acc: float, note: str = ""
+    ) -> None:
         ratio = f"{seconds / base:.2f}× {base_name}" if base else "1.00 (baseline)"
-        rows.append([name, f"{seconds:.2f}", human(c.items.size / seconds), ratio,
-                     f"{acc:.2%}", note])
+        rows.append(
+            [name, f"{seconds:.2f}", human(c.items.size / seconds), ratio, f"{acc:.2%}", note]
+        )
 
     print("majority ...", flush=True)
     floor_m, t_floor_m = timed(numpy_vote, c, None)
@@ -180,12 +198,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     floor_w, t_floor_w = timed(numpy_vote, c, warr)
     wei, t_wei = timed(run_decide, wrules, wmap)
     print("Dawid-Skene ...", flush=True)
-    ds, t_ds = timed(dawid_skene, c.items, c.workers, c.labels, n_items, n_workers,
-                     len(LABELS), max_iter=args.ds_iter, tol=args.ds_tol)
-    triples = list(zip((f"i{i}" for i in c.items.tolist()), (keys[w] for w in c.workers.tolist()),
-                       (LABELS[x] for x in c.labels.tolist()), strict=True))
-    ds_s, t_ds_s = timed(dawid_skene_labels, triples, LABELS, max_iter=args.ds_iter,
-                         tol=args.ds_tol)
+    ds, t_ds = timed(
+        dawid_skene,
+        c.items,
+        c.workers,
+        c.labels,
+        n_items,
+        n_workers,
+        len(LABELS),
+        max_iter=args.ds_iter,
+        tol=args.ds_tol,
+    )
+    triples = list(
+        zip(
+            (f"i{i}" for i in c.items.tolist()),
+            (keys[w] for w in c.workers.tolist()),
+            (LABELS[x] for x in c.labels.tolist()),
+            strict=True,
+        )
+    )
+    ds_s, t_ds_s = timed(
+        dawid_skene_labels, triples, LABELS, max_iter=args.ds_iter, tol=args.ds_tol
+    )
     ds_s_pred = np.array([index[ds_s[f"i{i}"][0]] for i in range(n_items)])
     del triples
     ck = None
@@ -194,32 +228,70 @@ def main(argv: Sequence[str] | None = None) -> int:
         (ck, ck_iter), t_ck = timed(crowdkit_ds, c, args.ds_iter, args.ds_tol)
 
     row("numpy plurality vote (floor)", t_floor_m, None, "", accuracy(floor_m, c))
-    row("majority: decide per item", t_maj, t_floor_m, "floor", accuracy(maj, c),
-        f"+ {t_prep:.2f} s building Vote lists")
+    row(
+        "majority: decide per item",
+        t_maj,
+        t_floor_m,
+        "floor",
+        accuracy(maj, c),
+        f"+ {t_prep:.2f} s building Vote lists",
+    )
     row("numpy weighted vote (floor)", t_floor_w, None, "", accuracy(floor_w, c))
-    row("weighted: decide per item", t_wei, t_floor_w, "floor", accuracy(wei, c),
-        f"+ {t_w:.2f} s gold weights")
+    row(
+        "weighted: decide per item",
+        t_wei,
+        t_floor_w,
+        "floor",
+        accuracy(wei, c),
+        f"+ {t_w:.2f} s gold weights",
+    )
     if ck is not None:
         row("crowd-kit DawidSkene", t_ck, None, "", accuracy(ck, c), f"{ck_iter} iterations")
     base = t_ck if ck is not None else None
-    row("Dawid-Skene (integer codes)", t_ds, base, "crowd-kit", accuracy(ds.labels, c),
-        f"{ds.iterations} iterations" + (f"; same label as crowd-kit on "
-                                          f"{(ds.labels == ck).mean():.2%}" if ck is not None
-                                          else ""))
-    row("Dawid-Skene (strings)", t_ds_s, base, "crowd-kit", accuracy(ds_s_pred, c),
-        "dawid_skene_labels: encoding included")
+    row(
+        "Dawid-Skene (integer codes)",
+        t_ds,
+        base,
+        "crowd-kit",
+        accuracy(ds.labels, c),
+        f"{ds.iterations} iterations"
+        + (
+            f"; same label as crowd-kit on {(ds.labels == ck).mean():.2%}" if ck is not None else ""
+        ),
+    )
+    row(
+        "Dawid-Skene (strings)",
+        t_ds_s,
+        base,
+        "crowd-kit",
+        accuracy(ds_s_pred, c),
+        "dawid_skene_labels: encoding included",
+    )
     if ck is not None:
         # Stopping rules differ (crowd-kit watches the ELBO): also run exactly as many EM
         # iterations as crowd-kit did, for a like-for-like time.
-        same, t_same = timed(dawid_skene, c.items, c.workers, c.labels, n_items, n_workers,
-                             len(LABELS), max_iter=ck_iter, tol=0.0)
-        row(f"Dawid-Skene ({ck_iter} iterations, like crowd-kit)", t_same, base, "crowd-kit",
+        same, t_same = timed(
+            dawid_skene,
+            c.items,
+            c.workers,
+            c.labels,
+            n_items,
+            n_workers,
+            len(LABELS),
+            max_iter=ck_iter,
+            tol=0.0,
+        )
+        row(
+            f"Dawid-Skene ({ck_iter} iterations, like crowd-kit)",
+            t_same,
+            base,
+            "crowd-kit",
             accuracy(same.labels, c),
             f"{t_same / max(same.iterations, 1) * 1e3:.0f} ms/iteration vs crowd-kit "
-            f"{t_ck / max(ck_iter, 1) * 1e3:.0f}")
+            f"{t_ck / max(ck_iter, 1) * 1e3:.0f}",
+        )
     print()
-    print(table(["method", "seconds", "answers/s", "time vs baseline", "accuracy", "note"],
-                rows))
+    print(table(["method", "seconds", "answers/s", "time vs baseline", "accuracy", "note"], rows))
     print(f"{load()} at end")
     return 0
 

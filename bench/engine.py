@@ -75,17 +75,30 @@ class Built:
     seconds: float
 
 
-def project_config(db: Path, overlap: int) -> Config:
+def project_config(db: Path, overlap: int, method: str = "majority") -> Config:
     """The bench deployment: one single-choice project with gold, in the bench database."""
-    return parse_config({
-        "storage": {"database": str(db)},
-        "project": [{
-            "name": "bench", "labels": list(LABELS), "overlap": overlap,
-            "max_overlap": overlap + 2, "agreement": AGREEMENT, "lease_seconds": 900,
-            "quality": {"qualification": QUALIFICATION, "gold_rate": GOLD_RATE,
-                        "min_gold_accuracy": 0.7},
-        }],
-    }, db.with_suffix(".toml"))
+    return parse_config(
+        {
+            "storage": {"database": str(db)},
+            "project": [
+                {
+                    "name": "bench",
+                    "labels": list(LABELS),
+                    "overlap": overlap,
+                    "max_overlap": overlap + 2,
+                    "agreement": AGREEMENT,
+                    "lease_seconds": 900,
+                    "method": method,
+                    "quality": {
+                        "qualification": QUALIFICATION,
+                        "gold_rate": GOLD_RATE,
+                        "min_gold_accuracy": 0.7,
+                    },
+                }
+            ],
+        },
+        db.with_suffix(".toml"),
+    )
 
 
 def _chunks(rows: Iterator[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]:
@@ -104,8 +117,9 @@ def _insert(conn: sqlite3.Connection, sql: str, rows: Iterator[tuple[Any, ...]])
         conn.executemany(sql, batch)
 
 
-def build(path: Path, n_items: int, n_annotators: int, n_answers: int, overlap: int,
-          seed: int) -> Built:
+def build(
+    path: Path, n_items: int, n_annotators: int, n_answers: int, overlap: int, seed: int
+) -> Built:
     """Fill a fresh database file with a project in mid-flight, as the service would leave it.
 
     Items are labelled in import order (the queue is fullest-first): the first ones are
@@ -127,7 +141,7 @@ def build(path: Path, n_items: int, n_annotators: int, n_answers: int, overlap: 
     n_gold = max(QUALIFICATION + 20, n_items // 100)
     stride = max(1, n_items // n_gold)
     is_gold = np.zeros(n_items, dtype=bool)
-    is_gold[idx[stride - 1::stride][:n_gold]] = True
+    is_gold[idx[stride - 1 :: stride][:n_gold]] = True
     gold_idx = np.flatnonzero(is_gold)
     n_gold = int(gold_idx.size)
     plain = np.flatnonzero(~is_gold)
@@ -143,11 +157,13 @@ def build(path: Path, n_items: int, n_annotators: int, n_answers: int, overlap: 
     partial_counts = rng.integers(1, overlap, size=n_partial)  # 1 .. overlap-1
     n_resolved = max(0, (m_plain - int(partial_counts.sum())) // overlap)
     if n_resolved + n_partial > len(plain):
-        raise SystemExit(f"{n_answers:,} answers do not fit {n_items:,} items at overlap "
-                         f"{overlap}: raise --items or --overlap")
+        raise SystemExit(
+            f"{n_answers:,} answers do not fit {n_items:,} items at overlap "
+            f"{overlap}: raise --items or --overlap"
+        )
     counts = np.zeros(len(plain), dtype=np.int64)
     counts[:n_resolved] = overlap
-    counts[n_resolved:n_resolved + n_partial] = partial_counts
+    counts[n_resolved : n_resolved + n_partial] = partial_counts
     n_ans_item = np.zeros(n_items, dtype=np.int64)
     n_ans_item[plain] = counts
 
@@ -155,61 +171,113 @@ def build(path: Path, n_items: int, n_annotators: int, n_answers: int, overlap: 
     a_item = np.repeat(plain, counts)
     starts = np.cumsum(counts) - counts
     within = np.arange(a_item.size) - np.repeat(starts, counts)
-    a_who = (np.repeat(rng.integers(0, n_annotators, size=len(plain)), counts) + within)
+    a_who = np.repeat(rng.integers(0, n_annotators, size=len(plain)), counts) + within
     a_who %= n_annotators
     right = rng.random(a_item.size) < ACCURACY
     must = math.ceil(AGREEMENT * overlap)
     right |= (within < must) & (np.repeat(np.arange(len(plain)) < n_resolved, counts))
-    a_val = np.where(right, truth[a_item],
-                     (truth[a_item] + rng.integers(1, len(LABELS), size=a_item.size)) % 3)
+    a_val = np.where(
+        right, truth[a_item], (truth[a_item] + rng.integers(1, len(LABELS), size=a_item.size)) % 3
+    )
     # Gold answers: annotator w answered gold_idx[0:gq]; qualification ones are right.
     g_item = np.tile(gold_idx[:gq], n_annotators)
     g_who = np.repeat(np.arange(n_annotators), gq)
-    g_right = (rng.random(g_item.size) < ACCURACY) | (np.tile(np.arange(gq), n_annotators)
-                                                     < QUALIFICATION)
-    g_val = np.where(g_right, truth[g_item],
-                     (truth[g_item] + rng.integers(1, len(LABELS), size=g_item.size)) % 3)
+    g_right = (rng.random(g_item.size) < ACCURACY) | (
+        np.tile(np.arange(gq), n_annotators) < QUALIFICATION
+    )
+    g_val = np.where(
+        g_right, truth[g_item], (truth[g_item] + rng.integers(1, len(LABELS), size=g_item.size)) % 3
+    )
 
     ans_item = np.concatenate([a_item, g_item])
     ans_who = np.concatenate([a_who, g_who])
     ans_val = np.concatenate([a_val, g_val])
     ans_gold = np.concatenate([np.zeros(a_item.size, bool), np.ones(g_item.size, bool)])
     order = np.argsort(ans_item, kind="stable")
-    ans_item, ans_who, ans_val, ans_gold = (ans_item[order], ans_who[order], ans_val[order],
-                                            ans_gold[order])
+    ans_item, ans_who, ans_val, ans_gold = (
+        ans_item[order],
+        ans_who[order],
+        ans_val[order],
+        ans_gold[order],
+    )
     total = int(ans_item.size)
     at = np.linspace(now - 30 * DAY, now - 3600, total) if total else np.zeros(0)
 
     conn.execute("BEGIN")
-    conn.execute("INSERT INTO projects (id, name, created_at) VALUES (1, 'bench', ?)",
-                 (now - 31 * DAY,))
-    _insert(conn, "INSERT INTO annotators (id, key, platform, address, name, project_id, "
-                  "created_at) VALUES (?, ?, 'telegram', ?, ?, 1, ?)",
-            ((w + 1, f"telegram:{w + 1}", str(w + 1), f"annotator {w + 1}", now - 31 * DAY)
-             for w in range(n_annotators)))
+    conn.execute(
+        "INSERT INTO projects (id, name, created_at) VALUES (1, 'bench', ?)", (now - 31 * DAY,)
+    )
+    _insert(
+        conn,
+        "INSERT INTO annotators (id, key, platform, address, name, project_id, "
+        "created_at) VALUES (?, ?, 'telegram', ?, ?, 1, ?)",
+        (
+            (w + 1, f"telegram:{w + 1}", str(w + 1), f"annotator {w + 1}", now - 31 * DAY)
+            for w in range(n_annotators)
+        ),
+    )
 
     status = np.full(n_items, "pending", dtype=object)
     status[plain[:n_resolved]] = "resolved"
-    _insert(conn, "INSERT INTO items (id, project_id, ext_id, text, gold, status, needed, "
-                  "n_answers, seq, created_at) VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
-            ((i + 1, f"i{i}", f"Review {i}: the battery lasts about {i % 97} hours.",
-              LABELS[t] if g else None, s, overlap, n, i + 1, now - 31 * DAY)
-             for i, t, g, s, n in zip(idx.tolist(), truth.tolist(), is_gold.tolist(),
-                                      status.tolist(), n_ans_item.tolist(), strict=True)))
+    _insert(
+        conn,
+        "INSERT INTO items (id, project_id, ext_id, text, gold, status, needed, "
+        "n_answers, seq, created_at) VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            (
+                i + 1,
+                f"i{i}",
+                f"Review {i}: the battery lasts about {i % 97} hours.",
+                LABELS[t] if g else None,
+                s,
+                overlap,
+                n,
+                i + 1,
+                now - 31 * DAY,
+            )
+            for i, t, g, s, n in zip(
+                idx.tolist(),
+                truth.tolist(),
+                is_gold.tolist(),
+                status.tolist(),
+                n_ans_item.tolist(),
+                strict=True,
+            )
+        ),
+    )
 
     ids = np.arange(1, total + 1)
-    _insert(conn, "INSERT INTO assignments (id, item_id, annotator_id, state, created_at, "
-                  "expires_at) VALUES (?, ?, ?, 'answered', ?, ?)",
-            ((a, i + 1, w + 1, t - 5.0, t + 895.0) for a, i, w, t in
-             zip(ids.tolist(), ans_item.tolist(), ans_who.tolist(), at.tolist(), strict=True)))
+    _insert(
+        conn,
+        "INSERT INTO assignments (id, item_id, annotator_id, state, created_at, "
+        "expires_at) VALUES (?, ?, ?, 'answered', ?, ?)",
+        (
+            (a, i + 1, w + 1, t - 5.0, t + 895.0)
+            for a, i, w, t in zip(
+                ids.tolist(), ans_item.tolist(), ans_who.tolist(), at.tolist(), strict=True
+            )
+        ),
+    )
     gold_of = np.where(is_gold, truth, -1)
     correct = np.where(ans_gold, (ans_val == gold_of[ans_item]).astype(np.int64), -1)
-    _insert(conn, "INSERT INTO answers (id, item_id, annotator_id, assignment_id, value, "
-                  "is_gold, correct, seconds, answered_at) VALUES (?, ?, ?, ?, ?, ?, ?, 5.0, ?)",
-            ((a, i + 1, w + 1, a, LABELS[v], int(g), None if c < 0 else c, t)
-             for a, i, w, v, g, c, t in zip(ids.tolist(), ans_item.tolist(), ans_who.tolist(),
-                                            ans_val.tolist(), ans_gold.tolist(),
-                                            correct.tolist(), at.tolist(), strict=True)))
+    _insert(
+        conn,
+        "INSERT INTO answers (id, item_id, annotator_id, assignment_id, value, "
+        "is_gold, correct, seconds, answered_at) VALUES (?, ?, ?, ?, ?, ?, ?, 5.0, ?)",
+        (
+            (a, i + 1, w + 1, a, LABELS[v], int(g), None if c < 0 else c, t)
+            for a, i, w, v, g, c, t in zip(
+                ids.tolist(),
+                ans_item.tolist(),
+                ans_who.tolist(),
+                ans_val.tolist(),
+                ans_gold.tolist(),
+                correct.tolist(),
+                at.tolist(),
+                strict=True,
+            )
+        ),
+    )
 
     # Verdicts of the answered plain items, as _settle leaves them.
     plain_pos = np.full(n_items, -1)
@@ -224,24 +292,37 @@ def build(path: Path, n_items: int, n_annotators: int, n_answers: int, overlap: 
             n = int(counts[k])
             top = int(v.argmax())
             resolved = k < n_resolved
-            yield (int(plain[k]) + 1, "resolved" if resolved else "pending",
-                   LABELS[top] if resolved else None, float(v[top]) / n,
-                   json.dumps({LABELS[j]: float(v[j]) for j in range(3) if v[j]}), n,
-                   now - 3600)
+            yield (
+                int(plain[k]) + 1,
+                "resolved" if resolved else "pending",
+                LABELS[top] if resolved else None,
+                float(v[top]) / n,
+                json.dumps({LABELS[j]: float(v[j]) for j in range(3) if v[j]}),
+                n,
+                now - 3600,
+            )
 
-    _insert(conn, "INSERT INTO verdicts (item_id, status, label, confidence, votes, n_answers, "
-                  "method, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'majority', ?)", verdicts())
+    _insert(
+        conn,
+        "INSERT INTO verdicts (item_id, status, label, confidence, votes, n_answers, "
+        "method, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'majority', ?)",
+        verdicts(),
+    )
 
     # Members: counters consistent with the answers above.
     n_by = np.bincount(ans_who, minlength=n_annotators)
     g_correct = np.bincount(g_who, weights=g_right, minlength=n_annotators).astype(np.int64)
     q = min(QUALIFICATION, gq)
-    _insert(conn, "INSERT INTO members (project_id, annotator_id, answers, gold_answers, "
-                  "gold_correct, qual_answers, qual_correct, joined_at) "
-                  "VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
-            ((w + 1, n, gq, c, q, q, now - 31 * DAY)
-             for w, n, c in zip(range(n_annotators), n_by.tolist(), g_correct.tolist(),
-                                strict=True)))
+    _insert(
+        conn,
+        "INSERT INTO members (project_id, annotator_id, answers, gold_answers, "
+        "gold_correct, qual_answers, qual_correct, joined_at) "
+        "VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            (w + 1, n, gq, c, q, q, now - 31 * DAY)
+            for w, n, c in zip(range(n_annotators), n_by.tolist(), g_correct.tolist(), strict=True)
+        ),
+    )
     conn.execute("COMMIT")
     conn.close()
     # Built with synchronous=OFF: flush now, or the first checkpoint's fsync in the timed
@@ -252,8 +333,7 @@ def build(path: Path, n_items: int, n_annotators: int, n_answers: int, overlap: 
     finally:
         os.close(fd)
     open_slots = int(len(plain) * overlap - counts.sum())
-    return Built(n_items, n_gold, n_annotators, total, open_slots,
-                 time.perf_counter() - started)
+    return Built(n_items, n_gold, n_annotators, total, open_slots, time.perf_counter() - started)
 
 
 # -- the simulated annotators -------------------------------------------------------------
@@ -290,9 +370,16 @@ class Phase:
         return self.cycles / self.seconds if self.seconds else 0.0
 
 
-def floor_cycle(conn: sqlite3.Connection, svc: LabelingService, u: UserRef, assignment: int,
-                value: str, combined: bool) -> tuple[Any, Any]:
+def floor_cycle(
+    conn: sqlite3.Connection,
+    svc: LabelingService,
+    u: UserRef,
+    assignment: int,
+    value: str,
+    combined: bool,
+) -> tuple[Any, Any]:
     """One cycle with plain sqlite3: the service's two transaction functions, or both in one."""
+
     def answer(c: sqlite3.Connection) -> Any:
         return svc._answer_tx(c, u, assignment, value, time.time(), False)
 
@@ -304,8 +391,9 @@ def floor_cycle(conn: sqlite3.Connection, svc: LabelingService, u: UserRef, assi
     return _transaction(conn, answer, ()), _transaction(conn, lease, ())
 
 
-async def service_cycle(svc: LabelingService, u: UserRef, assignment: int, value: str,
-                        combined: bool) -> tuple[Any, Any]:
+async def service_cycle(
+    svc: LabelingService, u: UserRef, assignment: int, value: str, combined: bool
+) -> tuple[Any, Any]:
     """One cycle through the service: answer then next_task, or answer_and_next if asked."""
     if combined:
         return await svc.answer_and_next(u, assignment, value)  # type: ignore[attr-defined]
@@ -313,8 +401,15 @@ async def service_cycle(svc: LabelingService, u: UserRef, assignment: int, value
     return out, await svc.next_task(u)
 
 
-def run_floor(db: Path, config: Config, pids: dict[str, int], users: Sequence[UserRef],
-              cycles: int, seed: int, combined: bool = False) -> Phase:
+def run_floor(
+    db: Path,
+    config: Config,
+    pids: dict[str, int],
+    users: Sequence[UserRef],
+    cycles: int,
+    seed: int,
+    combined: bool = False,
+) -> Phase:
     """The same transactions on a plain sqlite3 connection, in one thread."""
     conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
@@ -325,8 +420,7 @@ def run_floor(db: Path, config: Config, pids: dict[str, int], users: Sequence[Us
     rng = random.Random(seed)
     tasks: dict[UserRef, Any] = {}
     for u in users:
-        tasks[u] = _transaction(conn, svc._next_tx, (u, svc.role(u), time.time(),
-                                                      svc.rng.random()))
+        tasks[u] = _transaction(conn, svc._next_tx, (u, svc.role(u), time.time(), svc.rng.random()))
     lat: list[float] = []
     errors = 0
     live = [u for u in users if isinstance(tasks[u], Task)]
@@ -344,14 +438,22 @@ def run_floor(db: Path, config: Config, pids: dict[str, int], users: Sequence[Us
             tasks[u] = nxt
         else:
             live.remove(u)
-    phase = Phase("floor (sqlite3, 1 thread)", "floor", done, time.perf_counter() - t0,
-                  time.process_time() - cpu0, lat, errors)
+    phase = Phase(
+        "floor (sqlite3, 1 thread)",
+        "floor",
+        done,
+        time.perf_counter() - t0,
+        time.process_time() - cpu0,
+        lat,
+        errors,
+    )
     conn.close()
     return phase
 
 
-async def run_saturated(svc: LabelingService, users: Sequence[UserRef], cycles: int,
-                        seed: int, combined: bool = False) -> Phase:
+async def run_saturated(
+    svc: LabelingService, users: Sequence[UserRef], cycles: int, seed: int, combined: bool = False
+) -> Phase:
     """Annotators answering as fast as the service lets them."""
     rng = random.Random(seed)
     first = await asyncio.gather(*(svc.next_task(u) for u in users))
@@ -364,19 +466,31 @@ async def run_saturated(svc: LabelingService, users: Sequence[UserRef], cycles: 
         while left > 0 and isinstance(task, Task):
             left -= 1
             s = time.perf_counter()
-            out, task = await service_cycle(svc, u, task.assignment_id, choose(task, rng),
-                                            combined)
+            out, task = await service_cycle(svc, u, task.assignment_id, choose(task, rng), combined)
             lat.append(time.perf_counter() - s)
             errors += not out.ok
 
     cpu0, t0 = time.process_time(), time.perf_counter()
     await asyncio.gather(*(annotator(u, t) for u, t in zip(users, first, strict=True)))
-    return Phase(f"saturated ({len(users)} annotators)", "saturated", len(lat),
-                 time.perf_counter() - t0, time.process_time() - cpu0, lat, errors)
+    return Phase(
+        f"saturated ({len(users)} annotators)",
+        "saturated",
+        len(lat),
+        time.perf_counter() - t0,
+        time.process_time() - cpu0,
+        lat,
+        errors,
+    )
 
 
-async def run_paced(svc: LabelingService, users: Sequence[UserRef], rate: float,
-                    seconds: float, seed: int, combined: bool = False) -> Phase:
+async def run_paced(
+    svc: LabelingService,
+    users: Sequence[UserRef],
+    rate: float,
+    seconds: float,
+    seed: int,
+    combined: bool = False,
+) -> Phase:
     """Annotators who think between taps (exponential think time), offering `rate` in total."""
     rng = random.Random(seed)
     first = await asyncio.gather(*(svc.next_task(u) for u in users))
@@ -394,8 +508,7 @@ async def run_paced(svc: LabelingService, users: Sequence[UserRef], rate: float,
                 return
             busy.add(u)
             s = time.perf_counter()
-            out, task = await service_cycle(svc, u, task.assignment_id, choose(task, rng),
-                                            combined)
+            out, task = await service_cycle(svc, u, task.assignment_id, choose(task, rng), combined)
             lat.append(time.perf_counter() - s)
             errors += not out.ok
             busy.discard(u)
@@ -409,12 +522,20 @@ async def run_paced(svc: LabelingService, users: Sequence[UserRef], rate: float,
         if u not in busy:
             t.cancel()  # thinking: it would not start another cycle
     await asyncio.gather(*tasks.values(), return_exceptions=True)
-    return Phase(f"paced ({len(users)} annotators, {rate:,.0f}/s offered)",
-                 f"paced {rate:,.0f}/s", len(lat), elapsed, cpu, lat, errors)
+    return Phase(
+        f"paced ({len(users)} annotators, {rate:,.0f}/s offered)",
+        f"paced {rate:,.0f}/s",
+        len(lat),
+        elapsed,
+        cpu,
+        lat,
+        errors,
+    )
 
 
-async def run_service(db: Path, config: Config, args: argparse.Namespace,
-                      floor_users: int) -> list[Phase]:
+async def run_service(
+    db: Path, config: Config, args: argparse.Namespace, floor_users: int
+) -> list[Phase]:
     """Open the real Database and LabelingService and run the service phases."""
     async with Database(db) as database:
         svc = LabelingService(database, config, rng=random.Random(args.seed))
@@ -426,8 +547,11 @@ async def run_service(db: Path, config: Config, args: argparse.Namespace,
             raise SystemExit("--combined needs LabelingService.answer_and_next")
         phases = [await run_saturated(svc, sat_users, args.cycles, args.seed, args.combined)]
         for rate in args.rates:
-            phases.append(await run_paced(svc, paced_users, rate, args.paced_seconds, args.seed,
-                                          args.combined))
+            phases.append(
+                await run_paced(
+                    svc, paced_users, rate, args.paced_seconds, args.seed, args.combined
+                )
+            )
         return phases
 
 
@@ -437,27 +561,60 @@ def bench_size(workdir: Path, n_items: int, args: argparse.Namespace) -> tuple[B
     db = workdir / f"engine-{n_items}.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
-    print(f"building {n_items:,} items, {args.annotators:,} annotators, "
-          f"{n_answers:,} answers in {db} ...", flush=True)
+    print(
+        f"building {n_items:,} items, {args.annotators:,} annotators, "
+        f"{n_answers:,} answers in {db} ...",
+        flush=True,
+    )
     built = build(db, n_items, args.annotators, n_answers, args.overlap, args.seed)
-    print(f"  built in {built.seconds:.1f} s ({built.answers:,} answers, {built.gold_items:,} "
-          f"gold items, {built.open_slots:,} open answer slots, "
-          f"{db.stat().st_size / 2**20:,.0f} MiB)", flush=True)
-    need = (args.cycles * 2 + sum(args.rates) * args.paced_seconds * 1.2
-            + args.concurrency * 2 + args.paced_annotators)
+    print(
+        f"  built in {built.seconds:.1f} s ({built.answers:,} answers, {built.gold_items:,} "
+        f"gold items, {built.open_slots:,} open answer slots, "
+        f"{db.stat().st_size / 2**20:,.0f} MiB)",
+        flush=True,
+    )
+    need = (
+        args.cycles * 2
+        + sum(args.rates) * args.paced_seconds * 1.2
+        + args.concurrency * 2
+        + args.paced_annotators
+    )
     if need > built.open_slots * 0.8:
-        print(f"  warning: the phases may use up to {need:,.0f} of {built.open_slots:,} open "
-              "slots; the queue may run dry", flush=True)
-    config = project_config(db, args.overlap)
+        print(
+            f"  warning: the phases may use up to {need:,.0f} of {built.open_slots:,} open "
+            "slots; the queue may run dry",
+            flush=True,
+        )
+    config = project_config(db, args.overlap, args.method)
     # The service creates the project row's id mapping; the floor reuses it.
     pids = {"bench": 1}
     floor_users = [user(n) for n in range(1, args.concurrency + 1)]
     floor = run_floor(db, config, pids, floor_users, args.cycles, args.seed, args.combined)
     phases = asyncio.run(run_service(db, config, args, len(floor_users)))
+    check(db)
     if not args.keep:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
     return built, [floor, *phases]
+
+
+def check(db: Path) -> None:
+    """After the run: open leases match the items' lease counters; no item is over-answered."""
+    conn = sqlite3.connect(db)
+    leases = conn.execute("SELECT COALESCE(SUM(n_leases), 0) FROM items").fetchone()[0]
+    pending = conn.execute("SELECT COUNT(*) FROM assignments WHERE state = 'pending'").fetchone()[0]
+    over = conn.execute(
+        "SELECT COUNT(*) FROM items WHERE gold IS NULL AND n_answers + n_leases > needed"
+    ).fetchone()[0]
+    conn.close()
+    ok = leases == pending and over == 0
+    print(
+        f"  check: {pending:,} open leases, items count {leases:,}; {over} items over-answered"
+        f" -> {'ok' if ok else 'INCONSISTENT'}",
+        flush=True,
+    )
+    if not ok:
+        raise SystemExit("the database is inconsistent after the run")
 
 
 def report(built: Built, phases: list[Phase]) -> list[list[str]]:
@@ -465,38 +622,68 @@ def report(built: Built, phases: list[Phase]) -> list[list[str]]:
     floor = phases[0]
     rows = []
     for p in phases:
-        rows.append([
-            f"{built.items:,}", p.name, human(p.cycles), human(p.rate),
-            f"{pct(p.latencies, 50) * 1e3:.2f}", f"{pct(p.latencies, 99) * 1e3:.2f}",
-            f"{p.cpu / p.cycles * 1e6:.0f}" if p.cycles else "-",
-            f"{p.rate / floor.rate:.2f}" if floor.rate and not p.name.startswith("paced") else "-",
-            str(p.errors),
-        ])
+        rows.append(
+            [
+                f"{built.items:,}",
+                p.name,
+                human(p.cycles),
+                human(p.rate),
+                f"{pct(p.latencies, 50) * 1e3:.2f}",
+                f"{pct(p.latencies, 99) * 1e3:.2f}",
+                f"{p.cpu / p.cycles * 1e6:.0f}" if p.cycles else "-",
+                f"{p.rate / floor.rate:.2f}"
+                if floor.rate and not p.name.startswith("paced")
+                else "-",
+                str(p.errors),
+            ]
+        )
     return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse flags, build both project sizes, run the phases and print the figures."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--small", action="store_true",
-                    help="100k items, 1,000 annotators: a quick run")
+    ap.add_argument(
+        "--small", action="store_true", help="100k items, 1,000 annotators: a quick run"
+    )
     ap.add_argument("--items", type=int, default=None, help="large project (default 1,000,000)")
-    ap.add_argument("--compare-items", type=int, default=10_000,
-                    help="small project to compare against (0 = skip)")
+    ap.add_argument(
+        "--compare-items",
+        type=int,
+        default=10_000,
+        help="small project to compare against (0 = skip)",
+    )
     ap.add_argument("--annotators", type=int, default=None, help="default 10,000")
     ap.add_argument("--answers", type=int, default=None, help="default 3 per item")
     ap.add_argument("--overlap", type=int, default=5)
-    ap.add_argument("--cycles", type=int, default=None,
-                    help="cycles in the floor and saturated phases (default 4,000)")
-    ap.add_argument("--concurrency", type=int, default=200,
-                    help="annotators in the floor and saturated phases")
-    ap.add_argument("--rates", default="300,1000",
-                    help="cycles/s offered in the paced phases, comma-separated ('' = none)")
+    ap.add_argument(
+        "--method",
+        choices=("majority", "weighted"),
+        default="majority",
+        help="the project's verdict method (weighted reads gold weights per settle)",
+    )
+    ap.add_argument(
+        "--cycles",
+        type=int,
+        default=None,
+        help="cycles in the floor and saturated phases (default 4,000)",
+    )
+    ap.add_argument(
+        "--concurrency", type=int, default=200, help="annotators in the floor and saturated phases"
+    )
+    ap.add_argument(
+        "--rates",
+        default="300,1000",
+        help="cycles/s offered in the paced phases, comma-separated ('' = none)",
+    )
     ap.add_argument("--paced-annotators", type=int, default=2000)
     ap.add_argument("--paced-seconds", type=float, default=3.0)
-    ap.add_argument("--combined", action="store_true",
-                    help="one transaction per cycle: service.answer_and_next (if the service "
-                         "has it) and, for the floor, both functions in one transaction")
+    ap.add_argument(
+        "--combined",
+        action="store_true",
+        help="one transaction per cycle: service.answer_and_next (if the service "
+        "has it) and, for the floor, both functions in one transaction",
+    )
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--dir", type=Path, default=None, help="where to build (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the database files (with --dir)")
@@ -520,16 +707,32 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rows = [r for built, phases in results for r in report(built, phases)]
     print()
-    print(table(["items", "phase", "cycles", "cycles/s", "median ms", "p99 ms",
-                 "CPU µs/cycle", "× floor", "errors"], rows))
+    print(
+        table(
+            [
+                "items",
+                "phase",
+                "cycles",
+                "cycles/s",
+                "median ms",
+                "p99 ms",
+                "CPU µs/cycle",
+                "× floor",
+                "errors",
+            ],
+            rows,
+        )
+    )
     if len(results) == 2:
         (big, pb), (small, ps) = results
         print()
         for i, name in enumerate(p.short for p in pb):
-            print(f"{name:>14}: {pb[i].rate:,.0f} cycles/s at {big.items:,} items vs "
-                  f"{ps[i].rate:,.0f} at {small.items:,} "
-                  f"(ratio {pb[i].rate / ps[i].rate:.2f}); p99 {pct(pb[i].latencies, 99) * 1e3:.2f}"
-                  f" vs {pct(ps[i].latencies, 99) * 1e3:.2f} ms")
+            print(
+                f"{name:>14}: {pb[i].rate:,.0f} cycles/s at {big.items:,} items vs "
+                f"{ps[i].rate:,.0f} at {small.items:,} "
+                f"(ratio {pb[i].rate / ps[i].rate:.2f}); p99 {pct(pb[i].latencies, 99) * 1e3:.2f}"
+                f" vs {pct(ps[i].latencies, 99) * 1e3:.2f} ms"
+            )
     print(f"{load()} at end")
     return 0 if all(p.errors == 0 for _, phases in results for p in phases) else 1
 

@@ -37,10 +37,26 @@ from typing import Any
 from _util import human, load, machine, table
 
 LABELS = ("positive", "negative", "neutral")
-SUBJECTS = ("The battery", "Delivery", "The screen", "Customer support", "The price",
-            "The camera", "Setup", "The manual", "Sound quality", "Packaging")
-PHRASES = ("is excellent, I love it", "broke after two days", "is as described",
-           "was faster than promised", "is a total waste of money", "arrived on Tuesday")
+SUBJECTS = (
+    "The battery",
+    "Delivery",
+    "The screen",
+    "Customer support",
+    "The price",
+    "The camera",
+    "Setup",
+    "The manual",
+    "Sound quality",
+    "Packaging",
+)
+PHRASES = (
+    "is excellent, I love it",
+    "broke after two days",
+    "is as described",
+    "was faster than promised",
+    "is a total waste of money",
+    "arrived on Tuesday",
+)
 
 
 def write_items(path: Path, n: int) -> None:
@@ -64,10 +80,13 @@ def config_for(db: Path) -> Any:
     """The bench deployment: one single-choice project in db."""
     from chatlabel.config import parse_config
 
-    return parse_config({
-        "storage": {"database": str(db)},
-        "project": [{"name": "bench", "labels": list(LABELS), "overlap": 3}],
-    }, db.with_suffix(".toml"))
+    return parse_config(
+        {
+            "storage": {"database": str(db)},
+            "project": [{"name": "bench", "labels": list(LABELS), "overlap": 3}],
+        },
+        db.with_suffix(".toml"),
+    )
 
 
 def add_verdicts(db: Path) -> None:
@@ -81,9 +100,12 @@ def add_verdicts(db: Path) -> None:
            SELECT id, 'resolved', CASE id % 3 WHEN 0 THEN 'positive' WHEN 1 THEN 'negative'
                   ELSE 'neutral' END, 0.6667,
                   '{"positive": 2.0, "negative": 1.0}', 3, 'majority', ?
-           FROM items WHERE gold IS NULL AND id % 10 != 0""", (now,))
-    conn.execute("UPDATE items SET status = 'resolved', n_answers = 3 "
-                 "WHERE gold IS NULL AND id % 10 != 0")
+           FROM items WHERE gold IS NULL AND id % 10 != 0""",
+        (now,),
+    )
+    conn.execute(
+        "UPDATE items SET status = 'resolved', n_answers = 3 WHERE gold IS NULL AND id % 10 != 0"
+    )
     conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
@@ -157,9 +179,22 @@ def phase_import_floor(db: Path, data: Path) -> dict[str, Any]:
             for seq, line in enumerate(f, start=1):
                 r = json.loads(line)
                 meta = r.get("meta")
-                yield (1, r["id"], r.get("text"), None, None, r.get("context"), r.get("gold"),
-                       r.get("gold_reason"), None, None,
-                       json.dumps(meta, ensure_ascii=False) if meta else None, 3, seq, now)
+                yield (
+                    1,
+                    r["id"],
+                    r.get("text"),
+                    None,
+                    None,
+                    r.get("context"),
+                    r.get("gold"),
+                    r.get("gold_reason"),
+                    None,
+                    None,
+                    json.dumps(meta, ensure_ascii=False) if meta else None,
+                    3,
+                    seq,
+                    now,
+                )
 
     conn.execute("BEGIN IMMEDIATE")
     conn.executemany(insert, values())
@@ -182,14 +217,29 @@ def phase_export(db: Path, out: Path, what: str, fmt: str) -> dict[str, Any]:
         return n, before, time.perf_counter() - t0, time.process_time() - c0
 
     rows, before, wall, cpu = asyncio.run(_with_service(db, go))
-    return {"rows": rows, "seconds": wall, "cpu": cpu, "rss_before": before, "rss": _rss_kb(),
-            "bytes": out.stat().st_size, "sha256": _digest(out)}
+    return {
+        "rows": rows,
+        "seconds": wall,
+        "cpu": cpu,
+        "rss_before": before,
+        "rss": _rss_kb(),
+        "bytes": out.stat().st_size,
+        "sha256": _digest(out),
+    }
 
 
 EXPORT_COLUMNS = {
     "results": ("id", "label", "status", "confidence", "votes", "n_answers", "method"),
-    "answers": ("item_id", "annotator", "label", "skipped", "is_gold", "correct", "seconds",
-                "answered_at"),
+    "answers": (
+        "item_id",
+        "annotator",
+        "label",
+        "skipped",
+        "is_gold",
+        "correct",
+        "seconds",
+        "answered_at",
+    ),
 }
 EXPORT_SQL = {
     "results": """SELECT i.ext_id, v.label, COALESCE(v.status, i.status) AS status, v.confidence,
@@ -204,17 +254,28 @@ EXPORT_SQL = {
 
 
 def _results_row(r: tuple[Any, ...]) -> dict[str, Any]:
-    return {"id": r[0], "label": r[1] if r[2] == "resolved" else None, "status": r[2],
-            "confidence": round(r[3], 4) if r[3] is not None else None,
-            "votes": json.loads(r[4]) if r[4] else {}, "n_answers": r[5],
-            "method": r[6] or "majority"}
+    return {
+        "id": r[0],
+        "label": r[1] if r[2] == "resolved" else None,
+        "status": r[2],
+        "confidence": round(r[3], 4) if r[3] is not None else None,
+        "votes": json.loads(r[4]) if r[4] else {},
+        "n_answers": r[5],
+        "method": r[6] or "majority",
+    }
 
 
 def _answers_row(r: tuple[Any, ...]) -> dict[str, Any]:
-    return {"item_id": r[0], "annotator": r[1], "label": r[2], "skipped": r[2] is None,
-            "is_gold": bool(r[3]), "correct": None if r[4] is None else bool(r[4]),
-            "seconds": round(r[5], 3),
-            "answered_at": datetime.fromtimestamp(r[6], UTC).isoformat()}
+    return {
+        "item_id": r[0],
+        "annotator": r[1],
+        "label": r[2],
+        "skipped": r[2] is None,
+        "is_gold": bool(r[3]),
+        "correct": None if r[4] is None else bool(r[4]),
+        "seconds": round(r[5], 3),
+        "answered_at": datetime.fromtimestamp(r[6], UTC).isoformat(),
+    }
 
 
 def phase_export_floor(db: Path, out: Path, what: str, fmt: str) -> dict[str, Any]:
@@ -235,13 +296,24 @@ def phase_export_floor(db: Path, out: Path, what: str, fmt: str) -> dict[str, An
             w.writerow(EXPORT_COLUMNS[what])
             for r in cur:
                 row = make(r)
-                w.writerow([json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list))
-                            else v for v in row.values()])
+                w.writerow(
+                    [
+                        json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
+                        for v in row.values()
+                    ]
+                )
                 n += 1
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     conn.close()
-    return {"rows": n, "seconds": wall, "cpu": cpu, "rss_before": before, "rss": _rss_kb(),
-            "bytes": out.stat().st_size, "sha256": _digest(out)}
+    return {
+        "rows": n,
+        "seconds": wall,
+        "cpu": cpu,
+        "rss_before": before,
+        "rss": _rss_kb(),
+        "bytes": out.stat().st_size,
+        "sha256": _digest(out),
+    }
 
 
 def _digest(path: Path) -> str:
@@ -252,8 +324,12 @@ def _digest(path: Path) -> str:
     return h.hexdigest()
 
 
-PHASES = {"import": phase_import, "import-floor": phase_import_floor,
-          "export": phase_export, "export-floor": phase_export_floor}
+PHASES = {
+    "import": phase_import,
+    "import-floor": phase_import_floor,
+    "export": phase_export,
+    "export-floor": phase_export_floor,
+}
 
 
 def child(argv: Sequence[str]) -> int:
@@ -266,8 +342,12 @@ def child(argv: Sequence[str]) -> int:
 
 def run_phase(*args: str | Path) -> dict[str, Any]:
     """Run a phase in a fresh interpreter; its figures come back as JSON."""
-    proc = subprocess.run([sys.executable, __file__, "--phase", *map(str, args)],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--phase", *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"phase {args[0]} failed:\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -288,8 +368,11 @@ def bench_size(work: Path, n: int, answers: bool) -> list[tuple[str, dict[str, A
     data = work / f"items-{n}.jsonl"
     t0 = time.perf_counter()
     write_items(data, n)
-    print(f"{n:,} items: wrote {data.stat().st_size / 2**20:,.0f} MiB of JSONL in "
-          f"{time.perf_counter() - t0:.1f} s", flush=True)
+    print(
+        f"{n:,} items: wrote {data.stat().st_size / 2**20:,.0f} MiB of JSONL in "
+        f"{time.perf_counter() - t0:.1f} s",
+        flush=True,
+    )
     out: list[tuple[str, dict[str, Any], str]] = []
     floor_db, db = fresh(work / f"floor-{n}.db"), fresh(work / f"ingest-{n}.db")
     out.append(("import floor", run_phase("import-floor", floor_db, data), ""))
@@ -299,10 +382,20 @@ def bench_size(work: Path, n: int, answers: bool) -> list[tuple[str, dict[str, A
     add_verdicts(db)
     for fmt in ("jsonl", "csv"):
         target = work / f"results-{n}.{fmt}"
-        out.append((f"export results {fmt} floor",
-                    run_phase("export-floor", db, target, "results", fmt), ""))
-        out.append((f"export results {fmt}", run_phase("export", db, target, "results", fmt),
-                    f"export results {fmt} floor"))
+        out.append(
+            (
+                f"export results {fmt} floor",
+                run_phase("export-floor", db, target, "results", fmt),
+                "",
+            )
+        )
+        out.append(
+            (
+                f"export results {fmt}",
+                run_phase("export", db, target, "results", fmt),
+                f"export results {fmt} floor",
+            )
+        )
         target.unlink()
     fresh(db)
     if answers:
@@ -312,10 +405,20 @@ def bench_size(work: Path, n: int, answers: bool) -> list[tuple[str, dict[str, A
         adb = fresh(work / f"answers-{n}.db")
         engine.build(adb, max(n // 3, 100), 1000, n, 5, 1)
         target = work / f"answers-{n}.jsonl"
-        out.append(("export answers jsonl floor",
-                    run_phase("export-floor", adb, target, "answers", "jsonl"), ""))
-        out.append(("export answers jsonl", run_phase("export", adb, target, "answers", "jsonl"),
-                    "export answers jsonl floor"))
+        out.append(
+            (
+                "export answers jsonl floor",
+                run_phase("export-floor", adb, target, "answers", "jsonl"),
+                "",
+            )
+        )
+        out.append(
+            (
+                "export answers jsonl",
+                run_phase("export", adb, target, "answers", "jsonl"),
+                "export answers jsonl floor",
+            )
+        )
         target.unlink()
         fresh(adb)
     data.unlink()
@@ -333,8 +436,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-answers", action="store_true", help="skip the answers export")
     ap.add_argument("--dir", type=Path, default=None, help="where to work (default: a temp dir)")
     args = ap.parse_args(argv)
-    sizes = [int(s) for s in (args.sizes or ("10000,100000" if args.small
-                                              else "100000,1000000")).split(",")]
+    sizes = [
+        int(s)
+        for s in (args.sizes or ("10000,100000" if args.small else "100000,1000000")).split(",")
+    ]
     print(f"machine: {machine()}; {load()} at start")
     rows = []
     by_size: dict[int, dict[str, dict[str, Any]]] = {}
@@ -345,27 +450,52 @@ def main(argv: Sequence[str] | None = None) -> int:
             for op, f, floor in figures:
                 rate = f["rows"] / f["seconds"]
                 base = by_size[n].get(floor)
-                rows.append([
-                    f"{n:,}", op, human(f["rows"]), f"{f['seconds']:.2f}", human(rate),
-                    f"{f['cpu'] / f['rows'] * 1e6:.1f}",
-                    f"{f['rss'] / 1024:.0f}", f"{(f['rss'] - f['rss_before']) / 1024:.0f}",
-                    f"{rate / (base['rows'] / base['seconds']):.2f}" if base else "1.00",
-                    ("same bytes as floor" if f["sha256"] == base["sha256"] else "DIFFERS")
-                    if base and "sha256" in f else "",
-                ])
+                rows.append(
+                    [
+                        f"{n:,}",
+                        op,
+                        human(f["rows"]),
+                        f"{f['seconds']:.2f}",
+                        human(rate),
+                        f"{f['cpu'] / f['rows'] * 1e6:.1f}",
+                        f"{f['rss'] / 1024:.0f}",
+                        f"{(f['rss'] - f['rss_before']) / 1024:.0f}",
+                        f"{rate / (base['rows'] / base['seconds']):.2f}" if base else "1.00",
+                        ("same bytes as floor" if f["sha256"] == base["sha256"] else "DIFFERS")
+                        if base and "sha256" in f
+                        else "",
+                    ]
+                )
     print()
-    print(table(["items", "operation", "rows", "seconds", "rows/s", "CPU µs/row",
-                 "peak RSS MiB", "growth MiB", "× floor", "output"], rows))
+    print(
+        table(
+            [
+                "items",
+                "operation",
+                "rows",
+                "seconds",
+                "rows/s",
+                "CPU µs/row",
+                "peak RSS MiB",
+                "growth MiB",
+                "× floor",
+                "output",
+            ],
+            rows,
+        )
+    )
     if len(sizes) >= 2:
         lo, hi = by_size[sizes[0]], by_size[sizes[-1]]
         print()
         for op in hi:
             if "floor" in op:
                 continue
-            print(f"{op:>22}: peak RSS {lo[op]['rss'] / 1024:.0f} MiB at {sizes[0]:,} vs "
-                  f"{hi[op]['rss'] / 1024:.0f} MiB at {sizes[-1]:,}; rate "
-                  f"{lo[op]['rows'] / lo[op]['seconds']:,.0f} vs "
-                  f"{hi[op]['rows'] / hi[op]['seconds']:,.0f} rows/s")
+            print(
+                f"{op:>22}: peak RSS {lo[op]['rss'] / 1024:.0f} MiB at {sizes[0]:,} vs "
+                f"{hi[op]['rss'] / 1024:.0f} MiB at {sizes[-1]:,}; rate "
+                f"{lo[op]['rows'] / lo[op]['seconds']:,.0f} vs "
+                f"{hi[op]['rows'] / hi[op]['seconds']:,.0f} rows/s"
+            )
     print(f"{load()} at end")
     return 0
 

@@ -1,24 +1,28 @@
 """Label quality on real crowds: each dataset replayed through the service, method by method.
 
-    python bench/quality.py ../shared/data/crowd            # all four datasets
+    python bench/quality.py ../shared/data/crowd            # all four datasets, both gates
     python bench/quality.py ../shared/data/crowd -d rte     # one of them
 
 Each dataset folder holds answers.csv (task,worker,label) and truth.csv (task,truth). For every
 method the benchmark builds a fresh project in a real SQLite file, imports the tasks with every
 --gold-every-th row of truth.csv as a gold item (the other items are what is scored), and
 replays the answers in the file's order: each worker joins as an annotator, is leased the item
-they answered (service.replay.lease_item) and answers it through LabelingService.answer. An
+they answered (LabelingService.lease) and answers it through LabelingService.answer. An
 item that no longer needs the worker (settled, or the worker was suspended) is passed over, so
-"answers per item" is what each method actually spent.
+"answers per item" is what each method actually spent (ordinary items only; gold is extra).
 
 Methods (all with overlap = max_overlap = the dataset's answers per item):
   majority       share of votes; ties go to the first label (see "tie rule" below)
-  weighted       votes weighted by gold-derived log-odds reliability, at the moment each
-                 item settles (core.gold.reliability_weight)
+  weighted       votes weighted by gold-derived log-odds reliability, as known when each
+                 item settles (core.gold.reliability_weight; unscored = the project's average)
   dawid-skene    weighted online, then service.quality.recompute over the whole project
                  (gold items clamped) relabels every settled item
-  dynamic        dawid-skene with confidence_target: an item stops collecting answers once
-                 its weighted posterior reaches the target
+  dynamic        dawid-skene with confidence_target (--target): an item stops collecting
+                 answers once its weighted posterior reaches the target
+
+Quality gates: "on" is the product default (suspend an annotator once 95 % sure their gold
+accuracy is below 70 %; their answers on open items stop counting), "off" never suspends, so
+every method sees every answer, exactly as crowd-kit does.
 
 Next to them: crowd-kit's MajorityVote and DawidSkene on all of the dataset's answers, scored
 on the same (non-gold) items. Items still pending at the end (they lost answers to a
@@ -51,7 +55,6 @@ from chatlabel.config import parse_config
 from chatlabel.importer import import_file
 from chatlabel.service import quality
 from chatlabel.service.labeling import LabelingService
-from chatlabel.service.replay import lease_item
 from chatlabel.service.types import Task, UserRef
 from chatlabel.storage import quality_queries as qq
 from chatlabel.storage.db import Database
@@ -113,22 +116,31 @@ def gold_tasks(ds: Dataset, every: int) -> set[str]:
 def _project(ds: Dataset, method: str, args: argparse.Namespace) -> dict[str, Any]:
     dynamic = method == "dynamic"
     return {
-        "name": "bench", "kind": "single", "labels": list(ds.labels),
-        "overlap": ds.per_item, "max_overlap": ds.per_item, "agreement": args.agreement,
+        "name": "bench",
+        "kind": "single",
+        "labels": list(ds.labels),
+        "overlap": ds.per_item,
+        "max_overlap": ds.per_item,
+        "agreement": args.agreement,
         "method": "dawid-skene" if dynamic else method,
         "confidence_target": args.target if dynamic else 0.0,
-        "lease_seconds": 3600, "undo_seconds": 0,
+        "lease_seconds": 3600,
+        "undo_seconds": 0,
         "quality": {
             # Workers in these datasets had no qualification phase; their gold is whatever
             # they met among their work, in the data's order.
-            "qualification": 0, "gold_rate": 0.0, "gold_feedback": False,
-            "min_gold_accuracy": args.min_gold_accuracy, "suspend_confidence": 0.95,
+            "qualification": 0,
+            "gold_rate": 0.0,
+            "gold_feedback": False,
+            "min_gold_accuracy": args.min_gold_accuracy,
+            "suspend_confidence": 0.95,
         },
     }
 
 
-async def replay(ds: Dataset, gold: set[str], method: str, args: argparse.Namespace,
-                 workdir: Path) -> Run:
+async def replay(
+    ds: Dataset, gold: set[str], method: str, args: argparse.Namespace, workdir: Path
+) -> Run:
     """Replay a dataset through a fresh service with one method; score its verdicts."""
     folder = workdir / f"{ds.name}-{method}"
     folder.mkdir()
@@ -138,8 +150,13 @@ async def replay(ds: Dataset, gold: set[str], method: str, args: argparse.Namesp
         w.writerow(["id", "text", "gold"])
         for task in ds.truth:
             w.writerow([task, f"task {task}", ds.truth[task] if task in gold else ""])
-    cfg = parse_config({"storage": {"database": str(folder / "bench.db")},
-                        "project": [_project(ds, method, args)]}, folder / "chatlabel.toml")
+    cfg = parse_config(
+        {
+            "storage": {"database": str(folder / "bench.db")},
+            "project": [_project(ds, method, args)],
+        },
+        folder / "chatlabel.toml",
+    )
     clock = [1_800_000_000.0]
     db = await Database(cfg.database_path()).open()
     try:
@@ -154,7 +171,7 @@ async def replay(ds: Dataset, gold: set[str], method: str, args: argparse.Namesp
                 user = users[worker] = UserRef("bench", worker, f"worker {worker}")
                 await service.join(user)
             clock[0] += 5.0
-            got = await lease_item(service, user, task)
+            got = await service.lease(user, task)
             if not isinstance(got, Task):
                 continue  # settled, or this worker is suspended: the answer is not needed
             out = await service.answer(user, got.assignment_id, label)
@@ -180,19 +197,36 @@ async def replay(ds: Dataset, gold: set[str], method: str, args: argparse.Namesp
         await db.close()
     scored = [t for t in ds.truth if t not in gold]
     right = sum(labels.get(t) == ds.truth[t] for t in scored)
-    return Run(method, right / len(scored), stats["answers"] / len(scored), stats["escalated"],
-               stats["pending"], stats["suspended"], seconds, labels)
+    return Run(
+        method,
+        right / len(scored),
+        stats["answers"] / len(scored),
+        stats["escalated"],
+        stats["pending"],
+        stats["suspended"],
+        seconds,
+        labels,
+    )
 
 
 def _stats(conn: Any) -> dict[str, int]:
     answers = conn.execute(
-        "SELECT COUNT(*) FROM answers WHERE is_gold = 0 AND value IS NOT NULL").fetchone()[0]
-    status = dict(conn.execute(
-        "SELECT status, COUNT(*) FROM items WHERE gold IS NULL GROUP BY status").fetchall())
-    suspended = conn.execute(
-        "SELECT COUNT(*) FROM members WHERE status = 'suspended'").fetchone()[0]
-    return {"answers": answers, "escalated": status.get("escalated", 0),
-            "pending": status.get("pending", 0), "suspended": suspended}
+        "SELECT COUNT(*) FROM answers WHERE is_gold = 0 AND value IS NOT NULL"
+    ).fetchone()[0]
+    status = dict(
+        conn.execute(
+            "SELECT status, COUNT(*) FROM items WHERE gold IS NULL GROUP BY status"
+        ).fetchall()
+    )
+    suspended = conn.execute("SELECT COUNT(*) FROM members WHERE status = 'suspended'").fetchone()[
+        0
+    ]
+    return {
+        "answers": answers,
+        "escalated": status.get("escalated", 0),
+        "pending": status.get("pending", 0),
+        "suspended": suspended,
+    }
 
 
 def crowdkit_accuracy(ds: Dataset, gold: set[str]) -> tuple[float, float]:
@@ -224,13 +258,23 @@ async def _bench(ds: Dataset, args: argparse.Namespace) -> dict[str, Any]:
                 workdir.mkdir(exist_ok=True)
                 r = await replay(ds, gold, method, a, workdir)
                 runs[gate].append(r)
-                print(f"  {ds.name:10} gate {gate:3} {method:12} acc {r.accuracy:.4f}  "
-                      f"answers/item {r.answers_per_item:5.2f}  escalated {r.escalated:4}  "
-                      f"pending {r.pending:4}  suspended {r.suspended:3}  {r.seconds:5.1f}s",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"  {ds.name:10} gate {gate:3} {method:12} acc {r.accuracy:.4f}  "
+                    f"answers/item {r.answers_per_item:5.2f}  escalated {r.escalated:4}  "
+                    f"pending {r.pending:4}  suspended {r.suspended:3}  {r.seconds:5.1f}s",
+                    file=sys.stderr,
+                    flush=True,
+                )
     ck_mv, ck_ds = crowdkit_accuracy(ds, gold)
-    return {"dataset": ds.name, "items": len(ds.truth), "gold": len(gold),
-            "per_item": ds.per_item, "runs": runs, "crowdkit_mv": ck_mv, "crowdkit_ds": ck_ds}
+    return {
+        "dataset": ds.name,
+        "items": len(ds.truth),
+        "gold": len(gold),
+        "per_item": ds.per_item,
+        "runs": runs,
+        "crowdkit_mv": ck_mv,
+        "crowdkit_ds": ck_ds,
+    }
 
 
 def bench(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -241,8 +285,10 @@ def bench(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
 def _cells(res: dict[str, Any], gate: str) -> list[str]:
     cells = [res["dataset"], gate]
     cells += [f"{r.accuracy:.2%} ({r.answers_per_item:.1f})" for r in res["runs"][gate]]
-    cells += [f"{res['crowdkit_mv']:.2%} ({res['per_item']})",
-              f"{res['crowdkit_ds']:.2%} ({res['per_item']})"]
+    cells += [
+        f"{res['crowdkit_mv']:.2%} ({res['per_item']})",
+        f"{res['crowdkit_ds']:.2%} ({res['per_item']})",
+    ]
     return cells
 
 
@@ -277,22 +323,33 @@ def checks(results: list[dict[str, Any]], args: argparse.Namespace) -> list[tupl
             tag = f"{name} (gate {gate})"
             if "dawid-skene" in by:
                 diff = by["dawid-skene"].accuracy - res["crowdkit_ds"]
-                out.append((diff >= -0.005,
-                            f"{tag}: dawid-skene {diff * 100:+.2f} pp vs crowd-kit DS"))
+                out.append(
+                    (diff >= -0.005, f"{tag}: dawid-skene {diff * 100:+.2f} pp vs crowd-kit DS")
+                )
             if "weighted" in by and "majority" in by:
                 w, m = by["weighted"].accuracy, by["majority"].accuracy
                 out.append((w >= m, f"{tag}: weighted {w:.2%} vs majority {m:.2%}"))
             if "dynamic" in by and "majority" in by:
                 # The bar: majority vote on every answer, by our tie rule or crowd-kit's,
                 # whichever scores higher.
-                base = max(res["crowdkit_mv"], *(
-                    x.accuracy for g in args.gates for x in res["runs"][g]
-                    if x.method == "majority" and x.answers_per_item >= res["per_item"] - 1e-9))
+                base = max(
+                    res["crowdkit_mv"],
+                    *(
+                        x.accuracy
+                        for g in args.gates
+                        for x in res["runs"][g]
+                        if x.method == "majority" and x.answers_per_item >= res["per_item"] - 1e-9
+                    ),
+                )
                 d = by["dynamic"]
                 share = d.answers_per_item / res["per_item"]
-                out.append((d.accuracy >= base and share <= 0.70,
-                            f"{tag}: dynamic {d.accuracy:.2%} with {share:.0%} of the answers "
-                            f"vs majority on all answers {base:.2%}"))
+                out.append(
+                    (
+                        d.accuracy >= base and share <= 0.70,
+                        f"{tag}: dynamic {d.accuracy:.2%} with {share:.0%} of the answers "
+                        f"vs majority on all answers {base:.2%}",
+                    )
+                )
         if name == "d_possent":
             best = max(r.accuracy for g in args.gates for r in res["runs"][g])
             out.append((best > 0.960, f"d_possent: best method {best:.2%} vs 96.0%"))
@@ -301,23 +358,58 @@ def checks(results: list[dict[str, Any]], args: argparse.Namespace) -> list[tupl
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the datasets, print the table."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("data", type=Path, help="folder holding one subfolder per dataset")
-    p.add_argument("-d", "--dataset", action="append", choices=DATASETS,
-                   help="run only this dataset (repeatable)")
-    p.add_argument("-m", "--method", action="append", choices=METHODS, dest="methods_",
-                   help="run only this method (repeatable)")
-    p.add_argument("-g", "--gate", action="append", choices=tuple(GATES), dest="gates_",
-                   help="quality gate: on (suspend below 70%% gold accuracy) or off (repeatable)")
-    p.add_argument("--gold-every", type=int, default=10,
-                   help="every N-th task of truth.csv is a gold item (default 10: 10%%)")
-    p.add_argument("--target", type=float, default=0.999,
-                   help="confidence target of the dynamic method (default 0.999)")
-    p.add_argument("--agreement", type=float, default=0.6,
-                   help="share of votes the leading label needs (default 0.6)")
-    p.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1,
-                   help="datasets replayed in parallel (default: one per core)")
+    p.add_argument(
+        "-d",
+        "--dataset",
+        action="append",
+        choices=DATASETS,
+        help="run only this dataset (repeatable)",
+    )
+    p.add_argument(
+        "-m",
+        "--method",
+        action="append",
+        choices=METHODS,
+        dest="methods_",
+        help="run only this method (repeatable)",
+    )
+    p.add_argument(
+        "-g",
+        "--gate",
+        action="append",
+        choices=tuple(GATES),
+        dest="gates_",
+        help="quality gate: on (suspend below 70%% gold accuracy) or off (repeatable)",
+    )
+    p.add_argument(
+        "--gold-every",
+        type=int,
+        default=10,
+        help="every N-th task of truth.csv is a gold item (default 10: 10%%)",
+    )
+    p.add_argument(
+        "--target",
+        type=float,
+        default=0.999,
+        help="confidence target of the dynamic method (default 0.999)",
+    )
+    p.add_argument(
+        "--agreement",
+        type=float,
+        default=0.6,
+        help="share of votes the leading label needs (default 0.6)",
+    )
+    p.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="datasets replayed in parallel (default: one per core)",
+    )
     p.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = p.parse_args(argv)
     args.methods = tuple(args.methods_ or METHODS)
@@ -337,13 +429,27 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(render(results, args))
     print(f"\nmachine: {machine()}")
-    print(f"settings: gold = every {args.gold_every}th task of truth.csv, dynamic target "
-          f"{args.target}, agreement {args.agreement}, gate on = suspend when 95% sure that "
-          f"gold accuracy < {GATES['on']:.0%}; {time.perf_counter() - started:.0f} s in all")
+    print(
+        f"settings: gold = every {args.gold_every}th task of truth.csv, dynamic target "
+        f"{args.target}, agreement {args.agreement}, gate on = suspend when 95% sure that "
+        f"gold accuracy < {GATES['on']:.0%}; {time.perf_counter() - started:.0f} s in all"
+    )
     if args.json:
-        args.json.write_text(json.dumps([
-            {**r, "runs": {g: [{k: v for k, v in vars(x).items() if k != "labels"} for x in rs]
-                           for g, rs in r["runs"].items()}} for r in results], indent=2))
+        args.json.write_text(
+            json.dumps(
+                [
+                    {
+                        **r,
+                        "runs": {
+                            g: [{k: v for k, v in vars(x).items() if k != "labels"} for x in rs]
+                            for g, rs in r["runs"].items()
+                        },
+                    }
+                    for r in results
+                ],
+                indent=2,
+            )
+        )
     return 0
 
 

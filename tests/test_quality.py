@@ -17,7 +17,6 @@ from chatlabel.core.verdict import decide
 from chatlabel.importer import import_file
 from chatlabel.service import quality
 from chatlabel.service.labeling import LabelingService
-from chatlabel.service.replay import lease_item
 from chatlabel.service.types import Idle, Outcome, Task, UserRef
 from chatlabel.storage import quality_queries as qq
 from tests.conftest import Clock, ServiceFactory, write_jsonl
@@ -46,7 +45,7 @@ async def _with_items(
 
 
 async def _answer(svc: LabelingService, user: UserRef, item: str, label: str) -> Outcome:
-    task = await lease_item(svc, user, item)
+    task = await svc.lease(user, item)
     assert isinstance(task, Task), task
     return await svc.answer(user, task.assignment_id, label)
 
@@ -291,7 +290,7 @@ async def test_gold_suspension_uncounts_open_answers_and_reopens_items(
     assert rows["i0"]["status"] == "pending"
     votes = await quality.current_verdicts(svc, "p")
     assert votes["i0"].n_answers == 1 and votes["i0"].label == "a"
-    assert isinstance(await lease_item(svc, bad, "i1"), Idle)
+    assert isinstance(await svc.lease(bad, "i1"), Idle)
     # Dawid-Skene reads only counted answers: Bad's gold answers, but nothing of theirs on i0.
     i0 = next(r["id"] for r in rows.values() if r["ext_id"] == "i0")
     answers = await svc.db.read(qq.ds_answers, svc.pids["p"])
@@ -319,7 +318,7 @@ async def test_behaviour_rules_suspend(
     (u,) = await _users(svc, "U")
     reason = None
     for n in range(12):
-        task = await lease_item(svc, u, f"i{n}")
+        task = await svc.lease(u, f"i{n}")
         assert isinstance(task, Task)
         clock.advance(0.5)  # fast, and always the same label
         out = await svc.answer(u, task.assignment_id, "a")
@@ -327,7 +326,7 @@ async def test_behaviour_rules_suspend(
             reason = out.suspended
             break
     assert reason is not None and expect in reason
-    assert isinstance(await lease_item(svc, u, "i11"), Idle)
+    assert isinstance(await svc.lease(u, "i11"), Idle)
 
 
 # -- verdict rules the benchmark relies on -------------------------------------------------------
@@ -357,8 +356,8 @@ async def test_dynamic_overlap_spends_fewer_answers_on_an_easy_project(
     gold = [{"id": f"g{n}", "text": "g", "gold": "ab"[n % 2]} for n in range(10)]
     base = {
         "labels": ["a", "b"],
-        "overlap": 3,
-        "max_overlap": 5,
+        "overlap": 5,
+        "max_overlap": 7,
         "method": "weighted",
         "quality": {"qualification": 2, "gold_rate": 0.1, "min_gold_accuracy": 0.0},
     }
@@ -376,7 +375,7 @@ async def test_dynamic_overlap_spends_fewer_answers_on_an_easy_project(
             await svc.join(u, name)
         busy = set(users)
         while busy:  # annotators take turns, each asking the service for their next item
-            for u in list(busy):
+            for u in [u for u in users if u in busy]:  # a fixed order: a repeatable run
                 task = await svc.next_task(u)
                 if not isinstance(task, Task):
                     busy.discard(u)
@@ -388,6 +387,6 @@ async def test_dynamic_overlap_spends_fewer_answers_on_an_easy_project(
         answers = await svc.db.read(qq.crowd_answers, svc.pids[name])
         spent[name] = len(answers) / len(truth)
         right[name] = sum(s["label"] == truth[s["ext_id"]] for s in states if s["gold"] is None)
-    assert spent["fixed"] >= 3.0
-    assert spent["dynamic"] <= 0.85 * spent["fixed"]
+    assert spent["fixed"] >= 5.0
+    assert spent["dynamic"] <= 0.7 * spent["fixed"]
     assert right["dynamic"] >= right["fixed"] - 1

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from . import exporter
 from .config import Config, ConfigError
 from .service.labeling import LabelingService
+from .service.quality import BatchRecompute
 from .service.reports import Reports
 from .storage.db import Database
 
@@ -36,9 +37,13 @@ class Runtime:
     service: LabelingService
     reports: Reports
     transports: list[Transport] = field(default_factory=list)
+    background: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def close(self) -> None:
-        """Stop the transports, then close the database."""
+        """Stop background work and the transports, then close the database."""
+        for task in self.background:
+            task.cancel()
+        await asyncio.gather(*self.background, return_exceptions=True)
         for t in reversed(self.transports):
             try:
                 await t.stop()
@@ -143,6 +148,10 @@ async def serve(rt: Runtime, stop: asyncio.Event) -> None:
         for t in rt.transports:
             await t.start()
             log.info("%s started", _name(t))
+        batch = BatchRecompute(rt.service)
+        if batch.projects():
+            # Dawid-Skene is a batch method: recompute after bursts of answers, never per press.
+            rt.background.append(asyncio.create_task(batch.run(stop)))
         log.info(
             "chatlabel running: %s (database %s)",
             ", ".join(_name(t) for t in rt.transports),

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
+from .service import quality
 from .service.labeling import LabelingService
 from .service.reports import Reports
 
@@ -59,6 +60,8 @@ async def rows(service: LabelingService, project: str, what: What) -> AsyncItera
     pid = service.pids[project]
     kind = service.rules[project].kind
     if what == "results":
+        if service.rules[project].method == "dawid-skene":
+            await quality.recompute(service, project)  # batch verdicts, fresh for the export
         async for r in service.db.stream(
             """SELECT i.ext_id, v.label, COALESCE(v.status, i.status) AS status, v.confidence,
                       v.votes, COALESCE(v.n_answers, 0) AS n, v.method

@@ -104,39 +104,78 @@ async def gather(service: LabelingService, project: str) -> ReportData:
 def figures(d: ReportData) -> list[Figure]:
     """The report's charts, in the order the HTML shows them."""
     p = d.progress
-    out = [Figure("progress.png", "Progress, label distribution and answers over time "
-                  "(the chart /progress sends).", progress_chart(
-                      p.title, total=p.items, resolved=p.resolved, escalated=p.escalated,
-                      labels=p.labels, timeline=p.timeline))]
-    out.append(Figure("settled.png", "Items settled (resolved or escalated) over time.",
-                      settled_chart(f"Items settled — {p.title}", d.settled, p.items)))
+    out = [
+        Figure(
+            "progress.png",
+            "Progress, label distribution and answers over time (the chart /progress sends).",
+            progress_chart(
+                p.title,
+                total=p.items,
+                resolved=p.resolved,
+                escalated=p.escalated,
+                labels=p.labels,
+                timeline=p.timeline,
+            ),
+        )
+    ]
+    out.append(
+        Figure(
+            "settled.png",
+            "Items settled (resolved or escalated) over time.",
+            settled_chart(f"Items settled — {p.title}", d.settled, p.items),
+        )
+    )
     total = sum(p.labels.values())
     shares = {k: v / total for k, v in p.labels.items()} if total else {}
-    out.append(Figure("labels.png", f"Label distribution over {total} resolved items.",
-                      bar_chart_png("Label distribution", shares)))
+    out.append(
+        Figure(
+            "labels.png",
+            f"Label distribution over {total} resolved items.",
+            bar_chart_png("Label distribution", shares),
+        )
+    )
     scored = [a for a in d.annotators if a.gold_answers]
-    out.append(Figure("accuracy.png", "Gold accuracy per annotator with its 95% interval; "
-                      f"the dashed line is the {d.min_gold_accuracy:.0%} minimum, orange marks "
-                      "suspended annotators.", accuracy_chart(scored, d.min_gold_accuracy)))
+    out.append(
+        Figure(
+            "accuracy.png",
+            "Gold accuracy per annotator with its 95% interval; "
+            f"the dashed line is the {d.min_gold_accuracy:.0%} minimum, orange marks "
+            "suspended annotators.",
+            accuracy_chart(scored, d.min_gold_accuracy),
+        )
+    )
     pooled = _pool(list(d.confusions.values()))
     if pooled is not None and pooled.total:
-        out.append(Figure("confusion-all.png", f"All annotators against gold: {pooled.correct} "
-                          f"of {pooled.total} right; rows are the gold label, columns the answer.",
-                          _heatmap("All annotators", pooled)))
+        out.append(
+            Figure(
+                "confusion-all.png",
+                f"All annotators against gold: {pooled.correct} "
+                f"of {pooled.total} right; rows are the gold label, columns the answer.",
+                _heatmap("All annotators", pooled),
+            )
+        )
     names = _names(d)
     ranked = sorted(d.confusions.items(), key=lambda kv: (-kv[1].total, kv[0]))
     for key, conf in ranked[:MAX_CONFUSIONS]:
-        out.append(Figure(f"confusion-{_slug(key)}.png",
-                          f"{names[key]} against gold: {conf.correct} of {conf.total} right.",
-                          _heatmap(names[key], conf)))
+        out.append(
+            Figure(
+                f"confusion-{_slug(key)}.png",
+                f"{names[key]} against gold: {conf.correct} of {conf.total} right.",
+                _heatmap(names[key], conf),
+            )
+        )
     kappa = _kappa_matrix(d)
     if kappa is not None:
         keys, matrix = kappa
         shown = [names[k] for k in keys]
-        out.append(Figure("kappa.png", f"Cohen's kappa for annotator pairs sharing at least "
-                          f"{MIN_SHARED} items (– where they share fewer).",
-                          heatmap_png("Pairwise Cohen's kappa", matrix, shown, shown,
-                                      fmt="{:.2f}")))
+        out.append(
+            Figure(
+                "kappa.png",
+                f"Cohen's kappa for annotator pairs sharing at least "
+                f"{MIN_SHARED} items (– where they share fewer).",
+                heatmap_png("Pairwise Cohen's kappa", matrix, shown, shown, fmt="{:.2f}"),
+            )
+        )
     return out
 
 
@@ -185,9 +224,11 @@ def _fmt(x: float | int | None, spec: str = "{:.3f}") -> str:
 def _img(f: Figure) -> str:
     data = base64.b64encode(f.png).decode("ascii")
     alt = html.escape(f.caption, quote=True)
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{alt}">'
-            f"<figcaption>{html.escape(f.caption)} <span class=muted>({f.name})</span>"
-            "</figcaption></figure>")
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{alt}">'
+        f"<figcaption>{html.escape(f.caption)} <span class=muted>({f.name})</span>"
+        "</figcaption></figure>"
+    )
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
@@ -202,21 +243,35 @@ def render_html(d: ReportData, figs: list[Figure]) -> str:
     p = d.progress
     by_name = {f.name: f for f in figs}
     eta = "n/a" if p.eta_seconds is None else f"{p.eta_seconds / 3600:.1f} h"
-    summary = _table(["", ""], [[e(k), e(v)] for k, v in [
-        ("items", f"{p.items} (+ {p.gold_items} gold)"), ("resolved", str(p.resolved)),
-        ("escalated", str(p.escalated)), ("open", str(p.pending)), ("answers", str(p.answers)),
-        ("answers in the last hour", str(p.answers_last_hour)), ("ETA", eta),
-        ("annotators", f"{p.annotators_active} active today of {p.annotators_total}"),
-        ("suspended", str(p.suspended)), ("verdict method", d.method),
-    ]])
+    summary = _table(
+        ["", ""],
+        [
+            [e(k), e(v)]
+            for k, v in [
+                ("items", f"{p.items} (+ {p.gold_items} gold)"),
+                ("resolved", str(p.resolved)),
+                ("escalated", str(p.escalated)),
+                ("open", str(p.pending)),
+                ("answers", str(p.answers)),
+                ("answers in the last hour", str(p.answers_last_hour)),
+                ("ETA", eta),
+                ("annotators", f"{p.annotators_active} active today of {p.annotators_total}"),
+                ("suspended", str(p.suspended)),
+                ("verdict method", d.method),
+            ]
+        ],
+    )
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
         '<meta name=viewport content="width=device-width,initial-scale=1">',
         f"<title>{e(d.title)} — chatlabel report</title><style>{_CSS}</style></head><body>",
         f"<h1>{e(d.title)}</h1><p class=muted>Project <code>{e(d.project)}</code> · "
         f"{e(d.kind)} · generated {d.generated:%Y-%m-%d %H:%M}</p>",
-        "<h2>Progress</h2>", summary, _img(by_name["progress.png"]),
-        _img(by_name["settled.png"]), _img(by_name["labels.png"]),
+        "<h2>Progress</h2>",
+        summary,
+        _img(by_name["progress.png"]),
+        _img(by_name["settled.png"]),
+        _img(by_name["labels.png"]),
     ]
     if d.recompute is not None and d.recompute.ran:
         r = d.recompute
@@ -224,7 +279,8 @@ def render_html(d: ReportData, figs: list[Figure]) -> str:
             f"<p>Dawid-Skene recomputed for this report: {r.items} items, {r.answers} answers, "
             f"{r.anchors} anchored by gold or experts, {r.written} verdicts written "
             f"({r.changed} changed label), {r.iterations} iterations"
-            f"{'' if r.converged else ' (not converged)'}.</p>")
+            f"{'' if r.converged else ' (not converged)'}.</p>"
+        )
     parts += ["<h2>Annotators</h2>", _annotator_table(d), _img(by_name["accuracy.png"])]
     confusions = [f for f in figs if f.name.startswith("confusion-")]
     if confusions:
@@ -234,26 +290,51 @@ def render_html(d: ReportData, figs: list[Figure]) -> str:
     a = d.agreement
     parts += [
         "<h2>Agreement</h2>",
-        _table(["measure", "value"], [
-            ["Fleiss' kappa", _fmt(a.get("fleiss_kappa"))],
-            ["Krippendorff's alpha", _fmt(a.get("krippendorff_alpha"))],
-            ["items with 2+ answers", _fmt(a.get("items"), "{}")],
-            ["answers", _fmt(a.get("answers"), "{}")],
-        ]),
+        _table(
+            ["measure", "value"],
+            [
+                ["Fleiss' kappa", _fmt(a.get("fleiss_kappa"))],
+                ["Krippendorff's alpha", _fmt(a.get("krippendorff_alpha"))],
+                ["items with 2+ answers", _fmt(a.get("items"), "{}")],
+                ["answers", _fmt(a.get("answers"), "{}")],
+            ],
+        ),
     ]
     if d.kappas:
         names = _names(d)
         rows = sorted(d.kappas.items(), key=lambda kv: (-kv[1][1], kv[0]))[:30]
-        parts.append(_table(["pair", "Cohen's kappa", "shared items"], [
-            [e(f"{names.get(x, x)} · {names.get(y, y)}"), _fmt(k), str(n)]
-            for (x, y), (k, n) in rows]))
+        parts.append(
+            _table(
+                ["pair", "Cohen's kappa", "shared items"],
+                [
+                    [e(f"{names.get(x, x)} · {names.get(y, y)}"), _fmt(k), str(n)]
+                    for (x, y), (k, n) in rows
+                ],
+            )
+        )
     if "kappa.png" in by_name:
         parts.append(_img(by_name["kappa.png"]))
     if d.disagreements:
-        parts += ["<h2>Disagreements</h2>", _table(["item", "status", "votes", "confidence"], [
-            [e(x.item_id), e(x.status),
-             e(", ".join(f"{k}: {v:g}" for k, v in sorted(x.votes.items(), key=lambda kv: -kv[1]))),
-             _fmt(x.confidence, "{:.2f}")] for x in d.disagreements])]
+        parts += [
+            "<h2>Disagreements</h2>",
+            _table(
+                ["item", "status", "votes", "confidence"],
+                [
+                    [
+                        e(x.item_id),
+                        e(x.status),
+                        e(
+                            ", ".join(
+                                f"{k}: {v:g}"
+                                for k, v in sorted(x.votes.items(), key=lambda kv: -kv[1])
+                            )
+                        ),
+                        _fmt(x.confidence, "{:.2f}"),
+                    ]
+                    for x in d.disagreements
+                ],
+            ),
+        ]
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -264,17 +345,38 @@ def _annotator_table(d: ReportData) -> str:
     for a in d.annotators:
         acc = "n/a"
         if a.gold_accuracy is not None:
-            acc = (f"{a.gold_accuracy:.0%} of {a.gold_answers} "
-                   f"({_fmt(a.accuracy_low, '{:.0%}')}–{_fmt(a.accuracy_high, '{:.0%}')})")
+            acc = (
+                f"{a.gold_accuracy:.0%} of {a.gold_answers} "
+                f"({_fmt(a.accuracy_low, '{:.0%}')}–{_fmt(a.accuracy_high, '{:.0%}')})"
+            )
         share, n = d.with_verdict.get(a.key, (None, 0))
         agree = "n/a" if share is None else f"{share:.0%} of {n}"
         status = e(a.status) if a.status == "active" else f"<span class=sus>{e(a.status)}</span>"
         if a.reason:
             status += f" <span class=muted>{e(a.reason)}</span>"
-        rows.append([e(a.name or a.key), str(a.answers), str(a.skips), acc, agree,
-                     _fmt(a.median_seconds, "{:.1f} s"), status])
-    return _table(["annotator", "answers", "skips", "gold accuracy (95% interval)",
-                   "agrees with verdict", "median time", "status"], rows)
+        rows.append(
+            [
+                e(a.name or a.key),
+                str(a.answers),
+                str(a.skips),
+                acc,
+                agree,
+                _fmt(a.median_seconds, "{:.1f} s"),
+                status,
+            ]
+        )
+    return _table(
+        [
+            "annotator",
+            "answers",
+            "skips",
+            "gold accuracy (95% interval)",
+            "agrees with verdict",
+            "median time",
+            "status",
+        ],
+        rows,
+    )
 
 
 # -- figures the chart module does not draw ---------------------------------------------------
@@ -306,8 +408,7 @@ def _pool(confs: list[quality.Confusion]) -> quality.Confusion | None:
 
 
 def _heatmap(title: str, c: quality.Confusion) -> bytes:
-    return heatmap_png(title, c.counts, c.labels, c.labels, row_title="gold",
-                       col_title="answered")
+    return heatmap_png(title, c.counts, c.labels, c.labels, row_title="gold", col_title="answered")
 
 
 def _kappa_matrix(d: ReportData) -> tuple[list[str], list[list[float]]] | None:
@@ -372,13 +473,15 @@ def accuracy_chart(rows: list[AnnotatorRow], threshold: float, width: int = 900)
         v = a.gold_accuracy or 0.0
         draw.ellipse((x(v) - 7, cy - 7, x(v) + 7, cy + 7), fill=colour, outline=(255, 255, 255))
         right = round(v * a.gold_answers)
-        draw.text((x1 + 14, cy), f"{right}/{a.gold_answers}", font=small_f, fill=_MUTED,
-                  anchor="lm")
+        draw.text(
+            (x1 + 14, cy), f"{right}/{a.gold_answers}", font=small_f, fill=_MUTED, anchor="lm"
+        )
     return _png(im)
 
 
-def settled_chart(title: str, times: list[float], total: int, width: int = 900,
-                  height: int = 420) -> bytes:
+def settled_chart(
+    title: str, times: list[float], total: int, width: int = 900, height: int = 420
+) -> bytes:
     """PNG: cumulative items settled over time, against the number of items."""
     title_f, small_f = load_font(30, bold=True), load_font(17)
     im = Image.new("RGB", (width, height), (255, 255, 255))
@@ -399,20 +502,23 @@ def settled_chart(title: str, times: list[float], total: int, width: int = 900,
     for frac in (0.0, 0.5, 1.0):
         y = bottom - (bottom - top) * frac
         draw.line((left, y, right, y), fill=_GRID)
-        draw.text((left - 8, y), f"{round(ymax * frac):,}", font=small_f, fill=_MUTED,
-                  anchor="rm")
+        draw.text((left - 8, y), f"{round(ymax * frac):,}", font=small_f, fill=_MUTED, anchor="rm")
     # A step line: the count only moves when an item settles.
     points = [xy(t0, 0)]
     for n, t in enumerate(times, start=1):
         points += [xy(t, n - 1), xy(t, n)]
     points.append(xy(t1, len(times)))
-    draw.polygon([(points[0][0], bottom), *points, (points[-1][0], bottom)],
-                 fill=REMAINING_COLOUR)
+    draw.polygon([(points[0][0], bottom), *points, (points[-1][0], bottom)], fill=REMAINING_COLOUR)
     draw.line(points, fill=RESOLVED_COLOUR, width=3)
     fmt = "%H:%M" if span <= 12 * 3600 else "%d %b %H:%M"
     for t, anchor in ((t0, "lt"), (t1, "rt")):
         stamp = datetime.fromtimestamp(t).strftime(fmt)  # local time, as the progress chart
         draw.text((xy(t, 0)[0], bottom + 8), stamp, font=small_f, fill=_MUTED, anchor=anchor)
-    draw.text((right, top - 4), f"{len(times):,} of {total:,} settled", font=small_f,
-              fill=_INK, anchor="rb")
+    draw.text(
+        (right, top - 4),
+        f"{len(times):,} of {total:,} settled",
+        font=small_f,
+        fill=_INK,
+        anchor="rb",
+    )
     return _png(im)

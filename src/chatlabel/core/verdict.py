@@ -121,8 +121,13 @@ def decide(
         return _settle_expert(experts, n, counts)
 
     target = rules.confidence_target
-    early = target is not None and n >= rules.min_answers and decided and confidence >= target
-    if early or (decided and n >= rules.overlap):
+    if target is None:
+        done = decided and n >= rules.overlap
+    else:
+        # Dynamic overlap: confidence alone ends collection, as early as min_answers and as
+        # late as max_overlap; `overlap` is then only how many answers are sought at first.
+        done = decided and n >= rules.min_answers and confidence >= target
+    if done:
         return Verdict("resolved", label, confidence, counts, n, method, n)
     if n < rules.overlap:
         return Verdict("pending", label, confidence, counts, n, method, rules.overlap)

@@ -223,11 +223,8 @@ class LabelingService:
         draw = self.rng.random()
         return await self.db.write(self._next_tx, user, role, now, draw)
 
-    def _next_tx(
-        self, conn: sqlite3.Connection, user: UserRef, role: str, now: float, draw: float
-    ) -> Task | Idle:
-        if repo.expire_leases(conn, now):
-            self.notify()
+    def _member(self, conn: sqlite3.Connection, user: UserRef) -> tuple[Row, str, Row] | Idle:
+        """The annotator, their project and membership, or why they get no item now."""
         cur = self._current(conn, user)
         if cur is None:
             return Idle("not_joined", "Send /start to begin labeling.")
@@ -246,6 +243,18 @@ class LabelingService:
             )
         if m["paused"]:
             return Idle("paused", "You're paused. Send /resume when you want more items.")
+        return a, name, m
+
+    def _next_tx(
+        self, conn: sqlite3.Connection, user: UserRef, role: str, now: float, draw: float
+    ) -> Task | Idle:
+        if repo.expire_leases(conn, now):
+            self.notify()
+        got = self._member(conn, user)
+        if isinstance(got, Idle):
+            return got
+        a, name, m = got
+        pid = self.pids[name]
         open_row = repo.open_assignment(conn, a["id"], pid)
         if open_row is not None:
             return self._task(conn, int(open_row["id"]), m["answers"])
@@ -283,6 +292,33 @@ class LabelingService:
             if gold is not None:
                 return gold
         return queue
+
+    async def lease(self, user: UserRef, item_id: str) -> Task | Idle:
+        """Lease one named item (by its import id) to an annotator, if it is open to them.
+
+        For replaying recorded crowd answers: each worker must get the item they answered.
+        Everything else (suspension, pauses, one open item at a time) is as in next_task.
+        """
+        now = self.clock()
+
+        def tx(conn: sqlite3.Connection) -> Task | Idle:
+            if repo.expire_leases(conn, now):
+                self.notify()
+            got = self._member(conn, user)
+            if isinstance(got, Idle):
+                return got
+            a, name, m = got
+            pid = self.pids[name]
+            if repo.open_assignment(conn, a["id"], pid) is not None:
+                return Idle("no_work", "Answer or skip the open item first.")
+            target = repo.open_item(conn, pid, a["id"], item_id)
+            if target is None:
+                return Idle("no_work", f"Item {item_id!r} does not need this annotator.")
+            lease = lease_deadline(now, self.projects[name].lease_seconds)
+            asg = repo.create_assignment(conn, target, a["id"], now, lease)
+            return self._task(conn, asg, m["answers"])
+
+        return await self.db.write(tx)
 
     # -- answers ---------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from ..core import agreement as agr
 from ..core.gold import accuracy
 from ..storage import repo
 from .labeling import LabelingService
+from .quality import recompute
 from .types import AnnotatorRow, Disagreement, MyStats, Progress, UserRef
 
 HOUR = 3600.0
@@ -222,6 +223,8 @@ class Reports:
         """Fleiss' kappa and Krippendorff's alpha over the project's counted answers."""
         pid = self.service.pids[name]
         rules = self.service.rules[name]
+        if rules.method == "dawid-skene":
+            await recompute(self.service, name)  # batch verdicts: fresh when asked
 
         def q(conn: sqlite3.Connection) -> list[tuple[int, int, str]]:
             return conn.execute(

@@ -138,20 +138,3 @@ def pooled_gold(conn: sqlite3.Connection, project_id: int) -> tuple[int, int]:
         (project_id,),
     ).fetchone()
     return int(row[0]), int(row[1])
-
-
-def open_item(
-    conn: sqlite3.Connection, project_id: int, annotator_id: int, ext_id: str
-) -> int | None:
-    """The id of a named item if this annotator may be given it now (open slot, unseen)."""
-    row = conn.execute(
-        """SELECT i.id FROM items i
-           WHERE i.project_id = :p AND i.ext_id = :e
-             AND (i.queued OR i.gold IS NOT NULL)
-             AND NOT EXISTS (SELECT 1 FROM answers x
-                             WHERE x.item_id = i.id AND x.annotator_id = :a)
-             AND NOT EXISTS (SELECT 1 FROM assignments y WHERE y.item_id = i.id
-                             AND y.annotator_id = :a AND y.state = 'pending')""",
-        {"p": project_id, "e": ext_id, "a": annotator_id},
-    ).fetchone()
-    return None if row is None else int(row[0])

@@ -185,6 +185,20 @@ def next_escalated_item(conn: sqlite3.Connection, project_id: int, annotator_id:
     return None if row is None else int(row[0])
 
 
+def open_item(
+    conn: sqlite3.Connection, project_id: int, annotator_id: int, ext_id: str
+) -> int | None:
+    """The id of a named item if this annotator may be given it now (open slot, unseen)."""
+    row = conn.execute(
+        f"""SELECT i.id FROM items i
+           WHERE i.project_id = :p AND i.ext_id = :e
+             AND (i.queued OR i.gold IS NOT NULL)
+             AND {_UNSEEN}""",
+        {"p": project_id, "e": ext_id, "a": annotator_id},
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
 def create_assignment(
     conn: sqlite3.Connection, item_id: int, annotator_id: int, now: float, expires: float
 ) -> int:
