@@ -8,6 +8,7 @@ import random
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from ..config import Config, Project
@@ -62,6 +63,9 @@ class LabelingService:
         self.names: dict[int, str] = {}
         self._changed = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Per project: the average annotator's gold accuracy, the prior of weighted votes. A
+        # scan of every member, so cached until a gold answer or a suspension changes it.
+        self._pooled: dict[int, float] = {}
 
     async def start(self) -> None:
         """Create the project rows the config declares."""
@@ -323,19 +327,47 @@ class LabelingService:
     # -- answers ---------------------------------------------------------------------------
 
     async def answer(
-        self, user: UserRef, assignment_id: int, value: str | list[str] | None = None
+        self,
+        user: UserRef,
+        assignment_id: int,
+        value: str | list[str] | None = None,
+        *,
+        then_next: bool = False,
     ) -> Outcome:
-        """Record an answer to an assignment (multi: None means 'use the selection so far')."""
-        now = self.clock()
-        out = await self.db.write(self._answer_tx, user, assignment_id, value, now, False)
-        if out.ok:
-            self.notify()
-        return out
+        """Record an answer (multi: None means 'the selection so far').
 
-    async def skip(self, user: UserRef, assignment_id: int) -> Outcome:
+        With then_next, the next item is leased in the same transaction (Outcome.next): a
+        button press costs one commit, not two.
+        """
+        return await self._record(user, assignment_id, value, False, then_next)
+
+    async def skip(self, user: UserRef, assignment_id: int, *, then_next: bool = False) -> Outcome:
         """Skip an assignment: the item goes to someone else and never comes back to this user."""
+        return await self._record(user, assignment_id, None, True, then_next)
+
+    async def _record(
+        self,
+        user: UserRef,
+        assignment_id: int,
+        value: str | list[str] | None,
+        skipping: bool,
+        then_next: bool,
+    ) -> Outcome:
         now = self.clock()
-        out = await self.db.write(self._answer_tx, user, assignment_id, None, now, True)
+        role = self.role(user)
+        draw = self.rng.random()
+
+        def tx(conn: sqlite3.Connection) -> Outcome:
+            out = self._answer_tx(conn, user, assignment_id, value, now, skipping)
+            if (
+                not then_next
+                or out.status in ("forbidden", "invalid", "duplicate")
+                or out.suspended
+            ):
+                return out
+            return replace(out, next=self._next_tx(conn, user, role, now, draw))
+
+        out = await self.db.write(tx)
         if out.ok:
             self.notify()
         return out
@@ -431,7 +463,10 @@ class LabelingService:
         assert value is not None
         suspended = self._score(conn, r, rules, project, value, correct, seconds, now)
         repo.bump_member(conn, r["project_id"], r["annotator_id"], answers=1)
-        if not is_gold:
+        if is_gold:
+            # Counting gold answers rotates gold items ("least used first") across annotators.
+            repo.bump_item_answers(conn, r["id"], 1)
+        else:
             self._settle(conn, r["id"], rules, now)
         feedback = None
         if correct is False and project.quality.gold_feedback:
@@ -465,6 +500,7 @@ class LabelingService:
         deltas: dict[str, int] = {}
         if correct is not None:
             deltas.update(gold_answers=1, gold_correct=int(correct))
+            self._pooled.pop(pid, None)
             if m["qual_answers"] < rules.qualification:
                 deltas.update(qual_answers=1, qual_correct=int(correct))
         if q.min_seconds and seconds < q.min_seconds:
@@ -482,7 +518,7 @@ class LabelingService:
                 f"Your first {rules.qualification} check items were below the "
                 f"{rules.min_gold_accuracy:.0%} accuracy this project needs."
             )
-        elif should_suspend(rules, rec):
+        elif correct is not None and should_suspend(rules, rec):
             reason = (
                 f"Your answers on check items are below the "
                 f"{rules.min_gold_accuracy:.0%} accuracy this project needs."
@@ -498,6 +534,7 @@ class LabelingService:
     def _suspend(
         self, conn: sqlite3.Connection, pid: int, aid: int, reason: str, now: float
     ) -> None:
+        self._pooled.pop(pid, None)
         repo.update_member(conn, pid, aid, status="suspended", reason=reason, waiting=0)
         repo.release_assignments(conn, aid)
         rules = self.rules[self.names[pid]]
@@ -511,7 +548,9 @@ class LabelingService:
     ) -> dict[int, float]:
         n = len(rules.choices) or 2
         # Unscored annotators weigh like this project's average one, not a fixed guess.
-        prior = crowd_accuracy(*quality_queries.pooled_gold(conn, pid))
+        prior = self._pooled.get(pid)
+        if prior is None:
+            prior = self._pooled[pid] = crowd_accuracy(*quality_queries.pooled_gold(conn, pid))
         return {
             int(g["annotator_id"]): reliability_weight(
                 g["gold_correct"], g["gold_answers"], n, prior
@@ -595,6 +634,9 @@ class LabelingService:
                 conn, x["assignment_id"], x["item_id"], lease_deadline(now, project.lease_seconds)
             )
             deltas = {"skips": -1} if x["value"] is None else {"answers": -1}
+            if x["is_gold"] and x["value"] is not None:
+                repo.bump_item_answers(conn, x["item_id"], -1)
+                self._pooled.pop(pid, None)
             if x["correct"] is not None:
                 deltas.update(gold_answers=-1, gold_correct=-int(x["correct"]))
                 # Undoing a qualification answer gives back its qualification slot too.
@@ -686,6 +728,8 @@ class LabelingService:
             if status == "suspended":
                 self._suspend(conn, pid, a["id"], reason or "Suspended by a coordinator.", now)
             else:
+                self._pooled.pop(pid, None)
+                # A fresh start: gold counters restart, so they qualify again on new gold.
                 repo.update_member(
                     conn,
                     pid,

@@ -103,6 +103,7 @@ class Outcome:
     feedback: Feedback | None = None
     suspended: str | None = None  # why the annotator was just suspended
     task: Task | None = None  # toggle: the updated task; undo: the task to answer again
+    next: Task | Idle | None = None  # answer/skip with then_next: what to show next
 
     @property
     def ok(self) -> bool:

@@ -231,6 +231,11 @@ def close_assignment(
     conn.execute("UPDATE items SET n_leases = n_leases - 1 WHERE id = ?", (item_id,))
 
 
+def bump_item_answers(conn: sqlite3.Connection, item_id: int, delta: int) -> None:
+    """Count answers on an item that has no verdict (gold)."""
+    conn.execute("UPDATE items SET n_answers = n_answers + ? WHERE id = ?", (delta, item_id))
+
+
 def reopen_assignment(
     conn: sqlite3.Connection, assignment_id: int, item_id: int, expires: float
 ) -> None:

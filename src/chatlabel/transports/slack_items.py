@@ -146,11 +146,19 @@ class SlackItems:
 
     # -- showing items --------------------------------------------------------------------------
 
-    async def send_next(self, user: UserRef, *, force: bool = False, idle: bool = True) -> None:
-        """Post the person's next item (or why there is none, if `idle`)."""
+    async def send_next(
+        self,
+        user: UserRef,
+        *,
+        force: bool = False,
+        idle: bool = True,
+        got: Task | Idle | None = None,
+    ) -> None:
+        """Post the person's next item (or why there is none, if `idle`); `got` if known."""
         user = await self.with_dm(user)
         async with self.lock(user):
-            got = await self.service.next_task(user)
+            if got is None:
+                got = await self.service.next_task(user)
             if isinstance(got, Idle):
                 if idle:
                     await self.post(user, got.message)

@@ -100,11 +100,12 @@ class SlackPresses:
             if choice is None:
                 await self.items.tell(user, FORGED)
                 return
-            out = await self.service.answer(user, btn.ref, choice)
+            out = await self.service.answer(user, btn.ref, choice, then_next=True)
         elif btn.action == "skip":
-            out = await self.service.skip(user, btn.ref)
+            out = await self.service.skip(user, btn.ref, then_next=True)
         else:  # done: what the checkboxes show now wins over ticks still on their way
-            out = await self.service.answer(user, btn.ref, self._ticked(body, project, btn.ref))
+            ticked = self._ticked(body, project, btn.ref)
+            out = await self.service.answer(user, btn.ref, ticked, then_next=True)
         await self.after(user, out, btn.ref, self._where(user, body, btn.ref, project))
 
     def _ticked(self, body: Mapping[str, Any], project: str | None, aid: int) -> list[str] | None:
@@ -138,7 +139,8 @@ class SlackPresses:
                     answered_blocks(where.static, out, where.project or "x"),
                 )
                 self._undo_later(where, out)
-            await self.items.send_next(user)
+            # The next item was leased with the answer, in the same commit.
+            await self.items.send_next(user, got=out.next)
             return
         await self.items.tell(user, out.message)
         if out.status == "stale":

@@ -122,11 +122,12 @@ class Conversation:
             if choice is None:
                 await self.outbox.toast(query, UNKNOWN_BUTTON)
                 return
-            out = await self.service.answer(user, press.ref, choice)
+            out = await self.service.answer(user, press.ref, choice, then_next=True)
         elif press.action == "done":
-            out = await self.service.answer(user, press.ref, None)  # the selection so far
+            # None: the selection so far.
+            out = await self.service.answer(user, press.ref, None, then_next=True)
         else:
-            out = await self.service.skip(user, press.ref)
+            out = await self.service.skip(user, press.ref, then_next=True)
         await self.outbox.toast(query, None if out.ok else out.message)
         if out.ok:
             shown = self.outbox.shown.get(chat_of(user))
@@ -178,7 +179,10 @@ class Conversation:
                 "A coordinator can reinstate you.",
             )
             return
-        await self.next(user)
+        if out.next is not None:
+            await self.show(user, out.next)  # leased with the answer, in the same commit
+        else:
+            await self.next(user)
 
     async def _undone(self, user: UserRef, task: Task, msg: Message | None) -> None:
         """Mark the answer as undone, withdraw a newer unanswered item, show the item again."""
