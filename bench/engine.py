@@ -18,8 +18,8 @@ Phases, run on the large project and again on one of --compare-items items:
              total: the latency a volunteer sees at that load (300/s is ten times what
              Telegram lets one bot send; 1,000/s is half the 2,000/s target)
 
---combined runs each cycle as one transaction (LabelingService.answer_and_next, when the service
-has one; the floor then runs both functions in one transaction).
+--combined runs each cycle as one transaction, as the bots do (LabelingService.answer with
+then_next=True; the floor then runs both functions in one transaction).
 
     python bench/engine.py            # 1M items (built in ~40 s; ~90 s in all) and 10k items
     python bench/engine.py --small    # 100k and 10k items, 1,000 annotators: ~25 s
@@ -48,7 +48,7 @@ from _util import human, load, machine, pct, table
 from chatlabel.config import Config, parse_config
 from chatlabel.service.labeling import LabelingService
 from chatlabel.service.types import Task, UserRef
-from chatlabel.storage.db import Database, _pragmas, _transaction
+from chatlabel.storage.db import Database, _group, _pragmas
 from chatlabel.storage.schema import migrate
 
 LABELS = ("positive", "negative", "neutral")
@@ -370,6 +370,14 @@ class Phase:
         return self.cycles / self.seconds if self.seconds else 0.0
 
 
+def _transaction(conn: sqlite3.Connection, fn: Any, args: tuple[Any, ...]) -> Any:
+    """One write transaction on a plain connection, exactly as storage.db runs it."""
+    ((ok, value),) = _group(conn, [(fn, args)])
+    if not ok:
+        raise value
+    return value
+
+
 def floor_cycle(
     conn: sqlite3.Connection,
     svc: LabelingService,
@@ -394,9 +402,10 @@ def floor_cycle(
 async def service_cycle(
     svc: LabelingService, u: UserRef, assignment: int, value: str, combined: bool
 ) -> tuple[Any, Any]:
-    """One cycle through the service: answer then next_task, or answer_and_next if asked."""
+    """One cycle through the service: answer then next_task, or both in one transaction."""
     if combined:
-        return await svc.answer_and_next(u, assignment, value)  # type: ignore[attr-defined]
+        out = await svc.answer(u, assignment, value, then_next=True)
+        return out, out.next
     out = await svc.answer(u, assignment, value)
     return out, await svc.next_task(u)
 
@@ -543,8 +552,6 @@ async def run_service(
         sat_users = [user(n) for n in range(floor_users + 1, floor_users + args.concurrency + 1)]
         first_paced = floor_users + args.concurrency + 1
         paced_users = [user(n) for n in range(first_paced, first_paced + args.paced_annotators)]
-        if args.combined and not hasattr(svc, "answer_and_next"):
-            raise SystemExit("--combined needs LabelingService.answer_and_next")
         phases = [await run_saturated(svc, sat_users, args.cycles, args.seed, args.combined)]
         for rate in args.rates:
             phases.append(
