@@ -150,15 +150,25 @@ class Database:
     async def stream(
         self, sql: str, params: tuple[Any, ...] = (), batch: int = 2000
     ) -> AsyncIterator[sqlite3.Row]:
-        """Yield the rows of a query in batches from a separate read-only connection."""
+        """Yield the rows of a query from a separate read-only connection."""
+        async for rows in self.stream_batches(sql, params, batch, named=True):
+            for row in rows:
+                yield row
+
+    async def stream_batches(
+        self, sql: str, params: tuple[Any, ...] = (), batch: int = 2000, *, named: bool = False
+    ) -> AsyncIterator[list[Any]]:
+        """Yield a query's rows in lists of `batch` (plain tuples unless `named`).
+
+        A separate read-only connection, so a long export never holds up the writer.
+        """
         # as_uri() escapes spaces, '?' and '#' that would otherwise end the file name.
         async with aiosqlite.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True) as ro:
-            ro.row_factory = sqlite3.Row
+            if named:
+                ro.row_factory = sqlite3.Row
             async with ro.execute(sql, params) as cur:
                 while rows := await cur.fetchmany(batch):
-                    for row in rows:
-                        yield row
-
+                    yield list(rows)
 
 def _group(conn: sqlite3.Connection, jobs: list[Job]) -> list[tuple[bool, Any]]:
     """Several writes in one transaction, each in its own savepoint; one COMMIT for all."""
