@@ -107,15 +107,21 @@ _LABEL_SQL = {
 }
 _RESULTS_FROM = """FROM items i LEFT JOIN verdicts v ON v.item_id = i.id
     WHERE i.project_id = ? AND i.gold IS NULL ORDER BY i.seq"""
-_RESULTS_JSONL = """SELECT json_object('id', i.ext_id,
+_RESULTS_JSONL = (
+    """SELECT json_object('id', i.ext_id,
     'label', CASE WHEN COALESCE(v.status, i.status) = 'resolved' THEN {label} END,
     'status', COALESCE(v.status, i.status), 'confidence', ROUND(v.confidence, 4),
     'votes', json(COALESCE(v.votes, '{{}}')), 'n_answers', COALESCE(v.n_answers, 0),
-    'method', COALESCE(v.method, ?)) """ + _RESULTS_FROM
-_RESULTS_CSV = """SELECT i.ext_id,
+    'method', COALESCE(v.method, ?)) """
+    + _RESULTS_FROM
+)
+_RESULTS_CSV = (
+    """SELECT i.ext_id,
     CASE WHEN COALESCE(v.status, i.status) = 'resolved' THEN {label} END,
     COALESCE(v.status, i.status), ROUND(v.confidence, 4), COALESCE(v.votes, '{{}}'),
-    COALESCE(v.n_answers, 0), COALESCE(v.method, ?) """ + _RESULTS_FROM
+    COALESCE(v.n_answers, 0), COALESCE(v.method, ?) """
+    + _RESULTS_FROM
+)
 
 
 async def _result_batches(

@@ -372,23 +372,37 @@ class LabelingService:
             self.notify()
         return out
 
-    async def answer_text(self, user: UserRef, text: str) -> Outcome:
-        """A free-text message: the answer to the annotator's open text item, if they have one."""
+    async def answer_text(self, user: UserRef, text: str, source: str | None = None) -> Outcome:
+        """A free-text message: the answer to the annotator's open text item, if they have one.
 
-        def find(conn: sqlite3.Connection) -> int | None:
+        `source` names the platform message (e.g. chat and message id): the same message
+        delivered again is recognised and counts once, instead of answering the next item.
+        """
+        now = self.clock()
+        role = self.role(user)
+        draw = self.rng.random()
+
+        def tx(conn: sqlite3.Connection) -> Outcome:
             cur = self._current(conn, user)
             if cur is None:
-                return None
+                return Outcome("stale", "There's no item waiting for a written answer.")
             a, name = cur
-            if self.rules[name].kind != "text":
-                return None
+            if source is not None:
+                prev = repo.answer_from_source(conn, a["id"], source)
+                if prev is not None:
+                    return Outcome("duplicate", "Already recorded, thanks!", choice=prev["value"])
             row = repo.open_assignment(conn, a["id"], self.pids[name])
-            return None if row is None else int(row["id"])
+            if self.rules[name].kind != "text" or row is None:
+                return Outcome("stale", "There's no item waiting for a written answer.")
+            out = self._answer_tx(conn, user, int(row["id"]), text, now, False, source)
+            if not out.ok or out.suspended:
+                return out
+            return replace(out, next=self._next_tx(conn, user, role, now, draw))
 
-        asg = await self.db.read(find)
-        if asg is None:
-            return Outcome("stale", "There's no item waiting for a written answer.")
-        return await self.answer(user, asg, text)
+        out = await self.db.write(tx)
+        if out.ok:
+            self.notify()
+        return out
 
     def _check(self, conn: sqlite3.Connection, user: UserRef, assignment_id: int) -> Row | Outcome:
         r = repo.get_assignment(conn, assignment_id)
@@ -404,6 +418,7 @@ class LabelingService:
         raw: str | list[str] | None,
         now: float,
         skipping: bool,
+        source: str | None = None,
     ) -> Outcome:
         r = self._check(conn, user, assignment_id)
         if isinstance(r, Outcome):
@@ -449,6 +464,7 @@ class LabelingService:
             expert=int(expert),
             seconds=seconds,
             answered_at=now,
+            source=source,
         )
         repo.close_assignment(conn, assignment_id, r["id"], "skipped" if skipping else "answered")
         if skipping:

@@ -170,6 +170,7 @@ class Database:
                 while rows := await cur.fetchmany(batch):
                     yield list(rows)
 
+
 def _group(conn: sqlite3.Connection, jobs: list[Job]) -> list[tuple[bool, Any]]:
     """Several writes in one transaction, each in its own savepoint; one COMMIT for all."""
     out: list[tuple[bool, Any]] = []

@@ -291,6 +291,13 @@ def answer_for_assignment(conn: sqlite3.Connection, assignment_id: int) -> Row |
     ).fetchone()
 
 
+def answer_from_source(conn: sqlite3.Connection, annotator_id: int, source: str) -> Row | None:
+    """The answer an annotator gave in a given platform message, if any."""
+    return conn.execute(
+        "SELECT * FROM answers WHERE annotator_id = ? AND source = ?", (annotator_id, source)
+    ).fetchone()
+
+
 def delete_answer(conn: sqlite3.Connection, answer_id: int) -> None:
     """Remove an answer (undo)."""
     conn.execute("DELETE FROM answers WHERE id = ?", (answer_id,))

@@ -127,6 +127,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE annotators ADD COLUMN invited INTEGER NOT NULL DEFAULT 0;
     """,
+    # 3: the platform message a free-text answer came from, so a redelivered one counts once.
+    """
+    ALTER TABLE answers ADD COLUMN source TEXT;
+    CREATE UNIQUE INDEX answers_source ON answers(annotator_id, source) WHERE source IS NOT NULL;
+    """,
 ]
 
 

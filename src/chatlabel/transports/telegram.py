@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from telegram import BotCommandScopeChat, Update
 from telegram.error import TelegramError
 from telegram.ext import (
     Application,
@@ -29,6 +28,8 @@ from telegram.ext import (
     filters,
 )
 from telegram.request import HTTPXRequest
+
+from telegram import BotCommandScopeChat, Update
 
 from ..config import Telegram
 from ..service.labeling import LabelingService
@@ -381,7 +382,7 @@ class TelegramTransport:
 
     async def _on_text(self, update: Update, user: UserRef, context: Context) -> None:
         assert update.message is not None and update.message.text is not None
-        await self.conversation.text(user, update.message.text)
+        await self.conversation.text(user, update.message.text, update.message.message_id)
 
     async def _on_button(self, update: Update, user: UserRef, context: Context) -> None:
         assert update.callback_query is not None

@@ -68,9 +68,13 @@ class Conversation:
 
     # -- answers ------------------------------------------------------------------------------
 
-    async def text(self, user: UserRef, text: str) -> None:
+    async def text(self, user: UserRef, text: str, message_id: int) -> None:
         """A plain message: the answer to an open free-text item, if there is one."""
-        out = await self.service.answer_text(user, text)
+        # The message's id makes a redelivered message count once (Telegram redelivers after
+        # a restart), instead of answering the next item too.
+        out = await self.service.answer_text(user, text, f"{chat_of(user)}:{message_id}")
+        if out.status == "duplicate":
+            return
         if not out.ok:
             hint = " Answer with the buttons, or send /help." if out.status == "stale" else ""
             await self.outbox.text(user, out.message + hint)
