@@ -12,6 +12,9 @@ Phases, all in one run so the figures share the machine's mood:
              press to the next item arriving
   limited    the same with Telegram's real limit (max_rate = 30 messages per second): the
              throughput people would see against the real Telegram
+  aiohttp    unlimited again with chatlabel's own aiohttp request backend
+             (transports/telegram_http.py, the default since this benchmark showed the gap);
+             the first two phases use python-telegram-bot's stock HTTPXRequest as the baseline
 
 Each answer costs the bot one update to read, two database transactions (answer, next item)
 plus one to remember the new message, and three Bot API calls (answerCallbackQuery,
@@ -42,6 +45,7 @@ from typing import Any
 # chatlabel) with this folder off the path, then put the folder back, last, for _util.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+from telegram import Bot  # noqa: E402  (python-telegram-bot)
 from telegram.request import HTTPXRequest  # noqa: E402
 
 from chatlabel.emulators.telegram import (  # noqa: E402
@@ -50,7 +54,6 @@ from chatlabel.emulators.telegram import (  # noqa: E402
     ChatMessage,
     SimUser,
 )
-from telegram import Bot  # noqa: E402  (python-telegram-bot)
 
 sys.path.append(str(_HERE))
 from _util import human, load, machine, pct, table  # noqa: E402
@@ -66,6 +69,11 @@ import os, sys
 from chatlabel.transports.telegram import TelegramTransport
 TelegramTransport.max_rate = float(sys.argv[1])
 from chatlabel.cli import main
+if os.environ.get("BENCH_REQUEST") != "aiohttp":
+    import functools
+    from telegram.request import HTTPXRequest
+    TelegramTransport.request_class = functools.partial(
+        HTTPXRequest, httpx_kwargs={"trust_env": False})
 if os.environ.get("BENCH_PROFILE"):
     import cProfile
     prof = cProfile.Profile()
@@ -146,10 +154,16 @@ class Annotator:
 # -- the floor: a bare client in its own process ------------------------------------------------
 
 
-async def floor_client(base_url: str, chats: list[int], seconds: float) -> None:
+async def floor_client(base_url: str, chats: list[int], seconds: float, kind: str) -> None:
     """Call sendMessage as fast as CONCURRENCY callers can; print calls and CPU as JSON."""
-    def request(pool: int) -> HTTPXRequest:  # exactly as TelegramTransport builds its requests
-        return HTTPXRequest(
+    backend: Any = HTTPXRequest
+    if kind == "aiohttp":
+        from chatlabel.transports.telegram_http import AiohttpRequest
+
+        backend = AiohttpRequest
+
+    def request(pool: int) -> Any:  # exactly as TelegramTransport builds its requests
+        return backend(
             connection_pool_size=pool, pool_timeout=10.0, httpx_kwargs={"trust_env": False}
         )
 
@@ -174,11 +188,13 @@ async def floor_client(base_url: str, chats: list[int], seconds: float) -> None:
     print(json.dumps({"calls": calls, "seconds": elapsed, "cpu": cpu}))
 
 
-async def measure_floor(emu: BenchEmulator, chats: list[int], seconds: float) -> dict[str, float]:
+async def measure_floor(
+    emu: BenchEmulator, chats: list[int], seconds: float, kind: str = "httpx"
+) -> dict[str, float]:
     """Run the bare client in a subprocess against the emulator served from this process."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--floor-client", emu.base_url, ",".join(map(str, chats)),
-        str(seconds), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        str(seconds), kind, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     cpu0 = time.process_time()
     out, err = await asyncio.wait_for(proc.communicate(), seconds + 60)
@@ -268,17 +284,19 @@ async def run_bot(
     seconds: float,
     start: bool,
     profile: Path | None = None,
+    request: str = "httpx",
 ) -> Run:
     """Start `chatlabel run`, let everyone answer, measure a window of `seconds`, stop it."""
     log = cfg.parent / f"bot-{name}.log"
-    env = {**os.environ, "BENCH_TELEGRAM_TOKEN": TOKEN}
+    env = {**os.environ, "BENCH_TELEGRAM_TOKEN": TOKEN, "BENCH_REQUEST": request,
+           "BENCH_DIR": str(_HERE)}  # fmt: skip
     if profile:
         env["BENCH_PROFILE"] = str(profile)
     polls = len(emu.calls_to("getUpdates"))
     with log.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-c", LAUNCHER, str(max_rate), str(cfg),
-            stdout=out, stderr=asyncio.subprocess.STDOUT, env=env,
+            stdout=out, stderr=asyncio.subprocess.STDOUT, env=env, cwd=cfg.parent,
         )  # fmt: skip
     stop = asyncio.Event()
     workers: list[asyncio.Task[None]] = []
@@ -326,8 +344,9 @@ def _acked(emu: BotApiEmulator) -> int:
     return sum(1 for q in emu.callback_queries.values() if q.answered)
 
 
-def check_database(db: Path, pressed: int) -> tuple[int, int]:
-    """(answers, answers recorded twice) in the bot's database after the run."""
+def check_database(db: Path, pressed: int, acked: int) -> tuple[int, int]:
+    """(answers, answers recorded twice) in the bot's database after the run; every press the
+    bot acknowledged must be there."""
     conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
     try:
         answers = conn.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
@@ -337,8 +356,8 @@ def check_database(db: Path, pressed: int) -> tuple[int, int]:
         ).fetchone()[0]
     finally:
         conn.close()
-    if answers > pressed:
-        raise AssertionError(f"{answers} answers recorded for {pressed} presses")
+    if not acked <= answers <= pressed:
+        raise AssertionError(f"{answers} answers recorded for {pressed} presses ({acked} acked)")
     return answers, twice
 
 
@@ -360,6 +379,11 @@ async def main(args: argparse.Namespace) -> None:
             for p in people:
                 p.user.chat.started = True  # the floor writes to them before they say a word
             floor = await measure_floor(emu, chats, args.floor_seconds)
+            floor_aio = (
+                await measure_floor(emu, chats, args.floor_seconds, "aiohttp")
+                if args.aiohttp
+                else None
+            )
             for q in emu.inbox.values():
                 while not q.empty():
                     q.get_nowait()
@@ -374,22 +398,30 @@ async def main(args: argparse.Namespace) -> None:
             )  # fmt: skip
             capped = await run_bot("limited", emu, cfg, people, max_rate=30,
                                    seconds=args.limited_seconds, start=False)  # fmt: skip
+            fast = await run_bot(
+                "unlimited, aiohttp", emu, cfg, people, max_rate=0, seconds=args.seconds,
+                start=False, request="aiohttp",
+            ) if args.aiohttp else None  # fmt: skip
             pressed = sum(len(p.pressed) for p in people)
-            answers, twice = check_database(folder / "chatlabel.db", pressed)
+            acked = _acked(emu)
+            answers, twice = check_database(folder / "chatlabel.db", pressed, acked)
 
     floor_rate = floor["calls"] / floor["seconds"]
     floor_cpu = floor["cpu"] / floor["calls"]
-    floor_emu = floor["emulator_cpu"] / floor["calls"]
     per_answer = {m: n / max(free.answers, 1) for m, n in sorted(free.calls.items())}
     api_calls = sum(n for m, n in per_answer.items() if m != "getUpdates")
     print("floor: bare sendMessage loop, same client settings, 32 in flight")
+    floors = [("PTB + httpx (the bot's)", floor)]
+    if floor_aio:
+        floors.append(("PTB + aiohttp", floor_aio))
     print(table(
-        ["calls/s", "client CPU per call", "emulator CPU per call"],
-        [[f"{floor_rate:,.0f}", f"{floor_cpu * 1e3:.2f} ms", f"{floor_emu * 1e3:.2f} ms"]],
+        ["client", "calls/s", "client CPU per call", "emulator CPU per call"],
+        [[name, f"{f['calls'] / f['seconds']:,.0f}", f"{f['cpu'] / f['calls'] * 1e3:.2f} ms",
+          f"{f['emulator_cpu'] / f['calls'] * 1e3:.2f} ms"] for name, f in floors],
     ))  # fmt: skip
     print()
     rows = []
-    for r in (free, capped):
+    for r in (free, capped, *([fast] if fast else [])):
         rows.append([
             r.name, f"{r.rate:,.0f}", f"{r.cpu_per_answer * 1e3:.2f} ms",
             f"{1 / r.cpu_per_answer:,.0f}" if r.answers else "n/a",
@@ -413,8 +445,19 @@ async def main(args: argparse.Namespace) -> None:
           f"{1 / free.cpu_per_answer / 30:.0f} x Telegram's 30 messages/s")
     print(f"limited to 30 messages/s: {capped.rate:.1f} answers/s "
           f"(each answer sends one message: the next item)")
-    print(f"database: {human(answers)} answers for {human(pressed)} presses, "
-          f"{twice} recorded twice")
+    if fast and floor_aio:
+        aio_answers = floor_aio["calls"] / floor_aio["seconds"] / api_calls
+        print(f"aiohttp: end-to-end answers/s = {fast.rate / aio_answers:.2f} x its floor's "
+              f"{aio_answers:,.0f} answers/s; bot CPU per answer = "
+              f"{fast.cpu_per_answer / (floor_aio['cpu'] / floor_aio['calls'] * api_calls):.1f}"
+              f" x the bare aiohttp client's CPU for the same calls")
+        print(f"with an aiohttp request backend (chatlabel's default) instead of PTB's "
+              f"HTTPXRequest: {fast.rate:,.0f} answers/s, bot CPU {fast.cpu_per_answer * 1e3:.2f}"
+              f" ms per answer = capacity {1 / fast.cpu_per_answer:,.0f} answers/s "
+              f"({fast.cpu_per_answer / free.cpu_per_answer:.2f} x the httpx bot's CPU)")
+    print(f"database: {human(answers)} answers for {human(pressed)} presses, of which "
+          f"{human(acked)} acknowledged (all recorded; the rest met a bot stopping and got no "
+          f"reply); {twice} recorded twice")
     if args.profile:
         import pstats
 
@@ -430,13 +473,17 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--limited-seconds", type=float, default=8.0, help="30 msg/s window")
     ap.add_argument("--floor-seconds", type=float, default=5.0)
     ap.add_argument("--profile", type=Path, help="cProfile the unlimited bot into this file")
+    ap.add_argument(
+        "--no-aiohttp", dest="aiohttp", action="store_false",
+        help="skip the experiment with an aiohttp request backend instead of PTB's httpx one",
+    )  # fmt: skip
     return ap.parse_args()
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--floor-client":
+    if len(sys.argv) == 6 and sys.argv[1] == "--floor-client":
         asyncio.run(floor_client(
-            sys.argv[2], [int(c) for c in sys.argv[3].split(",")], float(sys.argv[4])
+            sys.argv[2], [int(c) for c in sys.argv[3].split(",")], float(sys.argv[4]), sys.argv[5]
         ))  # fmt: skip
     else:
         asyncio.run(main(parse()))

@@ -50,10 +50,10 @@ def decode(data: str) -> Button | None:
     parts = data.split(":")
     if len(parts) not in (2, 3) or parts[0] not in ACTIONS:
         return None
-    try:
-        nums = [int(p) for p in parts[1:]]
-    except ValueError:
+    # Plain ASCII digits only: int() would also take " 5", "+5", "5_0" and other scripts' digits.
+    if not all(p.isascii() and p.isdigit() for p in parts[1:]):
         return None
+    nums = [int(p) for p in parts[1:]]
     if any(n < 0 or n > 2**62 for n in nums):
         return None
     action = ACTIONS[parts[0]]

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -83,10 +84,12 @@ class SlackTransport:
         self.client = AsyncWebClient(token=bot_token, retry_handlers=handlers, **kwargs)
         if is_loopback(self.client.base_url):
             self.client.proxy = None  # it read HTTP(S)_PROXY, which would swallow loopback calls
+        self._auth: AuthorizeResult | None = None
         with _hidden_env("SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET", "SLACK_BOT_TOKEN"):
             self.app = AsyncApp(
                 client=self.client,
                 signing_secret=signing_secret,
+                authorize=self._authorizer(bot_token),
                 before_authorize=self._pin_proxy,
                 logger=logging.getLogger("chatlabel.slack.bolt"),
             )
@@ -108,6 +111,9 @@ class SlackTransport:
         """Check the token, serve Slack's requests (HTTP or Socket Mode), start pushing items."""
         self._stop = asyncio.Event()
         me = await self.client.auth_test()  # fails fast (and clearly) on a wrong token
+        self._auth = AuthorizeResult.from_auth_test_response(
+            bot_token=self._bot_token, auth_test_response=me
+        )
         if self._app_token:
             from slack_bolt.adapter.socket_mode.aiohttp import (  # noqa: PLC0415 (optional)
                 AsyncSocketModeHandler,
@@ -167,7 +173,29 @@ class SlackTransport:
         """The request URL to give Slack (or the loopback fake)."""
         return f"http://{self.settings.host}:{self.port}/slack/events"
 
+    def _authorizer(self, bot_token: str) -> Callable[..., Awaitable[AuthorizeResult]]:
+        """Bolt's authorize step, answered from the auth.test done at start.
+
+        Left to itself Bolt calls auth.test again on the first requests, and a 429 there made
+        it drop a person's request ("please reinstall"); one workspace, one token, one answer.
+        """
+        self._bot_token = bot_token
+
+        async def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:
+            if self._auth is None:  # a request before start() finished: ask Slack once
+                me = await self.client.auth_test()
+                self._auth = AuthorizeResult.from_auth_test_response(
+                    bot_token=bot_token, auth_test_response=me
+                )
+            return self._auth
+
+        return authorize
+
     async def _handle(self, request: web.Request) -> web.Response:
+        # slack_sdk does int() on this header: a malformed one must be a plain 401, not a 500.
+        stamp = request.headers.get("X-Slack-Request-Timestamp", "")
+        if not (stamp.isascii() and stamp.isdigit()):
+            return web.json_response({"error": "invalid request"}, status=401)
         response: web.Response = await to_aiohttp_response(
             await self.app.async_dispatch(await to_bolt_request(request))
         )

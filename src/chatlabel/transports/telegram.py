@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from telegram import BotCommandScopeChat, Update
 from telegram.error import TelegramError
 from telegram.ext import (
     Application,
@@ -27,9 +28,7 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
-from telegram.request import HTTPXRequest
-
-from telegram import BotCommandScopeChat, Update
+from telegram.request import BaseRequest
 
 from ..config import Telegram
 from ..service.labeling import LabelingService
@@ -43,6 +42,7 @@ from .common import (
 )
 from .telegram_coord import Coordinator, ExportResults
 from .telegram_flow import Conversation
+from .telegram_http import AiohttpRequest
 from .telegram_send import MessageRateLimiter, Outbox, chat_of
 from .telegram_views import (
     ANNOTATOR_COMMANDS,
@@ -98,6 +98,8 @@ class TelegramTransport:
     """A Telegram bot in front of the labeling service (manual lifecycle: start / stop)."""
 
     name = "telegram"
+    # PTB's HTTP layer (aiohttp: a third of httpx's CPU per call); tests swap in short timeouts.
+    request_class: Callable[..., BaseRequest] = AiohttpRequest
     rate_limit_retries = 5  # RetryAfter answers AIORateLimiter waits out before giving up
     max_rate = 30.0  # messages per second for the whole bot (Telegram's broadcast limit)
     poll_timeout = 10  # seconds a getUpdates long poll may hang
@@ -159,11 +161,9 @@ class TelegramTransport:
         return self._app
 
     def _build(self) -> Application[Any, Any, Any, Any, Any, Any]:
-        def request(pool: int) -> HTTPXRequest:
-            # trust_env=False: httpx would send loopback traffic through HTTP(S)_PROXY.
-            return HTTPXRequest(
-                connection_pool_size=pool, pool_timeout=10.0, httpx_kwargs={"trust_env": False}
-            )
+        def request(pool: int) -> BaseRequest:
+            # The session ignores HTTP(S)_PROXY: a proxy would swallow loopback traffic.
+            return self.request_class(connection_pool_size=pool, pool_timeout=10.0)
 
         builder = (
             ApplicationBuilder()

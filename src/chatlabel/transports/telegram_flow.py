@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from telegram import CallbackQuery, Message
 
 from ..service.labeling import LabelingService
@@ -33,6 +35,9 @@ class Conversation:
     def __init__(self, service: LabelingService, outbox: Outbox) -> None:
         self.service = service
         self.outbox = outbox
+        # assignment -> the message that shows its recorded answer (recent ones only): a late
+        # duplicate copy of an item is told apart from the real one by it.
+        self._confirmed: OrderedDict[int, int] = OrderedDict()
 
     # -- showing work -----------------------------------------------------------------------
 
@@ -133,6 +138,19 @@ class Conversation:
         else:
             out = await self.service.skip(user, press.ref, then_next=True)
         await self.outbox.toast(query, None if out.ok else out.message)
+        if out.ok and msg is not None:
+            self._confirmed[press.ref] = msg.message_id
+            while len(self._confirmed) > 10_000:
+                self._confirmed.popitem(last=False)
+        if out.status == "duplicate" and msg is not None:
+            confirmed = self._confirmed.get(press.ref)
+            if confirmed is not None and confirmed != msg.message_id:
+                # A second copy of an answered item (a send retried after a timeout that went
+                # through after all): show the recorded answer there too, without buttons.
+                body, media = _body(msg)
+                limit = CAPTION_LIMIT if media else TEXT_LIMIT
+                shown_text = with_line(body, outcome_line(out), limit)
+                await self.outbox.edit(msg.chat_id, msg.message_id, shown_text, media=media)
         if out.ok:
             shown = self.outbox.shown.get(chat_of(user))
             if shown is not None and shown.assignment_id == press.ref:
