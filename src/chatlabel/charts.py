@@ -12,6 +12,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from chatlabel.media import load_font
 
+from .service.types import Progress
+
 __all__ = [
     "ESCALATED_COLOUR",
     "LABEL_COLOUR",
@@ -533,3 +535,15 @@ def _png(im: Image.Image) -> bytes:
     buf = io.BytesIO()
     im.save(buf, "PNG")
     return buf.getvalue()
+
+
+def progress_png(p: Progress) -> bytes:
+    """The chart of a project's progress figures: what /progress sends and the report shows."""
+    return progress_chart(
+        p.title,
+        total=p.items,
+        resolved=p.resolved,
+        escalated=p.escalated,
+        labels=p.labels,
+        timeline=p.timeline,
+    )

@@ -21,14 +21,13 @@ from .charts import (
     RESOLVED_COLOUR,
     bar_chart_png,
     heatmap_png,
-    progress_chart,
+    progress_png,
 )
 from .media import load_font
 from .service import quality
 from .service.labeling import LabelingService
 from .service.reports import Reports
 from .service.types import AnnotatorRow, Disagreement, Progress
-from .storage import quality_queries as qq
 
 MAX_CONFUSIONS = 12  # per-annotator confusion matrices drawn, most gold answers first
 MAX_KAPPA = 20  # annotators in the pairwise kappa heatmap, most answers first
@@ -95,7 +94,7 @@ async def gather(service: LabelingService, project: str) -> ReportData:
         with_verdict=await quality.agreement_with_verdicts(service, project),
         kappas=await quality.pairwise_kappa(service, project, min_shared=MIN_SHARED),
         confusions=await quality.confusions(service, project),
-        settled=await service.db.read(qq.settled_times, service.pids[project]),
+        settled=await reports.settled_times(project),
         disagreements=await reports.disagreements(project, limit=15),
         recompute=summary,
     )
@@ -108,14 +107,7 @@ def figures(d: ReportData) -> list[Figure]:
         Figure(
             "progress.png",
             "Progress, label distribution and answers over time (the chart /progress sends).",
-            progress_chart(
-                p.title,
-                total=p.items,
-                resolved=p.resolved,
-                escalated=p.escalated,
-                labels=p.labels,
-                timeline=p.timeline,
-            ),
+            progress_png(p),
         )
     ]
     out.append(

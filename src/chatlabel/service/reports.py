@@ -11,7 +11,7 @@ import numpy as np
 
 from ..core import agreement as agr
 from ..core.gold import accuracy
-from ..storage import repo
+from ..storage import quality_queries, repo
 from .labeling import LabelingService
 from .quality import recompute
 from .types import AnnotatorRow, Disagreement, MyStats, Progress, UserRef
@@ -202,6 +202,10 @@ class Reports:
             return out
 
         return await self.db.read(q)
+
+    async def settled_times(self, name: str) -> list[float]:
+        """When each settled ordinary item got its last answer, oldest first."""
+        return await self.db.read(quality_queries.settled_times, self.service.pids[name])
 
     async def disagreements(self, name: str, limit: int = 20) -> list[Disagreement]:
         """Escalated items first, then the least confident items with several answers."""

@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from ..charts import progress_chart
+from ..charts import progress_png
 from ..service.reports import Reports
 from ..service.types import UserRef
 from .common import (
@@ -145,15 +145,7 @@ class SlackCommands:
 
     async def _send_progress(self, user: UserRef, name: str) -> None:
         p = await self.reports.progress(name)
-        png = await asyncio.to_thread(
-            progress_chart,
-            p.title,
-            total=p.items,
-            resolved=p.resolved,
-            escalated=p.escalated,
-            labels=p.labels,
-            timeline=p.timeline,
-        )
+        png = await asyncio.to_thread(progress_png, p)
         await self.client.files_upload_v2(
             channel=await self.items.dm(user),
             file=png,

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from telegram import InputFile
 
-from ..charts import progress_chart
+from ..charts import progress_png
 from ..service.labeling import LabelingService
 from ..service.reports import Reports
 from ..service.types import UserRef
@@ -75,15 +75,7 @@ class Coordinator:
         p = await self.reports.progress(name)
         text = progress_text(p)
         # Pillow drawing is CPU-bound: keep it off the event loop.
-        png = await asyncio.to_thread(
-            progress_chart,
-            p.title,
-            total=p.items,
-            resolved=p.resolved,
-            escalated=p.escalated,
-            labels=p.labels,
-            timeline=p.timeline,
-        )
+        png = await asyncio.to_thread(progress_png, p)
         chart = InputFile(png, filename=f"{name}-progress.png")
         caption = text if len(text) <= CAPTION_LIMIT else None
         chat = chat_of(user)
