@@ -227,8 +227,14 @@ class LabelingService:
         draw = self.rng.random()
         return await self.db.write(self._next_tx, user, role, now, draw)
 
-    def _member(self, conn: sqlite3.Connection, user: UserRef) -> tuple[Row, str, Row] | Idle:
-        """The annotator, their project and membership, or why they get no item now."""
+    def _member(
+        self, conn: sqlite3.Connection, user: UserRef, now: float
+    ) -> tuple[Row, str, Row] | Idle:
+        """The annotator, their project and membership, or why they get no item now.
+
+        Overdue leases expire first, so what follows sees the pool as it really is."""
+        if repo.expire_leases(conn, now):
+            self.notify()
         cur = self._current(conn, user)
         if cur is None:
             return Idle("not_joined", "Send /start to begin labeling.")
@@ -252,9 +258,7 @@ class LabelingService:
     def _next_tx(
         self, conn: sqlite3.Connection, user: UserRef, role: str, now: float, draw: float
     ) -> Task | Idle:
-        if repo.expire_leases(conn, now):
-            self.notify()
-        got = self._member(conn, user)
+        got = self._member(conn, user, now)
         if isinstance(got, Idle):
             return got
         a, name, m = got
@@ -306,9 +310,7 @@ class LabelingService:
         now = self.clock()
 
         def tx(conn: sqlite3.Connection) -> Task | Idle:
-            if repo.expire_leases(conn, now):
-                self.notify()
-            got = self._member(conn, user)
+            got = self._member(conn, user, now)
             if isinstance(got, Idle):
                 return got
             a, name, m = got
