@@ -6,7 +6,6 @@ import csv
 import io
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
 from .service import quality
@@ -44,43 +43,12 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _label(kind: str, value: str | None) -> Any:
-    if value is None:
-        return None
-    if kind == "multi":
-        return json.loads(value)
-    if kind == "rating":
-        number = float(value)
-        return int(number) if number.is_integer() else number
-    return value
-
-
 async def rows(service: LabelingService, project: str, what: What) -> AsyncIterator[dict[str, Any]]:
     """The export's rows as dicts, streamed from a read-only connection."""
-    pid = service.pids[project]
-    kind = service.rules[project].kind
-    if what == "results":
-        async for batch in _result_batches(service, project, "jsonl"):
+    if what in ("results", "answers"):
+        async for batch in _sql_batches(service, project, what, "jsonl"):
             for (line,) in batch:
                 yield json.loads(line)
-    elif what == "answers":
-        async for r in service.db.stream(
-            """SELECT i.ext_id, a.key, x.value, x.is_gold, x.correct, x.seconds, x.answered_at
-               FROM answers x JOIN items i ON i.id = x.item_id
-               JOIN annotators a ON a.id = x.annotator_id
-               WHERE i.project_id = ? ORDER BY x.id""",
-            (pid,),
-        ):
-            yield {
-                "item_id": r[0],
-                "annotator": r[1],
-                "label": _label(kind, r[2]),
-                "skipped": r[2] is None,
-                "is_gold": bool(r[3]),
-                "correct": None if r[4] is None else bool(r[4]),
-                "seconds": round(r[5], 3),
-                "answered_at": datetime.fromtimestamp(r[6], UTC).isoformat(),
-            }
     else:
         for a in await Reports(service).annotators(project, limit=1_000_000):
             yield {
@@ -98,56 +66,78 @@ async def rows(service: LabelingService, project: str, what: What) -> AsyncItera
             }
 
 
-# Results are built by SQLite itself (json_object for JSONL): a million rows stream at SQLite's
-# speed instead of through a Python dict and json.dumps each.
-_LABEL_SQL = {
-    "multi": "json(v.label)",
-    "rating": "CASE WHEN CAST(v.label AS INTEGER) = CAST(v.label AS REAL)"
-    " THEN CAST(v.label AS INTEGER) ELSE CAST(v.label AS REAL) END",
-}
+# Results and answers are built by SQLite itself (json_object for JSONL): a million rows stream at
+# SQLite's speed instead of through a Python dict and json.dumps each.
+def _label_sql(kind: str, column: str) -> str:
+    if kind == "multi":
+        return f"json({column})"
+    if kind == "rating":
+        return (
+            f"CASE WHEN CAST({column} AS INTEGER) = CAST({column} AS REAL)"
+            f" THEN CAST({column} AS INTEGER) ELSE CAST({column} AS REAL) END"
+        )
+    return column
+
+
+_BOOL = "json(CASE WHEN {} THEN 'true' ELSE 'false' END)"
 _RESULTS_FROM = """FROM items i LEFT JOIN verdicts v ON v.item_id = i.id
-    WHERE i.project_id = ? AND i.gold IS NULL ORDER BY i.seq"""
-_RESULTS_JSONL = (
-    """SELECT json_object('id', i.ext_id,
-    'label', CASE WHEN COALESCE(v.status, i.status) = 'resolved' THEN {label} END,
-    'status', COALESCE(v.status, i.status), 'confidence', ROUND(v.confidence, 4),
-    'votes', json(COALESCE(v.votes, '{{}}')), 'n_answers', COALESCE(v.n_answers, 0),
-    'method', COALESCE(v.method, ?)) """
-    + _RESULTS_FROM
-)
-_RESULTS_CSV = (
-    """SELECT i.ext_id,
-    CASE WHEN COALESCE(v.status, i.status) = 'resolved' THEN {label} END,
-    COALESCE(v.status, i.status), ROUND(v.confidence, 4), COALESCE(v.votes, '{{}}'),
-    COALESCE(v.n_answers, 0), COALESCE(v.method, ?) """
-    + _RESULTS_FROM
-)
+    WHERE i.project_id = :p AND i.gold IS NULL ORDER BY i.seq"""
+_ANSWERS_FROM = """FROM answers x JOIN items i ON i.id = x.item_id
+    JOIN annotators a ON a.id = x.annotator_id WHERE i.project_id = :p ORDER BY x.id"""
+_ISO = "strftime('%Y-%m-%dT%H:%M:%f', x.answered_at, 'unixepoch') || '+00:00'"
+_SQL = {
+    ("results", "jsonl"): """SELECT json_object('id', i.ext_id,
+        'label', CASE WHEN COALESCE(v.status, i.status) = 'resolved' THEN {label} END,
+        'status', COALESCE(v.status, i.status), 'confidence', ROUND(v.confidence, 4),
+        'votes', json(COALESCE(v.votes, '{{}}')), 'n_answers', COALESCE(v.n_answers, 0),
+        'method', COALESCE(v.method, :method)) """
+    + _RESULTS_FROM,
+    ("results", "csv"): """SELECT i.ext_id,
+        CASE WHEN COALESCE(v.status, i.status) = 'resolved' THEN v.label END,
+        COALESCE(v.status, i.status), ROUND(v.confidence, 4), COALESCE(v.votes, '{{}}'),
+        COALESCE(v.n_answers, 0), COALESCE(v.method, :method) """
+    + _RESULTS_FROM,
+    ("answers", "jsonl"): f"""SELECT json_object('item_id', i.ext_id, 'annotator', a.key,
+        'label', {{label}}, 'skipped', {_BOOL.format("x.value IS NULL")},
+        'is_gold', {_BOOL.format("x.is_gold")},
+        'correct', CASE WHEN x.correct IS NULL THEN NULL ELSE {_BOOL.format("x.correct")} END,
+        'seconds', ROUND(x.seconds, 3), 'answered_at', {_ISO}) """
+    + _ANSWERS_FROM,
+    ("answers", "csv"): f"""SELECT i.ext_id, a.key, x.value,
+        CASE WHEN x.value IS NULL THEN 'true' ELSE 'false' END,
+        CASE WHEN x.is_gold THEN 'true' ELSE 'false' END,
+        CASE x.correct WHEN 1 THEN 'true' WHEN 0 THEN 'false' END,
+        ROUND(x.seconds, 3), {_ISO} """
+    + _ANSWERS_FROM,
+}
 
 
-async def _result_batches(
-    service: LabelingService, project: str, fmt: Format
+async def _sql_batches(
+    service: LabelingService, project: str, what: What, fmt: Format
 ) -> AsyncIterator[list[Any]]:
-    """Results in batches: one JSON text per row (jsonl) or a tuple of CSV cells."""
+    """Rows in batches: one JSON text per row (jsonl) or a tuple of CSV cells."""
     rules = service.rules[project]
-    if rules.method == "dawid-skene":
+    if what == "results" and rules.method == "dawid-skene":
         await quality.recompute(service, project)  # batch verdicts, fresh for the export
-    sql = _RESULTS_JSONL if fmt == "jsonl" else _RESULTS_CSV
-    label = _LABEL_SQL.get(rules.kind, "v.label")
-    params = (rules.method, service.pids[project])
-    async for batch in service.db.stream_batches(sql.format(label=label), params):
+    column = "v.label" if what == "results" else "x.value"
+    sql = _SQL[what, fmt].format(label=_label_sql(rules.kind, column))
+    params = {"p": service.pids[project], "method": rules.method}
+    async for batch in service.db.stream_batches(sql, params):
         yield batch
 
 
-async def _results(service: LabelingService, project: str, fmt: Format, out: TextIO) -> int:
+async def _sql_export(
+    service: LabelingService, project: str, what: What, fmt: Format, out: TextIO
+) -> int:
     n = 0
     if fmt == "jsonl":
-        async for batch in _result_batches(service, project, fmt):
+        async for batch in _sql_batches(service, project, what, fmt):
             out.write("\n".join(r[0] for r in batch) + "\n")
             n += len(batch)
         return n
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS["results"])
-    async for batch in _result_batches(service, project, fmt):
+    writer.writerow(COLUMNS[what])
+    async for batch in _sql_batches(service, project, what, fmt):
         writer.writerows(batch)
         n += len(batch)
     return n
@@ -157,8 +147,8 @@ async def write(
     service: LabelingService, project: str, what: What, fmt: Format, out: TextIO
 ) -> int:
     """Write an export to a text stream; returns the number of rows."""
-    if what == "results":
-        return await _results(service, project, fmt, out)
+    if what in ("results", "answers"):
+        return await _sql_export(service, project, what, fmt, out)
     n = 0
     if fmt == "jsonl":
         async for row in rows(service, project, what):

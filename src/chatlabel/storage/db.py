@@ -156,7 +156,12 @@ class Database:
                 yield row
 
     async def stream_batches(
-        self, sql: str, params: tuple[Any, ...] = (), batch: int = 2000, *, named: bool = False
+        self,
+        sql: str,
+        params: tuple[Any, ...] | dict[str, Any] = (),
+        batch: int = 2000,
+        *,
+        named: bool = False,
     ) -> AsyncIterator[list[Any]]:
         """Yield a query's rows in lists of `batch` (plain tuples unless `named`).
 
