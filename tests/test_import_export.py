@@ -152,7 +152,8 @@ async def test_exports_results_answers_annotators(service_factory: Any, tmp_path
                 "labels": ["x", "y"],
                 "overlap": 1,
                 "max_overlap": 1,
-                "quality": {"qualification": 0},
+                # No gold mixed in: the one item answered must be an ordinary one.
+                "quality": {"qualification": 0, "gold_rate": 0.0},
             }
         ]
     )
