@@ -228,19 +228,6 @@ def phase_export(db: Path, out: Path, what: str, fmt: str) -> dict[str, Any]:
     }
 
 
-EXPORT_COLUMNS = {
-    "results": ("id", "label", "status", "confidence", "votes", "n_answers", "method"),
-    "answers": (
-        "item_id",
-        "annotator",
-        "label",
-        "skipped",
-        "is_gold",
-        "correct",
-        "seconds",
-        "answered_at",
-    ),
-}
 EXPORT_SQL = {
     "results": """SELECT i.ext_id, v.label, COALESCE(v.status, i.status) AS status, v.confidence,
                          v.votes, COALESCE(v.n_answers, 0) AS n, v.method
@@ -293,7 +280,9 @@ def phase_export_floor(db: Path, out: Path, what: str, fmt: str) -> dict[str, An
                 n += 1
         else:
             w = csv.writer(f, lineterminator="\n")
-            w.writerow(EXPORT_COLUMNS[what])
+            from chatlabel.exporter import COLUMNS
+
+            w.writerow(COLUMNS[what])
             for r in cur:
                 row = make(r)
                 w.writerow(

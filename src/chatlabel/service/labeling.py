@@ -706,10 +706,6 @@ class LabelingService:
         await self.db.write(tx)
         self.notify()
 
-    async def remember_message(self, assignment_id: int, ref: str) -> None:
-        """Remember which platform message shows an assignment."""
-        await self.db.write(repo.set_message_ref, assignment_id, ref)
-
     async def pushes(self, platform: str, limit: int = 50) -> list[Push]:
         """Items for annotators on `platform` who were told to wait and now have work."""
         now = self.clock()

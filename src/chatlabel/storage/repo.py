@@ -147,6 +147,10 @@ def open_assignment(conn: sqlite3.Connection, annotator_id: int, project_id: int
     ).fetchone()
 
 
+def _id(row: Row | None) -> int | None:
+    return None if row is None else int(row[0])
+
+
 _UNSEEN = """NOT EXISTS (SELECT 1 FROM answers x WHERE x.item_id = i.id AND x.annotator_id = :a)
     AND NOT EXISTS (SELECT 1 FROM assignments y
                     WHERE y.item_id = i.id AND y.annotator_id = :a AND y.state = 'pending')"""
@@ -160,7 +164,7 @@ def next_queue_item(conn: sqlite3.Connection, project_id: int, annotator_id: int
             ORDER BY i.n_answers DESC, i.seq LIMIT 1""",
         {"p": project_id, "a": annotator_id},
     ).fetchone()
-    return None if row is None else int(row[0])
+    return _id(row)
 
 
 def next_gold_item(conn: sqlite3.Connection, project_id: int, annotator_id: int) -> int | None:
@@ -171,7 +175,7 @@ def next_gold_item(conn: sqlite3.Connection, project_id: int, annotator_id: int)
             ORDER BY i.n_answers, i.seq LIMIT 1""",
         {"p": project_id, "a": annotator_id},
     ).fetchone()
-    return None if row is None else int(row[0])
+    return _id(row)
 
 
 def next_escalated_item(conn: sqlite3.Connection, project_id: int, annotator_id: int) -> int | None:
@@ -182,7 +186,7 @@ def next_escalated_item(conn: sqlite3.Connection, project_id: int, annotator_id:
             ORDER BY i.seq LIMIT 1""",
         {"p": project_id, "a": annotator_id},
     ).fetchone()
-    return None if row is None else int(row[0])
+    return _id(row)
 
 
 def open_item(
@@ -196,7 +200,7 @@ def open_item(
              AND {_UNSEEN}""",
         {"p": project_id, "e": ext_id, "a": annotator_id},
     ).fetchone()
-    return None if row is None else int(row[0])
+    return _id(row)
 
 
 def create_assignment(
@@ -252,11 +256,6 @@ def set_draft(conn: sqlite3.Connection, assignment_id: int, draft: list[str]) ->
     conn.execute(
         "UPDATE assignments SET draft = ? WHERE id = ?", (json.dumps(draft), assignment_id)
     )
-
-
-def set_message_ref(conn: sqlite3.Connection, assignment_id: int, ref: str) -> None:
-    """Remember which platform message shows an assignment."""
-    conn.execute("UPDATE assignments SET message_ref = ? WHERE id = ?", (ref, assignment_id))
 
 
 def get_item(conn: sqlite3.Connection, item_id: int) -> Row:

@@ -80,7 +80,6 @@ MIGRATIONS: list[str] = [
         annotator_id INTEGER NOT NULL REFERENCES annotators(id),
         state TEXT NOT NULL DEFAULT 'pending',  -- pending | answered | skipped | expired
         draft TEXT,                 -- multi-choice selection so far (JSON list)
-        message_ref TEXT,           -- the platform message showing it
         created_at REAL NOT NULL,
         expires_at REAL NOT NULL
     );

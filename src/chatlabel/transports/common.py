@@ -84,19 +84,27 @@ def cut(text: str, limit: int) -> str:
     return head.rstrip() + "…"
 
 
-def task_text(task: Task) -> str:
-    """The body of an item's message (without the buttons)."""
+def task_text(
+    task: Task,
+    *,
+    note: str | None = None,
+    text_hint: str = "✍️ Reply with your answer.",
+    multi_hint: str = "Pick all that apply, then Done.",
+) -> str:
+    """The body of an item's message (without the buttons); platforms word the hints."""
     parts = []
     if task.text:
         parts.append(task.text)
+    if note:
+        parts.append(note)
     if task.context:
         parts.append(f"Context: {task.context}")
     if task.project.kind == "verify" and task.suggestion:
         parts.append(f"Suggested: {task.suggestion} — is this right?")
     if task.project.kind == "text":
-        parts.append("✍️ Reply with your answer.")
+        parts.append(text_hint)
     if task.project.kind == "multi":
-        parts.append("Pick all that apply, then Done.")
+        parts.append(multi_hint)
     return "\n\n".join(parts) or "(no text)"
 
 

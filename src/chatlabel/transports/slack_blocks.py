@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..service.types import JoinResult, Outcome, ProjectInfo, Task
-from .common import cut, encode, feedback_text, outcome_line
+from .common import cut, encode, feedback_text, outcome_line, task_text
 
 JSON = dict[str, Any]
 
@@ -101,20 +101,15 @@ def _chunks(seq: Sequence[Any], size: int) -> Iterable[tuple[int, Sequence[Any]]
 
 def item_text(task: Task, *, attached: bool = False) -> str:
     """The body of an item's message, with Slack's way of answering free text."""
-    parts = []
-    if task.text:
-        parts.append(task.text)
+    note = None
     if attached and task.media is not None:
-        parts.append(f"(The {task.media.kind} file is attached just above.)")
-    if task.context:
-        parts.append(f"Context: {task.context}")
-    if task.project.kind == "verify" and task.suggestion:
-        parts.append(f"Suggested: {task.suggestion} — is this right?")
-    if task.project.kind == "text":
-        parts.append("✍️ Press “Write answer”, or simply reply here with your answer.")
-    if task.project.kind == "multi":
-        parts.append("Tick all that apply, then press Done.")
-    return "\n\n".join(parts) or "(no text)"
+        note = f"(The {task.media.kind} file is attached just above.)"
+    return task_text(
+        task,
+        note=note,
+        text_hint="✍️ Press “Write answer”, or simply reply here with your answer.",
+        multi_hint="Tick all that apply, then press Done.",
+    )
 
 
 def notification(task: Task) -> str:

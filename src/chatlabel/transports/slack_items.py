@@ -190,7 +190,6 @@ class SlackItems:
         image, attached = await self.media(user, task)
         ts = await self._post_item(user.address, task, image, attached)
         self.record(user, task, user.address, ts, static_blocks(task, image, attached=attached))
-        await self.service.remember_message(task.assignment_id, f"{user.address}/{ts}")
 
     def record(self, user: UserRef, task: Task, channel: str, ts: str, static: list[JSON]) -> None:
         """Remember that a message shows an item, for updating it in place later."""

@@ -260,7 +260,6 @@ class Outbox:
                 media=sent.text is None,
                 kind=task.project.kind,
             )
-            await self.service.remember_message(task.assignment_id, f"{chat}:{sent.message_id}")
         return sent
 
     async def _media(
