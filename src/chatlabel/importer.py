@@ -1,4 +1,9 @@
-"""Import items from JSONL, CSV or a folder of images: validated, streamed, all or nothing."""
+"""Import items from JSONL, CSV or a folder of images: validated, streamed, all or nothing.
+
+Reading and validating run in batches; a large JSONL file is cut into chunks at line ends and
+its chunks are validated in worker processes while this process inserts the batches before
+them, in file order, in one transaction. Errors still name the first bad line of the file.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,25 @@ import csv
 import hashlib
 import io
 import json
+import logging
+import multiprocessing
+import os
 import sqlite3
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .core.model import Rules
 from .core.values import canonical
 from .media import MEDIA_KINDS, MediaError, check_media
-from .service.labeling import LabelingService
 from .storage import repo
+
+if TYPE_CHECKING:
+    from .service.labeling import LabelingService
 
 FIELDS = (
     "id",
@@ -31,9 +44,24 @@ FIELDS = (
     "boxes",
     "meta",
 )
+_FIELDSET = frozenset(FIELDS)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 MAX_LINE = 1 << 20  # a JSONL line or CSV field over 1 MiB is an error, not a memory spike
 MAX_TEXT = 20_000
+CHUNK_BYTES = 1 << 20  # JSONL is validated in chunks of about this size
+BATCH_ROWS = 5000  # CSV and folder rows per insert batch
+PARALLEL_BYTES = 8 << 20  # JSONL files from this size are validated in worker processes
+MAX_WORKERS = 2  # the insert in this process is the limit; more workers wait on it
+_GOLD = repo.ITEM_COLUMNS.index("gold")
+_SEQ = repo.ITEM_COLUMNS.index("seq")
+_EXT_ID = repo.ITEM_COLUMNS.index("ext_id")
+# One encoder each: json.dumps with non-default options builds a new encoder on every call.
+_encode_meta = json.JSONEncoder(ensure_ascii=False).encode
+_encode_boxes = json.JSONEncoder().encode
+
+log = logging.getLogger(__name__)
+
+Values = tuple[Any, ...]  # one item row, in repo.ITEM_COLUMNS order
 
 
 class ImportError_(ValueError):
@@ -51,50 +79,87 @@ class ImportSummary:
 
 
 @dataclass(frozen=True)
-class Record:
-    """One validated item, ready to insert."""
+class Target:
+    """Where validated rows go and what they are checked against (sent to worker processes)."""
 
-    ext_id: str
-    text: str | None
-    media_kind: str | None
-    media_path: str | None
-    context: str | None
-    gold: str | None
-    gold_reason: str | None
-    suggestion: str | None
-    boxes: str | None
-    meta: str | None
+    path: Path
+    base: Path  # media paths are relative to this folder
+    rules: Rules
+    project_id: int
+    overlap: int
+    seq0: int  # a row's seq is seq0 + its line number: file order, unique
+    now: float
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Validated rows of a stretch of the file, and the error that ends the file there, if any."""
+
+    rows: list[Values]
+    error: str | None = None
 
 
 def _fail(path: Path, line: int, reason: str) -> ImportError_:
     return ImportError_(f"{path}:{line}: {reason}")
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+# -- reading ---------------------------------------------------------------------------------
+
+
+def _jsonl_chunks(path: Path) -> Iterator[tuple[int, bytes, str | None]]:
+    """(first line number, whole lines, error after them) of a JSONL file, CHUNK_BYTES at a time.
+
+    Never holds more than a chunk and one line of at most MAX_LINE bytes, so a 2 GB line is an
+    error, not a 2 GB allocation. The error of an over-long line travels with the chunk before
+    it, so it is raised only if nothing earlier in the file is wrong.
+    """
+    line, tail = 1, b""
     with path.open("rb") as f:
-        number = 0
-        while True:
-            raw = f.readline(MAX_LINE + 1)
-            if not raw:
+        while block := f.read(CHUNK_BYTES):
+            data = tail + block
+            cut = data.rfind(b"\n") + 1
+            chunk, tail = data[:cut], data[cut:]
+            if len(tail) > MAX_LINE:
+                after = line + chunk.count(b"\n")
+                yield line, chunk, f"{path}:{after}: line is longer than 1 MiB"
                 return
-            number += 1
-            if len(raw) > MAX_LINE and not raw.endswith(b"\n"):
-                raise _fail(path, number, "line is longer than 1 MiB")
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise _fail(path, number, f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise _fail(
-                    path, number, f"malformed JSON: {exc.msg} (column {exc.colno})"
-                ) from None
-            if not isinstance(row, dict):
-                raise _fail(path, number, "expected a JSON object")
-            yield number, row
+            if chunk:
+                yield line, chunk, None
+                line += chunk.count(b"\n")
+    if tail:
+        yield line, tail, None
+
+
+def _jsonl_row(path: Path, number: int, raw: bytes) -> dict[str, Any] | None:
+    """One JSONL line as an object; None for a blank line."""
+    if len(raw) > MAX_LINE:
+        raise _fail(path, number, "line is longer than 1 MiB")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _fail(path, number, f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    if not text.strip():
+        return None
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _fail(path, number, f"malformed JSON: {exc.msg} (column {exc.colno})") from None
+    if not isinstance(row, dict):
+        raise _fail(path, number, "expected a JSON object")
+    return row
+
+
+def check_jsonl_chunk(target: Target, first: int, data: bytes, error: str | None) -> Batch:
+    """Validate the lines of a JSONL chunk; the batch stops at the first bad line."""
+    rows: list[Values] = []
+    try:
+        for number, raw in enumerate(data.split(b"\n"), start=first):
+            row = _jsonl_row(target.path, number, raw)
+            if row is not None:
+                rows.append(check_row(target, number, row))
+    except ImportError_ as exc:
+        return Batch(rows, str(exc))
+    return Batch(rows, error)
 
 
 def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -129,7 +194,7 @@ def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             row: dict[str, Any] = {}
             extra: dict[str, str] = {}
             for key, value in zip(header, cells, strict=True):
-                if key in FIELDS:
+                if key in _FIELDSET:
                     if value != "":
                         row[key] = value
                 else:
@@ -159,6 +224,9 @@ def _read_folder(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         yield number, {"id": str(p.relative_to(path)), "image": str(p)}
 
 
+# -- validating ------------------------------------------------------------------------------
+
+
 def _content_id(row: dict[str, Any]) -> str:
     # Items without an id get one from their content, so re-importing adds nothing.
     body = {k: row.get(k) for k in FIELDS if k not in ("id", "gold", "gold_reason")}
@@ -179,130 +247,210 @@ def _str(row: dict[str, Any], key: str, path: Path, line: int, limit: int = MAX_
     return value
 
 
-def validate(
-    rows: Iterator[tuple[int, dict[str, Any]]], path: Path, rules: Rules, base: Path
-) -> Iterator[tuple[int, Record]]:
-    """Check each row and turn it into a Record; the first bad row raises ImportError_."""
-    for line, row in rows:
-        unknown = set(row) - set(FIELDS)
-        if unknown:
-            raise _fail(
-                path,
-                line,
-                f"unknown field {sorted(unknown)[0]!r} "
-                f"(fields: {', '.join(FIELDS)}; put extra data in meta)",
-            )
-        ext_id = _str(row, "id", path, line, 200) or _content_id(row)
-        text = _str(row, "text", path, line)
-        media = [(k, row[k]) for k in MEDIA_KINDS if row.get(k)]
-        if len(media) > 1:
-            raise _fail(path, line, "an item has at most one of image, audio, video")
-        media_kind = media_path = None
-        if media:
-            media_kind, rel = media[0]
-            if not isinstance(rel, str):
-                raise _fail(path, line, f"{media_kind} must be a file path")
-            full = (base / rel).resolve()
-            try:
-                check_media(full, media_kind)
-            except MediaError as exc:
-                raise _fail(path, line, f"{media_kind} {rel}: {exc}") from None
-            media_path = str(full)
-        if not text and not media_path:
-            raise _fail(path, line, "an item needs text or a media file")
-        gold = row.get("gold")
-        if gold is not None and gold != "":
-            try:
-                gold = canonical(rules, gold if isinstance(gold, list) else str(gold))
-            except ValueError as exc:
-                raise _fail(path, line, f"gold: {exc}") from None
-        else:
-            gold = None
-        boxes = row.get("boxes")
-        if boxes is not None and not (
-            isinstance(boxes, list) and all(isinstance(b, dict) for b in boxes)
-        ):
-            raise _fail(path, line, "boxes must be a list of objects with x, y, w, h")
-        meta = row.get("meta")
-        if meta is not None and not isinstance(meta, dict):
-            raise _fail(path, line, "meta must be an object")
-        yield (
+def _media(target: Target, line: int, row: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The item's media kind and absolute path, checked; (None, None) for a text item."""
+    media = [(k, row[k]) for k in MEDIA_KINDS if row.get(k)]
+    if not media:
+        return None, None
+    if len(media) > 1:
+        raise _fail(target.path, line, "an item has at most one of image, audio, video")
+    kind, rel = media[0]
+    if not isinstance(rel, str):
+        raise _fail(target.path, line, f"{kind} must be a file path")
+    full = (target.base / rel).resolve()
+    try:
+        check_media(full, kind)
+    except MediaError as exc:
+        raise _fail(target.path, line, f"{kind} {rel}: {exc}") from None
+    return kind, str(full)
+
+
+def check_row(target: Target, line: int, row: dict[str, Any]) -> Values:
+    """One row as insert values (repo.ITEM_COLUMNS order); a bad row raises ImportError_."""
+    path = target.path
+    if not _FIELDSET.issuperset(row):
+        unknown = sorted(set(row) - _FIELDSET)[0]
+        raise _fail(
+            path,
             line,
-            Record(
-                ext_id=ext_id,
-                text=text,
-                media_kind=media_kind,
-                media_path=media_path,
-                context=_str(row, "context", path, line),
-                gold=gold,
-                gold_reason=_str(row, "gold_reason", path, line),
-                suggestion=_str(row, "suggestion", path, line, 1000),
-                boxes=json.dumps(boxes) if boxes else None,
-                meta=json.dumps(meta, ensure_ascii=False) if meta else None,
-            ),
+            f"unknown field {unknown!r} (fields: {', '.join(FIELDS)}; put extra data in meta)",
         )
+    ext_id = _str(row, "id", path, line, 200) or _content_id(row)
+    text = _str(row, "text", path, line)
+    media_kind, media_path = _media(target, line, row)
+    if not text and not media_path:
+        raise _fail(path, line, "an item needs text or a media file")
+    gold = row.get("gold")
+    if gold is not None and gold != "":
+        try:
+            gold = canonical(target.rules, gold if isinstance(gold, list) else str(gold))
+        except ValueError as exc:
+            raise _fail(path, line, f"gold: {exc}") from None
+    else:
+        gold = None
+    boxes = row.get("boxes")
+    if boxes is not None and not (
+        isinstance(boxes, list) and all(isinstance(b, dict) for b in boxes)
+    ):
+        raise _fail(path, line, "boxes must be a list of objects with x, y, w, h")
+    meta = row.get("meta")
+    if meta is not None and not isinstance(meta, dict):
+        raise _fail(path, line, "meta must be an object")
+    return (
+        target.project_id,
+        ext_id,
+        text,
+        media_kind,
+        media_path,
+        _str(row, "context", path, line),
+        gold,
+        _str(row, "gold_reason", path, line),
+        _str(row, "suggestion", path, line, 1000),
+        _encode_boxes(boxes) if boxes else None,
+        _encode_meta(meta) if meta else None,
+        target.overlap,
+        target.seq0 + line,
+        target.now,
+    )
 
 
-def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Rows of a data file or folder, by its kind."""
+def _check_rows(target: Target, rows: Iterator[tuple[int, dict[str, Any]]]) -> Iterator[Batch]:
+    """Validate parsed rows (CSV, folder) in batches; the first bad row ends the last batch."""
+    batch: list[Values] = []
+    try:
+        for line, row in rows:
+            batch.append(check_row(target, line, row))
+            if len(batch) == BATCH_ROWS:
+                yield Batch(batch)
+                batch = []
+    except ImportError_ as exc:
+        yield Batch(batch, str(exc))
+        return
+    yield Batch(batch)
+
+
+Chunk = tuple[int, bytes, str | None]  # what _jsonl_chunks yields
+
+
+def _in_workers(target: Target, workers: int) -> Iterator[Batch]:
+    """JSONL chunks validated in worker processes, yielded in file order.
+
+    If the workers die (killed, or a main script without the `if __name__ == "__main__"` guard
+    that spawned processes need), the remaining chunks are validated here instead.
+    """
+    # spawn, not fork: this process has threads (the database's, the event loop's).
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    pending: deque[tuple[Future[Batch] | None, Chunk]] = deque()
+    broken = False
+
+    def submit(chunk: Chunk) -> Future[Batch] | None:
+        try:
+            return None if broken else pool.submit(check_jsonl_chunk, target, *chunk)
+        except BrokenProcessPool:
+            return None
+
+    def result(future: Future[Batch] | None, chunk: Chunk) -> Batch:
+        nonlocal broken
+        if future is not None:
+            try:
+                return future.result()
+            except BrokenProcessPool:
+                if not broken:
+                    log.warning("import: a worker process died; validating in this process")
+                broken = True
+        return check_jsonl_chunk(target, *chunk)
+
+    try:
+        for chunk in _jsonl_chunks(target.path):
+            pending.append((submit(chunk), chunk))
+            if len(pending) > 2 * workers:  # enough to keep the workers busy, memory bounded
+                yield result(*pending.popleft())
+        while pending:
+            yield result(*pending.popleft())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _kind(path: Path) -> str:
+    """jsonl, csv or folder, from the path; a clear error for anything else."""
     if path.is_dir():
-        return _read_folder(path)
+        return "folder"
     if not path.exists():
         raise ImportError_(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson", ".json"):
-        return _read_jsonl(path)
+        return "jsonl"
     if suffix in (".csv", ".tsv"):
-        return _read_csv(path)
+        return "csv"
     raise ImportError_(f"{path}: unknown format (use .jsonl, .csv or a folder of images)")
+
+
+def default_workers(path: Path) -> int:
+    """Worker processes worth starting for this file: none for small files or one core."""
+    if _kind(path) != "jsonl" or path.stat().st_size < PARALLEL_BYTES:
+        return 0
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(0, min(cpus - 1, MAX_WORKERS))  # a core for the insert
+
+
+def batches(target: Target, workers: int = 0) -> Iterator[Batch]:
+    """Validated batches of a data file or folder, in file order."""
+    kind = _kind(target.path)
+    if kind == "jsonl":
+        if workers:
+            return _in_workers(target, workers)
+        return (check_jsonl_chunk(target, *c) for c in _jsonl_chunks(target.path))
+    rows = _read_folder(target.path) if kind == "folder" else _read_csv(target.path)
+    return _check_rows(target, rows)
+
+
+# -- inserting -------------------------------------------------------------------------------
 
 
 def _insert(
     conn: sqlite3.Connection,
-    project_id: int,
-    overlap: int,
-    records: Iterator[tuple[int, Record]],
-    path: Path,
-    now: float,
+    make_target: Callable[[int], Target],
+    workers: int,
     progress: Callable[[int], None] | None,
 ) -> ImportSummary:
     summary = ImportSummary()
-    seq = repo.max_seq(conn)
-    first_seq = seq + 1
-    for line, r in records:
-        seq += 1
-        summary.rows += 1
-        inserted = repo.insert_item(
-            conn,
-            (
-                project_id,
-                r.ext_id,
-                r.text,
-                r.media_kind,
-                r.media_path,
-                r.context,
-                r.gold,
-                r.gold_reason,
-                r.suggestion,
-                r.boxes,
-                r.meta,
-                overlap,
-                seq,
-                now,
-            ),
-        )
-        if not inserted:
-            if repo.item_seq(conn, project_id, r.ext_id) >= first_seq:
-                raise _fail(
-                    path, line, f"duplicate id {r.ext_id!r} (it appears earlier in this file)"
-                )
-            summary.duplicates += 1
+    target = make_target(repo.max_seq(conn))
+    for batch in batches(target, workers):
+        rows = batch.rows
+        summary.rows += len(rows)
+        inserted = repo.insert_items(conn, rows)
+        if inserted == len(rows):
+            summary.items += inserted
+            summary.gold += sum(r[_GOLD] is not None for r in rows)
         else:
-            summary.items += 1
-            summary.gold += r.gold is not None
-        if progress is not None and summary.rows % 1000 == 0:
+            _sort_out_duplicates(conn, target, rows, summary)
+        if batch.error is not None:
+            raise ImportError_(batch.error)
+        if progress is not None:
             progress(summary.rows)
     return summary
+
+
+def _sort_out_duplicates(
+    conn: sqlite3.Connection, target: Target, rows: list[Values], summary: ImportSummary
+) -> None:
+    """Count a batch row by row once some of it was already there (rare: re-imports)."""
+    for r in rows:
+        seq = repo.item_seq(conn, target.project_id, r[_EXT_ID])
+        if seq == r[_SEQ]:
+            summary.items += 1
+            summary.gold += r[_GOLD] is not None
+        elif seq > target.seq0:
+            raise _fail(
+                target.path,
+                r[_SEQ] - target.seq0,
+                f"duplicate id {r[_EXT_ID]!r} (it appears earlier in this file)",
+            )
+        else:
+            summary.duplicates += 1
 
 
 async def import_file(
@@ -311,21 +459,22 @@ async def import_file(
     path: Path | str,
     *,
     progress: Callable[[int], None] | None = None,
+    workers: int | None = None,
 ) -> ImportSummary:
-    """Import a file or folder into a project in one transaction: all rows or none."""
+    """Import a file or folder into a project in one transaction: all rows or none.
+
+    workers: processes that validate a JSONL file (None: as many as pay off for its size).
+    """
     path = Path(path)
-    rules = service.rules[project]
+    if workers is None:
+        workers = default_workers(path)
     base = path if path.is_dir() else path.parent
-    records = validate(read_rows(path), path, rules, base)
-    summary = await service.db.write(
-        _insert,
-        service.pids[project],
-        service.projects[project].overlap,
-        records,
-        path,
-        service.clock(),
-        progress,
-    )
+    pid, overlap, now = service.pids[project], service.projects[project].overlap, service.clock()
+
+    def make_target(seq0: int) -> Target:
+        return Target(path, base, service.rules[project], pid, overlap, seq0, now)
+
+    summary = await service.db.write(_insert, make_target, workers, progress)
     if summary.items:
         service.notify()
     return summary

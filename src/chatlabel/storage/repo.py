@@ -424,9 +424,9 @@ def max_seq(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM items").fetchone()[0])
 
 
-def insert_item(conn: sqlite3.Connection, values: tuple[Any, ...]) -> bool:
-    """Insert an item (values in ITEM_COLUMNS order); False when its id already exists."""
-    return conn.execute(_INSERT_ITEM, values).rowcount > 0
+def insert_items(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
+    """Insert items (values in ITEM_COLUMNS order), skipping ids already there; how many new."""
+    return conn.executemany(_INSERT_ITEM, rows).rowcount
 
 
 def item_seq(conn: sqlite3.Connection, project_id: int, ext_id: str) -> int:
