@@ -150,17 +150,17 @@ async def test_majority_tie_more_answers_then_escalation_and_expert(
     )
     await load(svc, tmp_path, items(1))
     votes = ["a", "b", "c", "a"]  # tie after 2, 1/3 after 3, 2/4 = 0.5 after 4
+    crowd = U(50)  # one more who could answer, so the crowd is never exhausted early
+    for u in [*map(U, range(len(votes))), crowd]:
+        await svc.join(u)
     for n, label in enumerate(votes):
         u = U(n)
-        await svc.join(u)
         t = await take(svc, u)
         await svc.answer(u, t.assignment_id, label)
         status, needed = (await sql(svc, "SELECT status, needed FROM items"))[0]
         if n < 3:
             assert status == "pending" and needed == n + 2, (n, status, needed)
     assert (await sql(svc, "SELECT status FROM items")) == [("escalated",)]
-    crowd = U(50)
-    await svc.join(crowd)
     assert isinstance(await svc.next_task(crowd), Idle), "escalated items go to experts only"
     expert = U(99)
     await svc.join(expert)
@@ -168,6 +168,57 @@ async def test_majority_tie_more_answers_then_escalation_and_expert(
     await svc.answer(expert, t.assignment_id, "c")
     assert await sql(svc, "SELECT status, label, method FROM verdicts") == [
         ("resolved", "c", "expert")
+    ]
+
+
+async def test_undecided_item_escalates_once_nobody_is_left_to_answer(
+    service_factory: Any, tmp_path: Path
+) -> None:
+    # Three staffers split three ways on overlap 3: nobody else can add a fourth answer.
+    svc = await service_factory(
+        [{"name": "p", "labels": ["a", "b", "c"], "overlap": 3, "max_overlap": 5}],
+        access={"coordinators": ["telegram:9"]},
+    )
+    await load(svc, tmp_path, items(3))
+    staff = [U(1), U(2), U(3)]
+    for u in staff:
+        await svc.join(u)
+
+    async def answer_all(item: str, labels: list[str], users: list[UserRef]) -> None:
+        for u, label in zip(users, labels, strict=True):
+            t = await svc.lease(u, item)
+            assert isinstance(t, Task), t
+            assert (await svc.answer(u, t.assignment_id, label)).ok
+
+    async def status(item: str) -> str:
+        return (await sql(svc, "SELECT status FROM items WHERE ext_id = ?", item))[0][0]
+
+    await answer_all("i0", ["a", "b"], staff[:2])
+    assert await status("i0") == "pending"  # one short of its planned answers: keeps waiting
+    await answer_all("i0", ["c"], staff[2:])
+    assert await status("i0") == "escalated"
+    # A fourth member who skips was the last who could answer i1: it escalates on the skip.
+    fourth = U(4)
+    await svc.join(fourth)
+    await answer_all("i1", ["a", "b", "c"], staff)
+    assert await status("i1") == "pending"  # fourth could still answer
+    t = await svc.lease(fourth, "i1")
+    assert isinstance(t, Task)
+    assert (await svc.skip(fourth, t.assignment_id)).ok
+    assert await status("i1") == "escalated"
+    # Suspending the only one left escalates what only they could have answered.
+    await answer_all("i2", ["a", "b", "c"], staff)
+    assert await status("i2") == "pending"
+    assert await svc.suspend("p", fourth.key, "test")
+    assert await status("i2") == "escalated"
+    # With no experts configured, a coordinator settles them.
+    coord = U(9)
+    await svc.join(coord)
+    for _ in range(3):
+        t = await take(svc, coord)
+        assert (await svc.answer(coord, t.assignment_id, "a")).ok
+    assert await sql(svc, "SELECT DISTINCT status, label, method FROM verdicts") == [
+        ("resolved", "a", "expert")
     ]
 
 

@@ -134,3 +134,15 @@ def decide(
     if n < rules.max_overlap:
         return Verdict("pending", label, confidence, counts, n, method, n + 1)
     return Verdict("escalated", label, confidence, counts, n, method, n)
+
+
+def stranded(rules: Rules, v: Verdict) -> Verdict | None:
+    """The verdict if no one who could still answer is left: None unless it should escalate.
+
+    An item that got its planned answers and is still undecided goes to the experts rather than
+    waiting for a newcomer who may never come (three staffers who split three ways). One short
+    of its planned answers keeps waiting: a young project's crowd is still growing.
+    """
+    if v.status != "pending" or v.n_answers < rules.overlap:
+        return None
+    return Verdict("escalated", v.label, v.confidence, v.votes, v.n_answers, v.method, v.n_answers)

@@ -24,7 +24,7 @@ from ..core.assignment import (
 from ..core.gold import crowd_accuracy, reliability_weight
 from ..core.model import Rules, Vote
 from ..core.values import canonical, display, matches_gold
-from ..core.verdict import decide
+from ..core.verdict import decide, stranded
 from ..storage import quality_queries, repo
 from ..storage.db import Database
 from .types import (
@@ -471,6 +471,8 @@ class LabelingService:
         repo.close_assignment(conn, assignment_id, r["id"], "skipped" if skipping else "answered")
         if skipping:
             repo.bump_member(conn, r["project_id"], r["annotator_id"], skips=1)
+            if not is_gold:  # the skipper may have been the last one who could answer it
+                self._settle(conn, r["project_id"], r["id"], rules, now)
             return Outcome(
                 "recorded",
                 "Skipped.",
@@ -485,7 +487,7 @@ class LabelingService:
             # Counting gold answers rotates gold items ("least used first") across annotators.
             repo.bump_item_answers(conn, r["id"], 1)
         else:
-            self._settle(conn, r["id"], rules, now)
+            self._settle(conn, r["project_id"], r["id"], rules, now)
         feedback = None
         if correct is False and project.quality.gold_feedback:
             feedback = Feedback(display(rules, r["gold"]), r["gold_reason"])
@@ -557,8 +559,10 @@ class LabelingService:
         repo.release_assignments(conn, aid)
         rules = self.rules[self.names[pid]]
         # Their votes on unsettled items stop counting; those items reopen for others.
-        for item_id in repo.uncount_open_answers(conn, pid, aid):
-            self._settle(conn, item_id, rules, now)
+        reopened = repo.uncount_open_answers(conn, pid, aid)
+        # And undecided items only they could still have answered go to the experts.
+        for item_id in {*reopened, *repo.undecided_items(conn, pid, rules.overlap)}:
+            self._settle(conn, pid, item_id, rules, now)
         self.notify()
 
     def _weights(
@@ -576,18 +580,19 @@ class LabelingService:
             for g in repo.gold_counts(conn, pid, ids)
         }
 
-    def _settle(self, conn: sqlite3.Connection, item_id: int, rules: Rules, now: float) -> None:
+    def _settle(
+        self, conn: sqlite3.Connection, pid: int, item_id: int, rules: Rules, now: float
+    ) -> None:
         """Recompute an item's verdict from its counted votes."""
         rows = repo.item_votes(conn, item_id)
         weights = None
         if rules.method != "majority" and rows:
-            item = repo.get_item(conn, item_id)
-            by_id = self._weights(
-                conn, item["project_id"], rules, [r["annotator_id"] for r in rows]
-            )
+            by_id = self._weights(conn, pid, rules, [r["annotator_id"] for r in rows])
             weights = {r["key"]: by_id.get(r["annotator_id"], 1.0) for r in rows}
         votes = [Vote(r["key"], r["value"], bool(r["expert"])) for r in rows]
         v = decide(rules, votes, weights)
+        if (gave_up := stranded(rules, v)) is not None and not repo.anyone_left(conn, pid, item_id):
+            v = gave_up
         repo.save_verdict(
             conn,
             item_id,
@@ -664,7 +669,7 @@ class LabelingService:
             repo.bump_member(conn, pid, aid, **deltas)
             repo.update_member(conn, pid, aid, same_run=max(0, m["same_run"] - 1))
             if x["value"] is not None and not x["is_gold"]:
-                self._settle(conn, x["item_id"], rules, now)
+                self._settle(conn, pid, x["item_id"], rules, now)
             task = self._task(conn, x["assignment_id"], m["answers"] + deltas.get("answers", 0))
             return Outcome("recorded", "Undone: answer it again.", task=task)
 

@@ -436,3 +436,28 @@ def item_seq(conn: sqlite3.Connection, project_id: int, ext_id: str) -> int:
             "SELECT seq FROM items WHERE project_id = ? AND ext_id = ?", (project_id, ext_id)
         ).fetchone()[0]
     )
+
+
+def anyone_left(conn: sqlite3.Connection, project_id: int, item_id: int) -> bool:
+    """True while an active, reachable member has not answered (or skipped) the item."""
+    row = conn.execute(
+        """SELECT EXISTS (
+               SELECT 1 FROM members m JOIN annotators a ON a.id = m.annotator_id
+               WHERE m.project_id = ? AND m.status = 'active' AND a.blocked = 0
+                 AND NOT EXISTS (SELECT 1 FROM answers x
+                                 WHERE x.item_id = ? AND x.annotator_id = m.annotator_id))""",
+        (project_id, item_id),
+    ).fetchone()
+    return bool(row[0])
+
+
+def undecided_items(conn: sqlite3.Connection, project_id: int, min_answers: int) -> list[int]:
+    """Open ordinary items with at least min_answers counted answers that still want more."""
+    return [
+        int(r[0])
+        for r in conn.execute(
+            """SELECT id FROM items INDEXED BY items_queue
+               WHERE project_id = ? AND queued AND n_answers >= ?""",
+            (project_id, min_answers),
+        )
+    ]
