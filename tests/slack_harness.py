@@ -1,4 +1,9 @@
-"""Shared set-up for the Slack bot tests: the real Bolt app against the loopback Slack API."""
+"""Shared set-up for the Slack bot tests: the real Bolt app against the loopback Slack API.
+
+`make_bot(..., socket_mode=True)` runs the same bot in Socket Mode: the emulator has Socket
+Mode on and the transport gets the app-level token, so simulated users' requests travel as
+envelopes over the WebSocket instead of signed HTTP requests; everything else is the same.
+"""
 
 from __future__ import annotations
 
@@ -101,9 +106,10 @@ async def make_bot(
     access: Access | None = None,
     faults: SlackFaults | None = None,
     db_path: Path | None = None,
+    socket_mode: bool = False,
 ) -> Bot:
     """Start the fake Slack, the database, the service and the transport; stack closes them."""
-    emu = SlackApiEmulator(faults=faults)
+    emu = SlackApiEmulator(faults=faults, socket_mode=socket_mode)
     await emu.start()
     stack.push_async_callback(emu.stop)
     db = await Database(db_path or tmp / "chatlabel.db").open()
@@ -129,12 +135,14 @@ async def make_bot(
         config.slack,
         emu.token,
         SECRET,
+        app_token=emu.app_token if socket_mode else None,
         media_cache=tmp / "cache",
         export_results=export,
     )
     await transport.start()
     stack.push_async_callback(transport.stop)
-    emu.configure_bot(transport.url, SECRET)
+    if not socket_mode:
+        emu.configure_bot(transport.url, SECRET)
     bot = Bot(emu, db, service, transport, clock, tmp, exports)
     for name, rows in (items or {}).items():
         await bot.add_items(name, rows)

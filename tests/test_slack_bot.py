@@ -640,7 +640,8 @@ async def test_wrong_tokens_fail_start_instead_of_hanging(tmp_path: Path) -> Non
         with pytest.raises(SlackApiError, match="invalid_auth"):
             await wrong.start()
         await wrong.stop()
-        # Socket Mode (untested beyond this: the fake refuses apps.connections.open).
+        # An app whose Socket Mode is off (the fake's default) refuses the WebSocket: start()
+        # fails rather than hang (Socket Mode itself: test_slack_socket_mode.py).
         socket = SlackTransport(
             service,
             Reports(service),

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -419,3 +420,89 @@ def test_method_table_matches_slack_reference() -> None:
         assert set(spec.required) == set(reference["args"]["required"]), method
         assert spec.errors <= set(reference["errors"]), (method, spec.errors - set(
             reference["errors"]))
+
+
+async def test_socket_mode_link_hello_and_tickets() -> None:
+    async with SlackApiEmulator(socket_mode=True) as emu, aiohttp.ClientSession() as session:
+        web_api = AsyncWebClient(base_url=emu.base_url)
+        for token, error in ((emu.token, "invalid_auth"), ("", "missing_args")):
+            with pytest.raises(SlackApiError) as refused:
+                await web_api.apps_connections_open(app_token=token)
+            assert refused.value.response["error"] == error
+        url = (await web_api.apps_connections_open(app_token=emu.app_token))["url"]
+        assert re.fullmatch(r"ws://127\.0\.0\.1:\d+/link/\?ticket=[\w-]+&app_id=A0001", url)
+
+        async with session.ws_connect(url) as ws:
+            hello = await ws.receive_json(timeout=2)
+            assert hello["type"] == "hello" and hello["num_connections"] == 1
+            assert hello["connection_info"] == {"app_id": "A0001"}
+            await emu.wait_for(lambda: len(emu.sockets.connections) == 1)
+            with pytest.raises(aiohttp.WSServerHandshakeError) as reused:
+                await session.ws_connect(url)  # a ticket opens one connection only
+            assert reused.value.status == 401
+        await emu.wait_for(lambda: not emu.sockets.connections)
+        assert emu.sockets.opened == 1
+
+        emu.socket_mode = False  # the app's Socket Mode switch turned off
+        with pytest.raises(SlackApiError) as off:
+            await web_api.apps_connections_open(app_token=emu.app_token)
+        assert off.value.response["error"] == "forbidden_team"
+
+
+async def test_socket_mode_envelopes_acks_retries_and_disconnect() -> None:
+    async with SlackApiEmulator(socket_mode=True) as emu, aiohttp.ClientSession() as session:
+        emu.sockets.ack_timeout, emu.sockets.retry_delays = 0.2, (0.01, 0.01, 0.01)
+        ann = emu.user("U1")
+        with pytest.raises(SlackEmulatorError, match="not signed"):
+            await ann.with_signature(secret="forged").slash("/label")
+        assert (await ann.slash("/label")).body == "dispatch_failed"  # nobody connected
+
+        url = (await AsyncWebClient(base_url=emu.base_url).apps_connections_open(
+            app_token=emu.app_token))["url"]
+        async with session.ws_connect(url) as ws:
+            assert (await ws.receive_json(timeout=2))["type"] == "hello"
+
+            async def app(ack: Callable[[dict[str, Any]], dict[str, Any] | None],
+                          count: int) -> list[dict[str, Any]]:
+                got = []
+                for _ in range(count):
+                    got.append(await ws.receive_json(timeout=2))
+                    reply = ack(got[-1])
+                    if reply is not None:
+                        await ws.send_json(reply)
+                return got
+
+            # A command acked with a payload: the person sees it, as an HTTP reply body.
+            errors = {"response_action": "errors", "errors": {"b": "Please write"}}
+            (command,), reply = await asyncio.gather(
+                app(lambda f: {"envelope_id": f["envelope_id"], "payload": errors}, 1),
+                ann.slash("/label", "stats"))
+            assert command["type"] == "slash_commands" and command["accepts_response_payload"]
+            assert command["payload"]["command"] == "/label" and command["retry_attempt"] == 0
+            assert (reply.status, reply.json()) == (200, errors)
+
+            # An event not acked is sent again, same ids, retry_attempt + 1.
+            first, second = await asyncio.gather(
+                app(lambda f: None if f["retry_attempt"] == 0 else
+                    {"envelope_id": f["envelope_id"]}, 2),
+                ann.say("hello"))
+            assert second.status == 200 and second.body == ""
+            assert [(f["type"], f["retry_attempt"], f["retry_reason"]) for f in first] == \
+                [("events_api", 0, ""), ("events_api", 1, "timeout")]
+            assert first[0]["envelope_id"] == first[1]["envelope_id"]
+            assert first[0]["payload"]["event"]["text"] == "hello"
+
+            # An interaction not acked is not retried: it fails for the person.
+            msg = await AsyncWebClient(token=emu.token, base_url=emu.base_url).chat_postMessage(
+                channel="U1", text="Spam?", blocks=item_blocks("Spam?"))
+            (pressed,), failed = await asyncio.gather(app(lambda f: None, 1),
+                                                      ann.press(ann.messages[-1], "Yes"))
+            assert (failed.status, failed.body) == (504, "operation_timeout")
+            assert pressed["payload"]["message"]["ts"] == msg["ts"]
+            assert not pressed["accepts_response_payload"]
+
+            await emu.sockets.disconnect("refresh_requested", close_after=0.05)
+            assert (await ws.receive_json(timeout=2))["reason"] == "refresh_requested"
+            assert (await ws.receive(timeout=2)).type == aiohttp.WSMsgType.CLOSE
+        await emu.wait_for(lambda: not emu.sockets.connections)
+        assert [e.acked for e in emu.sockets.envelopes] == [False, True, False, True, False]

@@ -1,8 +1,11 @@
 """Loopback fake of the Slack Web API, for tests, benchmarks and the demo.
 
-Point a real `AsyncWebClient(token=..., base_url=emu.base_url)` at it; simulated users
-(`emu.user(...)`) send correctly signed requests to the bot's HTTP endpoint.
-Socket Mode is not emulated: `apps.connections.open` answers `forbidden_team`.
+Point a real `AsyncWebClient(token=..., base_url=emu.base_url)` at it. Simulated users
+(`emu.user(...)`) reach the bot as Slack would: by default with correctly signed requests to
+its HTTP endpoint (`emu.configure_bot(url, secret)`); with `socket_mode=True` (the app
+setting "Enable Socket Mode") `apps.connections.open` gives the app a loopback WebSocket URL
+and the same requests travel over it as envelopes (`emu.sockets`, see `slack_socket`).
+While Socket Mode is off, `apps.connections.open` answers `forbidden_team`.
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ from chatlabel.emulators.slack_model import (
     SlackFile,
     SlackMessage,
 )
+from chatlabel.emulators.slack_socket import Envelope, SlackSocketMode, SocketConnection
 from chatlabel.emulators.slack_user import BotResponse, SlackSimUser
 from chatlabel.emulators.slack_workspace import SlackWorkspace
 
 __all__ = [
-    "BotResponse", "ResponseUrlPost", "SlackApiEmulator", "SlackCall", "SlackEmulatorError",
-    "SlackFaults", "SlackFile", "SlackMessage", "SlackSimUser", "SlackWorkspace",
+    "BotResponse", "Envelope", "ResponseUrlPost", "SlackApiEmulator", "SlackCall",
+    "SlackEmulatorError", "SlackFaults", "SlackFile", "SlackMessage", "SlackSimUser",
+    "SlackSocketMode", "SlackWorkspace", "SocketConnection",
 ]
 
 T = TypeVar("T")
@@ -59,6 +64,7 @@ class SlackApiEmulator:
         request_url: str | None = None,
         signing_secret: str | None = None,
         faults: SlackFaults | None = None,
+        socket_mode: bool = False,
     ) -> None:
         self.token = token
         self.app_token = app_token
@@ -69,6 +75,8 @@ class SlackApiEmulator:
         self.faults = faults or SlackFaults()
         self.workspace = SlackWorkspace(team_id=team_id, team_domain=team_domain,
                                         bot_user_id=bot_user_id, bot_id=bot_id, app_id=app_id)
+        self.sockets = SlackSocketMode(app_id, self.faults, self.notify, enabled=socket_mode)
+        self.workspace.methods["apps.connections.open"] = self.sockets.connections_open
         self.calls: list[SlackCall] = []
         self.response_posts: list[ResponseUrlPost] = []
         self._users: dict[str, SlackSimUser] = {}
@@ -87,15 +95,17 @@ class SlackApiEmulator:
         app.router.add_post("/upload/v1/{file_id}", self._handle_upload)
         app.router.add_post("/response/{token}", self._handle_response_url)
         app.router.add_get("/files/{file_id}/{name}", self._handle_download)
+        app.router.add_get("/link/", self.sockets.handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self._requested_port).start()
         self._port = self._runner.addresses[0][1]
-        self.workspace.url = self.url
+        self.workspace.url = self.sockets.url = self.url
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
 
     async def stop(self) -> None:
-        """Stop serving and close the simulated users' HTTP session."""
+        """Stop serving and close the simulated users' HTTP session and Socket Mode links."""
+        await self.sockets.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -141,6 +151,15 @@ class SlackApiEmulator:
         return frozenset(self.workspace.methods)
 
     # ---- configuration and queries -----------------------------------------------------------
+
+    @property
+    def socket_mode(self) -> bool:
+        """True when the app receives requests over Socket Mode instead of its request URL."""
+        return self.sockets.enabled
+
+    @socket_mode.setter
+    def socket_mode(self, on: bool) -> None:
+        self.sockets.enabled = on
 
     def configure_bot(self, request_url: str, signing_secret: str) -> None:
         """Set where simulated users send commands, interactions and events, and the secret."""
@@ -264,10 +283,12 @@ class SlackApiEmulator:
         return web.Response(status=status, text=reply)
 
     def _authenticate(self, method: str, token: str | None) -> None:
+        app_level = METHOD_SPECS[method].app_token
         if not token:
-            raise ApiFailure("not_authed")
-        if token != (self.app_token if METHOD_SPECS[method].app_token else self.token):
-            raise ApiFailure("invalid_auth")
+            raise ApiFailure("missing_args" if app_level else "not_authed")
+        if token != (self.app_token if app_level else self.token):
+            detail = "this method needs the app-level token (xapp-...)" if app_level else None
+            raise ApiFailure("invalid_auth", detail)
 
     @staticmethod
     def _check_required(method: str, args: JSON) -> None:

@@ -35,7 +35,7 @@ def _spec(required: tuple[str, ...], *errors: str, app_token: bool = False) -> M
 
 # Checked against the reference in shared/specs/slack-methods by tests/test_slack_emulator.py.
 METHOD_SPECS: dict[str, MethodSpec] = {
-    "apps.connections.open": _spec(("token",), "forbidden_team", app_token=True),
+    "apps.connections.open": _spec(("token",), "forbidden_team", "missing_args", app_token=True),
     "auth.test": _spec(("token",)),
     "chat.delete": _spec(
         ("token", "ts", "channel"), "cant_delete_message", "channel_not_found", "message_not_found"
@@ -198,13 +198,14 @@ class ResponseUrlPost:
 
 @dataclass
 class SlackFaults:
-    """Injected rate limiting: random 429s from a seeded RNG, or a fixed number of next calls."""
+    """Injected faults: 429s (seeded random, or the next N calls) and lost Socket Mode acks."""
 
     rate_429: float = 0.0
     retry_after: int = 1
     seed: int = 0
     methods: frozenset[str] | None = None
     _forced: int = field(default=0, init=False, repr=False)
+    _lost_acks: int = field(default=0, init=False, repr=False)
     _rng: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -213,6 +214,17 @@ class SlackFaults:
     def ratelimit_next(self, count: int = 1) -> None:
         """Answer the next `count` matching calls with 429, whatever the rate."""
         self._forced += count
+
+    def lose_next_acks(self, count: int = 1) -> None:
+        """Drop the next `count` Socket Mode acks on the way to Slack, as a flaky network would."""
+        self._lost_acks += count
+
+    def should_lose_ack(self) -> bool:
+        """Decide (and consume) whether the Socket Mode ack just received is lost."""
+        if self._lost_acks:
+            self._lost_acks -= 1
+            return True
+        return False
 
     def should_ratelimit(self, method: str) -> bool:
         """Decide (and consume) whether this call of `method` gets a 429."""

@@ -1,4 +1,8 @@
-"""Simulated Slack users: they send the bot signed requests exactly as Slack would."""
+"""Simulated Slack users: they reach the bot exactly as Slack would.
+
+That is signed HTTP requests to the bot's request URL, or envelopes over Socket Mode when the
+emulator has it on; what the person does and sees is the same either way.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +36,12 @@ FORM = "application/x-www-form-urlencoded"
 
 @dataclass(frozen=True)
 class BotResponse:
-    """What the bot's HTTP endpoint answered to a simulated request."""
+    """What the bot answered to a simulated request.
+
+    Over HTTP, its response. Over Socket Mode, its ack read as the same reply (status 200; a
+    payload of only `{"text": ...}` reads as a text body, as Bolt wraps a text reply), or 503
+    `dispatch_failed` (no connection open) / 504 `operation_timeout` (not acked in time).
+    """
 
     status: int
     body: str
@@ -55,7 +64,7 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 
 class SlackSimUser:
-    """A simulated person in the workspace who talks to the bot through signed HTTP requests."""
+    """A simulated person in the workspace who talks to the bot as Slack delivers requests."""
 
     def __init__(
         self, emulator: SlackApiEmulator, user_id: str, name: str, team_id: str, *,
@@ -73,7 +82,10 @@ class SlackSimUser:
 
     def with_signature(self, *, timestamp: int | None = None,
                        secret: str | None = None) -> SlackSimUser:
-        """The same user, signing requests with this timestamp and/or secret (to forge them)."""
+        """The same user, signing requests with this timestamp and/or secret (to forge them).
+
+        Only for HTTP: Socket Mode requests are not signed, and only Slack can send them.
+        """
         return type(self)(self.emulator, self.id, self.name, self.team_id,
                           timestamp=timestamp, secret=secret)
 
@@ -141,7 +153,7 @@ class SlackSimUser:
             "is_enterprise_install": "false", "response_url": responder.url,
             "trigger_id": ws.issue_trigger(self.id),
         }
-        reply = await self._post(urlencode(form).encode(), FORM)
+        reply = await self._send("slash_commands", form)
         shown = reply.json() if reply.is_json else {"text": reply.body.strip()}
         if reply.status == 200 and (shown.get("text") or shown.get("blocks")):
             # Slack shows a command's immediate reply to the user, like a response_url post.
@@ -175,8 +187,8 @@ class SlackSimUser:
         })
 
     async def press_raw(self, payload: Mapping[str, Any]) -> BotResponse:
-        """Post any interaction payload (forged, stale, ...) as Slack posts interactions."""
-        return await self._post(urlencode({"payload": json.dumps(payload)}).encode(), FORM)
+        """Send any interaction payload (forged, stale, ...) as Slack sends interactions."""
+        return await self._send("interactive", dict(payload))
 
     async def say(self, text: str) -> BotResponse:
         """Write a message in the DM with the bot (a `message` event, channel_type `im`)."""
@@ -208,7 +220,7 @@ class SlackSimUser:
                                 "user_id": ws.bot_user_id, "is_bot": True,
                                 "is_enterprise_install": False}],
         }
-        return await self._post(json.dumps(envelope).encode(), "application/json")
+        return await self._send("events_api", envelope)
 
     async def submit_view(self, view: Mapping[str, Any],
                           values: Mapping[str, Mapping[str, Any]]) -> BotResponse:
@@ -285,6 +297,19 @@ class SlackSimUser:
         if current is None:
             raise SlackEmulatorError(f"view {view.get('id')!r} is not open for {self.id}")
         return current
+
+    async def _send(self, kind: str, payload: JSON) -> BotResponse:
+        """Deliver a request of one Socket Mode envelope type, over the socket or HTTP."""
+        if self.emulator.socket_mode:
+            if self._timestamp is not None or self._secret is not None:
+                raise SlackEmulatorError("Socket Mode requests are not signed: with_signature() "
+                                         "forges HTTP requests only")
+            return await self.emulator.sockets.deliver(kind, payload)
+        if kind == "slash_commands":
+            return await self._post(urlencode(payload).encode(), FORM)
+        if kind == "interactive":
+            return await self._post(urlencode({"payload": json.dumps(payload)}).encode(), FORM)
+        return await self._post(json.dumps(payload).encode(), "application/json")
 
     async def _post(self, body: bytes, content_type: str) -> BotResponse:
         url, secret, session = self.emulator.bot_endpoint()

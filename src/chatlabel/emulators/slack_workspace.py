@@ -70,8 +70,8 @@ class SlackWorkspace:
         self._responders: dict[str, ResponseContext] = {}
         self._ids = itertools.count(1)
         self._last_ts_micros = 0
+        # apps.connections.open is added by SlackApiEmulator: the Socket Mode server owns it.
         self.methods: dict[str, Callable[[JSON], JSON]] = {
-            "apps.connections.open": self._apps_connections_open,
             "auth.test": self._auth_test,
             "chat.delete": self._chat_delete,
             "chat.postEphemeral": self._chat_post_ephemeral,
@@ -244,10 +244,6 @@ class SlackWorkspace:
             raise ApiFailure("hash_conflict")
 
     # ---- Web API methods (args are checked against METHOD_SPECS before these run) -----------
-
-    def _apps_connections_open(self, args: JSON) -> JSON:
-        raise ApiFailure("forbidden_team", "Socket Mode is not emulated; use the HTTP "
-                                           "request URL (emu.configure_bot)")
 
     def _auth_test(self, args: JSON) -> JSON:
         return {"url": f"https://{self.team_domain}.slack.com/", "team": self.team_domain,

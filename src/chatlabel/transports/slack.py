@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -39,6 +40,7 @@ from .slack_blocks import (
 from .slack_commands import ExportFn, SlackCommands, is_loopback
 from .slack_items import FORGED, SlackItems
 from .slack_press import SlackPresses, modal_text
+from .slack_socket import open_socket, redacted_logger
 
 log = logging.getLogger("chatlabel.slack")
 
@@ -81,7 +83,12 @@ class SlackTransport:
             AsyncRateLimitErrorRetryHandler(max_retry_count=3),
         ]
         kwargs: dict[str, Any] = {"base_url": settings.base_url} if settings.base_url else {}
-        self.client = AsyncWebClient(token=bot_token, retry_handlers=handlers, **kwargs)
+        self.client = AsyncWebClient(
+            token=bot_token,
+            retry_handlers=handlers,
+            logger=redacted_logger("chatlabel.slack.api"),
+            **kwargs,
+        )
         if is_loopback(self.client.base_url):
             self.client.proxy = None  # it read HTTP(S)_PROXY, which would swallow loopback calls
         self._auth: AuthorizeResult | None = None
@@ -101,7 +108,7 @@ class SlackTransport:
         self._stop = asyncio.Event()
         self._push_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
-        self._socket: Any = None
+        self._socket: AsyncSocketModeHandler | None = None
         self._port: int | None = None
         self._register()
 
@@ -115,15 +122,9 @@ class SlackTransport:
             bot_token=self._bot_token, auth_test_response=me
         )
         if self._app_token:
-            from slack_bolt.adapter.socket_mode.aiohttp import (  # noqa: PLC0415 (optional)
-                AsyncSocketModeHandler,
+            self._socket = await open_socket(
+                self.app, self.client, self._app_token, self.settings.app_token_env
             )
-
-            # The handler retries a refused connection forever: ask once first, so a wrong
-            # app-level token fails start() instead of hanging it.
-            await self.client.apps_connections_open(app_token=self._app_token)
-            self._socket = AsyncSocketModeHandler(self.app, self._app_token, web_client=self.client)
-            await self._socket.connect_async()
             log.info("Slack bot %s connected to %s in Socket Mode", me.get("user"), me.get("team"))
         else:
             server = web.Application()

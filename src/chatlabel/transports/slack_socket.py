@@ -1,0 +1,104 @@
+"""Socket Mode for the Slack bot: Slack's requests arrive over a WebSocket instead of HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from ..config import ConfigError
+from .slack_commands import is_loopback
+
+log = logging.getLogger("chatlabel.slack.socket")
+
+CONNECT_TIMEOUT = 30.0  # seconds start() waits for the first WebSocket before giving up
+# What Slack answers apps.connections.open when the token is not a usable app-level token.
+REFUSED = frozenset(
+    {"invalid_auth", "not_authed", "missing_args", "not_allowed_token_type", "token_revoked",
+     "account_inactive"}
+)
+
+
+class Redact(logging.Filter):
+    """Masks tokens, Socket Mode tickets and response URLs in the Slack libraries' log lines.
+
+    slack_sdk logs every envelope and Web API response at DEBUG: the envelopes carry the
+    verification token and response URLs (which let anyone post to the person), and
+    apps.connections.open answers with a URL whose ticket opens the app's WebSocket.
+    """
+
+    _PATTERNS = (
+        (re.compile(r"\b(xox[abpre]|xapp)-[\w-]+"), r"\1-(redacted)"),
+        (re.compile(r"(ticket=)[^&\s'\"]+"), r"\1(redacted)"),
+        (re.compile(r"""(["'](?:token|response_url)["']\s*:\s*["'])[^"']*"""), r"\1(redacted)"),
+    )
+
+    def clean(self, text: str) -> str:
+        """The text with every secret-looking value replaced."""
+        for pattern, replacement in self._PATTERNS:
+            text = pattern.sub(replacement, text)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record in place; never drop it."""
+        message = record.getMessage()
+        cleaned = self.clean(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            # Handlers reuse exc_text: a failed handshake's error shows the ticket URL.
+            record.exc_text = self.clean(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+REDACT = Redact()
+
+
+def redacted_logger(name: str) -> logging.Logger:
+    """A logger whose records pass through REDACT (added once, however often asked)."""
+    logger = logging.getLogger(name)
+    if REDACT not in logger.filters:
+        logger.addFilter(REDACT)
+    return logger
+
+
+async def open_socket(
+    app: AsyncApp, client: AsyncWebClient, app_token: str, token_env: str
+) -> AsyncSocketModeHandler:
+    """Connect `app` to Slack in Socket Mode; a refused app-level token is a ConfigError."""
+    # The handler retries a refused connection forever: ask once first, so a wrong app-level
+    # token fails start() instead of hanging it.
+    try:
+        opened = await client.apps_connections_open(app_token=app_token)
+    except SlackApiError as e:
+        error = str(e.response.get("error"))
+        if error not in REFUSED:
+            raise
+        what = {
+            "xoxb": "a bot token", "xoxp": "a user token",
+            "xapp": "an app-level token Slack does not accept (revoked, or another app's)",
+        }.get(app_token.partition("-")[0], "not a Slack token")
+        raise ConfigError(
+            f"Slack refused the Socket Mode token in {token_env} ({error}): it is {what}. Socket "
+            f"Mode needs an app-level token (xapp-…) with the connections:write scope; unset "
+            f"{token_env} to receive Slack's requests over HTTP instead"
+        ) from None
+    handler = AsyncSocketModeHandler(app, app_token, logger=redacted_logger(log.name),
+                                     web_client=client)
+    if is_loopback(opened["url"]):
+        handler.client.proxy = None  # it read HTTP(S)_PROXY, which would swallow loopback links
+    handler.client.wss_uri = opened["url"]  # use this ticket rather than ask for another
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            await handler.connect_async()
+    except TimeoutError:
+        await handler.close_async()
+        raise ConnectionError(
+            f"no Socket Mode connection to Slack within {CONNECT_TIMEOUT:.0f} s"
+        ) from None
+    return handler
