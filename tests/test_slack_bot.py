@@ -18,7 +18,7 @@ from PIL import Image
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import Block
 
-from chatlabel.config import Access, Config, Quality, Slack
+from chatlabel.config import Access, Config, ConfigError, Quality, Slack
 from chatlabel.emulators.slack import SlackApiEmulator, SlackFaults
 from chatlabel.emulators.slack_user import sign
 from chatlabel.service.labeling import LabelingService
@@ -637,8 +637,11 @@ async def test_wrong_tokens_fail_start_instead_of_hanging(tmp_path: Path) -> Non
             SECRET,
             media_cache=tmp_path / "cache",
         )
-        with pytest.raises(SlackApiError, match="invalid_auth"):
+        with pytest.raises(
+            ConfigError, match=r"Slack refused the bot token in CHATLABEL_SLACK_BOT_TOKEN \(invalid_auth\)"
+        ) as refused:
             await wrong.start()
+        assert "xoxb-wrong" not in str(refused.value)
         await wrong.stop()
         # An app whose Socket Mode is off (the fake's default) refuses the WebSocket: start()
         # fails rather than hang (Socket Mode itself: test_slack_socket_mode.py).

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from chatlabel.config import Telegram
+from chatlabel.config import ConfigError, Telegram
 from chatlabel.emulators.telegram import ApiError, Faults
 from chatlabel.transports.common import NOT_ALLOWED
 from chatlabel.transports.telegram import TelegramTransport
@@ -276,6 +276,28 @@ async def test_the_token_never_reaches_the_logs(
     assert any("<token>/getMe" in t for t in texts)
     assert not [t for t in texts if token in t]
     assert not [t for t in texts if token.split(":")[1] in t]
+
+
+async def test_a_refused_token_stops_start_with_a_message_naming_its_variable(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with running_bot(tmp_path) as b:
+        wrong = b.emu.token.split(":")[0] + ":not-the-secret-part"
+        bot = TelegramTransport(
+            b.service,
+            b.reports,
+            Telegram(base_url=b.emu.base_url),
+            wrong,
+            media_cache=tmp_path / "cache",
+        )
+        with pytest.raises(ConfigError) as refused:
+            await asyncio.wait_for(bot.start(), timeout=10)
+        await bot.stop()
+    assert str(refused.value) == (
+        "Telegram refused the bot token in CHATLABEL_TELEGRAM_TOKEN: check it with @BotFather"
+    )
+    assert not [r for r in caplog.records if "not-the-secret-part" in r.getMessage()]
 
 
 async def test_webhook_mode_accepts_only_the_secret(

@@ -17,13 +17,14 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from ..config import Slack
+from ..config import ConfigError, Slack
 from ..service.labeling import LabelingService
 from ..service.reports import Reports
 from ..service.types import UserRef
@@ -40,7 +41,7 @@ from .slack_blocks import (
 from .slack_commands import ExportFn, SlackCommands, is_loopback
 from .slack_items import FORGED, SlackItems
 from .slack_press import SlackPresses, modal_text
-from .slack_socket import open_socket, redacted_logger
+from .slack_socket import REFUSED, open_socket, redacted_logger
 
 log = logging.getLogger("chatlabel.slack")
 
@@ -117,7 +118,16 @@ class SlackTransport:
     async def start(self) -> None:
         """Check the token, serve Slack's requests (HTTP or Socket Mode), start pushing items."""
         self._stop = asyncio.Event()
-        me = await self.client.auth_test()  # fails fast (and clearly) on a wrong token
+        try:
+            me = await self.client.auth_test()  # fails fast on a wrong token
+        except SlackApiError as e:
+            error = str(e.response.get("error"))
+            if error not in REFUSED:
+                raise
+            raise ConfigError(
+                f"Slack refused the bot token in {self.settings.bot_token_env} ({error}): use the "
+                "app's Bot User OAuth Token (xoxb-…)"
+            ) from None
         self._auth = AuthorizeResult.from_auth_test_response(
             bot_token=self._bot_token, auth_test_response=me
         )

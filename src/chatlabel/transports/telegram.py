@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from telegram import BotCommandScopeChat, Update
-from telegram.error import TelegramError
+from telegram.error import InvalidToken, TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -30,7 +30,7 @@ from telegram.ext import (
 )
 from telegram.request import BaseRequest
 
-from ..config import Telegram
+from ..config import ConfigError, Telegram
 from ..service.labeling import LabelingService
 from ..service.reports import Reports
 from ..service.types import Push, UserRef
@@ -214,7 +214,14 @@ class TelegramTransport:
         app = self._build()
         self._app = app
         try:
-            await app.initialize()
+            try:
+                await app.initialize()
+            except InvalidToken:
+                # PTB's own message quotes the token; this one names where it came from.
+                raise ConfigError(
+                    f"Telegram refused the bot token in {self.settings.token_env}: check it with "
+                    "@BotFather"
+                ) from None
             await app.start()
             self._outbox = Outbox(app.bot, self.service, self.media_cache, self.retry_delays)
             self._conversation = Conversation(self.service, self._outbox)
