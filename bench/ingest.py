@@ -132,6 +132,20 @@ def _rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def _figures(
+    rows: int, seconds: float, cpu: float, rss_before: int, **extra: Any
+) -> dict[str, Any]:
+    """A phase's figures as the driver reads them; rss is this process's peak so far."""
+    return {
+        "rows": rows,
+        "seconds": seconds,
+        "cpu": cpu,
+        "rss_before": rss_before,
+        "rss": _rss_kb(),
+        **extra,
+    }
+
+
 def _children_cpu() -> float:
     """CPU seconds of this process's finished child processes (the import's workers)."""
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -171,14 +185,7 @@ def phase_import(db: Path, data: Path, workers: str = "auto") -> dict[str, Any]:
     k0 = _children_cpu()
     rows, before, wall, cpu = asyncio.run(_with_service(db, go))
     # cpu counts the worker processes too; rss is this process's peak
-    return {
-        "rows": rows,
-        "seconds": wall,
-        "cpu": cpu,
-        "rss_before": before,
-        "rss": _rss_kb(),
-        "workers": n_workers,
-    }
+    return _figures(rows, wall, cpu, before, workers=n_workers)
 
 
 def phase_import_floor(db: Path, data: Path) -> dict[str, Any]:
@@ -224,7 +231,7 @@ def phase_import_floor(db: Path, data: Path) -> dict[str, Any]:
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     rows = conn.execute("SELECT COUNT(*) FROM items").fetchone()[0]
     conn.close()
-    return {"rows": rows, "seconds": wall, "cpu": cpu, "rss_before": before, "rss": _rss_kb()}
+    return _figures(rows, wall, cpu, before)
 
 
 def phase_export(db: Path, out: Path, what: str, fmt: str) -> dict[str, Any]:
@@ -239,15 +246,7 @@ def phase_export(db: Path, out: Path, what: str, fmt: str) -> dict[str, Any]:
         return n, before, time.perf_counter() - t0, time.process_time() - c0
 
     rows, before, wall, cpu = asyncio.run(_with_service(db, go))
-    return {
-        "rows": rows,
-        "seconds": wall,
-        "cpu": cpu,
-        "rss_before": before,
-        "rss": _rss_kb(),
-        "bytes": out.stat().st_size,
-        "sha256": _digest(out),
-    }
+    return _figures(rows, wall, cpu, before, bytes=out.stat().st_size, sha256=_digest(out))
 
 
 EXPORT_SQL = {
@@ -319,15 +318,7 @@ def phase_export_floor(db: Path, out: Path, what: str, fmt: str) -> dict[str, An
                 n += 1
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     conn.close()
-    return {
-        "rows": n,
-        "seconds": wall,
-        "cpu": cpu,
-        "rss_before": before,
-        "rss": _rss_kb(),
-        "bytes": out.stat().st_size,
-        "sha256": _digest(out),
-    }
+    return _figures(n, wall, cpu, before, bytes=out.stat().st_size, sha256=_digest(out))
 
 
 def _digest(path: Path) -> str:
