@@ -363,8 +363,10 @@ def check_database(db: Path, pressed: int, acked: int) -> tuple[int, int]:
 
 async def main(args: argparse.Namespace) -> None:
     print(f"machine: {machine()}; {load()}")
-    print(f"{args.annotators} annotators, {human(args.items)} items; floor {args.floor_seconds} s, "
-          f"unlimited {args.seconds} s, limited {args.limited_seconds} s measured\n")
+    print(
+        f"{args.annotators} annotators, {human(args.items)} items; floor {args.floor_seconds} s, "
+        f"unlimited {args.seconds} s, limited {args.limited_seconds} s measured\n"
+    )
     with tempfile.TemporaryDirectory(prefix="chatlabel-bench-tg-") as tmp:
         folder = Path(tmp)
         async with BenchEmulator(token=TOKEN) as emu:
@@ -435,29 +437,41 @@ async def main(args: argparse.Namespace) -> None:
         rows,
     ))  # fmt: skip
     print()
-    print("Bot API calls per answer (unlimited): "
-          + ", ".join(f"{m} {v:.2f}" for m, v in per_answer.items()))
+    print(
+        "Bot API calls per answer (unlimited): "
+        + ", ".join(f"{m} {v:.2f}" for m, v in per_answer.items())
+    )
     floor_answers = floor_rate / api_calls
-    print(f"ratios: end-to-end answers/s = {free.rate / floor_answers:.2f} x the floor's "
-          f"{floor_answers:,.0f} answers/s ({floor_rate:,.0f} calls/s / {api_calls:.2f} calls "
-          f"per answer); bot CPU per answer = {free.cpu_per_answer / (floor_cpu * api_calls):.1f}"
-          f" x the bare client's CPU for the same calls; capacity = "
-          f"{1 / free.cpu_per_answer / 30:.0f} x Telegram's 30 messages/s")
-    print(f"limited to 30 messages/s: {capped.rate:.1f} answers/s "
-          f"(each answer sends one message: the next item)")
+    print(
+        f"ratios: end-to-end answers/s = {free.rate / floor_answers:.2f} x the floor's "
+        f"{floor_answers:,.0f} answers/s ({floor_rate:,.0f} calls/s / {api_calls:.2f} calls "
+        f"per answer); bot CPU per answer = {free.cpu_per_answer / (floor_cpu * api_calls):.1f}"
+        f" x the bare client's CPU for the same calls; capacity = "
+        f"{1 / free.cpu_per_answer / 30:.0f} x Telegram's 30 messages/s"
+    )
+    print(
+        f"limited to 30 messages/s: {capped.rate:.1f} answers/s "
+        f"(each answer sends one message: the next item)"
+    )
     if fast and floor_aio:
         aio_answers = floor_aio["calls"] / floor_aio["seconds"] / api_calls
-        print(f"aiohttp: end-to-end answers/s = {fast.rate / aio_answers:.2f} x its floor's "
-              f"{aio_answers:,.0f} answers/s; bot CPU per answer = "
-              f"{fast.cpu_per_answer / (floor_aio['cpu'] / floor_aio['calls'] * api_calls):.1f}"
-              f" x the bare aiohttp client's CPU for the same calls")
-        print(f"with an aiohttp request backend (chatlabel's default) instead of PTB's "
-              f"HTTPXRequest: {fast.rate:,.0f} answers/s, bot CPU {fast.cpu_per_answer * 1e3:.2f}"
-              f" ms per answer = capacity {1 / fast.cpu_per_answer:,.0f} answers/s "
-              f"({fast.cpu_per_answer / free.cpu_per_answer:.2f} x the httpx bot's CPU)")
-    print(f"database: {human(answers)} answers for {human(pressed)} presses, of which "
-          f"{human(acked)} acknowledged (all recorded; the rest met a bot stopping and got no "
-          f"reply); {twice} recorded twice")
+        print(
+            f"aiohttp: end-to-end answers/s = {fast.rate / aio_answers:.2f} x its floor's "
+            f"{aio_answers:,.0f} answers/s; bot CPU per answer = "
+            f"{fast.cpu_per_answer / (floor_aio['cpu'] / floor_aio['calls'] * api_calls):.1f}"
+            f" x the bare aiohttp client's CPU for the same calls"
+        )
+        print(
+            f"with an aiohttp request backend (chatlabel's default) instead of PTB's "
+            f"HTTPXRequest: {fast.rate:,.0f} answers/s, bot CPU {fast.cpu_per_answer * 1e3:.2f}"
+            f" ms per answer = capacity {1 / fast.cpu_per_answer:,.0f} answers/s "
+            f"({fast.cpu_per_answer / free.cpu_per_answer:.2f} x the httpx bot's CPU)"
+        )
+    print(
+        f"database: {human(answers)} answers for {human(pressed)} presses, of which "
+        f"{human(acked)} acknowledged (all recorded; the rest met a bot stopping and got no "
+        f"reply); {twice} recorded twice"
+    )
     if args.profile:
         import pstats
 

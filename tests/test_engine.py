@@ -662,6 +662,10 @@ async def test_schema_is_migrated_and_versioned(service_factory: Any) -> None:
     svc = await service_factory()
     version = await svc.db.read(lambda c: c.execute("PRAGMA user_version").fetchone()[0])
     assert version == len(MIGRATIONS)
-    modes = await svc.db.read(lambda c: (c.execute("PRAGMA journal_mode").fetchone()[0],
-                                         c.execute("PRAGMA foreign_keys").fetchone()[0]))
+    modes = await svc.db.read(
+        lambda c: (
+            c.execute("PRAGMA journal_mode").fetchone()[0],
+            c.execute("PRAGMA foreign_keys").fetchone()[0],
+        )
+    )
     assert modes == ("wal", 1)

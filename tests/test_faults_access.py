@@ -58,7 +58,9 @@ async def telegram_state(b: Bench) -> tuple[list[tuple[Any, ...]], ...]:
         await b.query("SELECT id, paused FROM projects ORDER BY id"),
         await b.query("SELECT id, status, n_answers, n_leases FROM items ORDER BY id"),
         await b.query("SELECT * FROM members ORDER BY project_id, annotator_id"),
-        await b.query("SELECT id, item_id, annotator_id, state, draft FROM assignments ORDER BY id"),
+        await b.query(
+            "SELECT id, item_id, annotator_id, state, draft FROM assignments ORDER BY id"
+        ),
         await b.query("SELECT * FROM answers ORDER BY id"),
         await b.query("SELECT * FROM verdicts ORDER BY item_id"),
         await b.query("SELECT key, project_id FROM annotators WHERE project_id IS NOT NULL"),
@@ -160,7 +162,10 @@ async def test_telegram_allowlist_keeps_everyone_else_out(tmp_path: Path) -> Non
                 query = await eve.press(got, got.buttons[0]["text"])
                 await eve.wait_for_answer(query)
                 got = await new_message(eve, got.message_id)
-            assert got.content == "This project is limited to invited people. Ask a coordinator to add you."
+            assert (
+                got.content
+                == "This project is limited to invited people. Ask a coordinator to add you."
+            )
         asg = str(item.buttons[0]["callback_data"])
         query = await eve.press_raw(item.message_id, asg)
         assert await eve.wait_for_answer(query) == NOT_YOURS
@@ -233,8 +238,15 @@ async def test_slack_coordinator_actions_from_anyone_else_are_refused(
             "type": "block_actions",
             **who._sender(),
             "container": {"type": "view", "view_id": "V1"},
-            "actions": [{"type": "button", "action_id": "cl.home.export.0", "block_id": "h",
-                         "value": "triage", "action_ts": f"{time.time():.6f}"}],
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": "cl.home.export.0",
+                    "block_id": "h",
+                    "value": "triage",
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
         }
         assert (await who.press_raw(export)).status == 200
         await told(who, NOT_ALLOWED)
@@ -244,15 +256,19 @@ async def test_slack_coordinator_actions_from_anyone_else_are_refused(
     assert await bot.rows("SELECT paused FROM projects") == [(0,)]
 
 
-async def test_slack_presses_on_someone_elses_items_are_refused(
-    stack: Any, tmp_path: Path
-) -> None:
-    tags = slack_project("tags", title="Tags", kind="multi", labels=["red", "green", "blue"],
-                         undo_seconds=600)
+async def test_slack_presses_on_someone_elses_items_are_refused(stack: Any, tmp_path: Path) -> None:
+    tags = slack_project(
+        "tags", title="Tags", kind="multi", labels=["red", "green", "blue"], undo_seconds=600
+    )
     notes = slack_project("notes", title="Captions", kind="text", labels=[])
     rows = [{"id": f"f{n}", "text": f"Flag {n}"} for n in range(4)]
-    bot = await make_bot(stack, tmp_path, tags, notes,
-                         items={"tags": rows, "notes": [{"id": "n1", "text": "Describe"}]})
+    bot = await make_bot(
+        stack,
+        tmp_path,
+        tags,
+        notes,
+        items={"tags": rows, "notes": [{"id": "n1", "text": "Describe"}]},
+    )
     ann = await joined(bot, "U1", "start tags")
     bob = await joined(bot, "U2", "start tags")
     first = open_items(bob)[0]
@@ -272,15 +288,24 @@ async def test_slack_presses_on_someone_elses_items_are_refused(
         click(ann, answered, "↩️ Undo"),
     ]
     tick_id, tick_values = checkbox_values(current)
-    block_id = next(b["block_id"] for b in current.blocks
-                    for e in b.get("elements", []) if e["type"] == "checkboxes")
+    block_id = next(
+        b["block_id"]
+        for b in current.blocks
+        for e in b.get("elements", [])
+        if e["type"] == "checkboxes"
+    )
     tick = click(ann, current, "Done")
-    tick["actions"] = [{
-        "type": "checkboxes", "action_id": tick_id, "block_id": block_id,
-        "selected_options": [{"text": {"type": "plain_text", "text": "blue"},
-                              "value": tick_values["blue"]}],
-        "action_ts": f"{time.time():.6f}",
-    }]
+    tick["actions"] = [
+        {
+            "type": "checkboxes",
+            "action_id": tick_id,
+            "block_id": block_id,
+            "selected_options": [
+                {"text": {"type": "plain_text", "text": "blue"}, "value": tick_values["blue"]}
+            ],
+            "action_ts": f"{time.time():.6f}",
+        }
+    ]
     forged.append(tick)
     for payload in forged:
         assert (await ann.press_raw(payload)).status == 200
@@ -289,7 +314,10 @@ async def test_slack_presses_on_someone_elses_items_are_refused(
     # A free-text answer through a forged modal, naming Bob's item.
     aid = int(str(click(bob, current, "Skip")["actions"][0]["value"]).split(":")[1])
     view = {
-        "id": "VFORGED", "type": "modal", "callback_id": "cl.text", "blocks": [],
+        "id": "VFORGED",
+        "type": "modal",
+        "callback_id": "cl.text",
+        "blocks": [],
         "private_metadata": json.dumps({"a": aid, "p": "tags", "c": "DU2", "t": current.ts}),
         "state": {"values": {"cl.answer": {"text": {"type": "plain_text_input", "value": "x"}}}},
     }
@@ -330,16 +358,28 @@ async def test_slack_requests_with_bad_or_old_signatures_get_401(
     url, secret, session = bot.emu.bot_endpoint()
     payload = click(ann, open_items(ann)[0], "Skip")
     form = ("payload=" + json.dumps(payload)).encode()
-    event = json.dumps({
-        "type": "event_callback", "team_id": "T0001", "api_app_id": "A0001",
-        "event_id": "EvX", "event_time": int(time.time()),
-        "event": {"type": "message", "channel": "DU1", "user": "U1", "text": "forged answer",
-                  "ts": "1.000001", "channel_type": "im"},
-    }).encode()
+    event = json.dumps(
+        {
+            "type": "event_callback",
+            "team_id": "T0001",
+            "api_app_id": "A0001",
+            "event_id": "EvX",
+            "event_time": int(time.time()),
+            "event": {
+                "type": "message",
+                "channel": "DU1",
+                "user": "U1",
+                "text": "forged answer",
+                "ts": "1.000001",
+                "channel_type": "im",
+            },
+        }
+    ).encode()
 
     async def post(body: bytes, content_type: str, headers: dict[str, str]) -> int:
-        async with session.post(url, data=body, headers={"Content-Type": content_type,
-                                                          **headers}) as resp:
+        async with session.post(
+            url, data=body, headers={"Content-Type": content_type, **headers}
+        ) as resp:
             return resp.status
 
     now = str(int(time.time()))
@@ -348,27 +388,53 @@ async def test_slack_requests_with_bad_or_old_signatures_get_401(
         "no headers": {},
         "no signature": {"X-Slack-Request-Timestamp": now},
         "no timestamp": {"X-Slack-Signature": sign(secret, now, form)},
-        "wrong secret": {"X-Slack-Request-Timestamp": now,
-                         "X-Slack-Signature": sign("guess", now, form)},
+        "wrong secret": {
+            "X-Slack-Request-Timestamp": now,
+            "X-Slack-Signature": sign("guess", now, form),
+        },
         "old": {"X-Slack-Request-Timestamp": old, "X-Slack-Signature": sign(secret, old, form)},
-        "future": {"X-Slack-Request-Timestamp": future,
-                   "X-Slack-Signature": sign(secret, future, form)},
-        "v1 scheme": {"X-Slack-Request-Timestamp": now,
-                      "X-Slack-Signature": "v1=" + sign(secret, now, form)[3:]},
-        "signed for another body": {"X-Slack-Request-Timestamp": now,
-                                    "X-Slack-Signature": sign(secret, now, form + b"x")},
+        "future": {
+            "X-Slack-Request-Timestamp": future,
+            "X-Slack-Signature": sign(secret, future, form),
+        },
+        "v1 scheme": {
+            "X-Slack-Request-Timestamp": now,
+            "X-Slack-Signature": "v1=" + sign(secret, now, form)[3:],
+        },
+        "signed for another body": {
+            "X-Slack-Request-Timestamp": now,
+            "X-Slack-Signature": sign(secret, now, form + b"x"),
+        },
     }
-    statuses = {name: await post(form, "application/x-www-form-urlencoded", headers)
-                for name, headers in cases.items()}
+    statuses = {
+        name: await post(form, "application/x-www-form-urlencoded", headers)
+        for name, headers in cases.items()
+    }
     assert statuses == dict.fromkeys(cases, 401), statuses
-    stale = await post(event, "application/json", {
-        "X-Slack-Request-Timestamp": old, "X-Slack-Signature": sign(secret, old, event)})
-    forged_event = await post(event, "application/json", {
-        "X-Slack-Request-Timestamp": now, "X-Slack-Signature": sign("guess", now, event)})
+    stale = await post(
+        event,
+        "application/json",
+        {"X-Slack-Request-Timestamp": old, "X-Slack-Signature": sign(secret, old, event)},
+    )
+    forged_event = await post(
+        event,
+        "application/json",
+        {"X-Slack-Request-Timestamp": now, "X-Slack-Signature": sign("guess", now, event)},
+    )
     modal = await ann.with_signature(secret="guess").press_raw(
-        {"type": "view_submission", **ann._sender(),
-         "view": {"id": "V", "type": "modal", "callback_id": "cl.text", "private_metadata": "{}",
-                  "state": {"values": {}}, "blocks": []}})
+        {
+            "type": "view_submission",
+            **ann._sender(),
+            "view": {
+                "id": "V",
+                "type": "modal",
+                "callback_id": "cl.text",
+                "private_metadata": "{}",
+                "state": {"values": {}},
+                "blocks": [],
+            },
+        }
+    )
     assert (stale, forged_event, modal.status) == (401, 401, 401)
     # A timestamp that is not a number: slack_sdk's verifier raises on it, Bolt logs an error
     # with a traceback and answers 500 (see test_slack_a_timestamp_that_is_not_a_number_...).
@@ -376,8 +442,11 @@ async def test_slack_requests_with_bad_or_old_signatures_get_401(
     assert await bot.state() == before
     assert len(bot.emu.calls) == posts_before  # the bot did not even answer anyone
     # The same press, signed properly, is taken.
-    signed = await post(form, "application/x-www-form-urlencoded", {
-        "X-Slack-Request-Timestamp": now, "X-Slack-Signature": sign(secret, now, form)})
+    signed = await post(
+        form,
+        "application/x-www-form-urlencoded",
+        {"X-Slack-Request-Timestamp": now, "X-Slack-Signature": sign(secret, now, form)},
+    )
     assert signed == 200
     await ann.wait_for(lambda: not open_items(ann))
     assert [a[2] for a in await bot.answers()] == [None]  # the skip
@@ -394,9 +463,11 @@ async def test_slack_a_timestamp_that_is_not_a_number_is_a_plain_401(
     body = b"payload=%7B%7D"
     statuses = {}
     for stamp in ("soon", "", "1e9", "-5", "0x10", "12.5"):
-        headers = {"Content-Type": "application/x-www-form-urlencoded",
-                   "X-Slack-Request-Timestamp": stamp,
-                   "X-Slack-Signature": sign(secret, stamp, body)}
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": stamp,
+            "X-Slack-Signature": sign(secret, stamp, body),
+        }
         async with session.post(url, data=body, headers=headers) as resp:
             statuses[stamp] = resp.status
     assert statuses == dict.fromkeys(statuses, 401)  # 500 today for the non-numbers

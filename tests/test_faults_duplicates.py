@@ -31,8 +31,13 @@ NOTES = [{"id": f"n{n}", "text": f"Describe picture {n}."} for n in range(1, 4)]
 RECORDED = "Already recorded, thanks!"
 
 
-def update_id_of(emu: BotApiEmulator, *, query: str | None = None, message: int | None = None,
-                 chat: int | None = None) -> int:
+def update_id_of(
+    emu: BotApiEmulator,
+    *,
+    query: str | None = None,
+    message: int | None = None,
+    chat: int | None = None,
+) -> int:
     """The update_id the bot received for a callback query id, or for a user's message."""
     for call in emu.calls_to("getUpdates"):
         for update in call.result or []:
@@ -76,9 +81,7 @@ async def test_a_redelivered_button_press_counts_once(tmp_path: Path) -> None:
         sends = len(b.emu.calls_to("sendMessage"))
 
         b.emu.redeliver(update_id_of(b.emu, query=query))  # as after a restart
-        await b.emu.signal.wait_until(
-            lambda: len(b.emu.calls_to("answerCallbackQuery")) >= 2, 5
-        )
+        await b.emu.signal.wait_until(lambda: len(b.emu.calls_to("answerCallbackQuery")) >= 2, 5)
         await settle(b)
         assert await b.answers() == [("t1", "cat")]
         assert len(b.emu.calls_to("sendMessage")) == sends  # no second next item
@@ -103,7 +106,9 @@ async def test_a_redelivered_text_answer_counts_once(tmp_path: Path) -> None:
         await b.emu.signal.wait_until(lambda: not b.emu.pending_updates, 5)
         await settle(b)
         assert await b.answers() == [("n1", "a red bus")]
-        assert is_item(second) and second.content == "Describe picture 2.\n\n✍️ Reply with your answer."
+        assert (
+            is_item(second) and second.content == "Describe picture 2.\n\n✍️ Reply with your answer."
+        )
         assert len(items_shown(ann)) == 2
 
 
@@ -238,9 +243,7 @@ async def test_slack_twenty_clicks_at_once_on_one_item_record_one_answer(
     )
 
 
-async def test_slack_a_modal_answer_submitted_twice_counts_once(
-    stack: Any, tmp_path: Path
-) -> None:
+async def test_slack_a_modal_answer_submitted_twice_counts_once(stack: Any, tmp_path: Path) -> None:
     notes = slack_project("notes", title="Captions", kind="text", labels=[])
     bot = await make_bot(stack, tmp_path, notes, items={"notes": NOTES})
     ann = await _joined(bot, "U1")
@@ -248,8 +251,9 @@ async def test_slack_a_modal_answer_submitted_twice_counts_once(
     view = await ann.wait_for(lambda: ann.views[-1] if ann.views else None)
     submitted = {
         **copy.deepcopy(view),
-        "state": {"values": {"cl.answer": {"text": {"type": "plain_text_input",
-                                                    "value": "a red bus"}}}},
+        "state": {
+            "values": {"cl.answer": {"text": {"type": "plain_text_input", "value": "a red bus"}}}
+        },
     }
     payload = {"type": "view_submission", **ann._sender(), "response_urls": [], "view": submitted}
     first = await ann.press_raw(payload)
@@ -263,5 +267,6 @@ async def test_slack_a_modal_answer_submitted_twice_counts_once(
     assert [a[1:] for a in await bot.answers()] == [("n1", "a red bus")]
     assert len(items(ann)) == 2 and len(open_items(ann)) == 1
     assert await bot.rows("SELECT state FROM assignments ORDER BY id") == [
-        ("answered",), ("pending",)
+        ("answered",),
+        ("pending",),
     ]

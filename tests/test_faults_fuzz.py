@@ -152,11 +152,7 @@ async def snapshot(query: Callable[[str], Awaitable[list[tuple[Any, ...]]]]) -> 
 
 def no_errors_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
     """Messages of ERROR records (a handler failed; the bot's error handler logs these)."""
-    return [
-        f"{r.name}: {r.getMessage()}"
-        for r in caplog.records
-        if r.levelno >= logging.ERROR
-    ]
+    return [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 # -- Telegram -------------------------------------------------------------------------------------
@@ -297,7 +293,9 @@ async def test_telegram_fuzzed_presses_commands_and_texts_change_nothing(
         messages_before = {p.user.id: len(p.user.messages) for p in people}
         calls_before = len(b.emu.calls)
 
-        refs = [r[0] for r in await b.query("SELECT id FROM assignments UNION SELECT id FROM answers")]
+        refs = [
+            r[0] for r in await b.query("SELECT id FROM assignments UNION SELECT id FROM answers")
+        ]
         inputs = telegram_inputs(rng, people, boss, refs, TELEGRAM_INPUTS)
         started = time.monotonic()
         queries: list[tuple[SimUser, str]] = []
@@ -324,9 +322,7 @@ async def test_telegram_fuzzed_presses_commands_and_texts_change_nothing(
         rude = [r[:200] for r in replies if any(w in r for w in IMPOLITE)]
         assert rude == []
         failed = Counter(
-            (c.method, (c.error or "")[:60])
-            for c in b.emu.calls[calls_before:]
-            if not c.ok
+            (c.method, (c.error or "")[:60]) for c in b.emu.calls[calls_before:] if not c.ok
         )
         # Presses on messages that are not there (or are not the item) edit nothing; nothing
         # else may fail: a 400 would mean the bot sent something Telegram refuses.

@@ -273,9 +273,7 @@ async def test_slack_crowd_labels_through_429_storms(stack: Any, tmp_path: Path)
         await _wait(all_answered, 40, "every Slack item answered twice")
 
         async def everyone_told() -> bool:
-            return all(
-                u.messages and NOTHING_LEFT in u.messages[-1].text for u in users
-            )
+            return all(u.messages and NOTHING_LEFT in u.messages[-1].text for u in users)
 
         await _wait(everyone_told, 15, "everyone on Slack told there is nothing left")
     finally:
@@ -333,13 +331,16 @@ async def test_telegram_a_late_copy_of_an_item_loses_its_buttons_when_pressed(
     )
     monkeypatch.setattr(telegram_transport.TelegramTransport, "request_class", short)
     async with running_bot(tmp_path) as b:
-        await b.add_items("animals", [{"id": "t1", "text": "Item number 1."},
-                                      {"id": "t2", "text": "Item number 2."}])
+        await b.add_items(
+            "animals",
+            [{"id": "t1", "text": "Item number 1."}, {"id": "t2", "text": "Item number 2."}],
+        )
         ann = b.user(1)
         item = await b.start(ann)
         sends = len(b.emu.calls_to("sendMessage"))
-        b.emu.faults = Faults(delay_rate=1.0, delay_seconds=CLIENT_TIMEOUT + 0.5,
-                              methods={"sendMessage"})
+        b.emu.faults = Faults(
+            delay_rate=1.0, delay_seconds=CLIENT_TIMEOUT + 0.5, methods={"sendMessage"}
+        )
         await ann.press(item, "bird")
         # The next item is held past the client's timeout; the bot's retry goes through at once
         # and the held first attempt arrives half a second later.
@@ -371,8 +372,9 @@ async def test_slack_a_rate_limited_auth_check_does_not_drop_a_request(
     client's three retries, Bolt answers the person "Please install this app" and drops the
     request: their /label (or their press) is lost although the token is fine."""
     faults = SlackFaults(retry_after=0, methods=frozenset({"auth.test"}))
-    bot = await make_bot(stack, tmp_path, items={"triage": [{"id": "m1", "text": "Message 1"}]},
-                         faults=faults)
+    bot = await make_bot(
+        stack, tmp_path, items={"triage": [{"id": "m1", "text": "Message 1"}]}, faults=faults
+    )
     faults.ratelimit_next(4)  # the start-up check has passed; Bolt's own check meets these
     ann = bot.emu.user("U1")
     reply = await ann.slash("/label")

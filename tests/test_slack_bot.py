@@ -638,7 +638,8 @@ async def test_wrong_tokens_fail_start_instead_of_hanging(tmp_path: Path) -> Non
             media_cache=tmp_path / "cache",
         )
         with pytest.raises(
-            ConfigError, match=r"Slack refused the bot token in CHATLABEL_SLACK_BOT_TOKEN \(invalid_auth\)"
+            ConfigError,
+            match=r"Slack refused the bot token in CHATLABEL_SLACK_BOT_TOKEN \(invalid_auth\)",
         ) as refused:
             await wrong.start()
         assert "xoxb-wrong" not in str(refused.value)

@@ -26,19 +26,29 @@ from chatlabel.emulators.slack_model import METHOD_SPECS
 pytestmark = pytest.mark.timeout(20)
 
 SECRET = "test-signing-secret"
-SPECS = Path(os.environ.get("CHATLABEL_SPECS")
-             or Path(__file__).resolve().parents[1] / ".." / "shared" / "specs")
+SPECS = Path(
+    os.environ.get("CHATLABEL_SPECS")
+    or Path(__file__).resolve().parents[1] / ".." / "shared" / "specs"
+)
 
 
 def button(text: str, action_id: str, value: str) -> dict[str, Any]:
-    return {"type": "button", "text": {"type": "plain_text", "text": text},
-            "action_id": action_id, "value": value}
+    return {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text},
+        "action_id": action_id,
+        "value": value,
+    }
 
 
 def item_blocks(text: str) -> list[dict[str, Any]]:
-    return [{"type": "section", "text": {"type": "mrkdwn", "text": text}},
-            {"type": "actions", "elements": [button("Yes", "answer:yes", "yes"),
-                                             button("No", "answer:no", "no")]}]
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+        {
+            "type": "actions",
+            "elements": [button("Yes", "answer:yes", "yes"), button("No", "answer:no", "no")],
+        },
+    ]
 
 
 @pytest.fixture(autouse=True)
@@ -63,8 +73,9 @@ def client(emu: SlackApiEmulator) -> AsyncWebClient:
 @pytest.fixture
 async def app(emu: SlackApiEmulator) -> AsyncIterator[AsyncApp]:
     """A real Bolt app on an embedded aiohttp server, wired to the fake both ways."""
-    bolt = AsyncApp(client=AsyncWebClient(token=emu.token, base_url=emu.base_url),
-                    signing_secret=SECRET)
+    bolt = AsyncApp(
+        client=AsyncWebClient(token=emu.token, base_url=emu.base_url), signing_secret=SECRET
+    )
 
     async def handle(request: web.Request) -> web.Response:
         return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
@@ -94,8 +105,7 @@ async def test_post_update_delete_round_trip(emu: SlackApiEmulator, client: Asyn
     assert ann.messages[0].button_texts == ["Yes", "No"]
     assert all(b["block_id"] for b in ann.messages[0].blocks)  # Slack fills in block ids
 
-    updated = await client.chat_update(channel="DU1", ts=first["ts"], text="Item 1: yes",
-                                       blocks=[])
+    updated = await client.chat_update(channel="DU1", ts=first["ts"], text="Item 1: yes", blocks=[])
     assert updated["message"]["text"] == "Item 1: yes"
     assert ann.messages[0].blocks == [] and ann.messages[0].edited_ts
     assert emu.calls_to("chat.update")[0].args["ts"] == first["ts"]
@@ -107,8 +117,9 @@ async def test_post_update_delete_round_trip(emu: SlackApiEmulator, client: Asyn
     assert gone.value.response["error"] == "message_not_found"
 
 
-async def test_bad_blocks_are_rejected_like_slack(emu: SlackApiEmulator,
-                                                  client: AsyncWebClient) -> None:
+async def test_bad_blocks_are_rejected_like_slack(
+    emu: SlackApiEmulator, client: AsyncWebClient
+) -> None:
     ann = emu.user("U1")
     long_button = [{"type": "actions", "elements": [button("x" * 76, "a", "v")]}]
     with pytest.raises(SlackApiError) as too_long:
@@ -148,42 +159,66 @@ async def test_auth_and_channel_errors(emu: SlackApiEmulator, client: AsyncWebCl
     emu.user("U1", name="ann")
     assert (await client.users_info(user="U1"))["user"]["name"] == "ann"
     assert (await client.auth_test())["user_id"] == emu.bot_user_id
-    assert [c.error for c in emu.calls] == ["invalid_auth", "not_authed", "forbidden_team",
-                                           "channel_not_found", "user_not_found", None, None]
+    assert [c.error for c in emu.calls] == [
+        "invalid_auth",
+        "not_authed",
+        "forbidden_team",
+        "channel_not_found",
+        "user_not_found",
+        None,
+        None,
+    ]
 
 
 async def test_form_bodies_token_param_and_missing_args(emu: SlackApiEmulator) -> None:
     emu.user("U1", name="ann")
     api = emu.base_url
     async with aiohttp.ClientSession() as session:
-        async with session.post(f"{api}chat.postMessage", data={
-                "token": emu.token, "channel": "DU1", "text": "form",
-                "blocks": json.dumps(item_blocks("form"))}) as posted:
+        async with session.post(
+            f"{api}chat.postMessage",
+            data={
+                "token": emu.token,
+                "channel": "DU1",
+                "text": "form",
+                "blocks": json.dumps(item_blocks("form")),
+            },
+        ) as posted:
             assert (await posted.json())["ok"] is True
-        async with session.get(f"{api}users.info", params={"token": emu.token,
-                                                           "user": "U1"}) as info:
+        async with session.get(
+            f"{api}users.info", params={"token": emu.token, "user": "U1"}
+        ) as info:
             assert (await info.json())["user"]["name"] == "ann"
-        async with session.post(f"{api}chat.postMessage", json={"text": "no channel"},
-                                headers={"Authorization": f"Bearer {emu.token}"}) as missing:
+        async with session.post(
+            f"{api}chat.postMessage",
+            json={"text": "no channel"},
+            headers={"Authorization": f"Bearer {emu.token}"},
+        ) as missing:
             assert (await missing.json())["error"] == "channel_not_found"
-        async with session.post(f"{api}views.publish", json={"view": {"type": "home"}},
-                                headers={"Authorization": f"Bearer {emu.token}"}) as no_user:
+        async with session.post(
+            f"{api}views.publish",
+            json={"view": {"type": "home"}},
+            headers={"Authorization": f"Bearer {emu.token}"},
+        ) as no_user:
             assert (await no_user.json())["error"] == "invalid_arguments"
     assert emu.history("DU1")[0].button_texts == ["Yes", "No"]
 
 
-async def test_response_url_replace_post_delete_and_use_limit(emu: SlackApiEmulator,
-                                                              client: AsyncWebClient) -> None:
+async def test_response_url_replace_post_delete_and_use_limit(
+    emu: SlackApiEmulator, client: AsyncWebClient
+) -> None:
     ann = emu.user("U1")
     posted = await client.chat_postMessage(channel="DU1", text="Item", blocks=item_blocks("I"))
     url = emu.workspace.response_url("U1", "DU1", posted["ts"]).url
     statuses = []
     async with aiohttp.ClientSession() as session:
-        for payload in ({"replace_original": True, "text": "Answered"},
-                        {"response_type": "in_channel", "text": "Everyone sees this"},
-                        {"text": "Only you see this"},
-                        {"delete_original": True},
-                        {"text": "fifth"}, {"text": "sixth"}):
+        for payload in (
+            {"replace_original": True, "text": "Answered"},
+            {"response_type": "in_channel", "text": "Everyone sees this"},
+            {"text": "Only you see this"},
+            {"delete_original": True},
+            {"text": "fifth"},
+            {"text": "sixth"},
+        ):
             async with session.post(url, json=payload) as reply:
                 statuses.append(reply.status)
     assert statuses == [200, 200, 200, 200, 200, 404]
@@ -191,8 +226,9 @@ async def test_response_url_replace_post_delete_and_use_limit(emu: SlackApiEmula
     assert [m.text for m in ann.ephemerals] == ["Only you see this", "fifth"]
 
 
-async def test_rate_limit_then_success_with_retry_handler(emu: SlackApiEmulator,
-                                                          client: AsyncWebClient) -> None:
+async def test_rate_limit_then_success_with_retry_handler(
+    emu: SlackApiEmulator, client: AsyncWebClient
+) -> None:
     emu.user("U1")
     emu.faults = SlackFaults(retry_after=1)
     emu.faults.ratelimit_next(1)
@@ -203,8 +239,11 @@ async def test_rate_limit_then_success_with_retry_handler(emu: SlackApiEmulator,
     assert limited.value.response["error"] == "ratelimited"
 
     emu.faults.ratelimit_next(1)
-    retrying = AsyncWebClient(token=emu.token, base_url=emu.base_url,
-                              retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=1)])
+    retrying = AsyncWebClient(
+        token=emu.token,
+        base_url=emu.base_url,
+        retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=1)],
+    )
     started = time.monotonic()
     sent = await retrying.chat_postMessage(channel="DU1", text="retried")
     assert sent["ok"] and time.monotonic() - started >= 1  # it honoured Retry-After
@@ -222,24 +261,31 @@ def test_random_rate_limits_are_reproducible() -> None:
     assert not SlackFaults(rate_429=1.0, methods=frozenset()).should_ratelimit("auth.test")
 
 
-async def test_files_upload_v2_through_the_fake(emu: SlackApiEmulator,
-                                                client: AsyncWebClient) -> None:
+async def test_files_upload_v2_through_the_fake(
+    emu: SlackApiEmulator, client: AsyncWebClient
+) -> None:
     ann = emu.user("U1")
     data = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
-    result = await client.files_upload_v2(channel="DU1", file=data, filename="item.png",
-                                          title="Item 7", initial_comment="Label this")
+    result = await client.files_upload_v2(
+        channel="DU1", file=data, filename="item.png", title="Item 7", initial_comment="Label this"
+    )
     file_id = result["file"]["id"]
     assert result["file"]["title"] == "Item 7"
     stored = emu.files[file_id]
     assert stored.content == data and stored.mimetype == "image/png"
-    assert [c.method for c in emu.calls] == ["files.getUploadURLExternal",
-                                             "files.completeUploadExternal"]
+    assert [c.method for c in emu.calls] == [
+        "files.getUploadURLExternal",
+        "files.completeUploadExternal",
+    ]
     shared = ann.last_message
     assert shared is not None and shared.text == "Label this"
     assert shared.files[0]["id"] == file_id and shared.files[0]["size"] == len(data)
-    async with aiohttp.ClientSession() as session, session.get(
-            shared.files[0]["url_private"],
-            headers={"Authorization": f"Bearer {emu.token}"}) as download:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            shared.files[0]["url_private"], headers={"Authorization": f"Bearer {emu.token}"}
+        ) as download,
+    ):
         assert await download.read() == data
 
 
@@ -259,8 +305,7 @@ async def test_signed_slash_command_reaches_bolt(emu: SlackApiEmulator, app: Asy
     # The ack's body and the respond() post race, as they do on Slack.
     assert sorted(m.text for m in ann.ephemerals) == ["Done: start", "Working on it"]
     command = seen[0]
-    assert (command["user_id"], command["user_name"], command["channel_id"]) == \
-        ("U1", "ann", "DU1")
+    assert (command["user_id"], command["user_name"], command["channel_id"]) == ("U1", "ann", "DU1")
     assert command["team_id"] == emu.team_id and command["trigger_id"]
     assert emu.response_posts[0].payload["text"] == "Done: start"
 
@@ -286,17 +331,22 @@ async def test_button_press_reaches_bolt_action(emu: SlackApiEmulator, app: Asyn
     seen: list[dict[str, Any]] = []
 
     @app.action(re.compile(r"^answer:"))
-    async def on_answer(ack: Any, body: dict[str, Any], action: dict[str, Any],
-                        client: AsyncWebClient) -> None:
+    async def on_answer(
+        ack: Any, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient
+    ) -> None:
         seen.append(body)
         await ack()
-        await client.chat_update(channel=body["container"]["channel_id"],
-                                 ts=body["container"]["message_ts"],
-                                 text=f"You chose {action['value']}", blocks=[])
+        await client.chat_update(
+            channel=body["container"]["channel_id"],
+            ts=body["container"]["message_ts"],
+            text=f"You chose {action['value']}",
+            blocks=[],
+        )
 
     ann = emu.user("U1", name="ann")
-    posted = await app.client.chat_postMessage(channel="U1", text="Spam?",
-                                               blocks=item_blocks("Spam?"))
+    posted = await app.client.chat_postMessage(
+        channel="U1", text="Spam?", blocks=item_blocks("Spam?")
+    )
     reply = await ann.press(ann.messages[0], "No")
     assert reply.status == 200
     await ann.wait_for(lambda: ann.messages[0].text == "You chose no")
@@ -323,8 +373,13 @@ async def test_checkboxes_on_ephemeral_message(emu: SlackApiEmulator, app: Async
 
     ann = emu.user("U1")
     options = [{"text": {"type": "plain_text", "text": t}, "value": t} for t in "abc"]
-    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "Tags?"},
-               "accessory": {"type": "checkboxes", "action_id": "tags", "options": options}}]
+    blocks = [
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": "Tags?"},
+            "accessory": {"type": "checkboxes", "action_id": "tags", "options": options},
+        }
+    ]
     await app.client.chat_postEphemeral(channel="DU1", user="U1", text="Tags?", blocks=blocks)
     with pytest.raises(SlackEmulatorError, match="no option"):
         await ann.press(ann.ephemerals[0], "tags", selected=["z"])
@@ -336,24 +391,39 @@ async def test_checkboxes_on_ephemeral_message(emu: SlackApiEmulator, app: Async
     assert "message" not in body and body["container"]["is_ephemeral"] is True
     assert body["actions"][0]["type"] == "checkboxes"
     block_id = body["actions"][0]["block_id"]
-    assert [o["value"] for o in body["state"]["values"][block_id]["tags"]["selected_options"]] \
-        == ["a", "c"]
+    assert [o["value"] for o in body["state"]["values"][block_id]["tags"]["selected_options"]] == [
+        "a",
+        "c",
+    ]
 
 
 async def test_home_tab_modal_and_free_text(emu: SlackApiEmulator, app: AsyncApp) -> None:
     notes: list[str] = []
     said: list[dict[str, Any]] = []
-    modal = {"type": "modal", "callback_id": "note",
-             "title": {"type": "plain_text", "text": "Note"},
-             "submit": {"type": "plain_text", "text": "Save"},
-             "blocks": [{"type": "input", "block_id": "note",
-                         "label": {"type": "plain_text", "text": "Note"},
-                         "element": {"type": "plain_text_input", "action_id": "text"}}]}
+    modal = {
+        "type": "modal",
+        "callback_id": "note",
+        "title": {"type": "plain_text", "text": "Note"},
+        "submit": {"type": "plain_text", "text": "Save"},
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": "note",
+                "label": {"type": "plain_text", "text": "Note"},
+                "element": {"type": "plain_text_input", "action_id": "text"},
+            }
+        ],
+    }
 
     @app.event("app_home_opened")
     async def on_home(event: dict[str, Any], client: AsyncWebClient) -> None:
-        await client.views_publish(user_id=event["user"], view={"type": "home", "blocks": [
-            {"type": "actions", "elements": [button("Add note", "add_note", "n")]}]})
+        await client.views_publish(
+            user_id=event["user"],
+            view={
+                "type": "home",
+                "blocks": [{"type": "actions", "elements": [button("Add note", "add_note", "n")]}],
+            },
+        )
 
     @app.action("add_note")
     async def on_add(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
@@ -384,15 +454,20 @@ async def test_home_tab_modal_and_free_text(emu: SlackApiEmulator, app: AsyncApp
     assert (await ann.say("a free-text answer")).status == 200
     await ann.wait_for(lambda: ann.last_message and ann.last_message.text.startswith("Noted"))
     assert said[0]["channel_type"] == "im" and said[0]["user"] == "U1"
-    assert [m.text for m in emu.history("DU1")] == ["a free-text answer",
-                                                    "Noted: a free-text answer"]
+    assert [m.text for m in emu.history("DU1")] == [
+        "a free-text answer",
+        "Noted: a free-text answer",
+    ]
 
 
 async def test_trigger_ids_are_single_use(emu: SlackApiEmulator, client: AsyncWebClient) -> None:
     emu.user("U1")
     trigger = emu.workspace.issue_trigger("U1")
-    modal = {"type": "modal", "title": {"type": "plain_text", "text": "M"},
-             "blocks": [{"type": "divider"}]}
+    modal = {
+        "type": "modal",
+        "title": {"type": "plain_text", "text": "M"},
+        "blocks": [{"type": "divider"}],
+    }
     await client.views_open(trigger_id=trigger, view=modal)
     for bad, error in ((trigger, "exchanged_trigger_id"), ("1.2.nope", "invalid_trigger_id")):
         with pytest.raises(SlackApiError) as failed:
@@ -400,8 +475,9 @@ async def test_trigger_ids_are_single_use(emu: SlackApiEmulator, client: AsyncWe
         assert failed.value.response["error"] == error
 
 
-async def test_wait_for_times_out_with_what_the_user_sees(emu: SlackApiEmulator,
-                                                          client: AsyncWebClient) -> None:
+async def test_wait_for_times_out_with_what_the_user_sees(
+    emu: SlackApiEmulator, client: AsyncWebClient
+) -> None:
     ann = emu.user("U1")
     await client.chat_postMessage(channel="DU1", text="Item 1", blocks=item_blocks("Item 1"))
     with pytest.raises(TimeoutError, match=r"(?s)U1 sees:.*'Item 1' buttons=\['Yes', 'No'\]"):
@@ -418,8 +494,10 @@ def test_method_table_matches_slack_reference() -> None:
         assert path.is_file(), f"{method} is not a Slack method in {folder}"
         reference = json.loads(path.read_text())
         assert set(spec.required) == set(reference["args"]["required"]), method
-        assert spec.errors <= set(reference["errors"]), (method, spec.errors - set(
-            reference["errors"]))
+        assert spec.errors <= set(reference["errors"]), (
+            method,
+            spec.errors - set(reference["errors"]),
+        )
 
 
 async def test_socket_mode_link_hello_and_tickets() -> None:
@@ -457,13 +535,17 @@ async def test_socket_mode_envelopes_acks_retries_and_disconnect() -> None:
             await ann.with_signature(secret="forged").slash("/label")
         assert (await ann.slash("/label")).body == "dispatch_failed"  # nobody connected
 
-        url = (await AsyncWebClient(base_url=emu.base_url).apps_connections_open(
-            app_token=emu.app_token))["url"]
+        url = (
+            await AsyncWebClient(base_url=emu.base_url).apps_connections_open(
+                app_token=emu.app_token
+            )
+        )["url"]
         async with session.ws_connect(url) as ws:
             assert (await ws.receive_json(timeout=2))["type"] == "hello"
 
-            async def app(ack: Callable[[dict[str, Any]], dict[str, Any] | None],
-                          count: int) -> list[dict[str, Any]]:
+            async def app(
+                ack: Callable[[dict[str, Any]], dict[str, Any] | None], count: int
+            ) -> list[dict[str, Any]]:
                 got = []
                 for _ in range(count):
                     got.append(await ws.receive_json(timeout=2))
@@ -476,27 +558,37 @@ async def test_socket_mode_envelopes_acks_retries_and_disconnect() -> None:
             errors = {"response_action": "errors", "errors": {"b": "Please write"}}
             (command,), reply = await asyncio.gather(
                 app(lambda f: {"envelope_id": f["envelope_id"], "payload": errors}, 1),
-                ann.slash("/label", "stats"))
+                ann.slash("/label", "stats"),
+            )
             assert command["type"] == "slash_commands" and command["accepts_response_payload"]
             assert command["payload"]["command"] == "/label" and command["retry_attempt"] == 0
             assert (reply.status, reply.json()) == (200, errors)
 
             # An event not acked is sent again, same ids, retry_attempt + 1.
             first, second = await asyncio.gather(
-                app(lambda f: None if f["retry_attempt"] == 0 else
-                    {"envelope_id": f["envelope_id"]}, 2),
-                ann.say("hello"))
+                app(
+                    lambda f: (
+                        None if f["retry_attempt"] == 0 else {"envelope_id": f["envelope_id"]}
+                    ),
+                    2,
+                ),
+                ann.say("hello"),
+            )
             assert second.status == 200 and second.body == ""
-            assert [(f["type"], f["retry_attempt"], f["retry_reason"]) for f in first] == \
-                [("events_api", 0, ""), ("events_api", 1, "timeout")]
+            assert [(f["type"], f["retry_attempt"], f["retry_reason"]) for f in first] == [
+                ("events_api", 0, ""),
+                ("events_api", 1, "timeout"),
+            ]
             assert first[0]["envelope_id"] == first[1]["envelope_id"]
             assert first[0]["payload"]["event"]["text"] == "hello"
 
             # An interaction not acked is not retried: it fails for the person.
             msg = await AsyncWebClient(token=emu.token, base_url=emu.base_url).chat_postMessage(
-                channel="U1", text="Spam?", blocks=item_blocks("Spam?"))
-            (pressed,), failed = await asyncio.gather(app(lambda f: None, 1),
-                                                      ann.press(ann.messages[-1], "Yes"))
+                channel="U1", text="Spam?", blocks=item_blocks("Spam?")
+            )
+            (pressed,), failed = await asyncio.gather(
+                app(lambda f: None, 1), ann.press(ann.messages[-1], "Yes")
+            )
             assert (failed.status, failed.body) == (504, "operation_timeout")
             assert pressed["payload"]["message"]["ts"] == msg["ts"]
             assert not pressed["accepts_response_payload"]

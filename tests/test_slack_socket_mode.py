@@ -105,8 +105,12 @@ async def test_join_press_and_answers_recorded_once(stack: Any, tmp_path: Path) 
     assert any("/label stats" in m.text for m in ann.ephemerals)
 
     kinds = [(e.type, e.accepts_response_payload, e.retry_attempt) for e in sockets.envelopes]
-    assert kinds == [("slash_commands", True, 0), ("interactive", False, 0),
-                     ("interactive", False, 0), ("slash_commands", True, 0)]
+    assert kinds == [
+        ("slash_commands", True, 0),
+        ("interactive", False, 0),
+        ("interactive", False, 0),
+        ("slash_commands", True, 0),
+    ]
     assert all(e.acked for e in sockets.envelopes)
     acked = [f["envelope_id"] for f in sockets.frames if isinstance(f, dict)]
     assert acked == [e.envelope_id for e in sockets.envelopes]  # each acked exactly once
@@ -149,9 +153,15 @@ async def test_refresh_and_dropped_link_lose_no_answer(stack: Any, tmp_path: Pat
 async def test_redelivered_envelopes_count_once(stack: Any, tmp_path: Path) -> None:
     faults = SlackFaults()
     bot = await socket_bot(
-        stack, tmp_path, NOTES, project(), faults=faults,
-        items={"notes": [{"id": "n1", "text": "Describe 1"}, {"id": "n2", "text": "Describe 2"}],
-               "triage": MESSAGES[:1]},
+        stack,
+        tmp_path,
+        NOTES,
+        project(),
+        faults=faults,
+        items={
+            "notes": [{"id": "n1", "text": "Describe 1"}, {"id": "n2", "text": "Describe 2"}],
+            "triage": MESSAGES[:1],
+        },
     )
     sockets = bot.emu.sockets
     sockets.ack_timeout = 0.5  # a lost ack costs this long
@@ -163,8 +173,13 @@ async def test_redelivered_envelopes_count_once(stack: Any, tmp_path: Path) -> N
     assert (await ann.say("a red bus")).status == 200
     await ann.wait_for(lambda: len(items(ann)) == 2)
     said = sockets.envelopes[-1]
-    again = await sockets.send(said.type, said.payload, envelope_id=said.envelope_id,
-                               retry_attempt=1, retry_reason="timeout")
+    again = await sockets.send(
+        said.type,
+        said.payload,
+        envelope_id=said.envelope_id,
+        retry_attempt=1,
+        retry_reason="timeout",
+    )
     assert again.acked
 
     # The bot's ack is lost: Slack retries the event (same ids, retry_attempt 1) after the
@@ -173,13 +188,18 @@ async def test_redelivered_envelopes_count_once(stack: Any, tmp_path: Path) -> N
     assert (await ann.say("two dogs")).status == 200
     lost, retried = sockets.envelopes[-2:]
     assert (lost.acked, retried.acked) == (False, True)
-    assert (retried.envelope_id, retried.retry_attempt, retried.retry_reason) == \
-        (lost.envelope_id, 1, "timeout")
+    assert (retried.envelope_id, retried.retry_attempt, retried.retry_reason) == (
+        lost.envelope_id,
+        1,
+        "timeout",
+    )
     assert retried.payload["event_id"] == lost.payload["event_id"]
     await ann.wait_for(lambda: not open_items(ann))
     await asyncio.sleep(0.2)
-    assert await bot.answers() == [("slack:T0001/U1", "n1", "a red bus"),
-                                   ("slack:T0001/U1", "n2", "two dogs")]
+    assert await bot.answers() == [
+        ("slack:T0001/U1", "n1", "a red bus"),
+        ("slack:T0001/U1", "n2", "two dogs"),
+    ]
 
     # A press whose ack is lost fails for the person (Slack does not retry interactions),
     # though the answer was recorded; pressing again changes nothing.
@@ -205,9 +225,15 @@ async def test_restart_reconnects_and_old_buttons_work(stack: Any, tmp_path: Pat
     down = await ann.press(first, "ham")  # nobody is connected: Slack cannot deliver it
     assert (down.status, down.body) == (503, "dispatch_failed")
 
-    again = SlackTransport(bot.service, Reports(bot.service), bot.transport.settings,
-                           bot.emu.token, SECRET, app_token=bot.emu.app_token,
-                           media_cache=tmp_path / "cache")
+    again = SlackTransport(
+        bot.service,
+        Reports(bot.service),
+        bot.transport.settings,
+        bot.emu.token,
+        SECRET,
+        app_token=bot.emu.app_token,
+        media_cache=tmp_path / "cache",
+    )
     await again.start()
     stack.push_async_callback(again.stop)
     assert bot.emu.sockets.opened == 2
@@ -217,16 +243,24 @@ async def test_restart_reconnects_and_old_buttons_work(stack: Any, tmp_path: Pat
 
 
 async def test_wrong_app_token_fails_start_clearly(tmp_path: Path) -> None:
-    async with SlackApiEmulator(socket_mode=True) as emu, \
-            Database(tmp_path / "db.sqlite") as db:
+    async with SlackApiEmulator(socket_mode=True) as emu, Database(tmp_path / "db.sqlite") as db:
         config = Config(project=[project()], slack=Slack(port=0, base_url=emu.base_url))
         service = LabelingService(db, config)
         await service.start()
         assert config.slack is not None
-        for token, what in ((emu.token, "it is a bot token"),
-                            ("xapp-1-A0001-revoked", "does not accept")):
-            transport = SlackTransport(service, Reports(service), config.slack, emu.token,
-                                       SECRET, app_token=token, media_cache=tmp_path / "cache")
+        for token, what in (
+            (emu.token, "it is a bot token"),
+            ("xapp-1-A0001-revoked", "does not accept"),
+        ):
+            transport = SlackTransport(
+                service,
+                Reports(service),
+                config.slack,
+                emu.token,
+                SECRET,
+                app_token=token,
+                media_cache=tmp_path / "cache",
+            )
             with pytest.raises(ConfigError) as refused:
                 await asyncio.wait_for(transport.start(), timeout=5)
             await transport.stop()
@@ -248,13 +282,21 @@ async def test_no_secret_reaches_the_logs(
     await ann.press(open_items(ann)[0], "spam")
     await ann.wait_for(lambda: len(items(ann)) == 2)
 
-    tickets = [parse_qs(urlparse(c.response["url"]).query)["ticket"][0]
-               for c in bot.emu.calls_to("apps.connections.open")]
+    tickets = [
+        parse_qs(urlparse(c.response["url"]).query)["ticket"][0]
+        for c in bot.emu.calls_to("apps.connections.open")
+    ]
     response_urls = [e.payload["response_url"] for e in bot.emu.sockets.envelopes]
     assert len(tickets) == 2 and len(response_urls) == 2
     assert any("Received message" in r.getMessage() for r in caplog.records)  # DEBUG was on
-    for secret in (bot.emu.app_token, bot.emu.token, SECRET, bot.emu.verification_token,
-                   *tickets, *response_urls):
+    for secret in (
+        bot.emu.app_token,
+        bot.emu.token,
+        SECRET,
+        bot.emu.verification_token,
+        *tickets,
+        *response_urls,
+    ):
         assert secret not in caplog.text
 
 
@@ -262,9 +304,16 @@ def test_log_redaction_keeps_the_rest_of_the_line() -> None:
     from chatlabel.transports.slack_socket import REDACT
 
     record = logging.LogRecord(
-        "x", logging.DEBUG, __file__, 1, "got %s",
-        ('{"token": "vt", "response_url": "http://h/r/abc", "ok": true} '
-         "url ws://h/link/?ticket=T1&app_id=A1 xoxb-1-2 xapp-1-A-3",), None,
+        "x",
+        logging.DEBUG,
+        __file__,
+        1,
+        "got %s",
+        (
+            '{"token": "vt", "response_url": "http://h/r/abc", "ok": true} '
+            "url ws://h/link/?ticket=T1&app_id=A1 xoxb-1-2 xapp-1-A-3",
+        ),
+        None,
     )
     assert REDACT.filter(record)
     assert record.getMessage() == (

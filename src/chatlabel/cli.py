@@ -204,8 +204,13 @@ def export(config: str, project: str | None, what: str, fmt: str, output: Path |
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--project", "-p", help="Project to report on (needed with several).")
-@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for report.html and its PNG figures (default: report-PROJECT).")
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for report.html and its PNG figures (default: report-PROJECT).",
+)
 def report(config: str, project: str | None, out_dir: Path | None) -> None:
     """Write an HTML report with charts (figures also as PNG files) for coordinators."""
     from .report import write_report

@@ -36,9 +36,19 @@ from chatlabel.emulators.slack_user import BotResponse, SlackSimUser
 from chatlabel.emulators.slack_workspace import SlackWorkspace
 
 __all__ = [
-    "BotResponse", "Envelope", "ResponseUrlPost", "SlackApiEmulator", "SlackCall",
-    "SlackEmulatorError", "SlackFaults", "SlackFile", "SlackMessage", "SlackSimUser",
-    "SlackSocketMode", "SlackWorkspace", "SocketConnection",
+    "BotResponse",
+    "Envelope",
+    "ResponseUrlPost",
+    "SlackApiEmulator",
+    "SlackCall",
+    "SlackEmulatorError",
+    "SlackFaults",
+    "SlackFile",
+    "SlackMessage",
+    "SlackSimUser",
+    "SlackSocketMode",
+    "SlackWorkspace",
+    "SocketConnection",
 ]
 
 T = TypeVar("T")
@@ -73,8 +83,13 @@ class SlackApiEmulator:
         self.request_url = request_url
         self.signing_secret = signing_secret
         self.faults = faults or SlackFaults()
-        self.workspace = SlackWorkspace(team_id=team_id, team_domain=team_domain,
-                                        bot_user_id=bot_user_id, bot_id=bot_id, app_id=app_id)
+        self.workspace = SlackWorkspace(
+            team_id=team_id,
+            team_domain=team_domain,
+            bot_user_id=bot_user_id,
+            bot_id=bot_id,
+            app_id=app_id,
+        )
         self.sockets = SlackSocketMode(app_id, self.faults, self.notify, enabled=socket_mode)
         self.workspace.methods["apps.connections.open"] = self.sockets.connections_open
         self.calls: list[SlackCall] = []
@@ -118,7 +133,9 @@ class SlackApiEmulator:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
@@ -196,7 +213,9 @@ class SlackApiEmulator:
         return [c for c in self.calls if c.method == method]
 
     async def wait_for(
-        self, predicate: Callable[[], T], timeout: float = 5.0,  # noqa: ASYNC109
+        self,
+        predicate: Callable[[], T],
+        timeout: float = 5.0,  # noqa: ASYNC109
         describe: Callable[[], str] | None = None,
     ) -> T:
         """Wait until `predicate()` is truthy, re-checking whenever the fake's state changes."""
@@ -296,8 +315,10 @@ class SlackApiEmulator:
         for arg in spec.required:
             if arg != "token" and args.get(arg) in (None, ""):
                 error = MISSING_ARG_ERRORS.get(arg, "invalid_arguments")
-                raise ApiFailure(error if error in spec.errors else "invalid_arguments",
-                                 f"missing required field: {arg}")
+                raise ApiFailure(
+                    error if error in spec.errors else "invalid_arguments",
+                    f"missing required field: {arg}",
+                )
 
 
 async def _read_args(request: web.Request) -> JSON:

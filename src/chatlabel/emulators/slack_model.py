@@ -42,17 +42,27 @@ METHOD_SPECS: dict[str, MethodSpec] = {
     ),
     "chat.postEphemeral": _spec(
         ("token", "user", "channel"),
-        "channel_not_found", "invalid_blocks", "invalid_blocks_format", "no_text",
+        "channel_not_found",
+        "invalid_blocks",
+        "invalid_blocks_format",
+        "no_text",
         "user_not_in_channel",
     ),
     "chat.postMessage": _spec(
         ("token", "channel"),
-        "channel_not_found", "invalid_blocks", "invalid_blocks_format", "no_text",
+        "channel_not_found",
+        "invalid_blocks",
+        "invalid_blocks_format",
+        "no_text",
     ),
     "chat.update": _spec(
         ("token", "ts", "channel"),
-        "cant_update_message", "channel_not_found", "invalid_blocks", "invalid_blocks_format",
-        "message_not_found", "no_text",
+        "cant_update_message",
+        "channel_not_found",
+        "invalid_blocks",
+        "invalid_blocks_format",
+        "message_not_found",
+        "no_text",
     ),
     "conversations.open": _spec(
         ("token",), "channel_not_found", "user_not_found", "users_list_not_supplied"
@@ -64,7 +74,10 @@ METHOD_SPECS: dict[str, MethodSpec] = {
     "users.info": _spec(("token", "user"), "user_not_found"),
     "views.open": _spec(
         ("token", "view"),
-        "exchanged_trigger_id", "expired_trigger_id", "invalid_trigger_id", "view_too_large",
+        "exchanged_trigger_id",
+        "expired_trigger_id",
+        "invalid_trigger_id",
+        "view_too_large",
     ),
     "views.publish": _spec(("token", "user_id", "view"), "hash_conflict", "view_too_large"),
     "views.update": _spec(("token", "view"), "hash_conflict", "not_found", "view_too_large"),
@@ -72,13 +85,24 @@ METHOD_SPECS: dict[str, MethodSpec] = {
 
 # Errors any Slack method can return (Slack documents them once, not per method).
 COMMON_ERRORS = frozenset(
-    {"not_authed", "invalid_auth", "invalid_arguments", "invalid_form_data", "invalid_json",
-     "json_not_object", "ratelimited", "unknown_method"}
+    {
+        "not_authed",
+        "invalid_auth",
+        "invalid_arguments",
+        "invalid_form_data",
+        "invalid_json",
+        "json_not_object",
+        "ratelimited",
+        "unknown_method",
+    }
 )
 
 # What Slack answers when one of these required args is missing, if the method documents it.
-MISSING_ARG_ERRORS = {"channel": "channel_not_found", "ts": "message_not_found",
-                      "user": "user_not_found"}
+MISSING_ARG_ERRORS = {
+    "channel": "channel_not_found",
+    "ts": "message_not_found",
+    "user": "user_not_found",
+}
 
 
 class SlackEmulatorError(Exception):
@@ -120,8 +144,13 @@ class SlackMessage:
 
     def to_dict(self) -> JSON:
         """The message object as Slack returns it in API responses and interaction payloads."""
-        d: JSON = {"type": "message", "ts": self.ts, "user": self.user, "team": self.team,
-                   "text": self.text}
+        d: JSON = {
+            "type": "message",
+            "ts": self.ts,
+            "user": self.user,
+            "team": self.team,
+            "text": self.text,
+        }
         if self.bot_id:
             d.update(bot_id=self.bot_id, app_id=self.app_id)
         if self.blocks:
@@ -137,8 +166,11 @@ class SlackMessage:
     @property
     def button_texts(self) -> list[str]:
         """Texts of the buttons currently in the message, in display order."""
-        return [el["text"]["text"] for _, el in interactive_elements(self.blocks)
-                if el.get("type") == "button"]
+        return [
+            el["text"]["text"]
+            for _, el in interactive_elements(self.blocks)
+            if el.get("type") == "button"
+        ]
 
 
 @dataclass
@@ -158,12 +190,20 @@ class SlackFile:
 
     def to_dict(self) -> JSON:
         """The file object as Slack shows it in messages."""
-        return {"id": self.id, "created": self.created, "timestamp": self.created,
-                "name": self.name, "title": self.title, "mimetype": self.mimetype,
-                "filetype": self.name.rpartition(".")[2].lower() if "." in self.name else "",
-                "user": self.user, "size": len(self.content or b""),
-                "url_private": self.url_private, "url_private_download": self.url_private,
-                "channels": list(self.channels)}
+        return {
+            "id": self.id,
+            "created": self.created,
+            "timestamp": self.created,
+            "name": self.name,
+            "title": self.title,
+            "mimetype": self.mimetype,
+            "filetype": self.name.rpartition(".")[2].lower() if "." in self.name else "",
+            "user": self.user,
+            "size": len(self.content or b""),
+            "url_private": self.url_private,
+            "url_private_download": self.url_private,
+            "channels": list(self.channels),
+        }
 
 
 @dataclass(frozen=True)
@@ -245,7 +285,10 @@ def _contains_none(value: Any) -> bool:
 
 
 def parse_blocks(
-    raw: Any, *, limit: int = MESSAGE_BLOCK_LIMIT, error: str = "invalid_blocks",
+    raw: Any,
+    *,
+    limit: int = MESSAGE_BLOCK_LIMIT,
+    error: str = "invalid_blocks",
     format_error: str = "invalid_blocks_format",
 ) -> list[JSON]:
     """Decode and validate a `blocks` arg (JSON string or list) the way Slack rejects bad ones."""
@@ -290,8 +333,12 @@ def parse_view(raw: Any, *, allowed_types: frozenset[str]) -> JSON:
     if raw["type"] == "modal" and not raw.get("title"):
         raise ApiFailure("invalid_arguments", "a modal needs a title")
     view = copy.deepcopy(raw)
-    view["blocks"] = parse_blocks(raw.get("blocks", []), limit=VIEW_BLOCK_LIMIT,
-                                  error="invalid_arguments", format_error="invalid_arguments")
+    view["blocks"] = parse_blocks(
+        raw.get("blocks", []),
+        limit=VIEW_BLOCK_LIMIT,
+        error="invalid_arguments",
+        format_error="invalid_arguments",
+    )
     try:
         # Blocks were checked above; this shallow check covers their count, title, close,
         # submit and metadata.
@@ -326,16 +373,22 @@ def assign_ids(blocks: list[JSON], prefix: str) -> None:
 def find_element(blocks: list[JSON], action: str) -> tuple[str, JSON]:
     """The element whose action_id or button text is `action`; error if none or several."""
     elements = list(interactive_elements(blocks))
-    matches = [(bid, el) for bid, el in elements
-               if el.get("action_id") == action
-               or (el.get("type") == "button" and el.get("text", {}).get("text") == action)]
+    matches = [
+        (bid, el)
+        for bid, el in elements
+        if el.get("action_id") == action
+        or (el.get("type") == "button" and el.get("text", {}).get("text") == action)
+    ]
     if len(matches) == 1:
         return matches[0]
-    shown = ", ".join(
-        f"{el.get('type')} {el.get('action_id')!r}"
-        + (f" ({el['text']['text']!r})" if el.get("type") == "button" else "")
-        for _, el in elements
-    ) or "none"
+    shown = (
+        ", ".join(
+            f"{el.get('type')} {el.get('action_id')!r}"
+            + (f" ({el['text']['text']!r})" if el.get("type") == "button" else "")
+            for _, el in elements
+        )
+        or "none"
+    )
     what = "no element" if not matches else f"{len(matches)} elements"
     raise SlackEmulatorError(f"{what} matching {action!r}; available: {shown}")
 
@@ -345,8 +398,9 @@ def find_options(element: JSON, values: list[str]) -> list[JSON]:
     options = {o["value"]: o for o in element.get("options", [])}
     unknown = [v for v in values if v not in options]
     if unknown:
-        raise SlackEmulatorError(f"no option {unknown} in {element.get('action_id')!r}; "
-                                 f"options: {sorted(options)}")
+        raise SlackEmulatorError(
+            f"no option {unknown} in {element.get('action_id')!r}; options: {sorted(options)}"
+        )
     return [copy.deepcopy(options[v]) for v in values]
 
 

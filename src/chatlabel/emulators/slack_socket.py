@@ -74,23 +74,35 @@ class Envelope:
 
     def frame(self) -> JSON:
         """The message Slack writes on the WebSocket."""
-        return {"envelope_id": self.envelope_id, "type": self.type, "payload": self.payload,
-                "accepts_response_payload": self.accepts_response_payload,
-                "retry_attempt": self.retry_attempt, "retry_reason": self.retry_reason}
+        return {
+            "envelope_id": self.envelope_id,
+            "type": self.type,
+            "payload": self.payload,
+            "accepts_response_payload": self.accepts_response_payload,
+            "retry_attempt": self.retry_attempt,
+            "retry_reason": self.retry_reason,
+        }
 
 
 @dataclass
 class _Pending:
     envelope_id: str
     future: asyncio.Future[JSON] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future())
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 class SlackSocketMode:
     """The Socket Mode side of the fake: tickets, connections, envelopes and acks."""
 
-    def __init__(self, app_id: str, faults: SlackFaults, notify: Callable[[], Awaitable[None]],
-                 *, enabled: bool = False) -> None:
+    def __init__(
+        self,
+        app_id: str,
+        faults: SlackFaults,
+        notify: Callable[[], Awaitable[None]],
+        *,
+        enabled: bool = False,
+    ) -> None:
         self.app_id = app_id
         self.faults = faults
         self.enabled = enabled
@@ -113,12 +125,15 @@ class SlackSocketMode:
     def connections_open(self, args: JSON) -> JSON:
         """apps.connections.open: a one-time WebSocket URL (the token was checked already)."""
         if not self.enabled:
-            raise ApiFailure("forbidden_team", "Socket Mode is off for this app; "
-                                               "SlackApiEmulator(socket_mode=True) turns it on")
+            raise ApiFailure(
+                "forbidden_team",
+                "Socket Mode is off for this app; SlackApiEmulator(socket_mode=True) turns it on",
+            )
         ticket = secrets.token_urlsafe(16)
         self._tickets[ticket] = time.monotonic()
-        return {"url": f"{self.url.replace('http', 'ws', 1)}/link/?ticket={ticket}"
-                       f"&app_id={self.app_id}"}
+        return {
+            "url": f"{self.url.replace('http', 'ws', 1)}/link/?ticket={ticket}&app_id={self.app_id}"
+        }
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Accept a WebSocket with a fresh ticket, say hello, and read the app's acks."""
@@ -134,11 +149,18 @@ class SlackSocketMode:
         conn = SocketConnection(f"C{next(self._ids)}", ws)
         self.connections.append(conn)
         self.opened += 1
-        await ws.send_json({
-            "type": "hello", "num_connections": len(self.connections),
-            "debug_info": {"host": HOST, "build_number": 1, "approximate_connection_time": 18060},
-            "connection_info": {"app_id": self.app_id},
-        })
+        await ws.send_json(
+            {
+                "type": "hello",
+                "num_connections": len(self.connections),
+                "debug_info": {
+                    "host": HOST,
+                    "build_number": 1,
+                    "approximate_connection_time": 18060,
+                },
+                "connection_info": {"app_id": self.app_id},
+            }
+        )
         await self._notify()
         try:
             async for msg in ws:
@@ -160,8 +182,14 @@ class SlackSocketMode:
         if self.faults.should_lose_ack():
             return
         # Acks may come on any of the app's connections (slack_sdk acks on its newest one).
-        waiting = next((p for p in self._pending
-                        if p.envelope_id == frame["envelope_id"] and not p.future.done()), None)
+        waiting = next(
+            (
+                p
+                for p in self._pending
+                if p.envelope_id == frame["envelope_id"] and not p.future.done()
+            ),
+            None,
+        )
         if waiting is not None:
             waiting.future.set_result(frame)
 
@@ -176,23 +204,39 @@ class SlackSocketMode:
             if envelope.acked:
                 break
             await asyncio.sleep(delay)
-            envelope = await self.send(kind, payload, envelope_id=envelope_id,
-                                       retry_attempt=attempt, retry_reason="timeout")
+            envelope = await self.send(
+                kind,
+                payload,
+                envelope_id=envelope_id,
+                retry_attempt=attempt,
+                retry_reason="timeout",
+            )
         if envelope.ack is not None:
             return _response(envelope.ack)
         if envelope.connection is None:  # what Slack shows when no app is connected
             return BotResponse(503, "dispatch_failed", "text/plain")
         return BotResponse(504, "operation_timeout", "text/plain")
 
-    async def send(self, kind: str, payload: JSON, *, envelope_id: str | None = None,
-                   retry_attempt: int = 0, retry_reason: str = "") -> Envelope:
+    async def send(
+        self,
+        kind: str,
+        payload: JSON,
+        *,
+        envelope_id: str | None = None,
+        retry_attempt: int = 0,
+        retry_reason: str = "",
+    ) -> Envelope:
         """Write one envelope on one open connection and wait (up to ack_timeout) for its ack."""
         if kind not in KINDS:
             raise ValueError(f"envelope type must be one of {sorted(KINDS)}, not {kind!r}")
         conn = self._pick()
         envelope = Envelope(
-            envelope_id or str(uuid.uuid4()), kind, copy.deepcopy(payload),
-            _accepts_response_payload(kind, payload), retry_attempt, retry_reason,
+            envelope_id or str(uuid.uuid4()),
+            kind,
+            copy.deepcopy(payload),
+            _accepts_response_payload(kind, payload),
+            retry_attempt,
+            retry_reason,
             conn.id if conn else None,
         )
         self.envelopes.append(envelope)
@@ -223,8 +267,9 @@ class SlackSocketMode:
 
     # ---- what tests make Slack do -------------------------------------------------------------
 
-    async def disconnect(self, reason: str = "refresh_requested", *,
-                         close_after: float = 1.0) -> None:
+    async def disconnect(
+        self, reason: str = "refresh_requested", *, close_after: float = 1.0
+    ) -> None:
         """Send `disconnect` on every open connection and close each `close_after` s later."""
         for conn in [c for c in self.connections if not c.closed]:
             conn.draining = True

@@ -67,8 +67,14 @@ class SlackSimUser:
     """A simulated person in the workspace who talks to the bot as Slack delivers requests."""
 
     def __init__(
-        self, emulator: SlackApiEmulator, user_id: str, name: str, team_id: str, *,
-        timestamp: int | None = None, secret: str | None = None,
+        self,
+        emulator: SlackApiEmulator,
+        user_id: str,
+        name: str,
+        team_id: str,
+        *,
+        timestamp: int | None = None,
+        secret: str | None = None,
     ) -> None:
         self.emulator = emulator
         self.id = user_id
@@ -80,14 +86,16 @@ class SlackSimUser:
     def __repr__(self) -> str:
         return f"SlackSimUser({self.id!r}, name={self.name!r})"
 
-    def with_signature(self, *, timestamp: int | None = None,
-                       secret: str | None = None) -> SlackSimUser:
+    def with_signature(
+        self, *, timestamp: int | None = None, secret: str | None = None
+    ) -> SlackSimUser:
         """The same user, signing requests with this timestamp and/or secret (to forge them).
 
         Only for HTTP: Socket Mode requests are not signed, and only Slack can send them.
         """
-        return type(self)(self.emulator, self.id, self.name, self.team_id,
-                          timestamp=timestamp, secret=secret)
+        return type(self)(
+            self.emulator, self.id, self.name, self.team_id, timestamp=timestamp, secret=secret
+        )
 
     # ---- what the user sees -------------------------------------------------------------------
 
@@ -99,8 +107,9 @@ class SlackSimUser:
     @property
     def messages(self) -> list[SlackMessage]:
         """The bot's messages in the user's DM, in their current state, oldest first."""
-        return [m for m in self.emulator.history(self.dm_channel)
-                if m.user == self.emulator.bot_user_id]
+        return [
+            m for m in self.emulator.history(self.dm_channel) if m.user == self.emulator.bot_user_id
+        ]
 
     @property
     def last_message(self) -> SlackMessage | None:
@@ -127,10 +136,12 @@ class SlackSimUser:
         """A readable summary of what the user sees, for failure messages."""
         lines = [f"{self.id} sees:"]
         for label, messages in (("dm", self.messages), ("ephemeral", self.ephemerals)):
-            lines += [f"  {label} {m.ts} {m.text[:60]!r} buttons={m.button_texts}"
-                      for m in messages]
-        lines.append(f"  home view: {'yes' if self.home_view else 'no'}; "
-                     f"open modals: {len(self.views)}")
+            lines += [
+                f"  {label} {m.ts} {m.text[:60]!r} buttons={m.button_texts}" for m in messages
+            ]
+        lines.append(
+            f"  home view: {'yes' if self.home_view else 'no'}; open modals: {len(self.views)}"
+        )
         return "\n".join(lines)
 
     async def wait_for(self, predicate: Callable[[], T], timeout: float = 5.0) -> T:  # noqa: ASYNC109
@@ -139,18 +150,26 @@ class SlackSimUser:
 
     # ---- what the user does ---------------------------------------------------------------------
 
-    async def slash(self, command: str, text: str = "", *,
-                    channel: str | None = None) -> BotResponse:
+    async def slash(
+        self, command: str, text: str = "", *, channel: str | None = None
+    ) -> BotResponse:
         """Type a slash command (in the DM with the bot unless `channel` is given)."""
         ws = self.emulator.workspace
         channel_id = channel or self.dm_channel
         responder = ws.response_url(self.id, channel_id)
         form = {
-            "token": self.emulator.verification_token, "team_id": self.team_id,
-            "team_domain": ws.team_domain, "channel_id": channel_id,
-            "channel_name": ws.channel(channel_id).name, "user_id": self.id,
-            "user_name": self.name, "command": command, "text": text, "api_app_id": ws.app_id,
-            "is_enterprise_install": "false", "response_url": responder.url,
+            "token": self.emulator.verification_token,
+            "team_id": self.team_id,
+            "team_domain": ws.team_domain,
+            "channel_id": channel_id,
+            "channel_name": ws.channel(channel_id).name,
+            "user_id": self.id,
+            "user_name": self.name,
+            "command": command,
+            "text": text,
+            "api_app_id": ws.app_id,
+            "is_enterprise_install": "false",
+            "response_url": responder.url,
             "trigger_id": ws.issue_trigger(self.id),
         }
         reply = await self._send("slash_commands", form)
@@ -161,12 +180,18 @@ class SlackSimUser:
                 ws.apply_response(responder, shown)
             except ApiFailure as failure:
                 raise SlackEmulatorError(
-                    f"Slack would reject the reply to {command}: {failure.error}") from None
+                    f"Slack would reject the reply to {command}: {failure.error}"
+                ) from None
             await self.emulator.notify()
         return reply
 
-    async def press(self, target: SlackMessage | Mapping[str, Any], action: str, *,
-                    selected: Sequence[str] | None = None) -> BotResponse:
+    async def press(
+        self,
+        target: SlackMessage | Mapping[str, Any],
+        action: str,
+        *,
+        selected: Sequence[str] | None = None,
+    ) -> BotResponse:
         """Click a button (by action_id or text) or set checkboxes (`selected` values).
 
         `target` is a message or a view (App Home or modal); only elements in its current
@@ -178,13 +203,20 @@ class SlackSimUser:
         else:
             view = self._current_view(target)
             blocks = view["blocks"]
-            where = {"container": {"type": "view", "view_id": view["id"]},
-                     "view": copy.deepcopy(view)}
+            where = {
+                "container": {"type": "view", "view_id": view["id"]},
+                "view": copy.deepcopy(view),
+            }
         act = _action(*find_element(blocks, action), selected)
-        return await self.press_raw({
-            "type": "block_actions", **self._sender(),
-            "state": {"values": _checkbox_state(blocks, act)}, "actions": [act], **where,
-        })
+        return await self.press_raw(
+            {
+                "type": "block_actions",
+                **self._sender(),
+                "state": {"values": _checkbox_state(blocks, act)},
+                "actions": [act],
+                **where,
+            }
+        )
 
     async def press_raw(self, payload: Mapping[str, Any]) -> BotResponse:
         """Send any interaction payload (forged, stale, ...) as Slack sends interactions."""
@@ -194,16 +226,29 @@ class SlackSimUser:
         """Write a message in the DM with the bot (a `message` event, channel_type `im`)."""
         msg = self.emulator.workspace.post_user_message(self.id, self.dm_channel, text)
         await self.emulator.notify()
-        return await self.send_event({
-            "type": "message", "channel": self.dm_channel, "user": self.id, "text": text,
-            "ts": msg.ts, "event_ts": msg.ts, "channel_type": "im", "team": self.team_id,
-            "client_msg_id": secrets.token_hex(16),
-        })
+        return await self.send_event(
+            {
+                "type": "message",
+                "channel": self.dm_channel,
+                "user": self.id,
+                "text": text,
+                "ts": msg.ts,
+                "event_ts": msg.ts,
+                "channel_type": "im",
+                "team": self.team_id,
+                "client_msg_id": secrets.token_hex(16),
+            }
+        )
 
     async def open_home(self) -> BotResponse:
         """Open the bot's App Home tab (an `app_home_opened` event)."""
-        event: JSON = {"type": "app_home_opened", "user": self.id, "channel": self.dm_channel,
-                       "tab": "home", "event_ts": f"{time.time():.6f}"}
+        event: JSON = {
+            "type": "app_home_opened",
+            "user": self.id,
+            "channel": self.dm_channel,
+            "tab": "home",
+            "event_ts": f"{time.time():.6f}",
+        }
         if self.home_view is not None:
             event["view"] = copy.deepcopy(self.home_view)
         return await self.send_event(event)
@@ -212,43 +257,62 @@ class SlackSimUser:
         """Deliver an event in the Events API `event_callback` envelope."""
         ws = self.emulator.workspace
         envelope = {
-            "token": self.emulator.verification_token, "team_id": self.team_id,
-            "api_app_id": ws.app_id, "event": dict(event), "type": "event_callback",
-            "event_id": ws.new_id("Ev"), "event_time": int(time.time()),
+            "token": self.emulator.verification_token,
+            "team_id": self.team_id,
+            "api_app_id": ws.app_id,
+            "event": dict(event),
+            "type": "event_callback",
+            "event_id": ws.new_id("Ev"),
+            "event_time": int(time.time()),
             "is_ext_shared_channel": False,
-            "authorizations": [{"enterprise_id": None, "team_id": self.team_id,
-                                "user_id": ws.bot_user_id, "is_bot": True,
-                                "is_enterprise_install": False}],
+            "authorizations": [
+                {
+                    "enterprise_id": None,
+                    "team_id": self.team_id,
+                    "user_id": ws.bot_user_id,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
         }
         return await self._send("events_api", envelope)
 
-    async def submit_view(self, view: Mapping[str, Any],
-                          values: Mapping[str, Mapping[str, Any]]) -> BotResponse:
+    async def submit_view(
+        self, view: Mapping[str, Any], values: Mapping[str, Mapping[str, Any]]
+    ) -> BotResponse:
         """Submit an open modal; `values` is {block_id: {action_id: value or state dict}}."""
         current = self._current_view(view)
         if current["type"] != "modal":
             raise SlackEmulatorError("only a modal can be submitted")
-        inputs = {(bid, el.get("action_id")): el
-                  for bid, el in interactive_elements(current["blocks"])}
+        inputs = {
+            (bid, el.get("action_id")): el for bid, el in interactive_elements(current["blocks"])
+        }
         state: JSON = {}
         for block_id, by_action in values.items():
             for action_id, value in by_action.items():
                 element = inputs.get((block_id, action_id))
                 if element is None:
                     raise SlackEmulatorError(
-                        f"no element {block_id}/{action_id} in the view; has {sorted(inputs)}")
+                        f"no element {block_id}/{action_id} in the view; has {sorted(inputs)}"
+                    )
                 entry = {"value": value} if isinstance(value, str) else dict(value)
                 state.setdefault(block_id, {})[action_id] = {"type": element["type"], **entry}
-        reply = await self.press_raw({
-            "type": "view_submission", **self._sender(), "response_urls": [],
-            "view": {**copy.deepcopy(current), "state": {"values": state}},
-        })
+        reply = await self.press_raw(
+            {
+                "type": "view_submission",
+                **self._sender(),
+                "response_urls": [],
+                "view": {**copy.deepcopy(current), "state": {"values": state}},
+            }
+        )
         try:
             self.emulator.workspace.after_submission(
-                self.id, current["id"], reply.status, reply.json() if reply.is_json else None)
+                self.id, current["id"], reply.status, reply.json() if reply.is_json else None
+            )
         except ApiFailure as failure:
-            raise SlackEmulatorError(f"Slack would reject the submission reply: "
-                                     f"{failure.error} {failure.detail or ''}") from None
+            raise SlackEmulatorError(
+                f"Slack would reject the submission reply: {failure.error} {failure.detail or ''}"
+            ) from None
         await self.emulator.notify()
         return reply
 
@@ -258,22 +322,34 @@ class SlackSimUser:
         """The fields every interaction payload carries about who sent it and from where."""
         ws = self.emulator.workspace
         return {
-            "user": {"id": self.id, "username": self.name, "name": self.name,
-                     "team_id": self.team_id},
-            "team": {"id": self.team_id, "domain": ws.team_domain}, "api_app_id": ws.app_id,
-            "token": self.emulator.verification_token, "trigger_id": ws.issue_trigger(self.id),
-            "enterprise": None, "is_enterprise_install": False,
+            "user": {
+                "id": self.id,
+                "username": self.name,
+                "name": self.name,
+                "team_id": self.team_id,
+            },
+            "team": {"id": self.team_id, "domain": ws.team_domain},
+            "api_app_id": ws.app_id,
+            "token": self.emulator.verification_token,
+            "trigger_id": ws.issue_trigger(self.id),
+            "enterprise": None,
+            "is_enterprise_install": False,
         }
 
     def _message_fields(self, message: SlackMessage) -> JSON:
         """container, channel, message and response_url of a click on `message`."""
         channel = self.emulator.workspace.channel(message.channel)
         fields: JSON = {
-            "container": {"type": "message", "message_ts": message.ts, "channel_id": channel.id,
-                          "is_ephemeral": message.ephemeral},
+            "container": {
+                "type": "message",
+                "message_ts": message.ts,
+                "channel_id": channel.id,
+                "is_ephemeral": message.ephemeral,
+            },
             "channel": {"id": channel.id, "name": channel.name},
             "response_url": self.emulator.workspace.response_url(
-                self.id, channel.id, message.ts, message.ephemeral).url,
+                self.id, channel.id, message.ts, message.ephemeral
+            ).url,
         }
         if not message.ephemeral:  # Slack sends no message for ephemeral ones
             fields["message"] = message.to_dict()
@@ -302,8 +378,10 @@ class SlackSimUser:
         """Deliver a request of one Socket Mode envelope type, over the socket or HTTP."""
         if self.emulator.socket_mode:
             if self._timestamp is not None or self._secret is not None:
-                raise SlackEmulatorError("Socket Mode requests are not signed: with_signature() "
-                                         "forges HTTP requests only")
+                raise SlackEmulatorError(
+                    "Socket Mode requests are not signed: with_signature() "
+                    "forges HTTP requests only"
+                )
             return await self.emulator.sockets.deliver(kind, payload)
         if kind == "slash_commands":
             return await self._post(urlencode(payload).encode(), FORM)
@@ -318,8 +396,9 @@ class SlackSimUser:
             "Content-Type": content_type,
             "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
             "X-Slack-Request-Timestamp": timestamp,
-            "X-Slack-Signature": sign(self._secret if self._secret is not None else secret,
-                                      timestamp, body),
+            "X-Slack-Signature": sign(
+                self._secret if self._secret is not None else secret, timestamp, body
+            ),
         }
         async with session.post(url, data=body, headers=headers) as resp:
             return BotResponse(resp.status, await resp.text(), resp.content_type)
@@ -328,8 +407,12 @@ class SlackSimUser:
 def _action(block_id: str, element: JSON, selected: Sequence[str] | None) -> JSON:
     """The `actions[0]` entry Slack sends for a click on this element."""
     kind = element.get("type")
-    act: JSON = {"type": kind, "action_id": element["action_id"], "block_id": block_id,
-                 "action_ts": f"{time.time():.6f}"}
+    act: JSON = {
+        "type": kind,
+        "action_id": element["action_id"],
+        "block_id": block_id,
+        "action_ts": f"{time.time():.6f}",
+    }
     if kind == "button":
         if selected is not None:
             raise SlackEmulatorError("selected= is only for checkboxes")
@@ -353,5 +436,7 @@ def _checkbox_state(blocks: list[JSON], act: JSON) -> JSON:
         pressed = (block_id, element["action_id"]) == (act["block_id"], act["action_id"])
         chosen = act["selected_options"] if pressed else element.get("initial_options", [])
         values.setdefault(block_id, {})[element["action_id"]] = {
-            "type": "checkboxes", "selected_options": copy.deepcopy(chosen)}
+            "type": "checkboxes",
+            "selected_options": copy.deepcopy(chosen),
+        }
     return values

@@ -52,8 +52,9 @@ class ResponseContext:
 class SlackWorkspace:
     """Channels, messages, views, files and users of one emulated workspace."""
 
-    def __init__(self, *, team_id: str, team_domain: str, bot_user_id: str, bot_id: str,
-                 app_id: str) -> None:
+    def __init__(
+        self, *, team_id: str, team_domain: str, bot_user_id: str, bot_id: str, app_id: str
+    ) -> None:
         self.team_id = team_id
         self.team_domain = team_domain
         self.bot_user_id = bot_user_id
@@ -91,12 +92,19 @@ class SlackWorkspace:
     def add_user(self, user_id: str, name: str, team_id: str) -> None:
         """Add a person, with a DM channel `"D" + user_id` to the bot."""
         self.users[user_id] = {
-            "id": user_id, "team_id": team_id, "name": name, "real_name": name,
-            "deleted": False, "is_bot": False, "tz": "UTC", "tz_offset": 0,
+            "id": user_id,
+            "team_id": team_id,
+            "name": name,
+            "real_name": name,
+            "deleted": False,
+            "is_bot": False,
+            "tz": "UTC",
+            "tz_offset": 0,
             "profile": {"display_name": name, "real_name": name},
         }
-        self.channels.setdefault("D" + user_id, SlackChannel("D" + user_id, "directmessage",
-                                                             user_id))
+        self.channels.setdefault(
+            "D" + user_id, SlackChannel("D" + user_id, "directmessage", user_id)
+        )
 
     def add_channel(self, channel_id: str, name: str) -> None:
         """Add a public channel that the bot and every person belong to."""
@@ -124,12 +132,14 @@ class SlackWorkspace:
         self._triggers[trigger] = (user_id, time.monotonic())
         return trigger
 
-    def response_url(self, user_id: str, channel_id: str, message_ts: str | None = None,
-                     ephemeral: bool = False) -> ResponseContext:
+    def response_url(
+        self, user_id: str, channel_id: str, message_ts: str | None = None, ephemeral: bool = False
+    ) -> ResponseContext:
         """A new loopback response_url (`.url`) for one interaction."""
         token = secrets.token_urlsafe(12)
-        ctx = ResponseContext(f"{self.url}/response/{token}", user_id, channel_id, message_ts,
-                              ephemeral)
+        ctx = ResponseContext(
+            f"{self.url}/response/{token}", user_id, channel_id, message_ts, ephemeral
+        )
         self._responders[token] = ctx
         return ctx
 
@@ -139,8 +149,9 @@ class SlackWorkspace:
 
     def post_user_message(self, user_id: str, channel_id: str, text: str) -> SlackMessage:
         """Store a message a person wrote."""
-        msg = SlackMessage(channel_id, self.next_ts(), user_id, self.users[user_id]["team_id"],
-                           text)
+        msg = SlackMessage(
+            channel_id, self.next_ts(), user_id, self.users[user_id]["team_id"], text
+        )
         self.channel(channel_id).messages[msg.ts] = msg
         return msg
 
@@ -166,8 +177,7 @@ class SlackWorkspace:
         else:
             self._store_ephemeral(ctx.channel_id, ctx.user_id, text, blocks)
 
-    def after_submission(self, user_id: str, view_id: str, status: int,
-                         reply: JSON | None) -> None:
+    def after_submission(self, user_id: str, view_id: str, status: int, reply: JSON | None) -> None:
         """Apply a view_submission reply: close, update, push, clear, or keep (errors)."""
         stack = self.modals.setdefault(user_id, [])
         index = next((i for i, v in enumerate(stack) if v["id"] == view_id), None)
@@ -201,24 +211,49 @@ class SlackWorkspace:
         if ctx.message_ts is None:
             return None
         if ctx.ephemeral:
-            return next((m for m in self.ephemerals.get(ctx.user_id, [])
-                         if m.ts == ctx.message_ts), None)
+            return next(
+                (m for m in self.ephemerals.get(ctx.user_id, []) if m.ts == ctx.message_ts), None
+            )
         return self.channels[ctx.channel_id].messages.get(ctx.message_ts)
 
-    def _store_message(self, channel: SlackChannel, text: str | None, blocks: list[JSON] | None,
-                       thread_ts: str | None, files: list[JSON] | None = None) -> SlackMessage:
-        msg = SlackMessage(channel.id, self.next_ts(), self.bot_user_id, self.team_id,
-                           text or "", blocks or [], files or [], thread_ts, self.bot_id,
-                           self.app_id)
+    def _store_message(
+        self,
+        channel: SlackChannel,
+        text: str | None,
+        blocks: list[JSON] | None,
+        thread_ts: str | None,
+        files: list[JSON] | None = None,
+    ) -> SlackMessage:
+        msg = SlackMessage(
+            channel.id,
+            self.next_ts(),
+            self.bot_user_id,
+            self.team_id,
+            text or "",
+            blocks or [],
+            files or [],
+            thread_ts,
+            self.bot_id,
+            self.app_id,
+        )
         assign_ids(msg.blocks, msg.ts)
         channel.messages[msg.ts] = msg
         return msg
 
-    def _store_ephemeral(self, channel_id: str, user_id: str, text: str | None,
-                         blocks: list[JSON] | None) -> SlackMessage:
-        msg = SlackMessage(channel_id, self.next_ts(), self.bot_user_id, self.team_id,
-                           text or "", blocks or [], bot_id=self.bot_id, app_id=self.app_id,
-                           ephemeral=True)
+    def _store_ephemeral(
+        self, channel_id: str, user_id: str, text: str | None, blocks: list[JSON] | None
+    ) -> SlackMessage:
+        msg = SlackMessage(
+            channel_id,
+            self.next_ts(),
+            self.bot_user_id,
+            self.team_id,
+            text or "",
+            blocks or [],
+            bot_id=self.bot_id,
+            app_id=self.app_id,
+            ephemeral=True,
+        )
         assign_ids(msg.blocks, msg.ts)
         self.ephemerals.setdefault(user_id, []).append(msg)
         return msg
@@ -228,11 +263,17 @@ class SlackWorkspace:
         view_id = previous["id"] if previous else self.new_id("V")
         assign_ids(view["blocks"], view_id)
         view.update(
-            id=view_id, team_id=self.team_id, app_id=self.app_id, bot_id=self.bot_id,
-            state={"values": {}}, hash=f"{int(time.time())}.{secrets.token_hex(4)}",
+            id=view_id,
+            team_id=self.team_id,
+            app_id=self.app_id,
+            bot_id=self.bot_id,
+            state={"values": {}},
+            hash=f"{int(time.time())}.{secrets.token_hex(4)}",
             root_view_id=previous["root_view_id"] if previous else view_id,
-            previous_view_id=None, private_metadata=view.get("private_metadata", ""),
-            callback_id=view.get("callback_id", ""), external_id=view.get("external_id", ""),
+            previous_view_id=None,
+            private_metadata=view.get("private_metadata", ""),
+            callback_id=view.get("callback_id", ""),
+            external_id=view.get("external_id", ""),
             clear_on_close=bool(view.get("clear_on_close")),
             notify_on_close=bool(view.get("notify_on_close")),
         )
@@ -246,9 +287,15 @@ class SlackWorkspace:
     # ---- Web API methods (args are checked against METHOD_SPECS before these run) -----------
 
     def _auth_test(self, args: JSON) -> JSON:
-        return {"url": f"https://{self.team_domain}.slack.com/", "team": self.team_domain,
-                "user": "chatlabel", "team_id": self.team_id, "user_id": self.bot_user_id,
-                "bot_id": self.bot_id, "is_enterprise_install": False}
+        return {
+            "url": f"https://{self.team_domain}.slack.com/",
+            "team": self.team_domain,
+            "user": "chatlabel",
+            "team_id": self.team_id,
+            "user_id": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "is_enterprise_install": False,
+        }
 
     def _conversations_open(self, args: JSON) -> JSON:
         if args.get("channel"):
@@ -353,8 +400,15 @@ class SlackWorkspace:
     def _users_info(self, args: JSON) -> JSON:
         user_id = str(args["user"])
         if user_id == self.bot_user_id:
-            return {"user": {"id": user_id, "team_id": self.team_id, "name": "chatlabel",
-                             "is_bot": True, "deleted": False}}
+            return {
+                "user": {
+                    "id": user_id,
+                    "team_id": self.team_id,
+                    "name": "chatlabel",
+                    "is_bot": True,
+                    "deleted": False,
+                }
+            }
         if user_id not in self.users:
             raise ApiFailure("user_not_found")
         return {"user": self.users[user_id]}
@@ -369,7 +423,12 @@ class SlackWorkspace:
         name = str(args["filename"])
         file_id = self.new_id("F")
         self.files[file_id] = SlackFile(
-            file_id, name, name, length, self.bot_user_id, int(time.time()),
+            file_id,
+            name,
+            name,
+            length,
+            self.bot_user_id,
+            int(time.time()),
             f"{self.url}/files/{file_id}/{name}",
             mimetype=mimetypes.guess_type(name)[0] or "application/octet-stream",
         )
@@ -381,20 +440,32 @@ class SlackWorkspace:
             entries = json.loads(entries) if isinstance(entries, str) else entries
             wanted = [(str(e["id"]), e.get("title")) for e in entries]
         except (ValueError, TypeError, KeyError):
-            raise ApiFailure("invalid_arguments", "files must be a JSON array of {id, title}") \
-                from None
-        files = [self.files[i] for i, _ in wanted
-                 if i in self.files and self.files[i].content is not None]
+            raise ApiFailure(
+                "invalid_arguments", "files must be a JSON array of {id, title}"
+            ) from None
+        files = [
+            self.files[i]
+            for i, _ in wanted
+            if i in self.files and self.files[i].content is not None
+        ]
         if not wanted or len(files) != len(wanted):
             raise ApiFailure("file_not_found")
         names = [args.get("channel_id"), *str(args.get("channels") or "").split(",")]
         channels = [self._resolve_channel(n) for n in names if n]
-        blocks = None if args.get("blocks") is None else parse_blocks(
-            args["blocks"], format_error="invalid_blocks")
+        blocks = (
+            None
+            if args.get("blocks") is None
+            else parse_blocks(args["blocks"], format_error="invalid_blocks")
+        )
         for file, (_, title) in zip(files, wanted, strict=True):
             file.title = title or file.title
             file.channels += [c.id for c in channels]
         for channel in channels:
-            self._store_message(channel, args.get("initial_comment"), blocks,
-                                args.get("thread_ts"), [f.to_dict() for f in files])
+            self._store_message(
+                channel,
+                args.get("initial_comment"),
+                blocks,
+                args.get("thread_ts"),
+                [f.to_dict() for f in files],
+            )
         return {"files": [{"id": f.id, "title": f.title} for f in files]}

@@ -19,8 +19,14 @@ log = logging.getLogger("chatlabel.slack.socket")
 CONNECT_TIMEOUT = 30.0  # seconds start() waits for the first WebSocket before giving up
 # What Slack answers apps.connections.open when the token is not a usable app-level token.
 REFUSED = frozenset(
-    {"invalid_auth", "not_authed", "missing_args", "not_allowed_token_type", "token_revoked",
-     "account_inactive"}
+    {
+        "invalid_auth",
+        "not_authed",
+        "missing_args",
+        "not_allowed_token_type",
+        "token_revoked",
+        "account_inactive",
+    }
 )
 
 
@@ -80,7 +86,8 @@ async def open_socket(
         if error not in REFUSED:
             raise
         what = {
-            "xoxb": "a bot token", "xoxp": "a user token",
+            "xoxb": "a bot token",
+            "xoxp": "a user token",
             "xapp": "an app-level token Slack does not accept (revoked, or another app's)",
         }.get(app_token.partition("-")[0], "not a Slack token")
         raise ConfigError(
@@ -88,8 +95,9 @@ async def open_socket(
             f"Mode needs an app-level token (xapp-…) with the connections:write scope; unset "
             f"{token_env} to receive Slack's requests over HTTP instead"
         ) from None
-    handler = AsyncSocketModeHandler(app, app_token, logger=redacted_logger(log.name),
-                                     web_client=client)
+    handler = AsyncSocketModeHandler(
+        app, app_token, logger=redacted_logger(log.name), web_client=client
+    )
     if is_loopback(opened["url"]):
         handler.client.proxy = None  # it read HTTP(S)_PROXY, which would swallow loopback links
     handler.client.wss_uri = opened["url"]  # use this ticket rather than ask for another
