@@ -10,8 +10,9 @@ connection.
 Phases, run on the large project and again on one of --compare-items items:
 
   floor      the same two transaction functions (the service's _answer_tx and _next_tx inside
-             storage.db's BEGIN IMMEDIATE wrapper) on a plain sqlite3 connection in one thread,
-             annotators taking turns: what this SQL can reach with no event loop and no thread hop
+             storage.db's BEGIN IMMEDIATE wrapper) on a plain sqlite3 connection set up like
+             storage.db's write connection, in one thread, annotators taking turns: what this SQL
+             can reach with no event loop
   saturated  --concurrency annotators answering as fast as they can: throughput, and latency
              that is mostly waiting for the single writer
   paced      --paced-annotators annotators with random think time offering --rates cycles/s in
@@ -45,10 +46,11 @@ from typing import Any
 import numpy as np
 
 from _util import human, load, machine, pct, table
+from chatlabel.app import tune_gc_for_serving
 from chatlabel.config import Config, parse_config
 from chatlabel.service.labeling import LabelingService
 from chatlabel.service.types import Task, UserRef
-from chatlabel.storage.db import Database, _group, _pragmas
+from chatlabel.storage.db import Database, _group, _inline_pragmas
 from chatlabel.storage.schema import migrate
 
 LABELS = ("positive", "negative", "neutral")
@@ -422,7 +424,9 @@ def run_floor(
     """The same transactions on a plain sqlite3 connection, in one thread."""
     conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
-    _pragmas(conn)
+    # Set up as storage.db sets up the connection a button press writes through (its page
+    # cache included), so that the floor and the service run the same SQL on the same terms.
+    _inline_pragmas(conn)
     svc = LabelingService(None, config, rng=random.Random(seed))  # type: ignore[arg-type]
     svc.pids = dict(pids)
     svc.names = {v: k for k, v in pids.items()}
@@ -549,6 +553,8 @@ async def run_service(
     async with Database(db) as database:
         svc = LabelingService(database, config, rng=random.Random(args.seed))
         await svc.start()
+        # As `chatlabel run` does once its bots are up (the build's garbage goes first).
+        tune_gc_for_serving()
         sat_users = [user(n) for n in range(floor_users + 1, floor_users + args.concurrency + 1)]
         first_paced = floor_users + args.concurrency + 1
         paced_users = [user(n) for n in range(first_paced, first_paced + args.paced_annotators)]

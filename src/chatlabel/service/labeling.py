@@ -216,7 +216,7 @@ class LabelingService:
             info = self.info(name)
             return JoinResult("joined", f"Welcome to {info.title}!", project=info, role=role)
 
-        return await self.db.write(tx)
+        return await self.db.write(tx, short=True)
 
     # -- next item -------------------------------------------------------------------------
 
@@ -225,7 +225,7 @@ class LabelingService:
         now = self.clock()
         role = self.role(user)
         draw = self.rng.random()
-        return await self.db.write(self._next_tx, user, role, now, draw)
+        return await self.db.write(self._next_tx, user, role, now, draw, short=True)
 
     def _member(
         self, conn: sqlite3.Connection, user: UserRef, now: float
@@ -324,7 +324,7 @@ class LabelingService:
             asg = repo.create_assignment(conn, target, a["id"], now, lease)
             return self._task(conn, asg, m["answers"])
 
-        return await self.db.write(tx)
+        return await self.db.write(tx, short=True)
 
     # -- answers ---------------------------------------------------------------------------
 
@@ -369,7 +369,7 @@ class LabelingService:
                 return out
             return replace(out, next=self._next_tx(conn, user, role, now, draw))
 
-        out = await self.db.write(tx)
+        out = await self.db.write(tx, short=True)
         if out.ok:
             self.notify()
         return out
@@ -401,7 +401,7 @@ class LabelingService:
                 return out
             return replace(out, next=self._next_tx(conn, user, role, now, draw))
 
-        out = await self.db.write(tx)
+        out = await self.db.write(tx, short=True)
         if out.ok:
             self.notify()
         return out
@@ -628,7 +628,7 @@ class LabelingService:
             task = self._task(conn, assignment_id, m["answers"] if m else 0)
             return Outcome("recorded", f"{'✓' if label in chosen else '✗'} {label}", task=task)
 
-        return await self.db.write(tx)
+        return await self.db.write(tx, short=True)
 
     async def undo(self, user: UserRef, answer_id: int) -> Outcome:
         """Take back an answer within the project's undo window; returns the item again."""
@@ -673,7 +673,7 @@ class LabelingService:
             task = self._task(conn, x["assignment_id"], m["answers"] + deltas.get("answers", 0))
             return Outcome("recorded", "Undone: answer it again.", task=task)
 
-        return await self.db.write(tx)
+        return await self.db.write(tx, short=True)
 
     # -- pause, resume, blocked, pushes ----------------------------------------------------
 
@@ -690,7 +690,7 @@ class LabelingService:
                 return "Paused. I won't send you items until you send /resume."
             return "Welcome back!"
 
-        out = await self.db.write(tx)
+        out = await self.db.write(tx, short=True)
         return out
 
     async def set_project_paused(self, name: str, paused: bool) -> None:
@@ -708,7 +708,7 @@ class LabelingService:
                 repo.set_blocked(conn, a["id"])
                 repo.release_assignments(conn, a["id"])
 
-        await self.db.write(tx)
+        await self.db.write(tx, short=True)
         self.notify()
 
     async def pushes(self, platform: str, limit: int = 50) -> list[Push]:
@@ -775,7 +775,7 @@ class LabelingService:
 
     async def save_media_file_id(self, sha256: str, platform: str, file_id: str) -> None:
         """Remember a platform's file id so the file is uploaded once."""
-        await self.db.write(repo.save_media_file_id, sha256, platform, file_id)
+        await self.db.write(repo.save_media_file_id, sha256, platform, file_id, short=True)
 
 
 def _record(m: Row | dict[str, Any]) -> MemberRecord:
