@@ -16,9 +16,9 @@ Phases, all in one run so the figures share the machine's mood:
              (transports/telegram_http.py, the default since this benchmark showed the gap);
              the first two phases use python-telegram-bot's stock HTTPXRequest as the baseline
 
-Each answer costs the bot one update to read, two database transactions (answer, next item)
-plus one to remember the new message, and three Bot API calls (answerCallbackQuery,
-editMessageText, sendMessage). The emulator and the simulated people run in this process and
+Each answer costs the bot one update to read, one database transaction (the answer and the
+next item's lease together) and three Bot API calls (answerCallbackQuery, editMessageText,
+sendMessage). The emulator and the simulated people run in this process and
 compete with the bot for the same cores, so "answers/s" is end to end; "capacity" is 1 / (bot CPU
 seconds per answer), what the bot alone would do with one core to itself.
 
