@@ -89,7 +89,9 @@ async def test_a_failed_commit_does_not_wedge_the_writer(tmp_path: Path) -> None
         for short in (True, False):
             with pytest.raises(sqlite3.IntegrityError):
                 await db.write(orphan, short=short)
-            await db.write(lambda c: c.execute("INSERT INTO parent (id) VALUES (NULL)"), short=short)
+            await db.write(
+                lambda c: c.execute("INSERT INTO parent (id) VALUES (NULL)"), short=short
+            )
         assert await db.read(lambda c: c.execute("SELECT COUNT(*) FROM child").fetchone()[0]) == 0
         assert await db.read(lambda c: c.execute("SELECT COUNT(*) FROM parent").fetchone()[0]) == 2
 
