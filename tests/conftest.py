@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,8 @@ async def service_factory(tmp_path: Path, clock: Clock) -> AsyncIterator[Service
         cfg = make_config(tmp_path, projects, **top)
         db = await Database(cfg.database_path()).open()
         dbs.append(db)
-        svc = LabelingService(db, cfg, clock=clock)
+        # Seeded: gold draws are random, and a test should fail or pass the same every run.
+        svc = LabelingService(db, cfg, clock=clock, rng=random.Random(0))
         await svc.start()
         return svc
 

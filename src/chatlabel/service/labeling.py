@@ -1,173 +1,24 @@
-"""The labeling use cases: join, next item, answer, skip, toggle, undo, pause, pushes."""
+"""The labeling use cases: join, next item, answer, skip, toggle, undo, pushes."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import random
 import sqlite3
-import time
-from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
-from ..config import Config, Project
 from ..core import access
-from ..core.assignment import (
-    MemberRecord,
-    can_undo,
-    failed_qualification,
-    lease_deadline,
-    should_suspend,
-    wants_gold,
-)
-from ..core.gold import crowd_accuracy, reliability_weight
-from ..core.model import Rules, Vote
+from ..core.assignment import MemberRecord, can_undo, lease_deadline, wants_gold
 from ..core.values import canonical, display, matches_gold
-from ..core.verdict import decide, stranded
-from ..storage import quality_queries, repo
-from ..storage.db import Database
-from .types import (
-    Feedback,
-    Idle,
-    JoinResult,
-    Media,
-    Outcome,
-    ProjectInfo,
-    Push,
-    Task,
-    UserRef,
-)
+from ..storage import repo
+from .people import People
+from .settling import member_record
+from .types import Feedback, Idle, JoinResult, Outcome, Push, Task, UserRef
 
 Row = sqlite3.Row
 
 
-class LabelingService:
+class LabelingService(People):
     """The one place labeling happens; transports call it, it calls storage and the core."""
-
-    def __init__(
-        self,
-        db: Database,
-        config: Config,
-        *,
-        clock: Callable[[], float] = time.time,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.db = db
-        self.config = config
-        self.clock = clock
-        self.rng = rng or random.Random()
-        self.projects: dict[str, Project] = {p.name: p for p in config.project}
-        self.rules: dict[str, Rules] = {p.name: p.rules() for p in config.project}
-        self.pids: dict[str, int] = {}
-        self.names: dict[int, str] = {}
-        self._changed = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        # Per project: the average annotator's gold accuracy, the prior of weighted votes. A
-        # scan of every member, so cached until a gold answer or a suspension changes it.
-        self._pooled: dict[int, float] = {}
-
-    async def start(self) -> None:
-        """Create the project rows the config declares."""
-        self._loop = asyncio.get_running_loop()
-        now = self.clock()
-
-        def tx(conn: sqlite3.Connection) -> dict[str, int]:
-            return {name: repo.ensure_project(conn, name, now) for name in self.projects}
-
-        self.pids = await self.db.write(tx)
-        self.names = {pid: name for name, pid in self.pids.items()}
-
-    # -- helpers ---------------------------------------------------------------------------
-
-    def info(self, name: str) -> ProjectInfo:
-        """A project as shown to people."""
-        p = self.projects[name]
-        return ProjectInfo(p.name, p.title, p.instructions, p.kind, self.rules[name].choices)
-
-    def role(self, user: UserRef) -> access.Role:
-        """The user's role under the config."""
-        a = self.config.access
-        return access.role_of(user.key, a.coordinators, a.experts)
-
-    def is_coordinator(self, user: UserRef) -> bool:
-        """True for coordinators listed in the config."""
-        return self.role(user) == "coordinator"
-
-    def notify(self) -> None:
-        """Wake everyone waiting for work to appear; safe to call from the database thread."""
-        loop = self._loop
-        if loop is None:
-            return
-        try:
-            here = asyncio.get_running_loop()
-        except RuntimeError:
-            here = None
-        if here is loop:
-            self._wake()
-        else:
-            loop.call_soon_threadsafe(self._wake)
-
-    def _wake(self) -> None:
-        # A fresh event per wake-up, so every push loop waiting on the old one is woken.
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    async def wait_for_change(self, timeout: float) -> bool:  # noqa: ASYNC109
-        """Wait until something may have produced work (or the timeout); True if signalled."""
-        try:
-            await asyncio.wait_for(self._changed.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
-
-    def _current(self, conn: sqlite3.Connection, user: UserRef) -> tuple[Row, str] | None:
-        a = repo.get_annotator(conn, user.key)
-        if a is None or a["project_id"] is None or a["project_id"] not in self.names:
-            return None
-        return a, self.names[a["project_id"]]
-
-    def _task(self, conn: sqlite3.Connection, assignment_id: int, answered: int) -> Task:
-        r = repo.get_assignment(conn, assignment_id)
-        assert r is not None
-        name = self.names[r["project_id"]]
-        media = Media(r["media_kind"], r["media_path"]) if r["media_kind"] else None
-        return Task(
-            assignment_id=assignment_id,
-            project=self.info(name),
-            item_id=r["ext_id"],
-            text=r["text"],
-            context=r["context"],
-            media=media,
-            suggestion=r["suggestion"],
-            boxes=json.loads(r["boxes"]) if r["boxes"] else None,
-            choices=self.rules[name].choices,
-            selected=tuple(json.loads(r["draft"])) if r["draft"] else (),
-            expires_at=r["expires_at"],
-            answered=answered,
-        )
-
-    async def current_project(self, user: UserRef) -> str | None:
-        """The project the user works on now (None before they join one)."""
-
-        def q(conn: sqlite3.Connection) -> str | None:
-            cur = self._current(conn, user)
-            return None if cur is None else cur[1]
-
-        return await self.db.read(q)
-
-    async def choices_for(self, assignment_id: int) -> tuple[str, ...] | None:
-        """The choices behind an assignment's buttons (None for no such assignment).
-
-        Ownership is checked where it matters, when the press is recorded."""
-
-        def q(conn: sqlite3.Connection) -> tuple[str, ...] | None:
-            r = repo.get_assignment(conn, assignment_id)
-            if r is None:
-                return None
-            return self.rules[self.names[r["project_id"]]].choices
-
-        return await self.db.read(q)
 
     # -- join ------------------------------------------------------------------------------
 
@@ -266,7 +117,7 @@ class LabelingService:
         open_row = repo.open_assignment(conn, a["id"], pid)
         if open_row is not None:
             return self._task(conn, int(open_row["id"]), m["answers"])
-        item_id = self._pick(conn, pid, a["id"], role, _record(m), draw)
+        item_id = self._pick(conn, pid, a["id"], role, member_record(m), draw)
         if item_id is None:
             repo.update_member(conn, pid, a["id"], waiting=1)
             return Idle(
@@ -501,111 +352,6 @@ class LabelingService:
             suspended=suspended,
         )
 
-    def _score(
-        self,
-        conn: sqlite3.Connection,
-        r: Row,
-        rules: Rules,
-        project: Project,
-        value: str,
-        correct: bool | None,
-        seconds: float,
-        now: float,
-    ) -> str | None:
-        """Update quality counters for one answer; returns a suspension reason if one applies."""
-        pid, aid = r["project_id"], r["annotator_id"]
-        m = repo.get_member(conn, pid, aid)
-        assert m is not None
-        q = project.quality
-        deltas: dict[str, int] = {}
-        if correct is not None:
-            deltas.update(gold_answers=1, gold_correct=int(correct))
-            self._pooled.pop(pid, None)
-            if m["qual_answers"] < rules.qualification:
-                deltas.update(qual_answers=1, qual_correct=int(correct))
-        if q.min_seconds and seconds < q.min_seconds:
-            deltas["fast_answers"] = 1
-        if deltas:
-            repo.bump_member(conn, pid, aid, **deltas)
-        run = m["same_run"] + 1 if m["last_label"] == value else 1
-        repo.update_member(conn, pid, aid, last_label=value, same_run=run)
-        m = repo.get_member(conn, pid, aid)
-        assert m is not None
-        rec = _record(m)
-        reason = None
-        if deltas.get("qual_answers") and failed_qualification(rules, rec):
-            reason = (
-                f"Your first {rules.qualification} check items were below the "
-                f"{rules.min_gold_accuracy:.0%} accuracy this project needs."
-            )
-        elif correct is not None and should_suspend(rules, rec):
-            reason = (
-                f"Your answers on check items are below the "
-                f"{rules.min_gold_accuracy:.0%} accuracy this project needs."
-            )
-        elif q.max_same_run and run >= q.max_same_run:
-            reason = f"You gave the same answer {run} times in a row."
-        elif q.min_seconds and m["fast_answers"] >= 5 and m["fast_answers"] * 2 >= m["answers"] + 1:
-            reason = f"Most of your answers came faster than {q.min_seconds:g} seconds."
-        if reason:
-            self._suspend(conn, pid, aid, reason, now)
-        return reason
-
-    def _suspend(
-        self, conn: sqlite3.Connection, pid: int, aid: int, reason: str, now: float
-    ) -> None:
-        self._pooled.pop(pid, None)
-        repo.update_member(conn, pid, aid, status="suspended", reason=reason, waiting=0)
-        repo.release_assignments(conn, aid)
-        rules = self.rules[self.names[pid]]
-        # Their votes on unsettled items stop counting; those items reopen for others.
-        reopened = repo.uncount_open_answers(conn, pid, aid)
-        # And undecided items only they could still have answered go to the experts.
-        for item_id in {*reopened, *repo.undecided_items(conn, pid, rules.overlap)}:
-            self._settle(conn, pid, item_id, rules, now)
-        self.notify()
-
-    def _weights(
-        self, conn: sqlite3.Connection, pid: int, rules: Rules, ids: list[int]
-    ) -> dict[int, float]:
-        n = len(rules.choices) or 2
-        # Unscored annotators weigh like this project's average one, not a fixed guess.
-        prior = self._pooled.get(pid)
-        if prior is None:
-            prior = self._pooled[pid] = crowd_accuracy(*quality_queries.pooled_gold(conn, pid))
-        return {
-            int(g["annotator_id"]): reliability_weight(
-                g["gold_correct"], g["gold_answers"], n, prior
-            )
-            for g in repo.gold_counts(conn, pid, ids)
-        }
-
-    def _settle(
-        self, conn: sqlite3.Connection, pid: int, item_id: int, rules: Rules, now: float
-    ) -> None:
-        """Recompute an item's verdict from its counted votes."""
-        rows = repo.item_votes(conn, item_id)
-        weights = None
-        if rules.method != "majority" and rows:
-            by_id = self._weights(conn, pid, rules, [r["annotator_id"] for r in rows])
-            weights = {r["key"]: by_id.get(r["annotator_id"], 1.0) for r in rows}
-        votes = [Vote(r["key"], r["value"], bool(r["expert"])) for r in rows]
-        v = decide(rules, votes, weights)
-        if (gave_up := stranded(rules, v)) is not None and not repo.anyone_left(conn, pid, item_id):
-            v = gave_up
-        repo.save_verdict(
-            conn,
-            item_id,
-            status=v.status,
-            label=v.label if v.settled else None,
-            confidence=v.confidence,
-            votes=v.votes,
-            n_answers=v.n_answers,
-            method=v.method,
-            needed=v.needed,
-            now=now,
-        )
-
     # -- multi-choice toggles and undo -----------------------------------------------------
 
     async def toggle(self, user: UserRef, assignment_id: int, label: str) -> Outcome:
@@ -675,42 +421,6 @@ class LabelingService:
 
         return await self.db.write(tx, short=True)
 
-    # -- pause, resume, blocked, pushes ----------------------------------------------------
-
-    async def set_paused(self, user: UserRef, paused: bool) -> str:
-        """Pause or resume pushes for oneself."""
-
-        def tx(conn: sqlite3.Connection) -> str:
-            cur = self._current(conn, user)
-            if cur is None:
-                return "Send /start to begin labeling."
-            a, name = cur
-            repo.update_member(conn, self.pids[name], a["id"], paused=int(paused), waiting=0)
-            if paused:
-                return "Paused. I won't send you items until you send /resume."
-            return "Welcome back!"
-
-        out = await self.db.write(tx, short=True)
-        return out
-
-    async def set_project_paused(self, name: str, paused: bool) -> None:
-        """Pause or resume a whole project (coordinators)."""
-        await self.db.write(lambda c: repo.set_project_paused(c, self.pids[name], paused))
-        if not paused:
-            self.notify()
-
-    async def mark_blocked(self, user: UserRef) -> None:
-        """The user blocked the bot: stop pushing and give their items back."""
-
-        def tx(conn: sqlite3.Connection) -> None:
-            a = repo.get_annotator(conn, user.key)
-            if a is not None:
-                repo.set_blocked(conn, a["id"])
-                repo.release_assignments(conn, a["id"])
-
-        await self.db.write(tx, short=True)
-        self.notify()
-
     async def pushes(self, platform: str, limit: int = 50) -> list[Push]:
         """Items for annotators on `platform` who were told to wait and now have work."""
         now = self.clock()
@@ -727,65 +437,6 @@ class LabelingService:
             return out
 
         return await self.db.write(tx)
-
-    async def suspend(self, project: str, key: str, reason: str) -> bool:
-        """Suspend an annotator by hand (coordinators)."""
-        return await self._set_status(project, key, "suspended", reason)
-
-    async def reinstate(self, project: str, key: str) -> bool:
-        """Let a suspended annotator label again (coordinators)."""
-        return await self._set_status(project, key, "active", None)
-
-    async def _set_status(self, project: str, key: str, status: str, reason: str | None) -> bool:
-        now = self.clock()
-        pid = self.pids[project]
-
-        def tx(conn: sqlite3.Connection) -> bool:
-            a = repo.get_annotator(conn, key)
-            if a is None or repo.get_member(conn, pid, a["id"]) is None:
-                return False
-            if status == "suspended":
-                self._suspend(conn, pid, a["id"], reason or "Suspended by a coordinator.", now)
-            else:
-                self._pooled.pop(pid, None)
-                # A fresh start: gold counters restart, so they qualify again on new gold.
-                repo.update_member(
-                    conn,
-                    pid,
-                    a["id"],
-                    status="active",
-                    reason=None,
-                    qual_answers=0,
-                    qual_correct=0,
-                    gold_answers=0,
-                    gold_correct=0,
-                    fast_answers=0,
-                    same_run=0,
-                    waiting=1,
-                )
-            return True
-
-        ok = await self.db.write(tx)
-        self.notify()
-        return ok
-
-    async def media_file_id(self, sha256: str, platform: str) -> str | None:
-        """A platform's file id for a prepared media file, if uploaded before."""
-        return await self.db.read(repo.media_file_id, sha256, platform)
-
-    async def save_media_file_id(self, sha256: str, platform: str, file_id: str) -> None:
-        """Remember a platform's file id so the file is uploaded once."""
-        await self.db.write(repo.save_media_file_id, sha256, platform, file_id, short=True)
-
-
-def _record(m: Row | dict[str, Any]) -> MemberRecord:
-    return MemberRecord(
-        answers=m["answers"],
-        gold_answers=m["gold_answers"],
-        gold_correct=m["gold_correct"],
-        qualification_answers=m["qual_answers"],
-        qualification_correct=m["qual_correct"],
-    )
 
 
 def _suspended_text(reason: str | None) -> str:

@@ -1,0 +1,147 @@
+"""The service's state and the helpers every use case shares."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sqlite3
+import time
+from collections.abc import Callable
+
+from ..config import Config, Project
+from ..core import access
+from ..core.model import Rules
+from ..storage import repo
+from ..storage.db import Database
+from .types import Media, ProjectInfo, Task, UserRef
+
+Row = sqlite3.Row
+
+
+class ServiceBase:
+    """Configuration, rules, the database and the wake-up signal the use cases share."""
+
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.db = db
+        self.config = config
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.projects: dict[str, Project] = {p.name: p for p in config.project}
+        self.rules: dict[str, Rules] = {p.name: p.rules() for p in config.project}
+        self.pids: dict[str, int] = {}
+        self.names: dict[int, str] = {}
+        self._changed = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Per project: the average annotator's gold accuracy, the prior of weighted votes. A
+        # scan of every member, so cached until a gold answer or a suspension changes it.
+        self._pooled: dict[int, float] = {}
+
+    async def start(self) -> None:
+        """Create the project rows the config declares."""
+        self._loop = asyncio.get_running_loop()
+        now = self.clock()
+
+        def tx(conn: sqlite3.Connection) -> dict[str, int]:
+            return {name: repo.ensure_project(conn, name, now) for name in self.projects}
+
+        self.pids = await self.db.write(tx)
+        self.names = {pid: name for name, pid in self.pids.items()}
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def info(self, name: str) -> ProjectInfo:
+        """A project as shown to people."""
+        p = self.projects[name]
+        return ProjectInfo(p.name, p.title, p.instructions, p.kind, self.rules[name].choices)
+
+    def role(self, user: UserRef) -> access.Role:
+        """The user's role under the config."""
+        a = self.config.access
+        return access.role_of(user.key, a.coordinators, a.experts)
+
+    def is_coordinator(self, user: UserRef) -> bool:
+        """True for coordinators listed in the config."""
+        return self.role(user) == "coordinator"
+
+    def notify(self) -> None:
+        """Wake everyone waiting for work to appear; safe to call from the database thread."""
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is loop:
+            self._wake()
+        else:
+            loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        # A fresh event per wake-up, so every push loop waiting on the old one is woken.
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_for_change(self, timeout: float) -> bool:  # noqa: ASYNC109
+        """Wait until something may have produced work (or the timeout); True if signalled."""
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def _current(self, conn: sqlite3.Connection, user: UserRef) -> tuple[Row, str] | None:
+        a = repo.get_annotator(conn, user.key)
+        if a is None or a["project_id"] is None or a["project_id"] not in self.names:
+            return None
+        return a, self.names[a["project_id"]]
+
+    def _task(self, conn: sqlite3.Connection, assignment_id: int, answered: int) -> Task:
+        r = repo.get_assignment(conn, assignment_id)
+        assert r is not None
+        name = self.names[r["project_id"]]
+        media = Media(r["media_kind"], r["media_path"]) if r["media_kind"] else None
+        return Task(
+            assignment_id=assignment_id,
+            project=self.info(name),
+            item_id=r["ext_id"],
+            text=r["text"],
+            context=r["context"],
+            media=media,
+            suggestion=r["suggestion"],
+            boxes=json.loads(r["boxes"]) if r["boxes"] else None,
+            choices=self.rules[name].choices,
+            selected=tuple(json.loads(r["draft"])) if r["draft"] else (),
+            expires_at=r["expires_at"],
+            answered=answered,
+        )
+
+    async def current_project(self, user: UserRef) -> str | None:
+        """The project the user works on now (None before they join one)."""
+
+        def q(conn: sqlite3.Connection) -> str | None:
+            cur = self._current(conn, user)
+            return None if cur is None else cur[1]
+
+        return await self.db.read(q)
+
+    async def choices_for(self, assignment_id: int) -> tuple[str, ...] | None:
+        """The choices behind an assignment's buttons (None for no such assignment).
+
+        Ownership is checked where it matters, when the press is recorded."""
+
+        def q(conn: sqlite3.Connection) -> tuple[str, ...] | None:
+            r = repo.get_assignment(conn, assignment_id)
+            if r is None:
+                return None
+            return self.rules[self.names[r["project_id"]]].choices
+
+        return await self.db.read(q)

@@ -1,0 +1,96 @@
+"""People management: pausing, blocked users, suspensions by hand, media file ids."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ..storage import repo
+from .settling import Settling
+from .types import UserRef
+
+
+class People(Settling):
+    """Use cases about annotators rather than items."""
+
+    async def set_paused(self, user: UserRef, paused: bool) -> str:
+        """Pause or resume pushes for oneself."""
+
+        def tx(conn: sqlite3.Connection) -> str:
+            cur = self._current(conn, user)
+            if cur is None:
+                return "Send /start to begin labeling."
+            a, name = cur
+            repo.update_member(conn, self.pids[name], a["id"], paused=int(paused), waiting=0)
+            if paused:
+                return "Paused. I won't send you items until you send /resume."
+            return "Welcome back!"
+
+        out = await self.db.write(tx, short=True)
+        return out
+
+    async def set_project_paused(self, name: str, paused: bool) -> None:
+        """Pause or resume a whole project (coordinators)."""
+        await self.db.write(lambda c: repo.set_project_paused(c, self.pids[name], paused))
+        if not paused:
+            self.notify()
+
+    async def mark_blocked(self, user: UserRef) -> None:
+        """The user blocked the bot: stop pushing and give their items back."""
+
+        def tx(conn: sqlite3.Connection) -> None:
+            a = repo.get_annotator(conn, user.key)
+            if a is not None:
+                repo.set_blocked(conn, a["id"])
+                repo.release_assignments(conn, a["id"])
+
+        await self.db.write(tx, short=True)
+        self.notify()
+
+    async def suspend(self, project: str, key: str, reason: str) -> bool:
+        """Suspend an annotator by hand (coordinators)."""
+        return await self._set_status(project, key, "suspended", reason)
+
+    async def reinstate(self, project: str, key: str) -> bool:
+        """Let a suspended annotator label again (coordinators)."""
+        return await self._set_status(project, key, "active", None)
+
+    async def _set_status(self, project: str, key: str, status: str, reason: str | None) -> bool:
+        now = self.clock()
+        pid = self.pids[project]
+
+        def tx(conn: sqlite3.Connection) -> bool:
+            a = repo.get_annotator(conn, key)
+            if a is None or repo.get_member(conn, pid, a["id"]) is None:
+                return False
+            if status == "suspended":
+                self._suspend(conn, pid, a["id"], reason or "Suspended by a coordinator.", now)
+            else:
+                self._pooled.pop(pid, None)
+                # A fresh start: gold counters restart, so they qualify again on new gold.
+                repo.update_member(
+                    conn,
+                    pid,
+                    a["id"],
+                    status="active",
+                    reason=None,
+                    qual_answers=0,
+                    qual_correct=0,
+                    gold_answers=0,
+                    gold_correct=0,
+                    fast_answers=0,
+                    same_run=0,
+                    waiting=1,
+                )
+            return True
+
+        ok = await self.db.write(tx)
+        self.notify()
+        return ok
+
+    async def media_file_id(self, sha256: str, platform: str) -> str | None:
+        """A platform's file id for a prepared media file, if uploaded before."""
+        return await self.db.read(repo.media_file_id, sha256, platform)
+
+    async def save_media_file_id(self, sha256: str, platform: str, file_id: str) -> None:
+        """Remember a platform's file id so the file is uploaded once."""
+        await self.db.write(repo.save_media_file_id, sha256, platform, file_id, short=True)
