@@ -294,6 +294,8 @@ async def test_a_refused_token_stops_start_with_a_message_naming_its_variable(
         with pytest.raises(ConfigError) as refused:
             await asyncio.wait_for(bot.start(), timeout=10)
         await bot.stop()
+        # PTB does not shut down a bot whose token was refused: its connections are ours to close.
+        assert bot._requests and all(r._session is None for r in bot._requests)  # type: ignore[attr-defined]
     assert str(refused.value) == (
         "Telegram refused the bot token in CHATLABEL_TELEGRAM_TOKEN: check it with @BotFather"
     )

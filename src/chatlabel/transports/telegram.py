@@ -126,6 +126,7 @@ class TelegramTransport:
         self.media_cache = Path(media_cache)
         self.export_results = export_results
         self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
+        self._requests: tuple[BaseRequest, ...] = ()
         self._outbox: Outbox | None = None
         self._coordinator: Coordinator | None = None
         self._conversation: Conversation | None = None
@@ -165,11 +166,12 @@ class TelegramTransport:
             # The session ignores HTTP(S)_PROXY: a proxy would swallow loopback traffic.
             return self.request_class(connection_pool_size=pool, pool_timeout=10.0)
 
+        self._requests = (request(64), request(2))
         builder = (
             ApplicationBuilder()
             .token(self._token)
-            .request(request(64))
-            .get_updates_request(request(2))
+            .request(self._requests[0])
+            .get_updates_request(self._requests[1])
             .rate_limiter(
                 MessageRateLimiter(
                     overall_max_rate=self.max_rate, max_retries=self.rate_limit_retries
@@ -217,6 +219,8 @@ class TelegramTransport:
             try:
                 await app.initialize()
             except InvalidToken:
+                # PTB opened the connections but will not shut an uninitialized bot down.
+                await asyncio.gather(*(r.shutdown() for r in self._requests))
                 # PTB's own message quotes the token; this one names where it came from.
                 raise ConfigError(
                     f"Telegram refused the bot token in {self.settings.token_env}: check it with "
