@@ -10,11 +10,10 @@ from ..core import access
 from ..core.assignment import MemberRecord, can_undo, lease_deadline, wants_gold
 from ..core.values import canonical, display, matches_gold
 from ..storage import repo
+from .base import Row
 from .people import People
 from .settling import member_record
 from .types import Feedback, Idle, JoinResult, Outcome, Push, Task, UserRef
-
-Row = sqlite3.Row
 
 
 class LabelingService(People):
@@ -322,7 +321,9 @@ class LabelingService(People):
         repo.close_assignment(conn, assignment_id, r["id"], "skipped" if skipping else "answered")
         if skipping:
             repo.bump_member(conn, r["project_id"], r["annotator_id"], skips=1)
-            if not is_gold:  # the skipper may have been the last one who could answer it
+            # The skipper may have been the last one who could answer an item that has its
+            # planned answers (see stranded); a skip changes no vote, so nothing else to redo.
+            if not is_gold and r["n_answers"] >= rules.overlap:
                 self._settle(conn, r["project_id"], r["id"], rules, now)
             return Outcome(
                 "recorded",

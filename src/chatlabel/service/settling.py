@@ -11,9 +11,7 @@ from ..core.gold import crowd_accuracy, reliability_weight
 from ..core.model import Rules, Vote
 from ..core.verdict import decide, stranded
 from ..storage import quality_queries, repo
-from .base import ServiceBase
-
-Row = sqlite3.Row
+from .base import Row, ServiceBase
 
 
 class Settling(ServiceBase):
