@@ -1,9 +1,11 @@
 """Label quality on real crowds: each dataset replayed through the service, method by method.
 
-    python bench/quality.py ../shared/data/crowd            # all four datasets, both gates
-    python bench/quality.py ../shared/data/crowd -d rte     # one of them
+    python bench/quality.py DATA            # every dataset in DATA, both gates
+    python bench/quality.py DATA -d rte     # one of them
 
-Each dataset folder holds answers.csv (task,worker,label) and truth.csv (task,truth). For every
+DATA holds one folder per dataset, each with answers.csv (task,worker,label: one row per answer,
+in the order they were given) and truth.csv (task,truth). The datasets are not in this
+repository: the README says what they are and where they are published. For every
 method the benchmark builds a fresh project in a real SQLite file, imports the tasks with every
 --gold-every-th row of truth.csv as a gold item (the other items are what is scored), and
 replays the answers in the file's order: each worker joins as an annotator, is leased the item

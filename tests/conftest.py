@@ -14,6 +14,7 @@ import pytest
 from chatlabel.config import Config, parse_config
 from chatlabel.service.labeling import LabelingService
 from chatlabel.storage.db import Database
+from standalone import install_guard, pytest_runtest_logreport, pytest_sessionfinish
 
 
 @pytest.fixture(autouse=True)
@@ -96,3 +97,7 @@ async def service_factory(tmp_path: Path, clock: Clock) -> AsyncIterator[Service
     yield make
     for db in dbs:
         await db.close()
+
+
+install_guard()
+__all__ = ["pytest_runtest_logreport", "pytest_sessionfinish"]  # pytest hooks, re-exported

@@ -33,7 +33,7 @@ def _spec(required: tuple[str, ...], *errors: str, app_token: bool = False) -> M
     return MethodSpec(required, frozenset(errors), app_token)
 
 
-# Checked against the reference in shared/specs/slack-methods by tests/test_slack_emulator.py.
+# Checked against the reference in tests/specs/slack-methods by tests/test_slack_emulator.py.
 METHOD_SPECS: dict[str, MethodSpec] = {
     "apps.connections.open": _spec(("token",), "forbidden_team", "missing_args", app_token=True),
     "auth.test": _spec(("token",)),

@@ -1,0 +1,63 @@
+"""The suite stands alone: nothing beside the repository is read, nothing is skipped."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from standalone import ROOT, _outside_repo
+
+
+def test_paths_beside_the_repository_are_told_apart() -> None:
+    sibling = ROOT.parent / "shared" / "specs" / "telegram-bot-api.json"
+    assert _outside_repo(sibling) == sibling.resolve()
+    assert _outside_repo(str(ROOT.parent / "elsewhere")) is not None
+    assert _outside_repo(ROOT / "tests" / "specs" / "telegram-bot-api.json") is None
+    assert _outside_repo(Path(tempfile.gettempdir()) / "x.db") is None
+    assert _outside_repo(3) is None  # a file descriptor
+
+
+@pytest.mark.skipif(ROOT.parent == Path(ROOT.anchor), reason="repository at the root")
+def test_reading_beside_the_repository_fails_the_test() -> None:
+    with pytest.raises(PermissionError, match="outside the repository"):
+        open(ROOT.parent / "no-such-sibling" / "data.csv")  # noqa: SIM115
+    from standalone import _READ_OUTSIDE
+
+    _READ_OUTSIDE.clear()  # this one was on purpose
+
+
+def test_a_skipped_test_fails_the_run(tmp_path: Path) -> None:
+    (tmp_path / "conftest.py").write_text((ROOT / "tests" / "conftest.py").read_text())
+    (tmp_path / "test_x.py").write_text(
+        "import pytest\n\ndef test_skipped():\n    pytest.skip('no data')\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "tests")},
+    )
+    assert run.returncode == 1, run.stdout
+    assert "skipped: test_x.py::test_skipped" in run.stdout
+
+
+def test_no_source_names_the_folder_beside_the_repository() -> None:
+    tracked = subprocess.run(
+        ["git", "ls-files", "src", "tests", "bench", ".ci"],
+        capture_output=True, text=True, cwd=ROOT, check=True,
+    ).stdout.split()  # fmt: skip
+    offenders = [
+        f
+        for f in tracked
+        if f != "tests/test_standalone.py"
+        and f.endswith((".py", "run", ".toml", ".cfg"))
+        and "../shared" in (ROOT / f).read_text(errors="replace")
+    ]
+    assert offenders == []
