@@ -41,7 +41,7 @@ LABELS = ("cat", "dog", "bird")
 
 # What people may be told about input that does nothing (toasts, replies, ephemeral notes).
 POLITE_TOASTS = {
-    "That button isn't valid any more.",
+    "That button doesn't work any more.",
     "That button isn't yours.",
     "Nothing to undo.",
     "Too late to undo, sorry.",

@@ -74,7 +74,7 @@ async def test_coordinator_commands_answer_coordinators_and_refuse_others(
         assert pushed.content.startswith("Animal sound number")
         await boss.send("/progress nosuch")
         refused = await new_message(boss, resumed.message_id)
-        assert refused.content == "No project named 'nosuch'. Projects: animals"
+        assert refused.content == "There's no project called nosuch. Projects: animals."
 
         before = len(ann.messages)
         for command in COORDINATOR_COMMANDS:
@@ -104,11 +104,11 @@ async def test_stale_forged_and_double_presses_change_nothing(tmp_path: Path) ->
         asg_ann = int(str(nxt.buttons[0]["callback_data"]).split(":")[1])
         forged = {
             f"a:{asg_bob}:0": "That button isn't yours.",  # someone else's item
-            "a:999999:1": "That button isn't valid any more.",  # no such assignment
-            f"a:{asg_ann}:9": "That button isn't valid any more.",  # no such choice
+            "a:999999:1": "That button doesn't work any more.",  # no such assignment
+            f"a:{asg_ann}:9": "That button doesn't work any more.",  # no such choice
             "u:999999": "Nothing to undo.",
-            "zz:1": "That button isn't valid any more.",
-            "a:" + "9" * 70: "That button isn't valid any more.",
+            "zz:1": "That button doesn't work any more.",
+            "a:" + "9" * 70: "That button doesn't work any more.",
         }
         for data, toast in forged.items():
             query = await ann.press_raw(nxt.message_id, data)

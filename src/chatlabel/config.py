@@ -47,6 +47,17 @@ class Quality(_Section):
     )
 
 
+class Translation(_Section):
+    """A project's texts in one more language (whatever is left out stays as configured)."""
+
+    title: str = Field("", description="The title in this language")
+    instructions: str = Field("", description="The instructions in this language")
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Captions of labels in this language; exported values never change",
+    )
+
+
 class Project(_Section):
     """One labeling job."""
 
@@ -71,6 +82,15 @@ class Project(_Section):
     lease_seconds: int = Field(900, ge=10, description="An unanswered item goes back after this")
     undo_seconds: int = Field(60, ge=0, description="How long an answer can be taken back")
     max_image_side: int = Field(1280, ge=64, le=10000, description="Images are resized to this")
+    language: str = Field(
+        "",
+        pattern=r"^([a-z]{2,3})?$",
+        description="Language for people whose platform gives none (e.g. 'es'; '' = English)",
+    )
+    translations: dict[str, Translation] = Field(
+        default_factory=dict,
+        description="Texts per language code, e.g. [project.translations.es] title = ...",
+    )
     quality: Quality = Field(default_factory=Quality, description="Gold and quality rules")
 
     @model_validator(mode="after")
@@ -90,6 +110,12 @@ class Project(_Section):
                 raise ValueError("rating labels must be numbers, e.g. ['1', '2', '3']") from None
         if not self.title:
             self.title = self.name
+        for lang, t in self.translations.items():
+            if not lang.isascii() or not lang.isalpha() or not 2 <= len(lang) <= 3:
+                raise ValueError(f"translations.{lang}: not a language code such as 'es' or 'pt'")
+            unknown = sorted(set(t.labels) - set(self.labels))
+            if unknown:
+                raise ValueError(f"translations.{lang}.labels: {unknown[0]!r} is not a label")
         return self
 
     def rules(self) -> Rules:
@@ -107,6 +133,8 @@ class Project(_Section):
             gold_rate=q.gold_rate,
             min_gold_accuracy=q.min_gold_accuracy,
             suspend_confidence=q.suspend_confidence,
+            min_seconds=q.min_seconds,
+            max_same_run=q.max_same_run,
         )
 
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 Role = Literal["annotator", "expert", "coordinator"]
+Refusal = Literal["invite_only", "allowlist_only"]
 
 
 def listed(key: str, entries: Sequence[str]) -> bool:
@@ -36,14 +37,14 @@ def join_refusal(
     allowlist: Sequence[str],
     role: Role,
     already_member: bool,
-) -> str | None:
+) -> Refusal | None:
     """Why this person may not join (None when they may)."""
     if role != "annotator" or already_member or mode == "open":
         return None
     if mode == "invite":
         if code and code in invite_codes:
             return None
-        return "This project is invite-only: open the invite link you were given."
+        return "invite_only"
     if listed(key, allowlist):
         return None
-    return "This project is limited to invited people. Ask a coordinator to add you."
+    return "allowlist_only"

@@ -30,6 +30,8 @@ class Rules:
     min_gold_accuracy: float = 0.7
     # Confidence level of the bound used to suspend (0.95 = suspend when 95 % sure).
     suspend_confidence: float = 0.95
+    min_seconds: float = 0.0  # answers faster than this count as careless (0: off)
+    max_same_run: int = 0  # this many identical labels in a row is careless (0: off)
 
     @property
     def choices(self) -> tuple[str, ...]:

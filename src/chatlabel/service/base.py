@@ -14,7 +14,7 @@ from ..core import access
 from ..core.model import Rules
 from ..storage import repo
 from ..storage.db import Database
-from .types import Media, ProjectInfo, Task, UserRef
+from .types import Media, ProjectInfo, ProjectTexts, Task, UserRef
 
 Row = sqlite3.Row
 
@@ -36,6 +36,7 @@ class ServiceBase:
         self.rng = rng or random.Random()
         self.projects: dict[str, Project] = {p.name: p for p in config.project}
         self.rules: dict[str, Rules] = {p.name: p.rules() for p in config.project}
+        self._infos = {p.name: _info(p, self.rules[p.name]) for p in config.project}
         self.pids: dict[str, int] = {}
         self.names: dict[int, str] = {}
         self._changed = asyncio.Event()
@@ -55,12 +56,19 @@ class ServiceBase:
         self.pids = await self.db.write(tx)
         self.names = {pid: name for name, pid in self.pids.items()}
 
-    # -- helpers ---------------------------------------------------------------------------
+    # -- what adapters and the conversation may ask -----------------------------------------
+
+    def now(self) -> float:
+        """The service's clock (tests move it by hand)."""
+        return self.clock()
+
+    def project_names(self) -> list[str]:
+        """The projects in the config, in its order."""
+        return list(self.projects)
 
     def info(self, name: str) -> ProjectInfo:
         """A project as shown to people."""
-        p = self.projects[name]
-        return ProjectInfo(p.name, p.title, p.instructions, p.kind, self.rules[name].choices)
+        return self._infos[name]
 
     def role(self, user: UserRef) -> access.Role:
         """The user's role under the config."""
@@ -70,6 +78,14 @@ class ServiceBase:
     def is_coordinator(self, user: UserRef) -> bool:
         """True for coordinators listed in the config."""
         return self.role(user) == "coordinator"
+
+    def coordinators(self) -> list[UserRef]:
+        """The coordinators the config lists (platform and user id; nothing else is known)."""
+        out = []
+        for key in self.config.access.coordinators:
+            platform, _, uid = key.partition(":")
+            out.append(UserRef(platform, uid))
+        return out
 
     def notify(self) -> None:
         """Wake everyone waiting for work to appear; safe to call from the database thread."""
@@ -104,8 +120,11 @@ class ServiceBase:
             return None
         return a, self.names[a["project_id"]]
 
-    def _task(self, conn: sqlite3.Connection, assignment_id: int, answered: int) -> Task:
-        r = repo.get_assignment(conn, assignment_id)
+    def _task(
+        self, conn: sqlite3.Connection, assignment_id: int, answered: int, r: Row | None = None
+    ) -> Task:
+        """The Task an assignment shows (`r`: its row from repo.get_assignment, if at hand)."""
+        r = r or repo.get_assignment(conn, assignment_id)
         assert r is not None
         name = self.names[r["project_id"]]
         media = Media(r["media_kind"], r["media_path"]) if r["media_kind"] else None
@@ -145,3 +164,21 @@ class ServiceBase:
             return self.rules[self.names[r["project_id"]]].choices
 
         return await self.db.read(q)
+
+
+def _info(p: Project, rules: Rules) -> ProjectInfo:
+    """A project as shown to people, from its config."""
+    translations = {
+        lang: ProjectTexts(t.title, t.instructions, dict(t.labels))
+        for lang, t in p.translations.items()
+    }
+    return ProjectInfo(
+        p.name,
+        p.title,
+        p.instructions,
+        p.kind,
+        rules.choices,
+        language=p.language or None,
+        translations=translations,
+        max_image_side=p.max_image_side,
+    )

@@ -8,7 +8,8 @@ from dataclasses import replace
 
 from ..core import access
 from ..core.assignment import MemberRecord, can_undo, lease_deadline, wants_gold
-from ..core.values import canonical, display, matches_gold
+from ..core.suspension import Reason
+from ..core.values import canonical, matches_gold
 from ..storage import repo
 from .base import Row
 from .people import People
@@ -43,11 +44,9 @@ class LabelingService(People):
                 name = self.names[a["project_id"]]
             if name is None:
                 if not self.projects:
-                    return JoinResult("refused", "There is nothing to label yet.", role=role)
+                    return JoinResult("refused", role=role, refusal="no_projects")
                 choices = tuple(self.info(n) for n in self.projects)
-                return JoinResult(
-                    "choose", "Which project would you like to label?", choices=choices, role=role
-                )
+                return JoinResult("choose", choices=choices, role=role)
             pid = self.pids[name]
             member = repo.get_member(conn, pid, a["id"])
             refusal = access.join_refusal(
@@ -60,11 +59,10 @@ class LabelingService(People):
                 already_member=member is not None or bool(a["invited"]),
             )
             if refusal:
-                return JoinResult("refused", refusal, role=role)
+                return JoinResult("refused", role=role, refusal=refusal)
             repo.add_member(conn, pid, a["id"], now)
             repo.set_current_project(conn, a["id"], pid)
-            info = self.info(name)
-            return JoinResult("joined", f"Welcome to {info.title}!", project=info, role=role)
+            return JoinResult("joined", project=self.info(name), role=role)
 
         return await self.db.write(tx, short=True)
 
@@ -87,22 +85,20 @@ class LabelingService(People):
             self.notify()
         cur = self._current(conn, user)
         if cur is None:
-            return Idle("not_joined", "Send /start to begin labeling.")
+            return Idle("not_joined")
         a, name = cur
         pid = self.pids[name]
         m = repo.get_member(conn, pid, a["id"])
         if m is None:
-            return Idle("not_joined", "Send /start to begin labeling.")
+            return Idle("not_joined")
         if m["status"] == "suspended":
-            return Idle("suspended", _suspended_text(m["reason"]))
+            return Idle("suspended", Reason.decode(m["reason"]))
         if any(p["id"] == pid and p["paused"] for p in repo.project_rows(conn)):
             # Waiting, so the push loop brings them back when the project resumes.
             repo.update_member(conn, pid, a["id"], waiting=1)
-            return Idle(
-                "project_paused", "Labeling is paused for now. We'll message you when it resumes."
-            )
+            return Idle("project_paused")
         if m["paused"]:
-            return Idle("paused", "You're paused. Send /resume when you want more items.")
+            return Idle("paused")
         return a, name, m
 
     def _next_tx(
@@ -119,11 +115,7 @@ class LabelingService(People):
         item_id = self._pick(conn, pid, a["id"], role, member_record(m), draw)
         if item_id is None:
             repo.update_member(conn, pid, a["id"], waiting=1)
-            return Idle(
-                "no_work",
-                "That's everything for now, thank you! "
-                "I'll send you the next item as soon as there is one.",
-            )
+            return Idle("no_work")
         project = self.projects[name]
         asg = repo.create_assignment(
             conn, item_id, a["id"], now, lease_deadline(now, project.lease_seconds)
@@ -166,10 +158,10 @@ class LabelingService(People):
             a, name, m = got
             pid = self.pids[name]
             if repo.open_assignment(conn, a["id"], pid) is not None:
-                return Idle("no_work", "Answer or skip the open item first.")
+                return Idle("busy")
             target = repo.open_item(conn, pid, a["id"], item_id)
             if target is None:
-                return Idle("no_work", f"Item {item_id!r} does not need this annotator.")
+                return Idle("not_needed")
             lease = lease_deadline(now, self.projects[name].lease_seconds)
             asg = repo.create_assignment(conn, target, a["id"], now, lease)
             return self._task(conn, asg, m["answers"])
@@ -237,15 +229,15 @@ class LabelingService(People):
         def tx(conn: sqlite3.Connection) -> Outcome:
             cur = self._current(conn, user)
             if cur is None:
-                return Outcome("stale", "There's no item waiting for a written answer.")
+                return Outcome("stale", "no_text_item")
             a, name = cur
             if source is not None:
                 prev = repo.answer_from_source(conn, a["id"], source)
                 if prev is not None:
-                    return Outcome("duplicate", "Already recorded, thanks!", choice=prev["value"])
+                    return Outcome("duplicate", project=name, value=prev["value"])
             row = repo.open_assignment(conn, a["id"], self.pids[name])
             if self.rules[name].kind != "text" or row is None:
-                return Outcome("stale", "There's no item waiting for a written answer.")
+                return Outcome("stale", "no_text_item", project=name)
             out = self._answer_tx(conn, user, int(row["id"]), text, now, False, source)
             if not out.ok or out.suspended:
                 return out
@@ -259,7 +251,7 @@ class LabelingService(People):
     def _check(self, conn: sqlite3.Connection, user: UserRef, assignment_id: int) -> Row | Outcome:
         r = repo.get_assignment(conn, assignment_id)
         if r is None or r["annotator_key"] != user.key:
-            return Outcome("forbidden", "That button isn't yours.")
+            return Outcome("forbidden", "not_yours")
         return r
 
     def _answer_tx(
@@ -278,29 +270,34 @@ class LabelingService(People):
         name = self.names[r["project_id"]]
         rules, project = self.rules[name], self.projects[name]
         if r["state"] != "pending":
+            # The item as it was shown, so a second copy of it can show the outcome too.
+            shown = self._task(conn, assignment_id, 0, r)
             prev = repo.answer_for_assignment(conn, assignment_id)
             if prev is not None:
+                skipped = prev["value"] is None
                 return Outcome(
-                    "duplicate", "Already recorded, thanks!", choice=display(rules, prev["value"])
+                    "duplicate", project=name, value=prev["value"], skipped=skipped, task=shown
                 )
-            return Outcome("stale", "This item has timed out; here's a fresh one.")
+            return Outcome("stale", "timed_out", project=name, task=shown)
         if r["expires_at"] <= now:
             repo.expire_leases(conn, now)
             self.notify()
-            return Outcome("stale", "This item has timed out; here's a fresh one.")
+            return Outcome(
+                "stale", "timed_out", project=name, task=self._task(conn, assignment_id, 0, r)
+            )
         member = repo.get_member(conn, r["project_id"], r["annotator_id"])
         if member is None or member["status"] != "active":
-            return Outcome("stale", "You can't answer right now.")
+            return Outcome("stale", "cannot_answer", project=name)
         value: str | None = None
         if not skipping:
             if raw is None and rules.kind == "multi":
                 raw = json.loads(r["draft"]) if r["draft"] else []
             if raw is None:
-                return Outcome("invalid", "Please choose an answer.")
+                return Outcome("invalid", "no_choice", project=name)
             try:
                 value = canonical(rules, raw)
             except ValueError as exc:
-                return Outcome("invalid", f"That answer isn't valid: {exc}.")
+                return Outcome("invalid", "bad_value", project=name, problem=str(exc))
         is_gold = r["gold"] is not None
         expert = r["status"] == "escalated"
         correct = None if value is None or not is_gold else matches_gold(rules, value, r["gold"])
@@ -327,8 +324,9 @@ class LabelingService(People):
                 self._settle(conn, r["project_id"], r["id"], rules, now)
             return Outcome(
                 "recorded",
-                "Skipped.",
-                choice="skipped",
+                project=name,
+                skipped=True,
+                task=self._task(conn, assignment_id, member["answers"], r),
                 answer_id=answer_id,
                 undo_until=now + project.undo_seconds,
             )
@@ -342,11 +340,12 @@ class LabelingService(People):
             self._settle(conn, r["project_id"], r["id"], rules, now)
         feedback = None
         if correct is False and project.quality.gold_feedback:
-            feedback = Feedback(display(rules, r["gold"]), r["gold_reason"])
+            feedback = Feedback(r["gold"], r["gold_reason"])
         return Outcome(
             "recorded",
-            f"Saved: {display(rules, value)}",
-            choice=display(rules, value),
+            project=name,
+            value=value,
+            task=self._task(conn, assignment_id, member["answers"] + 1, r),
             answer_id=answer_id,
             undo_until=None if suspended else now + project.undo_seconds,
             feedback=feedback,
@@ -365,17 +364,62 @@ class LabelingService(People):
                 return r
             name = self.names[r["project_id"]]
             if r["state"] != "pending" or r["expires_at"] <= now:
-                return Outcome("stale", "This item is already done.")
+                return Outcome("stale", "done", project=name)
             if self.rules[name].kind != "multi" or label not in self.rules[name].labels:
-                return Outcome("invalid", "That button doesn't belong here.")
+                return Outcome("invalid", "wrong_button", project=name)
             chosen = set(json.loads(r["draft"]) if r["draft"] else [])
             chosen ^= {label}
             repo.set_draft(conn, assignment_id, [x for x in self.rules[name].labels if x in chosen])
             m = repo.get_member(conn, r["project_id"], r["annotator_id"])
             task = self._task(conn, assignment_id, m["answers"] if m else 0)
-            return Outcome("recorded", f"{'✓' if label in chosen else '✗'} {label}", task=task)
+            return Outcome("recorded", project=name, task=task)
 
         return await self.db.write(tx, short=True)
+
+    async def set_selection(self, user: UserRef, assignment_id: int, labels: list[str]) -> Outcome:
+        """Make a multi-choice selection exactly `labels` (a platform that shows ticks itself)."""
+        now = self.clock()
+
+        def tx(conn: sqlite3.Connection) -> Outcome:
+            r = self._check(conn, user, assignment_id)
+            if isinstance(r, Outcome):
+                return r
+            name = self.names[r["project_id"]]
+            rules = self.rules[name]
+            if r["state"] != "pending" or r["expires_at"] <= now:
+                return Outcome("stale", "done", project=name)
+            if rules.kind != "multi" or not set(labels) <= set(rules.labels):
+                return Outcome("invalid", "wrong_button", project=name)
+            repo.set_draft(conn, assignment_id, [x for x in rules.labels if x in set(labels)])
+            return Outcome("recorded", project=name)
+
+        return await self.db.write(tx, short=True)
+
+    async def open_task(self, user: UserRef, assignment_id: int) -> Task | None:
+        """The person's own assignment as a Task while it is open (None otherwise)."""
+        now = self.clock()
+
+        def q(conn: sqlite3.Connection) -> Task | None:
+            r = repo.get_assignment(conn, assignment_id)
+            if r is None or r["annotator_key"] != user.key:
+                return None
+            if r["state"] != "pending" or r["expires_at"] <= now:
+                return None
+            return self._task(conn, assignment_id, 0, r)
+
+        return await self.db.read(q)
+
+    async def release(self, user: UserRef, assignment_id: int) -> None:
+        """Give back an item that could not be shown; its person keeps waiting for work."""
+
+        def tx(conn: sqlite3.Connection) -> None:
+            r = repo.get_assignment(conn, assignment_id)
+            if r is None or r["annotator_key"] != user.key or r["state"] != "pending":
+                return
+            repo.close_assignment(conn, assignment_id, r["id"], "expired")
+            repo.update_member(conn, r["project_id"], r["annotator_id"], waiting=1)
+
+        await self.db.write(tx)
 
     async def undo(self, user: UserRef, answer_id: int) -> Outcome:
         """Take back an answer within the project's undo window; returns the item again."""
@@ -384,21 +428,21 @@ class LabelingService(People):
         def tx(conn: sqlite3.Connection) -> Outcome:
             x = repo.get_answer(conn, answer_id)
             if x is None:
-                return Outcome("stale", "Nothing to undo.")
+                return Outcome("stale", "nothing_to_undo")
             if x["annotator_key"] != user.key:
-                return Outcome("forbidden", "That button isn't yours.")
+                return Outcome("forbidden", "not_yours")
             item = repo.get_item(conn, x["item_id"])
             name = self.names[item["project_id"]]
             project, rules = self.projects[name], self.rules[name]
             if not can_undo(x["answered_at"], now, project.undo_seconds):
-                return Outcome("stale", "Too late to undo, sorry.")
+                return Outcome("stale", "too_late", project=name)
             pid, aid = item["project_id"], x["annotator_id"]
             m = repo.get_member(conn, pid, aid)
             if m is None or m["status"] != "active":
-                return Outcome("stale", "You can't undo right now.")
+                return Outcome("stale", "cannot_answer", project=name)
             settled_by_expert = any(v["expert"] for v in repo.item_votes(conn, item["id"]))
             if settled_by_expert and not x["expert"]:
-                return Outcome("stale", "Too late to undo: an expert has settled this item.")
+                return Outcome("stale", "settled_by_expert", project=name)
             repo.delete_answer(conn, answer_id)
             repo.reopen_assignment(
                 conn, x["assignment_id"], x["item_id"], lease_deadline(now, project.lease_seconds)
@@ -418,7 +462,7 @@ class LabelingService(People):
             if x["value"] is not None and not x["is_gold"]:
                 self._settle(conn, pid, x["item_id"], rules, now)
             task = self._task(conn, x["assignment_id"], m["answers"] + deltas.get("answers", 0))
-            return Outcome("recorded", "Undone: answer it again.", task=task)
+            return Outcome("recorded", project=name, task=task)
 
         return await self.db.write(tx, short=True)
 
@@ -438,8 +482,3 @@ class LabelingService(People):
             return out
 
         return await self.db.write(tx)
-
-
-def _suspended_text(reason: str | None) -> str:
-    why = f" {reason}" if reason else ""
-    return f"You're not receiving items at the moment.{why} A coordinator can reinstate you."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from ..core.suspension import Reason
 from ..storage import repo
 from .settling import Settling
 from .types import UserRef
@@ -12,21 +13,34 @@ from .types import UserRef
 class People(Settling):
     """Use cases about annotators rather than items."""
 
-    async def set_paused(self, user: UserRef, paused: bool) -> str:
-        """Pause or resume pushes for oneself."""
+    async def set_paused(self, user: UserRef, paused: bool) -> bool:
+        """Pause or resume pushes for oneself; False when they have not joined a project."""
 
-        def tx(conn: sqlite3.Connection) -> str:
+        def tx(conn: sqlite3.Connection) -> bool:
             cur = self._current(conn, user)
             if cur is None:
-                return "Send /start to begin labeling."
+                return False
             a, name = cur
             repo.update_member(conn, self.pids[name], a["id"], paused=int(paused), waiting=0)
-            if paused:
-                return "Paused. I won't send you items until you send /resume."
-            return "Welcome back!"
+            return True
 
-        out = await self.db.write(tx, short=True)
-        return out
+        return await self.db.write(tx, short=True)
+
+    async def language(self, user: UserRef) -> str | None:
+        """The language the person chose with /language (None: not chosen)."""
+        return await self.db.read(repo.get_language, user.key)
+
+    async def set_language(self, user: UserRef, language: str | None) -> bool:
+        """Remember the person's language; False when they are not known yet (nothing written)."""
+
+        def tx(conn: sqlite3.Connection) -> bool:
+            a = repo.get_annotator(conn, user.key)
+            if a is None:
+                return False
+            repo.set_language(conn, a["id"], language)
+            return True
+
+        return await self.db.write(tx, short=True)
 
     async def set_project_paused(self, name: str, paused: bool) -> None:
         """Pause or resume a whole project (coordinators)."""
@@ -46,15 +60,16 @@ class People(Settling):
         await self.db.write(tx, short=True)
         self.notify()
 
-    async def suspend(self, project: str, key: str, reason: str) -> bool:
-        """Suspend an annotator by hand (coordinators)."""
+    async def suspend(self, project: str, key: str, note: str | None = None) -> bool:
+        """Suspend an annotator by hand (coordinators), with their note on why."""
+        reason = Reason("by_coordinator", {"note": note} if note else {})
         return await self._set_status(project, key, "suspended", reason)
 
     async def reinstate(self, project: str, key: str) -> bool:
         """Let a suspended annotator label again (coordinators)."""
         return await self._set_status(project, key, "active", None)
 
-    async def _set_status(self, project: str, key: str, status: str, reason: str | None) -> bool:
+    async def _set_status(self, project: str, key: str, status: str, reason: Reason | None) -> bool:
         now = self.clock()
         pid = self.pids[project]
 
@@ -63,7 +78,7 @@ class People(Settling):
             if a is None or repo.get_member(conn, pid, a["id"]) is None:
                 return False
             if status == "suspended":
-                self._suspend(conn, pid, a["id"], reason or "Suspended by a coordinator.", now)
+                self._suspend(conn, pid, a["id"], reason or Reason("by_coordinator"), now)
             else:
                 self._pooled.pop(pid, None)
                 # A fresh start: gold counters restart, so they qualify again on new gold.

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..core import agreement as agr
 from ..core.gold import accuracy
+from ..core.suspension import Reason
 from ..storage import quality_queries, repo
 from .labeling import LabelingService
 from .quality import recompute
@@ -56,7 +57,7 @@ class Reports:
                 rank=int(rank),
                 of=int(of),
                 status=m["status"],
-                reason=m["reason"],
+                reason=Reason.decode(m["reason"]),
             )
 
         return await self.db.read(q)
@@ -196,7 +197,7 @@ class Reports:
                         accuracy_low=acc.low if has else None,
                         accuracy_high=acc.high if has else None,
                         median_seconds=statistics.median(secs) if secs else None,
-                        reason=r["reason"],
+                        reason=Reason.decode(r["reason"]),
                     )
                 )
             return out

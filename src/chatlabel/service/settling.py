@@ -6,9 +6,10 @@ import sqlite3
 from typing import Any
 
 from ..config import Project
-from ..core.assignment import MemberRecord, failed_qualification, should_suspend
+from ..core.assignment import MemberRecord
 from ..core.gold import crowd_accuracy, reliability_weight
 from ..core.model import Rules, Vote
+from ..core.suspension import Conduct, Reason, suspension
 from ..core.verdict import decide, stranded
 from ..storage import quality_queries, repo
 from .base import Row, ServiceBase
@@ -27,19 +28,18 @@ class Settling(ServiceBase):
         correct: bool | None,
         seconds: float,
         now: float,
-    ) -> str | None:
-        """Update quality counters for one answer; returns a suspension reason if one applies."""
+    ) -> Reason | None:
+        """Update quality counters for one answer; returns why it suspends its author, if so."""
         pid, aid = r["project_id"], r["annotator_id"]
         m = repo.get_member(conn, pid, aid)
         assert m is not None
-        q = project.quality
         deltas: dict[str, int] = {}
         if correct is not None:
             deltas.update(gold_answers=1, gold_correct=int(correct))
             self._pooled.pop(pid, None)
             if m["qual_answers"] < rules.qualification:
                 deltas.update(qual_answers=1, qual_correct=int(correct))
-        if q.min_seconds and seconds < q.min_seconds:
+        if rules.min_seconds and seconds < rules.min_seconds:
             deltas["fast_answers"] = 1
         if deltas:
             repo.bump_member(conn, pid, aid, **deltas)
@@ -47,31 +47,23 @@ class Settling(ServiceBase):
         repo.update_member(conn, pid, aid, last_label=value, same_run=run)
         m = repo.get_member(conn, pid, aid)
         assert m is not None
-        rec = member_record(m)
-        reason = None
-        if deltas.get("qual_answers") and failed_qualification(rules, rec):
-            reason = (
-                f"Your first {rules.qualification} check items were below the "
-                f"{rules.min_gold_accuracy:.0%} accuracy this project needs."
-            )
-        elif correct is not None and should_suspend(rules, rec):
-            reason = (
-                f"Your answers on check items are below the "
-                f"{rules.min_gold_accuracy:.0%} accuracy this project needs."
-            )
-        elif q.max_same_run and run >= q.max_same_run:
-            reason = f"You gave the same answer {run} times in a row."
-        elif q.min_seconds and m["fast_answers"] >= 5 and m["fast_answers"] * 2 >= m["answers"] + 1:
-            reason = f"Most of your answers came faster than {q.min_seconds:g} seconds."
-        if reason:
+        conduct = Conduct(
+            member=member_record(m),
+            qualifying=bool(deltas.get("qual_answers")),
+            scored=correct is not None,
+            same_run=run,
+            fast_answers=m["fast_answers"],
+        )
+        reason = suspension(rules, conduct)
+        if reason is not None:
             self._suspend(conn, pid, aid, reason, now)
         return reason
 
     def _suspend(
-        self, conn: sqlite3.Connection, pid: int, aid: int, reason: str, now: float
+        self, conn: sqlite3.Connection, pid: int, aid: int, reason: Reason, now: float
     ) -> None:
         self._pooled.pop(pid, None)
-        repo.update_member(conn, pid, aid, status="suspended", reason=reason, waiting=0)
+        repo.update_member(conn, pid, aid, status="suspended", reason=reason.encode(), waiting=0)
         repo.release_assignments(conn, aid)
         rules = self.rules[self.names[pid]]
         # Their votes on unsettled items stop counting; those items reopen for others.

@@ -65,6 +65,17 @@ def set_current_project(conn: sqlite3.Connection, annotator_id: int, project_id:
     conn.execute("UPDATE annotators SET project_id = ? WHERE id = ?", (project_id, annotator_id))
 
 
+def get_language(conn: sqlite3.Connection, key: str) -> str | None:
+    """The language an annotator chose, if any."""
+    row = conn.execute("SELECT language FROM annotators WHERE key = ?", (key,)).fetchone()
+    return None if row is None else row[0]
+
+
+def set_language(conn: sqlite3.Connection, annotator_id: int, language: str | None) -> None:
+    """Remember (or forget, with None) the language an annotator chose."""
+    conn.execute("UPDATE annotators SET language = ? WHERE id = ?", (language, annotator_id))
+
+
 def set_blocked(conn: sqlite3.Connection, annotator_id: int) -> None:
     """Mark that the annotator blocked the bot: no more pushes."""
     conn.execute("UPDATE annotators SET blocked = 1 WHERE id = ?", (annotator_id,))
