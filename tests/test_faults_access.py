@@ -27,9 +27,9 @@ from typing import Any
 import pytest
 
 from chatlabel.config import Access
+from chatlabel.conversation import Catalog
 from chatlabel.emulators.slack_user import sign
 from chatlabel.emulators.telegram import SimUser
-from chatlabel.transports.common import NOT_ALLOWED
 from tests.slack_harness import checkbox_values, click, items, make_bot, open_items
 from tests.slack_harness import project as slack_project
 from tests.telegram_harness import (
@@ -41,6 +41,8 @@ from tests.telegram_harness import (
     project,
     running_bot,
 )
+
+NOT_ALLOWED = Catalog().texts("en")("command.not_allowed")
 
 pytestmark = pytest.mark.timeout(30)
 

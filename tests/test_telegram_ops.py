@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from chatlabel.config import ConfigError, Telegram
+from chatlabel.conversation import Catalog
 from chatlabel.emulators.telegram import ApiError, Faults
-from chatlabel.transports.common import NOT_ALLOWED
 from chatlabel.transports.telegram import TelegramTransport
 from tests.telegram_harness import (
     COORDINATOR_ID,
@@ -23,6 +23,8 @@ from tests.telegram_harness import (
     project,
     running_bot,
 )
+
+NOT_ALLOWED = Catalog().texts("en")("command.not_allowed")
 
 pytestmark = pytest.mark.timeout(40)
 

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from . import exporter
 from .config import Config, ConfigError
+from .conversation import Catalog
 from .service.labeling import LabelingService
 from .service.quality import BatchRecompute
 from .service.reports import Reports
@@ -102,6 +103,8 @@ async def build(
     async def export_results(project: str) -> tuple[str, bytes]:
         return await exporter.results_file(service, project)
 
+    catalog = Catalog()  # every sentence people read, loaded once for every platform
+
     try:
         if config.telegram is not None:
             token = _env(env, config.telegram.token_env)
@@ -121,6 +124,7 @@ async def build(
                         token,
                         media_cache=config.media_cache_path(),
                         export_results=export_results,
+                        catalog=catalog,
                     )
                 )
         if config.slack is not None:
@@ -145,6 +149,7 @@ async def build(
                         app_token=_env(env, s.app_token_env),
                         media_cache=config.media_cache_path(),
                         export_results=export_results,
+                        catalog=catalog,
                     )
                 )
     except BaseException:

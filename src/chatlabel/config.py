@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -89,7 +89,7 @@ class Project(_Section):
     )
     translations: dict[str, Translation] = Field(
         default_factory=dict,
-        description="Texts per language code, e.g. [project.translations.es] title = ...",
+        description="The project's texts in more languages: one table per language code",
     )
     quality: Quality = Field(default_factory=Quality, description="Gold and quality rules")
 
@@ -289,17 +289,24 @@ def _toml_value(value: Any) -> str:
         value = str(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        inner = ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + inner + " }" if inner else "{}"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _section(title: str, model: type[BaseModel], sample: dict[str, Any], out: list[str]) -> None:
     out.append(f"\n# {model.__doc__}\n{title}")
-    nested = []
+    nested, tables = [], []
     for name, field in model.model_fields.items():
         if name == "path":
             continue
         if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
             nested.append((name, field.annotation))
+            continue
+        args = get_args(field.annotation)
+        if len(args) == 2 and isinstance(args[1], type) and issubclass(args[1], BaseModel):
+            tables.append((name, field.description, args[1]))  # a table per key, e.g. language
             continue
         if name in sample:
             value = sample[name]
@@ -311,6 +318,12 @@ def _section(title: str, model: type[BaseModel], sample: dict[str, Any], out: li
     for name, sub in nested:
         header = title.strip("[]")
         _section(f"[{header}.{name}]", sub, {}, out)
+    for name, description, sub in tables:
+        # Optional and keyed (one per language): shown commented out, as an example.
+        example: list[str] = []
+        _section(f"[{title.strip('[]')}.{name}.es]", sub, {}, example)
+        out.append(f"\n# {description}")
+        out += [f"# {line}".rstrip() for line in "\n".join(example).strip().splitlines()[1:]]
 
 
 def example_toml() -> str:

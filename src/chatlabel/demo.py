@@ -25,6 +25,8 @@ from rich.table import Table
 from . import exporter
 from .app import Runtime, build
 from .config import Telegram, load_config
+from .conversation import Catalog
+from .conversation.render import reason_text
 from .emulators.telegram import BotApiEmulator, ChatMessage, EmulatorUsageError
 from .importer import import_file
 from .sample import write_sample
@@ -277,12 +279,13 @@ async def _results(
             pending += 1
     by_key = {f"telegram:{u.id}": p for u, p in zip(crowd.users, crowd.people, strict=True)}
     people = []
+    english = Catalog().texts("en")  # the demo's tables are in English
     for a in await rt.reports.annotators(name):
         person = by_key.get(a.key)
         if person is not None:
             people.append(AnnotatorResult(
                 person.name, person.kind, person.skill, a.answers, a.gold_answers,
-                a.gold_accuracy, a.status, a.reason,
+                a.gold_accuracy, a.status, reason_text(english, a.reason) or None,
             ))  # fmt: skip
     people.sort(key=lambda a: [p.name for p in crowd.people].index(a.name))
     figures = await rt.reports.agreement(name)

@@ -23,6 +23,8 @@ from .charts import (
     heatmap_png,
     progress_png,
 )
+from .conversation import Catalog
+from .conversation.render import reason_text
 from .media import load_font
 from .service import quality
 from .service.labeling import LabelingService
@@ -345,7 +347,7 @@ def _annotator_table(d: ReportData) -> str:
         agree = "n/a" if share is None else f"{share:.0%} of {n}"
         status = e(a.status) if a.status == "active" else f"<span class=sus>{e(a.status)}</span>"
         if a.reason:
-            status += f" <span class=muted>{e(a.reason)}</span>"
+            status += f" <span class=muted>{e(reason_text(Catalog().texts('en'), a.reason))}</span>"
         rows.append(
             [
                 e(a.name or a.key),

@@ -39,9 +39,9 @@ class Commands:
     # -- dispatch -------------------------------------------------------------------------------
 
     def resolve(self, who: Who, name: str, args: str) -> tuple[str, str]:
-        """The command actually meant: "pause NAME" from a coordinator pauses a project."""
+        """The command actually meant: "pause NAME" pauses a project (for coordinators only)."""
         name = name.lower()
-        if name in ("pause", "resume") and args and self.service.is_coordinator(who.user):
+        if name in ("pause", "resume") and args:
             return f"{name}_project", args
         return name, args
 
@@ -62,7 +62,7 @@ class Commands:
         """Carry out a command and send its replies."""
         quick = await self.quick(who, name, args)
         if quick is not None:
-            await self.ctx.say(who, quick)
+            await self.ctx.tell(who, quick)
             return
         name, args = self.resolve(who, name, args)
         t = await self.ctx.texts(who)
@@ -87,19 +87,19 @@ class Commands:
 
     async def _stats(self, who: Who, args: str, t: Texts) -> None:
         stats = await self.reports.my_stats(who.user)
-        await self.ctx.say(who, render.stats_text(t, stats, self.ctx.how))
+        await self.ctx.tell(who, render.stats_text(t, stats, self.ctx.how))
 
     async def _pause(self, who: Who, args: str, t: Texts) -> None:
         if not await self.service.set_paused(who.user, True):
-            await self.ctx.say(who, t("idle.not_joined", start=self.ctx.how.command("start")))
+            await self.ctx.tell(who, t("idle.not_joined", start=self.ctx.how.command("start")))
             return
-        await self.ctx.say(who, t("pause.paused", resume=self.ctx.how.command("resume")))
+        await self.ctx.tell(who, t("pause.paused", resume=self.ctx.how.command("resume")))
 
     async def _resume(self, who: Who, args: str, t: Texts) -> None:
         if not await self.service.set_paused(who.user, False):
-            await self.ctx.say(who, t("idle.not_joined", start=self.ctx.how.command("start")))
+            await self.ctx.tell(who, t("idle.not_joined", start=self.ctx.how.command("start")))
             return
-        await self.ctx.say(who, t("pause.resumed"))
+        await self.ctx.tell(who, t("pause.resumed"))
         await self.flow.next(who, t)
 
     async def _language(self, who: Who, args: str, t: Texts) -> None:
@@ -108,7 +108,7 @@ class Commands:
             lang = self.ctx.catalog.best(wanted)
             if lang is None:
                 known = t.join(self.ctx.catalog.languages)
-                await self.ctx.say(who, t("language.unknown", language=wanted, known=known))
+                await self.ctx.tell(who, t("language.unknown", language=wanted, known=known))
                 return
             await self._set_language(who, lang)
             return
@@ -123,7 +123,7 @@ class Commands:
         await self.service.set_language(who.user, lang)
         self.ctx.remember_language(who.user, lang)
         t = self.ctx.catalog.texts(lang)
-        await self.ctx.say(who, t("language.set", language=t.name))
+        await self.ctx.tell(who, t("language.set", language=t.name))
 
     # -- coordinators ---------------------------------------------------------------------------
 
@@ -146,7 +146,7 @@ class Commands:
     ) -> None:
         names = self._projects(arg, t)
         if isinstance(names, str):
-            await self.ctx.say(who, names)
+            await self.ctx.tell(who, names)
             return
         for name in names:
             await fn(name)
@@ -166,7 +166,7 @@ class Commands:
         async def one(name: str) -> None:
             rows = await self.reports.annotators(name)
             title = self._title(name, t)
-            await self.ctx.say(who, render.annotators_text(t, rows, title))
+            await self.ctx.tell(who, render.annotators_text(t, rows, title))
 
         await self._each(who, arg, t, one)
 
@@ -174,14 +174,14 @@ class Commands:
         async def one(name: str) -> None:
             rows = await self.reports.disagreements(name)
             title = self._title(name, t)
-            await self.ctx.say(who, render.disagreements_text(t, rows, title))
+            await self.ctx.tell(who, render.disagreements_text(t, rows, title))
 
         await self._each(who, arg, t, one)
 
     async def _agreement(self, who: Who, arg: str, t: Texts) -> None:
         async def one(name: str) -> None:
             figures = await self.reports.agreement(name)
-            await self.ctx.say(who, render.agreement_text(t, self._title(name, t), figures))
+            await self.ctx.tell(who, render.agreement_text(t, self._title(name, t), figures))
 
         await self._each(who, arg, t, one)
 
@@ -191,7 +191,7 @@ class Commands:
     async def export(self, who: Who, name: str, t: Texts) -> None:
         """Hand a project's results file to a coordinator."""
         if self.ctx.export_results is None:
-            await self.ctx.say(who, t("coordinator.no_export"))
+            await self.ctx.tell(who, t("coordinator.no_export"))
             return
         filename, data = await self.ctx.export_results(name)
         caption = t("coordinator.export_caption", title=self._title(name, t))
@@ -209,15 +209,17 @@ class Commands:
             arg = names[0]
         if arg not in names:
             command = self.ctx.how.command("pause_project" if paused else "resume_project")
-            await self.ctx.say(who, t("coordinator.which", command=command, projects=t.join(names)))
+            await self.ctx.tell(
+                who, t("coordinator.which", command=command, projects=t.join(names))
+            )
             return
         await self.service.set_project_paused(arg, paused)
         title = self._title(arg, t)
         if paused:
             resume = self.ctx.how.command("resume_project")
-            await self.ctx.say(who, t("coordinator.paused", title=title, resume=resume))
+            await self.ctx.tell(who, t("coordinator.paused", title=title, resume=resume))
         else:
-            await self.ctx.say(who, t("coordinator.resumed", title=title))
+            await self.ctx.tell(who, t("coordinator.resumed", title=title))
 
     # -- presses on command messages ------------------------------------------------------------
 

@@ -89,5 +89,9 @@ class Context:
             return None
 
     async def say(self, who: Who, text: str, priority: Priority = Priority.INTERACTIVE) -> None:
-        """Send a plain text message."""
+        """Send a plain text message that stays in the chat."""
         await self.send(who, Message(text), priority)
+
+    async def tell(self, who: Who, text: str) -> None:
+        """Reply to what the person just did (a command's output, a refusal)."""
+        await self.send(who, Message(text, transient=True))

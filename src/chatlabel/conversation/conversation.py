@@ -57,8 +57,11 @@ class Conversation:
         outlet: Outlet,
         *,
         export_results: ExportResults | None = None,
+        inbound: tuple[float, float] | None = None,
     ) -> None:
         self.ctx = Context(service, reports, catalog, outlet, export_results)
+        if inbound is not None:
+            self.inbound_rate, self.inbound_burst = inbound
         self.service = service
         self.flow = Flow(self.ctx)
         self.commands = Commands(self.ctx, self.flow)
@@ -141,7 +144,7 @@ class Conversation:
             if await self._flooding(who):
                 return
             t = await self.ctx.texts(who)
-            await self.ctx.say(who, t("text.edited"))
+            await self.ctx.tell(who, t("text.edited"))
 
     async def unsupported(self, who: Who) -> None:
         """Something the bot cannot take (a photo, a sticker): say what it can take."""
@@ -149,7 +152,7 @@ class Conversation:
             if await self._flooding(who):
                 return
             t = await self.ctx.texts(who)
-            await self.ctx.say(who, t("text.unsupported", help=self.ctx.how.command("help")))
+            await self.ctx.tell(who, t("text.unsupported", help=self.ctx.how.command("help")))
 
     async def blocked(self, who: Who) -> None:
         """The person blocked the bot: no more pushes, their items go back."""
@@ -209,5 +212,5 @@ class Conversation:
         if key not in self._slowed:
             self._slowed[key] = True
             t = await self.ctx.texts(who)
-            await self.ctx.say(who, t("text.slow_down"))
+            await self.ctx.tell(who, t("text.slow_down"))
         return True

@@ -91,7 +91,7 @@ class Flow:
         project = res.project.name if res.project else None
         t = await self.ctx.texts(who, project)
         if res.status == "refused":
-            await self.ctx.say(who, t(f"join.{res.refusal or 'no_projects'}"))
+            await self.ctx.tell(who, t(f"join.{res.refusal or 'no_projects'}"))
         elif res.status == "choose":
             names = self.service.project_names()
             buttons = [
@@ -191,9 +191,8 @@ class Flow:
 
     async def _toast(self, who: Who, token: object, out: Outcome, t: Texts) -> None:
         """Answer a press: silently when it did something, with why not otherwise."""
-        await self.ctx.outlet.toast(
-            who.user, token, None if out.ok else outcome_text(t, out), False
-        )
+        text = None if out.ok else outcome_text(t, out)
+        await self.ctx.outlet.toast(who.user, token, text, False)
 
     async def after(self, who: Who, out: Outcome, ref: MessageRef | None, t: Texts) -> None:
         """What follows an answer or skip: the item shows the choice, then the next item."""
@@ -251,20 +250,20 @@ class Flow:
         user = who.user
         if press.action == "select":
             # The platform shows the ticks itself and sends them all (Slack's checkboxes).
-            labels = await self._labels(press.ref, ticked or ())
-            out = await self.service.set_selection(user, press.ref, labels or [])
-            await self.ctx.outlet.toast(
-                user, token, None if out.ok else outcome_text(t, out), False
-            )
-            return
-        choice = choice_of(await self.service.choices_for(press.ref) or (), press.index)
-        if choice is None:
-            await self.ctx.outlet.toast(user, token, t("press.dead"), False)
-            return
-        out = await self.service.toggle(user, press.ref, choice)
+            labels = await self._labels(press.ref, ticked or ()) or []
+            out = await self.service.set_selection(user, press.ref, labels)
+            page = _page_of(out.task, labels[0]) if out.task and labels else 0
+        else:
+            choice = choice_of(await self.service.choices_for(press.ref) or (), press.index)
+            if choice is None:
+                await self.ctx.outlet.toast(user, token, t("press.dead"), False)
+                return
+            out = await self.service.toggle(user, press.ref, choice)
+            page = _page_of(out.task, choice) if out.task else 0
         await self._toast(who, token, out, t)
         if out.ok and out.task is not None and ref is not None:
-            view = render.item_view(t, out.task, self.ctx.how, page=_page_of(out.task, choice))
+            # Shown as stored: what the person sees is what Done will record.
+            view = render.item_view(t, out.task, self.ctx.how, page=page)
             await self.ctx.outlet.edit(user, ref, view, Priority.INTERACTIVE)
 
     # -- undo ----------------------------------------------------------------------------------
@@ -273,20 +272,22 @@ class Flow:
         self, who: Who, press: Press, ref: MessageRef | None, token: object, t: Texts
     ) -> None:
         out = await self.service.undo(who.user, press.ref)
-        await self.ctx.outlet.toast(
-            who.user, token, None if out.ok else outcome_text(t, out), False
-        )
+        await self._toast(who, token, out, t)
         if not out.ok or out.task is None:
             return
         task = out.task
-        if ref is not None:
-            await self._edit(who, ref, render.closed_view(t, task, "item.undone"))
         shown = self.ctx.shown.get(who.user.key)
         if shown is not None and shown.open and shown.assignment_id != task.assignment_id:
             # The item sent after the undone answer stays theirs and comes back next;
-            # deleting it keeps one live copy of each item in the chat.
+            # deleting it keeps one live copy of each item in the chat, and the undone one
+            # the last message again.
             await self.ctx.outlet.delete(who.user, shown.ref)
-        await self.show_task(who, task, t)
+        if ref is None:
+            await self.show_task(who, task, t)
+            return
+        # Back where it was, buttons and all.
+        await self._edit(who, ref, render.item_view(t, task, self.ctx.how))
+        self.ctx.shown[who.user.key] = Shown(task.assignment_id, ref)
 
     def _undo_later(self, who: Who, ref: MessageRef, out: Outcome, t: Texts) -> None:
         """Take the Undo button away when the undo window closes."""
@@ -328,13 +329,15 @@ class Flow:
             # The source (the platform message) makes a redelivered message count once.
             out = await self.service.answer_text(who.user, text, source)
         if out.status == "duplicate":
+            if item is not None:  # a form sent twice (a redelivered message stays silent)
+                await self.ctx.tell(who, outcome_text(t, out))
             return
         if not out.ok and item is None:
             hint = t("text.hint", help=self.ctx.how.command("help"))
-            await self.ctx.say(who, f"{outcome_text(t, out)} {hint}")
+            await self.ctx.tell(who, f"{outcome_text(t, out)} {hint}")
             return
         if not out.ok:
-            await self.ctx.say(who, outcome_text(t, out))
+            await self.ctx.tell(who, outcome_text(t, out))
         await self.after(who, out, ref, t)
 
     # -- pushes --------------------------------------------------------------------------------

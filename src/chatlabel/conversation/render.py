@@ -38,6 +38,8 @@ class Mechanics:
     command: Callable[[str], str]  # how a command is typed there: "/stats", "/label stats"
     writer: Literal["reply", "modal", "box"] = "reply"  # how a free-text answer is written
     toggles: Literal["buttons", "checkboxes"] = "buttons"  # how multi-choice labels are ticked
+    # Media kinds shown as a file posted just before the item (Slack cannot play them inline).
+    attached: tuple[str, ...] = ()
 
 
 def cut(text: str, limit: int) -> str:
@@ -125,6 +127,8 @@ def _body(t: Texts, task: Task, how: Mechanics) -> str:
         parts.append(t("item.context", context=task.context))
     if kind == "verify" and task.suggestion:
         parts.append(t("item.suggested", suggestion=info.caption(task.suggestion, t.lang)))
+    if task.media is not None and task.media.kind in how.attached:
+        parts.append(t("item.media_attached", kind=t(f"item.{task.media.kind}")))
     if kind == "text":
         parts.append(t(f"item.write_{how.writer}"))
     if kind == "multi":
@@ -201,7 +205,7 @@ def item_view(t: Texts, task: Task, how: Mechanics, page: int = 0) -> Message:
         media=_media(task),
         footer=_footer(t, task),
         item=aid,
-        writer=kind == "text",
+        writer=t("item.write_button") if kind == "text" else "",
     )
 
 
@@ -214,14 +218,17 @@ def answered_view(t: Texts, task: Task, out: Outcome, *, undo: bool) -> Message:
         _body_done(t, task),
         buttons,
         media=_media(task),
+        footer=_footer(t, task),
         status=status_line(t, task.project, out),
         note=feedback_note(t, task.project, out),
     )
 
 
 def closed_view(t: Texts, task: Task, status_key: str) -> Message:
-    """An item whose buttons do nothing any more (timed out, undone), with its status."""
-    return Message(_body_done(t, task), (), media=_media(task), status=t(status_key))
+    """An item whose buttons do nothing any more (timed out), with its status."""
+    return Message(
+        _body_done(t, task), (), media=_media(task), footer=_footer(t, task), status=t(status_key)
+    )
 
 
 def _body_done(t: Texts, task: Task) -> str:

@@ -57,9 +57,10 @@ class Chart:
 class Message:
     """A message: text, optional media, rows of buttons.
 
-    `item` (an assignment id) marks a message that shows an item to answer, `writer` one
-    whose answer is typed (free text): adapters show their way of writing one (a reply, a
-    modal, a text box). `footer` is a small print line (project, count, instructions).
+    `item` (an assignment id) marks a message that shows an item to answer; `writer`, the
+    caption of a "write your answer" control, one whose answer is typed (free text): adapters
+    show their way of writing one (a reply, a modal, a text box). `footer` is small print
+    (project, count, instructions).
     """
 
     text: str
@@ -68,9 +69,12 @@ class Message:
     chart: Chart | None = None
     footer: str = ""
     item: int | None = None
-    writer: bool = False
+    writer: str = ""
     status: str = ""  # an answered item's status line ("✅ cat"), shown under its text
     note: str = ""  # a small line under the status (gold feedback, "timed out")
+    # A reply that need not stay in the chat (a command's output, a refusal): Slack shows it
+    # only to the person, where they typed the command.
+    transient: bool = False
 
     @property
     def all_buttons(self) -> list[Button]:

@@ -391,7 +391,9 @@ class LabelingService(People):
             if rules.kind != "multi" or not set(labels) <= set(rules.labels):
                 return Outcome("invalid", "wrong_button", project=name)
             repo.set_draft(conn, assignment_id, [x for x in rules.labels if x in set(labels)])
-            return Outcome("recorded", project=name)
+            m = repo.get_member(conn, r["project_id"], r["annotator_id"])
+            task = self._task(conn, assignment_id, m["answers"] if m else 0)
+            return Outcome("recorded", project=name, task=task)
 
         return await self.db.write(tx, short=True)
 

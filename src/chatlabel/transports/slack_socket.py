@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
@@ -12,7 +11,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from ..config import ConfigError
-from .slack_commands import is_loopback
+from ..mechanics.redact import redacted_logger
+from .slack_outlet import is_loopback
 
 log = logging.getLogger("chatlabel.slack.socket")
 
@@ -28,49 +28,6 @@ REFUSED = frozenset(
         "account_inactive",
     }
 )
-
-
-class Redact(logging.Filter):
-    """Masks tokens, Socket Mode tickets and response URLs in the Slack libraries' log lines.
-
-    slack_sdk logs every envelope and Web API response at DEBUG: the envelopes carry the
-    verification token and response URLs (which let anyone post to the person), and
-    apps.connections.open answers with a URL whose ticket opens the app's WebSocket.
-    """
-
-    _PATTERNS = (
-        (re.compile(r"\b(xox[abpre]|xapp)-[\w-]+"), r"\1-(redacted)"),
-        (re.compile(r"(ticket=)[^&\s'\"]+"), r"\1(redacted)"),
-        (re.compile(r"""(["'](?:token|response_url)["']\s*:\s*["'])[^"']*"""), r"\1(redacted)"),
-    )
-
-    def clean(self, text: str) -> str:
-        """The text with every secret-looking value replaced."""
-        for pattern, replacement in self._PATTERNS:
-            text = pattern.sub(replacement, text)
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Rewrite the record in place; never drop it."""
-        message = record.getMessage()
-        cleaned = self.clean(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        if record.exc_info and not record.exc_text:
-            # Handlers reuse exc_text: a failed handshake's error shows the ticket URL.
-            record.exc_text = self.clean(logging.Formatter().formatException(record.exc_info))
-        return True
-
-
-REDACT = Redact()
-
-
-def redacted_logger(name: str) -> logging.Logger:
-    """A logger whose records pass through REDACT (added once, however often asked)."""
-    logger = logging.getLogger(name)
-    if REDACT not in logger.filters:
-        logger.addFilter(REDACT)
-    return logger
 
 
 async def open_socket(

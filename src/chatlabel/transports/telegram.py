@@ -59,6 +59,8 @@ class TelegramTransport:
     # Updates handled at once. The rate limiter caps throughput anyway; more in flight would
     # only queue inside it and make a shutdown wait for them.
     max_concurrent_updates = 32
+    # Typed messages a person may send (per second, burst); None: the conversation's default.
+    inbound: tuple[float, float] | None = None
 
     def __init__(
         self,
@@ -182,6 +184,7 @@ class TelegramTransport:
                 self.catalog,
                 self._outlet,
                 export_results=self.export_results,
+                inbound=self.inbound,
             )
             await self._set_commands()
             if self.settings.mode == "webhook":
