@@ -29,6 +29,13 @@ REFUSED = frozenset(
     }
 )
 
+# What a refused token is, for the operator's error message.
+_TOKEN_KINDS = {
+    "xoxb": "a bot token",
+    "xoxp": "a user token",
+    "xapp": "an app-level token Slack does not accept (revoked, or another app's)",
+}
+
 
 async def open_socket(
     app: AsyncApp, client: AsyncWebClient, app_token: str, token_env: str
@@ -42,11 +49,7 @@ async def open_socket(
         error = str(e.response.get("error"))
         if error not in REFUSED:
             raise
-        what = {
-            "xoxb": "a bot token",
-            "xoxp": "a user token",
-            "xapp": "an app-level token Slack does not accept (revoked, or another app's)",
-        }.get(app_token.partition("-")[0], "not a Slack token")
+        what = _TOKEN_KINDS.get(app_token.partition("-")[0], "not a Slack token")
         raise ConfigError(
             f"Slack refused the Socket Mode token in {token_env} ({error}): it is {what}. Socket "
             f"Mode needs an app-level token (xapp-…) with the connections:write scope; unset "

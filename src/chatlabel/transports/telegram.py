@@ -345,12 +345,12 @@ class TelegramTransport:
     async def _on_error(self, update: object, context: Context) -> None:
         """Log a failed update with its cause (records pass the token filter)."""
         err = context.error
-        where = "an update"
+        who = "?"
         if isinstance(update, Update) and update.effective_user is not None:
-            where = f"an update from telegram:{update.effective_user.id}"
+            who = str(update.effective_user.id)
         log.error(
-            "handling %s failed: %s: %s",
-            where,
+            "handling an update from telegram:%s failed: %s: %s",
+            who,
             type(err).__name__,
             err,
             exc_info=err if not isinstance(err, TelegramError) else None,

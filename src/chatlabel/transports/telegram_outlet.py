@@ -37,8 +37,16 @@ PLATFORM = "telegram"
 TEXT_LIMIT = 4096
 CAPTION_LIMIT = 1024
 _VOICE_SUFFIXES = (".ogg", ".oga", ".opus")
-# BadRequest descriptions that mean the person's chat is gone for good.
+# Bot API error descriptions, matched case-insensitively (never shown to anyone):
+# the person's chat is gone for good,
 _GONE = ("chat not found", "user is deactivated", "bot was blocked", "peer_id_invalid")
+# an edit, delete or callback answer that changes nothing or came too late,
+_BENIGN = ("not modified", "not found", "can't be edited", "can't be deleted",
+           "query is too old", "query id is invalid")  # fmt: skip
+# the message was sent the other way (text, not caption, or the reverse),
+_OTHER_EDIT = ("no caption in the message", "no text in the message")
+# a stored file_id this bot cannot use.
+_FILE_REFUSED = ("wrong file identifier", "file_id", "file reference")
 
 
 class MessageRateLimiter(AIORateLimiter):
@@ -198,9 +206,7 @@ class TelegramOutlet:
             await self.call(make)
         except BadRequest as exc:
             # A double press edits to the same content; old messages and queries expire.
-            benign = ("not modified", "not found", "can't be edited", "can't be deleted",
-                      "query is too old", "query id is invalid")  # fmt: skip
-            if _says(exc, *benign):
+            if _says(exc, *_BENIGN):
                 return
             if strict:
                 raise
@@ -265,7 +271,7 @@ class TelegramOutlet:
         except BadRequest as exc:
             # The message was sent the other way (an item whose media failed went out as
             # text): Telegram names the edit that fits.
-            if not _says(exc, "no caption in the message", "no text in the message"):
+            if not _says(exc, *_OTHER_EDIT):
                 log.warning("could not edit a message: %s", exc.message)
                 return
             await self._cosmetic("edit a message", lambda: edit(not caption))
@@ -315,7 +321,7 @@ class TelegramOutlet:
             try:
                 return await self._to(to, lambda: send(file_id))
             except BadRequest as exc:
-                if _says(exc, "wrong file identifier", "file_id", "file reference"):
+                if _says(exc, *_FILE_REFUSED):
                     log.warning("a stored Telegram file_id was refused; uploading the file again")
                     return None
                 raise
