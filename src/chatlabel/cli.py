@@ -262,10 +262,26 @@ def run(config: str, verbose: bool) -> None:
     help="Keep the database and exports in this folder.",
 )
 @click.option("--seed", default=7, show_default=True, help="Random seed.")
-def demo(annotators: int, items: int, keep: Path | None, seed: int) -> None:
-    """Run everything locally: the real Telegram bot, an emulated Telegram, simulated people."""
+@click.option(
+    "--platform",
+    type=click.Choice(["telegram", "slack"]),
+    default="telegram",
+    show_default=True,
+    help="Which bot to run against its emulated platform.",
+)
+def demo(annotators: int, items: int, keep: Path | None, seed: int, platform: str) -> None:
+    """Run everything locally: the real bot, an emulated Telegram or Slack, simulated people."""
     from .demo import run_demo
 
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    _run(run_demo(annotators=annotators, items=items, keep=keep, seed=seed, console=Console()))
+    _run(
+        run_demo(
+            annotators=annotators,
+            items=items,
+            keep=keep,
+            seed=seed,
+            platform=platform,
+            console=Console(),
+        )
+    )
