@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import pytest
 
 from chatlabel.config import Quality
+from chatlabel.conversation import Catalog
 from chatlabel.emulators.slack import SlackMessage, SlackSimUser
 from chatlabel.emulators.telegram import ChatMessage, SimUser
 from tests import slack_harness as sh
@@ -244,3 +245,95 @@ async def test_the_same_script_shows_the_same_things_on_both_platforms(tmp_path:
     assert tg.stats == sl.stats and "Answers: 3 (skipped 1)" in tg.stats
     assert tg.help == sl.help and "stats — your figures" in tg.help
     assert stored[0] == stored[1] == [("g1", "cat"), ("t1", "bird"), ("t2", None), ("t3", "dog")]
+
+
+# -- in the person's language ------------------------------------------------------------------
+
+TRANSLATED = {
+    "es": {"title": "Animales", "instructions": "Etiqueta los animales.",
+           "labels": {"cat": "gato", "dog": "perro", "bird": "pájaro"}},
+    "pt": {"title": "Animais", "instructions": "Rotule os animais.",
+           "labels": {"cat": "gato", "dog": "cão", "bird": "pássaro"}},
+}  # fmt: skip
+
+
+def english_fragments(lang: str) -> set[str]:
+    """Pieces of English sentences that a person spoken to in `lang` must never see."""
+    catalog = Catalog()
+    english, other = catalog.tables["en"], catalog.tables[lang]
+    out = set()
+    for key, text in english.items():
+        if other.get(key) == text:
+            continue  # the same in both languages (a symbol, a number format)
+        forms = text.values() if isinstance(text, dict) else [text]
+        for form in forms:
+            for piece in re.split(r"\{[a-z_]+\}", form):
+                piece = piece.strip(" .,:;!?—()\n")
+                if len(re.findall(r"[A-Za-z]{3,}", piece)) >= 2:
+                    out.add(piece)
+    return out
+
+
+def telegram_saw(sim: SimUser) -> list[str]:
+    texts = [m.content for m in sim.messages]
+    texts += [str(b["text"]) for m in sim.messages for b in m.buttons]
+    return texts + [t for t in sim.callback_answers if t]
+
+
+def slack_saw(sim: SlackSimUser) -> list[str]:
+    texts = [sh.shown(m) for m in [*sim.messages, *sim.ephemerals]]
+    texts += [t for m in sim.messages for t in m.button_texts]
+    return texts + [sh.shown(v) for v in sim.views]
+
+
+def no_english(seen: list[str], lang: str) -> list[str]:
+    fragments = english_fragments(lang)
+    return [f"{f!r} in {text!r}" for text in seen for f in fragments if f in text]
+
+
+async def spanish_session(person: Person) -> None:
+    """A whole session: welcome, a missed gold item, answers, /stats, /help, nothing left."""
+    await person.start()
+    await person.wait(lambda: person.items())
+    await person.press(person.items()[0], "gato")  # wrong: it barks
+    await person.wait(lambda: len(person.items()) == 2)
+    assert person.seen(person.items()[0]).note.startswith("ℹ️")
+    for n, label in ((1, "pájaro"), (2, "Omitir"), (3, "perro")):
+        await person.wait(lambda n=n: len(person.items()) > n)
+        await person.press(person.items()[n], label)
+    await person.wait(lambda: person.seen(person.items()[3]).status)
+    await person.command("stats")
+    await person.command("help")
+
+
+async def test_a_spanish_volunteer_reads_no_english_on_either_platform(tmp_path: Path) -> None:
+    es = Catalog().texts("es")
+    project = {**gold_project(), "translations": TRANSLATED}
+    async with th.running_bot(tmp_path / "tg", [project]) as b:
+        await b.add_items("animals", ITEMS)
+        sim = b.emu.user(1, "Ana", language_code="es")
+        await spanish_session(TelegramPerson(sim))
+        await sim.wait_for(lambda: any(es("idle.no_work") == m.content for m in sim.messages))
+        assert no_english(telegram_saw(sim), "es") == []
+        # /language pt switches at once, and stays switched.
+        await sim.send("/language pt")
+        await sim.wait_for(
+            lambda: sim.messages[-1].content == Catalog().texts("pt")("language.set")
+        )
+        await sim.send("/stats")
+        await sim.wait_for(lambda: sim.messages[-1].content.startswith("📊 Animais"))
+        assert await b.query("SELECT language FROM annotators") == [("pt",)]
+
+    quality = Quality(**project.pop("quality"))
+    async with contextlib.AsyncExitStack() as stack:
+        bot = await sh.make_bot(
+            stack, tmp_path / "sl", sh.project(**{**project, "quality": quality}),
+            items={"animals": ITEMS},
+        )  # fmt: skip
+        slack_sim = bot.emu.user("U1", name="ana", locale="es-ES")
+        await spanish_session(SlackPerson(slack_sim))
+        await slack_sim.wait_for(lambda: es("idle.no_work") in slack_sim.messages[-1].text)
+        assert no_english(slack_saw(slack_sim), "es") == []
+        await slack_sim.slash("/label", "language pt")
+        pt_set = Catalog().texts("pt")("language.set")
+        await slack_sim.wait_for(lambda: any(pt_set in m.text for m in slack_sim.ephemerals))
