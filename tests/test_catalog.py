@@ -253,11 +253,12 @@ def test_captions_fit_their_places(lang: str) -> None:
         assert 0 < len(t(key)) <= MENU_MAX, (lang, key)
 
 
-def test_stats_status_still_ends_in_a_dash_for_a_missing_reason() -> None:
-    # render.stats_text strips " —" when there is no reason: the dash must end the sentence.
+def test_a_status_reads_whole_with_and_without_a_reason() -> None:
     for lang in shipped().languages:
-        text = shipped().texts(lang)("stats.status", status="S", reason="")
-        assert text.endswith(" — "), (lang, text)
+        t = shipped().texts(lang)
+        bare = t("stats.status", status="S")
+        assert bare.rstrip().endswith("S") and "—" not in bare, (lang, bare)
+        assert t("stats.status_because", status="S", reason="R.").endswith("R."), lang
 
 
 def test_best_picks_the_nearest_shipped_language() -> None:

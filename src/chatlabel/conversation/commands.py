@@ -86,8 +86,12 @@ class Commands:
         await self.flow.start(who, args or None)
 
     async def _stats(self, who: Who, args: str, t: Texts) -> None:
+        await self.ctx.tell(who, await self._stats_text(who, t))
+
+    async def _stats_text(self, who: Who, t: Texts) -> str:
         stats = await self.reports.my_stats(who.user)
-        await self.ctx.tell(who, render.stats_text(t, stats, self.ctx.how))
+        info = self.service.info(stats.project) if stats is not None else None
+        return render.stats_text(t, stats, self.ctx.how, info)
 
     async def _pause(self, who: Who, args: str, t: Texts) -> None:
         if not await self.service.set_paused(who.user, True):
@@ -275,7 +279,7 @@ class Commands:
     async def home(self, who: Who) -> Home:
         """Someone's home page: own figures and Start; coordinators see every project too."""
         t = await self.ctx.texts(who)
-        stats = render.stats_text(t, await self.reports.my_stats(who.user), self.ctx.how)
+        stats = await self._stats_text(who, t)
         start = ((Button(t("home.start"), encode("start", 0), "primary"),),)
         sections: list[tuple[str, Rows]] = [(stats, start)]
         if self.service.is_coordinator(who.user):

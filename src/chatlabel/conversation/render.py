@@ -275,12 +275,12 @@ def idle_text(t: Texts, idle: Idle, how: Mechanics) -> str:
     return t(f"idle.{idle.reason}")
 
 
-def stats_text(t: Texts, s: MyStats | None, how: Mechanics) -> str:
-    """Someone's own figures (/stats)."""
-    if s is None:
+def stats_text(t: Texts, s: MyStats | None, how: Mechanics, info: ProjectInfo | None) -> str:
+    """Someone's own figures (/stats), in their project (`info`)."""
+    if s is None or info is None:
         return t("stats.not_started", start=how.command("start"))
     lines = [
-        t("stats.title", project=s.project),
+        t("stats.title", project=info.title_in(t.lang)),
         t("stats.answers", n=s.answers, skips=s.skips),
     ]
     if s.gold_answers:
@@ -295,8 +295,12 @@ def stats_text(t: Texts, s: MyStats | None, how: Mechanics) -> str:
         )
     lines.append(t("stats.rank", rank=s.rank, of=s.of))
     if s.status != "active":
-        why = reason_text(t, s.reason)
-        lines.append(t("stats.status", status=t(f"status.{s.status}"), reason=why).rstrip(" —"))
+        why, status = reason_text(t, s.reason), t(f"status.{s.status}")
+        lines.append(
+            t("stats.status_because", status=status, reason=why)
+            if why
+            else t("stats.status", status=status)
+        )
     return "\n".join(lines)
 
 

@@ -47,7 +47,7 @@ class Reports:
             acc = accuracy(m["gold_correct"], m["gold_answers"])
             has = m["gold_answers"] > 0
             return MyStats(
-                project=svc.projects[name].title,
+                project=name,
                 answers=m["answers"],
                 skips=m["skips"],
                 gold_answers=m["gold_answers"],

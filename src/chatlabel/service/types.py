@@ -183,7 +183,7 @@ class Push:
 class MyStats:
     """An annotator's own figures."""
 
-    project: str
+    project: str  # the project's name (its title is worded per language)
     answers: int
     skips: int
     gold_answers: int
