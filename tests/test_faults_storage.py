@@ -286,8 +286,12 @@ class FileSizeLimit:
 # -- the scenarios -----------------------------------------------------------------------------
 
 
-async def disk_scenario(folder: Path, fault: DiskFault) -> dict[str, Any]:
-    """16 presses and a coordinator's command on a disk that cannot grow, then freed."""
+async def disk_scenario(folder: Path, data: Path, fault: DiskFault) -> dict[str, Any]:
+    """16 presses, a command and an import on a disk that cannot grow, then freed."""
+    big = data / "big.jsonl"  # ~3 MB of text: more than the writer's 2 MiB page cache
+    big.write_text(
+        "".join(json.dumps({"id": f"b{n}", "text": "x" * 1000}) + "\n" for n in range(3000))
+    )
     with _captured_log() as log:
         db, svc, crowd = await _setup(folder)
         try:
@@ -320,6 +324,14 @@ async def disk_scenario(folder: Path, fault: DiskFault) -> dict[str, Any]:
                 long_refused = (time.monotonic() - t0, exc.cause)
             else:
                 raise AssertionError("a long write was stored on a full disk")
+            # An import too big for the page cache spills to the WAL half-way through: the
+            # error comes from inside the write, not its COMMIT, and nothing of it may stay.
+            try:
+                await asyncio.wait_for(import_file(svc, "p", big), LIMIT)
+            except StorageUnavailable:
+                big_refused = True
+            else:
+                big_refused = False
             reads_work = await svc.current_project(a[0]) == "p"  # reading needs no room
             results = await presses_a + await presses_b
             incident_during = svc.health.incident
@@ -331,6 +343,7 @@ async def disk_scenario(folder: Path, fault: DiskFault) -> dict[str, Any]:
             more = await crowd.round(crowd.users)
             await svc.set_project_paused("p", False)
             same = (db._inline, db._conn) == connections
+            items = await db.read(lambda c: c.execute("SELECT COUNT(*) FROM items").fetchone()[0])
         finally:
             await db.close()
         return _report(
@@ -345,7 +358,9 @@ async def disk_scenario(folder: Path, fault: DiskFault) -> dict[str, Any]:
             after=again + more,
             low_when_full=low,
             free_when_full=status_full.space.free,
-            other_refused=1,  # the long write
+            other_refused=1 + big_refused,  # the long write, the import
+            big_import_refused=big_refused,
+            items_after=items,
             long_refused_after=long_refused[0],
             long_refused_cause=long_refused[1],
             reads_work=reads_work,
@@ -502,6 +517,7 @@ def _disk_checks(r: dict[str, Any]) -> None:
     assert not any(r["during"]), "a write was stored while the disk could not grow"
     assert r["incident_open_during"] and r["reads_work"]
     assert r["long_refused_after"] < 1.0 and r["long_refused_cause"] == r["causes"][0]
+    assert r["big_import_refused"] and r["items_after"] == 200
 
 
 # -- the tests ---------------------------------------------------------------------------------
@@ -512,7 +528,7 @@ def test_a_full_disk_refuses_presses_within_5_s_and_labeling_resumes(tmp_path: P
     disk.mkdir()
     if _mount_tmpfs(disk):
         try:
-            r = asyncio.run(disk_scenario(disk, FullTmpfs(disk)))
+            r = asyncio.run(disk_scenario(disk, tmp_path, FullTmpfs(disk)))
         finally:
             subprocess.run(["umount", "-l", str(disk)], capture_output=True, timeout=10)
         _check(r, {"disk_full"})
@@ -521,7 +537,7 @@ def test_a_full_disk_refuses_presses_within_5_s_and_labeling_resumes(tmp_path: P
         space = [e["type"] for e in r["events"] if e["type"] in ("LowSpace", "SpaceRecovered")]
         assert space == ["LowSpace", "SpaceRecovered"]
     else:  # no mounting here: the same scenario under a file-size limit, in a child
-        r = _in_child("rlimit", disk)
+        r = _in_child("rlimit", tmp_path)
         _check(r, {"disk_full", "io_error"})
     _disk_checks(r)
     print("\n" + _figures(r), f"; long write refused after {r['long_refused_after']:.2f} s")
@@ -645,4 +661,4 @@ def test_status_shows_the_database_wal_and_free_space(tmp_path: Path) -> None:
 if __name__ == "__main__":  # the child process of the file-size-limit scenario
     _mode, _folder = sys.argv[1], Path(sys.argv[2])
     _folder.mkdir(parents=True, exist_ok=True)
-    print(json.dumps(asyncio.run(disk_scenario(_folder, FileSizeLimit()))))
+    print(json.dumps(asyncio.run(disk_scenario(_folder, _folder, FileSizeLimit()))))
