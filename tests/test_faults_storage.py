@@ -616,6 +616,33 @@ async def test_a_listener_that_fails_does_not_stop_the_others_or_the_writer(
     assert len(failures) == 6  # each broken listener, at start, clear and the second start
 
 
+async def test_a_write_whose_caller_stopped_waiting_is_not_retried_behind_its_back(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "x.db"
+    async with Database(path) as db:
+        await db.write(lambda c: c.execute("CREATE TABLE t (k TEXT)"))
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            put = "INSERT INTO t VALUES (?)"
+            with pytest.raises(TimeoutError):  # e.g. a handler cancelled at shutdown
+                await asyncio.wait_for(
+                    db.write(lambda c: c.execute(put, ("gone",)), short=True), 0.5
+                )
+            waiting = asyncio.ensure_future(
+                db.write(lambda c: c.execute(put, ("kept",)), short=True)
+            )
+            await asyncio.sleep(0.3)
+        finally:
+            other.execute("COMMIT")
+            other.close()
+        await asyncio.wait_for(waiting, LIMIT)
+        rows = await db.read(lambda c: [r[0] for r in c.execute("SELECT k FROM t")])
+        # Retried with the lock gone: only the write someone still waited for; no incident.
+        assert rows == ["kept"] and db.incidents.incident is None and not db.incidents.troubled
+
+
 async def test_low_free_space_is_logged_every_check_and_announced_once(tmp_path: Path) -> None:
     # Thresholds over the whole disk: whatever this machine has free is "low".
     cfg = parse_config(

@@ -158,6 +158,8 @@ class Database:
             conn.row_factory = sqlite3.Row
             await conn._execute(_pragmas, conn._conn)
             await conn._execute(migrate, conn._conn)
+            # After the migrations (they may wait the full busy timeout for another process).
+            await conn._execute(_set_busy_timeout, conn._conn, THREAD_BUSY_MS)
             inline = sqlite3.connect(self.path, isolation_level=None)
             inline.row_factory = sqlite3.Row
             _inline_pragmas(inline)
@@ -167,7 +169,6 @@ class Database:
             await conn.close()
             raise
         self._conn, self._inline = conn, inline
-        await conn._execute(_set_busy_timeout, conn._conn, THREAD_BUSY_MS)
         self._checkpointer = _Checkpointer(self.path)
         self._checkpointer.start()
         return self
