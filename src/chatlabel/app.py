@@ -170,6 +170,8 @@ async def serve(rt: Runtime, stop: asyncio.Event) -> None:
             await t.start()
             log.info("%s started", _name(t))
         tune_gc_for_serving()
+        # Free space beside the database: a warning now and every minute while it is low.
+        rt.background.append(asyncio.create_task(rt.service.health.watch(stop)))
         batch = BatchRecompute(rt.service)
         if batch.projects():
             # Dawid-Skene is a batch method: recompute after bursts of answers, never per press.

@@ -27,10 +27,11 @@ console = Console(stderr=True)
 def _run(coro: Awaitable[T]) -> T:
     """Run a coroutine; turn the errors users can fix into a clean message and exit 1."""
     from .importer import ImportError_
+    from .storage.health import StorageUnavailable
 
     try:
         return asyncio.run(coro)  # type: ignore[arg-type]
-    except (ConfigError, ImportError_) as exc:
+    except (ConfigError, ImportError_, StorageUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -116,13 +117,13 @@ def import_(config: str, data: Path, project: str | None) -> None:
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 def status(config: str) -> None:
-    """Show each project's progress: items, resolved, escalated, answers, annotators."""
+    """Show each project's progress, then the database's size and the free space beside it."""
     from .core.gold import accuracy
     from .service.reports import Reports
 
     cfg = _config(config)
 
-    async def go(service: Any) -> list[Any]:
+    async def go(service: Any) -> tuple[list[Any], Any]:
         reports = Reports(service)
         out = []
         for p in cfg.project:
@@ -131,7 +132,7 @@ def status(config: str) -> None:
             gold = sum(a.gold_answers for a in people)
             right = sum(round((a.gold_accuracy or 0) * a.gold_answers) for a in people)
             out.append((prog, accuracy(right, gold).raw))
-        return out
+        return out, service.health.status()
 
     table = Table(title=f"chatlabel — {cfg.path.name}")
     for col in (
@@ -146,7 +147,8 @@ def status(config: str) -> None:
         "suspended",
     ):
         table.add_column(col, justify="left" if col == "project" else "right")
-    for prog, gold_acc in _run(_with_service(cfg, go)):
+    rows, storage = _run(_with_service(cfg, go))
+    for prog, gold_acc in rows:
         table.add_row(
             prog.title + (" (paused)" if prog.paused else ""),
             str(prog.items),
@@ -159,7 +161,26 @@ def status(config: str) -> None:
             str(prog.suspended),
         )
     # Piped output gets a fixed, wide table instead of rich's 80-column default.
-    Console(width=None if sys.stdout.isatty() else 120).print(table)
+    out = Console(width=None if sys.stdout.isatty() else 120)
+    out.print(table)
+    out.print(_storage_line(storage), highlight=False, soft_wrap=True)
+
+
+def _storage_line(st: Any) -> str:
+    """The database's size, its WAL's and the free space beside them, for `status`."""
+    from rich.markup import escape
+
+    from .storage.health import human_bytes
+
+    space = st.space
+    line = (
+        f"database {escape(str(st.database))}: {human_bytes(st.database_bytes)}, "
+        f"WAL {human_bytes(st.wal_bytes)}; {human_bytes(space.free)} free of "
+        f"{human_bytes(space.total)}"
+    )
+    if space.low:
+        line += f" [bold red]LOW (under {human_bytes(space.threshold)})[/]"
+    return line
 
 
 @main.command()

@@ -27,6 +27,16 @@ class Storage(_Section):
     media_cache: Path = Field(
         Path("media-cache"), description="Folder for prepared images (relative to this file)"
     )
+    # Free space is low under the smaller of the two: 500 MiB on a big disk, 10 % on a small one.
+    min_free_mb: float = Field(
+        500, ge=0, description="Warn when free space by the database is under this many MiB"
+    )
+    min_free_percent: float = Field(
+        10, ge=0, le=100, description="...or this % of its disk, whichever is less (0 = off)"
+    )
+    space_check_seconds: float = Field(
+        60, ge=1, description="How often `chatlabel run` checks free space"
+    )
 
 
 class Quality(_Section):

@@ -14,6 +14,7 @@ from ..core import access
 from ..core.model import Rules
 from ..storage import repo
 from ..storage.db import Database
+from .health import Health
 from .types import Media, ProjectInfo, ProjectTexts, Task, UserRef
 
 Row = sqlite3.Row
@@ -44,6 +45,8 @@ class ServiceBase:
         # Per project: the average annotator's gold accuracy, the prior of weighted votes. A
         # scan of every member, so cached until a gold answer or a suspension changes it.
         self._pooled: dict[int, float] = {}
+        # The database's incidents and free space: subscribe, status, the free-space watch.
+        self.health = Health(db, config.storage)
 
     async def start(self) -> None:
         """Create the project rows the config declares."""

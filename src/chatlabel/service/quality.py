@@ -15,6 +15,7 @@ from ..core.dawid_skene import dawid_skene
 from ..core.model import Verdict, Vote
 from ..core.verdict import decide, normalize_text
 from ..storage import quality_queries as qq
+from ..storage.health import StorageUnavailable
 from .labeling import LabelingService
 
 log = logging.getLogger("chatlabel.quality")
@@ -171,6 +172,8 @@ class BatchRecompute:
                 await self.check()
             except asyncio.CancelledError:
                 raise
+            except StorageUnavailable:
+                pass  # storage logs the incident once; the next round tries again
             except Exception:
                 log.exception("Dawid-Skene recompute failed; verdicts keep their online labels")
 
