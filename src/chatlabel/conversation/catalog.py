@@ -14,14 +14,15 @@ import re
 import string
 import tomllib
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from importlib import resources
 from typing import Any
 
 from babel import Locale
-from babel.dates import format_timedelta
+from babel.dates import format_datetime, format_timedelta
 from babel.numbers import format_decimal, format_percent
+from babel.units import format_unit
 
 DEFAULT = "en"
 PLURAL_FORMS = ("zero", "one", "two", "few", "many", "other")
@@ -111,6 +112,18 @@ class Texts:
         return format_timedelta(
             timedelta(seconds=seconds), threshold=1.5, locale=self._locale, format="long"
         )
+
+    def size(self, n_bytes: float) -> str:
+        """A size in this language ("1.5 GB", "1,5 ГБ")."""
+        for unit, scale in (("gigabyte", 1e9), ("megabyte", 1e6), ("kilobyte", 1e3)):
+            if n_bytes >= scale:
+                value = round(n_bytes / scale, 1)
+                return format_unit(value, f"digital-{unit}", length="short", locale=self._locale)
+        return format_unit(int(n_bytes), "digital-byte", length="short", locale=self._locale)
+
+    def moment(self, timestamp: float) -> str:
+        """A date and time in this language's short form (the machine's time zone)."""
+        return format_datetime(datetime.fromtimestamp(timestamp), "short", locale=self._locale)
 
     def join(self, parts: Iterable[str]) -> str:
         """Items joined as a list in this language ("a, b, c")."""

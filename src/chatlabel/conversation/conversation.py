@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 
 from ..mechanics import BoundedCache, LockMap
 from ..service.labeling import LabelingService
 from ..service.reports import Reports
+from ..storage.health import StorageUnavailable
 from .catalog import Catalog, Texts
 from .commands import Commands
 from .context import PEOPLE, Context, ExportResults
 from .events import MessageRef, Who
 from .flow import Flow
 from .ports import Outlet
+from .storage_alerts import StorageAlerts
 from .views import Home
 
 log = logging.getLogger("chatlabel.conversation")
@@ -66,6 +70,8 @@ class Conversation:
         self.flow = Flow(self.ctx)
         self.commands = Commands(self.ctx, self.flow)
         self.locks = LockMap()
+        # Coordinators on this platform hear once when storage fails and once when it recovers.
+        self.alerts = StorageAlerts(self.ctx)
         self._starts: Counter[str] = Counter()  # /start commands waiting per person
         self._buckets: BoundedCache[str, TokenBucket] = BoundedCache(PEOPLE)
         self._slowed: BoundedCache[str, bool] = BoundedCache(PEOPLE)
@@ -81,7 +87,7 @@ class Conversation:
         key = who.user.key
         self._starts[key] += 1
         try:
-            async with self.locks.hold(key):
+            async with self.locks.hold(key), self._storage_safe(who):
                 if self._starts[key] > 1:
                     return  # a later /start of theirs is waiting: that one answers
                 if await self._flooding(who):
@@ -97,7 +103,7 @@ class Conversation:
         if name.lower() == "start":
             await self.start(who, args or None)
             return
-        async with self.locks.hold(who.user.key):
+        async with self.locks.hold(who.user.key), self._storage_safe(who):
             if await self._flooding(who):
                 return
             await self.commands.run(who, name, args)
@@ -115,7 +121,7 @@ class Conversation:
         ticked: tuple[str, ...] | None = None,
     ) -> None:
         """A pressed button (`token`: the adapter's handle to answer the press with a toast)."""
-        async with self.locks.hold(who.user.key):
+        async with self.locks.hold(who.user.key), self._storage_safe(who, token):
             if not await self.commands.press(who, data, ref, token):
                 await self.flow.press(who, data, ref, token, ticked)
 
@@ -133,7 +139,7 @@ class Conversation:
         `source` names the platform message, so a redelivered one counts once; `ref` is the
         item's message when the platform knows it (an answer form opened from it).
         """
-        async with self.locks.hold(who.user.key):
+        async with self.locks.hold(who.user.key), self._storage_safe(who):
             if item is None and await self._flooding(who):
                 return
             await self.flow.text(who, text, source, item, ref)
@@ -156,12 +162,31 @@ class Conversation:
 
     async def blocked(self, who: Who) -> None:
         """The person blocked the bot: no more pushes, their items go back."""
-        await self.service.mark_blocked(who.user)
+        with contextlib.suppress(StorageUnavailable):  # seen again at their next send
+            await self.service.mark_blocked(who.user)
         log.info("%s blocked the bot; no more pushes to them", who.user.key)
 
     async def home(self, who: Who) -> Home:
         """The person's home page (for platforms that have one)."""
         return await self.commands.home(who)
+
+    @contextlib.asynccontextmanager
+    async def _storage_safe(self, who: Who, press: object = None) -> AsyncIterator[None]:
+        """Storage refused (full disk, a lock, I/O errors): say so; nothing was stored."""
+        try:
+            yield
+        except StorageUnavailable:
+            # The service retried for a few seconds already; the item stays as it was, so
+            # pressing again works once storage is back. The incident is logged once by
+            # storage; coordinators hear of it through StorageAlerts.
+            try:
+                t = await self.ctx.texts(who)
+            except StorageUnavailable:
+                t = self.ctx.catalog.texts(self.ctx.catalog.best(who.locale))
+            if press is not None:
+                await self.ctx.outlet.toast(who.user, press, t("press.storage"), True)
+            else:
+                await self.ctx.tell(who, t("press.storage"))
 
     # -- pushes ---------------------------------------------------------------------------------
 
@@ -178,6 +203,8 @@ class Conversation:
                 pushes = await self.service.pushes(platform)
             except asyncio.CancelledError:
                 raise
+            except StorageUnavailable:
+                continue  # storage logs the incident once; try again next round
             except Exception:
                 log.exception("looking for work to push on %s failed; retrying shortly", platform)
                 await asyncio.sleep(min(interval, 1.0))
@@ -194,7 +221,8 @@ class Conversation:
                     await self.service.release(push.user, push.task.assignment_id)
 
     async def close(self) -> None:
-        """Stop timers and let last edits finish."""
+        """Stop timers and alerts, and let last edits finish."""
+        self.alerts.close()
         await self.flow.close()
 
     # -- flood control --------------------------------------------------------------------------
