@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -232,16 +233,34 @@ def export(config: str, project: str | None, what: str, fmt: str, output: Path |
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for report.html and its PNG figures (default: report-PROJECT).",
 )
-def report(config: str, project: str | None, out_dir: Path | None) -> None:
+@click.option(
+    "--language",
+    help="Language of the report, e.g. es (default: the project's language, else English).",
+)
+def report(config: str, project: str | None, out_dir: Path | None, language: str | None) -> None:
     """Write an HTML report with charts (figures also as PNG files) for coordinators."""
+    from .conversation import Catalog
     from .report import write_report
+
+    if language is not None:
+        catalog = Catalog()
+        # "es", or a regional tag of a shipped language ("pt-BR"); nothing falls back silently.
+        tag = language.strip().replace("_", "-").lower()
+        chosen = catalog.best(tag) if re.fullmatch(r"[a-z]{2,3}(-[a-z0-9]{2,8})*", tag) else None
+        if chosen is None:
+            raise click.BadParameter(
+                f"{language!r} is not a shipped language; choose one of "
+                f"{', '.join(catalog.languages)}.",
+                param_hint="'--language'",
+            )
+        language = chosen
 
     cfg = _config(config)
     name = _project(cfg, project)
     folder = out_dir or Path(f"report-{name}")
 
     async def go(service: Any) -> Any:
-        return await write_report(service, name, folder)
+        return await write_report(service, name, folder, language)
 
     written = _run(_with_service(cfg, go))
     click.echo(f"Wrote {written.html} and {len(written.figures)} PNG figures in {folder}")
