@@ -266,8 +266,7 @@ def _count(t: Texts, x: float | int | None) -> str:
 
 
 def render_html(d: ReportData, figs: list[Figure], t: Texts) -> str:
-    """The report page in `t`'s language; every value from the data is escaped, every figure
-    embedded."""
+    """The report page in `t`'s language; every value escaped, every figure embedded."""
     e = html.escape
     p = d.progress
     by_name = {f.name: f for f in figs}
