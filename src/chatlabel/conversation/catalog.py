@@ -20,7 +20,7 @@ from importlib import resources
 from typing import Any
 
 from babel import Locale
-from babel.dates import format_datetime, format_skeleton, format_time, format_timedelta
+from babel.dates import format_skeleton, format_time, format_timedelta
 from babel.numbers import format_compact_decimal, format_decimal, format_percent
 from babel.units import format_unit
 
@@ -120,10 +120,6 @@ class Texts:
                 value = round(n_bytes / scale, 1)
                 return format_unit(value, f"digital-{unit}", length="short", locale=self._locale)
         return format_unit(int(n_bytes), "digital-byte", length="short", locale=self._locale)
-
-    def moment(self, timestamp: float) -> str:
-        """A date and time in this language's short form (the machine's time zone)."""
-        return format_datetime(datetime.fromtimestamp(timestamp), "short", locale=self._locale)
 
     def compact(self, x: float) -> str:
         """A number shortened for an axis ("1.5K", "1,5 тыс."); small ones are written whole."""
