@@ -57,7 +57,12 @@ class StorageAlerts:
         if isinstance(event, IncidentStarted):
             i = event.incident
             cause = t(f"storage.cause_{i.cause}")
-            return t("storage.down", since=t.when(datetime.fromtimestamp(i.since)), cause=cause, n=i.refused)
+            return t(
+                "storage.down",
+                since=t.when(datetime.fromtimestamp(i.since)),
+                cause=cause,
+                n=i.refused,
+            )
         if isinstance(event, IncidentCleared):
             i = event.incident
             took = (i.cleared_at or i.since) - i.since
