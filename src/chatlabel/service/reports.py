@@ -32,7 +32,7 @@ class Reports:
         svc = self.service
 
         def q(conn: sqlite3.Connection) -> MyStats | None:
-            cur = svc._current(conn, user)
+            cur = svc.shared.current(conn, user)
             if cur is None:
                 return None
             a, name = cur
