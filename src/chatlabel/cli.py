@@ -28,7 +28,7 @@ console = Console(stderr=True)
 def _run(coro: Awaitable[T]) -> T:
     """Run a coroutine; turn the errors users can fix into a clean message and exit 1."""
     from .importer import ImportError_
-    from .storage.health import StorageUnavailable
+    from .service.health import StorageUnavailable
 
     try:
         return asyncio.run(coro)  # type: ignore[arg-type]
@@ -171,7 +171,7 @@ def _storage_line(st: Any) -> str:
     """The database's size, its WAL's and the free space beside them, for `status`."""
     from rich.markup import escape
 
-    from .storage.health import human_bytes
+    from .service.health import human_bytes
 
     space = st.space
     line = (

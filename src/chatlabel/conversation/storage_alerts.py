@@ -6,14 +6,14 @@ import asyncio
 import logging
 from datetime import datetime
 
-from ..service.types import UserRef
-from ..storage.health import (
+from ..service.health import (
     IncidentCleared,
     IncidentStarted,
     LowSpace,
     SpaceRecovered,
     StorageEvent,
 )
+from ..service.types import UserRef
 from .catalog import Texts
 from .context import Context
 from .events import Who

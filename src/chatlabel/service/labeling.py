@@ -9,13 +9,16 @@ from __future__ import annotations
 import random
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from ..config import Config, Project
 from ..core.model import Rules
 from ..storage.db import Database
+from ..storage.exports import ExportFormat, ExportWhat
 from .answers import Answers
 from .health import Health
+from .items import ImportSummary, Items, Produce
 from .leases import Leases
 from .media_ids import MediaIds
 from .people import People
@@ -41,6 +44,7 @@ class LabelingService:
         self.answers = Answers(self.shared, self.settling, self.leases)
         self.people = People(self.shared, self.settling)
         self.media = MediaIds(self.shared)
+        self.items = Items(self.shared)
         # The database's incidents and free space: subscribe, status, the free-space watch.
         self.health = Health(db, config.storage)
 
@@ -223,6 +227,20 @@ class LabelingService:
     async def save_media_file_id(self, sha256: str, platform: str, file_id: str) -> None:
         """Remember a platform's file id so the file is uploaded once."""
         await self.media.save_media_file_id(sha256, platform, file_id)
+
+    # -- items in bulk --------------------------------------------------------------------------
+
+    async def add_items(
+        self, project: str, produce: Produce, progress: Callable[[int], None] | None = None
+    ) -> ImportSummary:
+        """Add the items `produce` yields in one transaction (all or none); wakes the waiting."""
+        return await self.items.add(project, produce, progress)
+
+    def export_batches(
+        self, project: str, what: ExportWhat, fmt: ExportFormat
+    ) -> AsyncIterator[list[Any]]:
+        """An export's rows in batches, from a read-only connection (writes go on meanwhile)."""
+        return self.items.export_batches(project, what, fmt)
 
     # -- for benchmarks: a use case's transaction body on a connection --------------------------
 

@@ -7,6 +7,8 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
+from ..core.model import ITEM_FIELDS
+
 Row = sqlite3.Row
 
 
@@ -408,22 +410,7 @@ def save_media_file_id(conn: sqlite3.Connection, sha256: str, platform: str, fil
 
 # -- import -------------------------------------------------------------------------------
 
-ITEM_COLUMNS = (
-    "project_id",
-    "ext_id",
-    "text",
-    "media_kind",
-    "media_path",
-    "context",
-    "gold",
-    "gold_reason",
-    "suggestion",
-    "boxes",
-    "meta",
-    "needed",
-    "seq",
-    "created_at",
-)
+ITEM_COLUMNS = ITEM_FIELDS  # the importer builds rows in this order
 _INSERT_ITEM = (
     f"INSERT INTO items ({', '.join(ITEM_COLUMNS)}) VALUES ({', '.join('?' * len(ITEM_COLUMNS))})"
     " ON CONFLICT (project_id, ext_id) DO NOTHING"
