@@ -311,7 +311,8 @@ async def test_failed_qualification_is_not_admitted(service_factory: Any, tmp_pa
                 "labels": ["a", "b"],
                 "overlap": 1,
                 "max_overlap": 1,
-                "quality": {"qualification": 3, "min_gold_accuracy": 0.7},
+                # The absolute gate: a fixed bar, qualification judged on its share.
+                "quality": {"qualification": 3, "min_gold_accuracy": 0.7, "gate": "absolute"},
             }
         ]
     )
@@ -347,7 +348,12 @@ async def test_suspension_needs_confidence_not_a_fluke(
                 "labels": ["a", "b"],
                 "overlap": 1,
                 "max_overlap": 1,
-                "quality": {"qualification": 0, "gold_rate": 1.0, "min_gold_accuracy": 0.7},
+                "quality": {
+                    "qualification": 0,
+                    "gold_rate": 1.0,
+                    "min_gold_accuracy": 0.7,
+                    "gate": "absolute",  # the relative gate has tests of its own (test_gate.py)
+                },
             }
         ]
     )

@@ -276,7 +276,7 @@ async def test_gold_suspension_uncounts_open_answers_and_reopens_items(
         tmp_path,
         gold + items,
         method="dawid-skene",
-        quality={**NO_GATE, "min_gold_accuracy": 0.8},
+        quality={**NO_GATE, "min_gold_accuracy": 0.8, "gate": "absolute"},
     )
     bad, good = await _users(svc, "Bad", "Good")
     await _answer(svc, bad, "i0", "b")
@@ -295,10 +295,12 @@ async def test_gold_suspension_uncounts_open_answers_and_reopens_items(
     votes = await quality.current_verdicts(svc, "p")
     assert votes["i0"].n_answers == 1 and votes["i0"].label == "a"
     assert isinstance(await svc.lease(bad, "i1"), Idle)
-    # Dawid-Skene reads only counted answers: Bad's gold answers, but nothing of theirs on i0.
+    # Dawid-Skene still reads what Bad answered, i0 included: evidence of how they err (their
+    # vote there no longer counts, above). Every one of their gold answers is there too.
     i0 = next(r["id"] for r in rows.values() if r["ext_id"] == "i0")
     answers = await svc.db.read(qq.ds_answers, svc.pids["p"])
-    assert [r["value"] for r in answers if r["item_id"] == i0] == ["a"]
+    assert [r["value"] for r in answers if r["item_id"] == i0] == ["b", "a"]
+    assert sum(r["value"] == "b" for r in answers) == n + 2
 
 
 @pytest.mark.parametrize(

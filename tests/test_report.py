@@ -25,7 +25,7 @@ from chatlabel.charts import fit_text, progress_chart
 from chatlabel.cli import main
 from chatlabel.config import load_config
 from chatlabel.conversation import Catalog
-from chatlabel.conversation.render import reason_text
+from chatlabel.conversation.render import why_text
 from chatlabel.core.suspension import Reason
 from chatlabel.importer import import_file
 from chatlabel.report import accuracy_chart, settled_chart, write_report
@@ -217,7 +217,7 @@ async def test_report_in_spanish_has_no_english_left(
     dan = {a.key: a for a in await reports.annotators("p")}["t:3"]
     assert dan.reason is not None
     said = f"<span class=sus>{e(ES('status.suspended'))}</span> <span class=muted>"
-    assert said + e(reason_text(ES, dan.reason)) in page  # why, in Spanish
+    assert said + e(why_text(ES, dan.reason)) in page  # why, in Spanish, with its figures
     assert e(ES.when(datetime.fromtimestamp(clock()))) in page
     # The figures are drawn in Spanish too: same files, other pictures.
     assert [f.name for f in spanish.figures] == [f.name for f in english.figures]

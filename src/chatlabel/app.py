@@ -12,7 +12,9 @@ from typing import Any, Protocol
 from . import exporter
 from .config import Config, ConfigError
 from .conversation import Catalog
+from .models import make_model
 from .service.labeling import LabelingService
+from .service.model_loop import ModelLoop
 from .service.quality import BatchRecompute
 from .service.reports import Reports
 from .storage.db import Database
@@ -40,12 +42,15 @@ class Runtime:
     reports: Reports
     transports: list[Transport] = field(default_factory=list)
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    models: ModelLoop | None = None  # the projects' models (their worker processes)
 
     async def close(self) -> None:
         """Stop background work and the transports, then close the database."""
         for task in self.background:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
+        if self.models is not None:
+            await self.models.close()
         for t in reversed(self.transports):
             try:
                 await t.stop()
@@ -99,6 +104,10 @@ async def build(
     """Open storage and the service, and create a transport per configured platform."""
     db, service = await open_service(config, clock=clock)
     rt = Runtime(config, db, service, Reports(service))
+    models = {p.name: m for p in config.project if (m := make_model(p, env)) is not None}
+    if service.model_projects():
+        # Even without a model of our own (imported suggestions) the record is watched.
+        rt.models = ModelLoop(service, models)
 
     async def export_results(project: str) -> tuple[str, bytes]:
         return await exporter.results_file(service, project)
@@ -172,6 +181,9 @@ async def serve(rt: Runtime, stop: asyncio.Event) -> None:
         tune_gc_for_serving()
         # Free space beside the database: a warning now and every minute while it is low.
         rt.background.append(asyncio.create_task(rt.service.health.watch(stop)))
+        if rt.models is not None:
+            # Models train in their worker and write in small transactions: presses go first.
+            rt.background.append(asyncio.create_task(rt.models.run(stop)))
         batch = BatchRecompute(rt.service)
         if batch.projects():
             # Dawid-Skene is a batch method: recompute after bursts of answers, never per press.

@@ -194,7 +194,12 @@ def _storage_line(st: Any) -> str:
     show_default=True,
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv", "label-studio"]),
+    default="jsonl",
+    show_default=True,
+    help="label-studio: the results as Label Studio's task JSON (tasks, predictions, results).",
 )
 @click.option(
     "-o",
@@ -208,6 +213,11 @@ def export(config: str, project: str | None, what: str, fmt: str, output: Path |
 
     cfg = _config(config)
     name = _project(cfg, project)
+    if fmt == "label-studio" and what != "results":
+        raise click.BadParameter(
+            "Label Studio's format holds tasks and their results: use --what results",
+            param_hint="'--format'",
+        )
 
     async def go(service: Any) -> int:
         if output is None:

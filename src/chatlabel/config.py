@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tomllib
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .core.model import Rules
+from .core.routing import Routing
 
 
 class ConfigError(Exception):
@@ -45,6 +47,11 @@ class Quality(_Section):
     qualification: int = Field(4, ge=0, description="Gold items a newcomer answers first")
     gold_rate: float = Field(0.1, ge=0, le=1, description="Share of gold among later items")
     min_gold_accuracy: float = Field(0.7, ge=0, le=1, description="Accuracy needed to keep going")
+    gate: Literal["relative", "absolute"] = Field(
+        "relative",
+        description="relative: the bar is halfway from chance to the crowd, at most "
+        "min_gold_accuracy | absolute: min_gold_accuracy",
+    )
     suspend_confidence: float = Field(
         0.95, gt=0.5, lt=1, description="How sure we must be that accuracy is low to suspend"
     )
@@ -66,6 +73,53 @@ class Translation(_Section):
         default_factory=dict,
         description="Captions of labels in this language; exported values never change",
     )
+
+
+class Model(_Section):
+    """Suggestions from a model: a confident one turns an item into a single yes/no check."""
+
+    kind: Literal["import", "builtin-text", "http"] = Field(
+        "builtin-text",
+        description="import (suggestions come with the items) | builtin-text (learns from "
+        "the crowd; pip install 'chatlabel[model]') | http (a Label Studio ML backend)",
+    )
+    url: str = Field("", description="http: the backend's address; items are POSTed to URL/predict")
+    auth_env: str = Field(
+        "", description="http: variable holding user:password for HTTP basic auth ('' = none)"
+    )
+    timeout_seconds: float = Field(30, gt=0, le=600, description="http: one request's limit")
+    batch: int = Field(100, ge=1, le=10_000, description="http: items per /predict request")
+    auto_threshold: float = Field(
+        0.95, gt=0, le=1, description="A suggestion scored at least this needs one check"
+    )
+    audit_rate: float = Field(
+        0.05, ge=0, le=1, description="Share of confident items given full overlap anyway"
+    )
+    order: Literal["import", "uncertain-first"] = Field(
+        "import", description="import | uncertain-first (the least certain items first)"
+    )
+    retrain_every: int = Field(
+        50, ge=1, description="builtin-text: retrain after this many new resolved items"
+    )
+    min_examples: int = Field(
+        20, ge=2, description="builtin-text: labeled items (gold included) before it first trains"
+    )
+
+
+class LabelStudio(_Section):
+    """How tasks look in Label Studio's JSON (imports, exports and the http model)."""
+
+    from_name: str = Field("label", description="Name of the labeling control (<Choices name>)")
+    to_name: str = Field("text", description="Name of the object it labels (<Text name>)")
+    text_key: str = Field("text", description="The data field holding an item's text ($text)")
+
+
+def extra_installed(module: str) -> bool:
+    """True when an optional dependency can be imported (without importing it)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: blocked with sys.modules[name] = None
+        return False
 
 
 class Project(_Section):
@@ -102,6 +156,10 @@ class Project(_Section):
         description="The project's texts in more languages: one table per language code",
     )
     quality: Quality = Field(default_factory=Quality, description="Gold and quality rules")
+    model: Model | None = Field(None, description="absent: no suggestions, no routing")
+    label_studio: LabelStudio = Field(
+        default_factory=LabelStudio, description="Label Studio's names for this project"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Project:
@@ -120,6 +178,18 @@ class Project(_Section):
                 raise ValueError("rating labels must be numbers, e.g. ['1', '2', '3']") from None
         if not self.title:
             self.title = self.name
+        if self.model is not None:
+            if self.kind != "single":
+                raise ValueError(
+                    f"model: suggestions route single-choice items only, not kind {self.kind!r}"
+                )
+            if self.model.kind == "http" and not self.model.url:
+                raise ValueError("model.url: kind 'http' needs the backend's address")
+            if self.model.kind == "builtin-text" and not extra_installed("sklearn"):
+                raise ValueError(
+                    "model.kind: 'builtin-text' needs scikit-learn, which is not installed: "
+                    "pip install 'chatlabel[model]'"
+                )
         for lang, t in self.translations.items():
             if not lang.isascii() or not lang.isalpha() or not 2 <= len(lang) <= 3:
                 raise ValueError(f"translations.{lang}: not a language code such as 'es' or 'pt'")
@@ -127,6 +197,13 @@ class Project(_Section):
             if unknown:
                 raise ValueError(f"translations.{lang}.labels: {unknown[0]!r} is not a label")
         return self
+
+    def routing(self) -> Routing | None:
+        """The core's view of this project's routing (None without a model section)."""
+        m = self.model
+        if m is None:
+            return None
+        return Routing(m.auto_threshold, m.audit_rate, m.order == "uncertain-first")
 
     def rules(self) -> Rules:
         """The core's view of this project's rules."""
@@ -142,6 +219,7 @@ class Project(_Section):
             qualification=q.qualification,
             gold_rate=q.gold_rate,
             min_gold_accuracy=q.min_gold_accuracy,
+            gate=q.gate,
             suspend_confidence=q.suspend_confidence,
             min_seconds=q.min_seconds,
             max_same_run=q.max_same_run,
@@ -307,7 +385,7 @@ def _toml_value(value: Any) -> str:
 
 def _section(title: str, model: type[BaseModel], sample: dict[str, Any], out: list[str]) -> None:
     out.append(f"\n# {model.__doc__}\n{title}")
-    nested, tables = [], []
+    nested, tables, optional = [], [], []
     for name, field in model.model_fields.items():
         if name == "path":
             continue
@@ -317,6 +395,9 @@ def _section(title: str, model: type[BaseModel], sample: dict[str, Any], out: li
         args = get_args(field.annotation)
         if len(args) == 2 and isinstance(args[1], type) and issubclass(args[1], BaseModel):
             tables.append((name, field.description, args[1]))  # a table per key, e.g. language
+            continue
+        if len(args) == 2 and args[1] is type(None) and issubclass(args[0], BaseModel):
+            optional.append((name, field.description, args[0]))  # absent unless written
             continue
         if name in sample:
             value = sample[name]
@@ -328,9 +409,14 @@ def _section(title: str, model: type[BaseModel], sample: dict[str, Any], out: li
     for name, sub in nested:
         header = title.strip("[]")
         _section(f"[{header}.{name}]", sub, {}, out)
+    for name, description, sub in optional:
+        example: list[str] = []
+        _section(f"[{title.strip('[]')}.{name}]", sub, {}, example)
+        out.append(f"\n# {sub.__doc__} ({description})")
+        out += [f"# {line}".rstrip() for line in "\n".join(example).strip().splitlines()[1:]]
     for name, description, sub in tables:
         # Optional and keyed (one per language): shown commented out, as an example.
-        example: list[str] = []
+        example = []
         _section(f"[{title.strip('[]')}.{name}.es]", sub, {}, example)
         out.append(f"\n# {description}")
         out += [f"# {line}".rstrip() for line in "\n".join(example).strip().splitlines()[1:]]

@@ -8,16 +8,28 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any, Literal, TextIO
 
+from . import label_studio
 from .service import quality
-from .service.items import ExportWhat
+from .service.items import ExportFormat, ExportWhat
 from .service.labeling import LabelingService
 from .service.reports import Reports
 
 What = Literal["results", "answers", "annotators"]
-Format = Literal["jsonl", "csv"]
+Format = Literal["jsonl", "csv", "label-studio"]
 
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "results": ("id", "label", "status", "confidence", "votes", "n_answers", "method"),
+    "results": (
+        "id",
+        "label",
+        "status",
+        "confidence",
+        "votes",
+        "n_answers",
+        "method",
+        "suggestion",
+        "suggestion_score",
+        "model",
+    ),
     "answers": (
         "item_id",
         "annotator",
@@ -27,6 +39,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "correct",
         "seconds",
         "answered_at",
+        "check",
     ),
     "annotators": (
         "id",
@@ -40,6 +53,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "accuracy_low",
         "accuracy_high",
         "median_seconds",
+        "reason",
     ),
 }
 
@@ -64,11 +78,13 @@ async def rows(service: LabelingService, project: str, what: What) -> AsyncItera
                 "accuracy_low": a.accuracy_low,
                 "accuracy_high": a.accuracy_high,
                 "median_seconds": a.median_seconds,
+                # Why a person was suspended (or routing by the model switched off), as data.
+                "reason": {"code": a.reason.code, **a.reason.params} if a.reason else None,
             }
 
 
 async def _sql_batches(
-    service: LabelingService, project: str, what: ExportWhat, fmt: Format
+    service: LabelingService, project: str, what: ExportWhat, fmt: ExportFormat
 ) -> AsyncIterator[list[Any]]:
     """Rows in batches: one JSON text per row (jsonl) or a tuple of CSV cells."""
     if what == "results" and service.rules[project].method == "dawid-skene":
@@ -78,7 +94,7 @@ async def _sql_batches(
 
 
 async def _sql_export(
-    service: LabelingService, project: str, what: ExportWhat, fmt: Format, out: TextIO
+    service: LabelingService, project: str, what: ExportWhat, fmt: ExportFormat, out: TextIO
 ) -> int:
     n = 0
     if fmt == "jsonl":
@@ -94,10 +110,30 @@ async def _sql_export(
     return n
 
 
+async def label_studio_tasks(service: LabelingService, project: str, out: TextIO) -> int:
+    """Write every item as a Label Studio task (data, prediction, result): a JSON array."""
+    p = service.projects[project]
+    if p.method == "dawid-skene":
+        await quality.recompute(service, project)  # batch verdicts, fresh for the export
+    n = 0
+    out.write("[")
+    async for batch in service.task_batches(project):
+        for row in batch:
+            task = label_studio.task_of(row, p.kind, tuple(p.labels), p.label_studio)
+            out.write(("\n" if n == 0 else ",\n") + json.dumps(task, ensure_ascii=False))
+            n += 1
+    out.write("\n]\n")
+    return n
+
+
 async def write(
     service: LabelingService, project: str, what: What, fmt: Format, out: TextIO
 ) -> int:
     """Write an export to a text stream; returns the number of rows."""
+    if fmt == "label-studio":
+        if what != "results":
+            raise ValueError("Label Studio's format holds tasks and their results only")
+        return await label_studio_tasks(service, project, out)
     if what in ("results", "answers"):
         return await _sql_export(service, project, what, fmt, out)
     n = 0

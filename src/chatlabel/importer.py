@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import label_studio
 from .core.model import ITEM_FIELDS, Rules
 from .core.values import canonical
 from .media import MEDIA_KINDS, MediaError, check_media
@@ -40,10 +41,15 @@ FIELDS = (
     "gold",
     "gold_reason",
     "suggestion",
+    "suggestion_score",
+    "model_version",
     "boxes",
     "meta",
 )
 _FIELDSET = frozenset(FIELDS)
+# What an item's content id is made of: its content, not its gold answer or the model's guess
+# (the fields of the first chatlabel, so ids of items imported then stay the same).
+_CONTENT = ("text", "image", "audio", "video", "context", "suggestion", "boxes", "meta")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 MAX_LINE = 1 << 20  # a JSONL line or CSV field over 1 MiB is an error, not a memory spike
 MAX_TEXT = 20_000
@@ -76,6 +82,7 @@ class Target:
     overlap: int
     seq0: int  # a row's seq is seq0 + its line number: file order, unique
     now: float
+    text_key: str = "text"  # Label Studio tasks: the data field holding the text
 
 
 @dataclass(frozen=True)
@@ -216,7 +223,7 @@ def _read_folder(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def _content_id(row: dict[str, Any]) -> str:
     # Items without an id get one from their content, so re-importing adds nothing.
-    body = {k: row.get(k) for k in FIELDS if k not in ("id", "gold", "gold_reason")}
+    body = {k: row.get(k) for k in _CONTENT}
     digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
     return digest[:16]
 
@@ -252,6 +259,22 @@ def _media(target: Target, line: int, row: dict[str, Any]) -> tuple[str | None, 
     return kind, str(full)
 
 
+def _score(row: dict[str, Any], path: Path, line: int) -> float | None:
+    """A suggestion's score: a number from 0 to 1 (CSV: its text), or None."""
+    raw = row.get("suggestion_score")
+    if raw is None or raw == "":
+        return None
+    try:
+        if isinstance(raw, bool):
+            raise ValueError
+        score = float(raw)
+    except (TypeError, ValueError):
+        raise _fail(path, line, f"suggestion_score must be a number, not {raw!r}") from None
+    if not 0.0 <= score <= 1.0:
+        raise _fail(path, line, f"suggestion_score must be between 0 and 1, not {raw!r}")
+    return score
+
+
 def check_row(target: Target, line: int, row: dict[str, Any]) -> Values:
     """One row as insert values (ITEM_FIELDS order); a bad row raises ImportError_."""
     path = target.path
@@ -283,6 +306,16 @@ def check_row(target: Target, line: int, row: dict[str, Any]) -> Values:
     meta = row.get("meta")
     if meta is not None and not isinstance(meta, dict):
         raise _fail(path, line, "meta must be an object")
+    suggestion = _str(row, "suggestion", path, line, 1000)
+    score = _score(row, path, line)
+    if score is not None and suggestion is None:
+        raise _fail(path, line, "suggestion_score needs a suggestion")
+    if suggestion is not None and target.rules.kind == "single":
+        # A single-choice suggestion can become a one-person check: it must be a label.
+        try:
+            suggestion = canonical(target.rules, suggestion)
+        except ValueError as exc:
+            raise _fail(path, line, f"suggestion: {exc}") from None
     return (
         target.project_id,
         ext_id,
@@ -292,7 +325,9 @@ def check_row(target: Target, line: int, row: dict[str, Any]) -> Values:
         _str(row, "context", path, line),
         gold,
         _str(row, "gold_reason", path, line),
-        _str(row, "suggestion", path, line, 1000),
+        suggestion,
+        score,
+        _str(row, "model_version", path, line, 200) if suggestion is not None else None,
         _encode_boxes(boxes) if boxes else None,
         _encode_meta(meta) if meta else None,
         target.overlap,
@@ -365,11 +400,15 @@ def _kind(path: Path) -> str:
     if not path.exists():
         raise ImportError_(f"{path}: no such file")
     suffix = path.suffix.lower()
+    if suffix == ".json" and label_studio.is_task_list(path):
+        return "label-studio"  # a JSON array of tasks, as Label Studio exports them
     if suffix in (".jsonl", ".ndjson", ".json"):
         return "jsonl"
     if suffix in (".csv", ".tsv"):
         return "csv"
-    raise ImportError_(f"{path}: unknown format (use .jsonl, .csv or a folder of images)")
+    raise ImportError_(
+        f"{path}: unknown format (use .jsonl, .csv, Label Studio's .json or a folder of images)"
+    )
 
 
 def default_workers(path: Path) -> int:
@@ -390,8 +429,21 @@ def batches(target: Target, workers: int = 0) -> Iterator[Batch]:
         if workers:
             return _in_workers(target, workers)
         return (check_jsonl_chunk(target, *c) for c in _jsonl_chunks(target.path))
+    if kind == "label-studio":
+        return _check_rows(target, _read_tasks(target))
     rows = _read_folder(target.path) if kind == "folder" else _read_csv(target.path)
     return _check_rows(target, rows)
+
+
+def _read_tasks(target: Target) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Label Studio tasks as import rows, numbered by the line each task starts on."""
+    try:
+        for line, task in label_studio.read_tasks(target.path):
+            yield line, label_studio.task_row(task, target.text_key, target.rules.kind, line)
+    except label_studio.TaskError as exc:
+        raise _fail(target.path, exc.line, exc.reason) from None
+    except UnicodeDecodeError as exc:
+        raise _fail(target.path, 1, f"not UTF-8 ({exc.reason})") from None
 
 
 async def import_file(
@@ -411,8 +463,10 @@ async def import_file(
         workers = default_workers(path)
     base = path if path.is_dir() else path.parent
 
+    text_key = service.projects[project].label_studio.text_key
+
     def produce(to: ItemTarget) -> Iterator[ItemBatch]:
-        target = Target(path, base, to.rules, to.project_id, to.overlap, to.seq0, to.now)
+        target = Target(path, base, to.rules, to.project_id, to.overlap, to.seq0, to.now, text_key)
         for batch in batches(target, workers):
             failure = ImportError_(batch.error) if batch.error is not None else None
             yield ItemBatch(batch.rows, failure)

@@ -32,7 +32,7 @@ from .charts import (
 )
 from .conversation import Catalog
 from .conversation.catalog import Texts
-from .conversation.render import reason_text
+from .conversation.render import why_text
 from .media import load_font
 from .service import quality
 from .service.labeling import LabelingService
@@ -417,7 +417,7 @@ def _annotator_table(d: ReportData, t: Texts) -> str:
             word += f" ({_word(t, 'role', a.role)})"
         status = e(word) if a.status == "active" else f"<span class=sus>{e(word)}</span>"
         if a.reason:
-            status += f" <span class=muted>{e(reason_text(t, a.reason))}</span>"
+            status += f" <span class=muted>{e(why_text(t, a.reason))}</span>"
         seconds = (
             t("common.not_available")
             if a.median_seconds is None

@@ -18,6 +18,7 @@ from .commands import Commands
 from .context import PEOPLE, Context, ExportResults
 from .events import MessageRef, Who
 from .flow import Flow
+from .model_alerts import ModelAlerts
 from .ports import Outlet
 from .storage_alerts import StorageAlerts
 from .views import Home
@@ -72,6 +73,8 @@ class Conversation:
         self.locks = LockMap()
         # Coordinators on this platform hear once when storage fails and once when it recovers.
         self.alerts = StorageAlerts(self.ctx)
+        # ...and when a model's suggestions stop routing items (its record fell too low).
+        self.model_alerts = ModelAlerts(self.ctx)
         self._starts: Counter[str] = Counter()  # /start commands waiting per person
         self._buckets: BoundedCache[str, TokenBucket] = BoundedCache(PEOPLE)
         self._slowed: BoundedCache[str, bool] = BoundedCache(PEOPLE)
@@ -223,6 +226,7 @@ class Conversation:
     async def close(self) -> None:
         """Stop timers and alerts, and let last edits finish."""
         self.alerts.close()
+        self.model_alerts.close()
         await self.flow.close()
 
     # -- flood control --------------------------------------------------------------------------

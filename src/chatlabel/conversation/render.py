@@ -263,6 +263,41 @@ def reason_text(t: Texts, reason: Reason | None) -> str:
     return str(p.get("text", reason.code))
 
 
+def why_text(t: Texts, reason: Reason | None) -> str:
+    """Why someone was suspended (or routing by the model stopped), for coordinators: the
+    figures behind it, in the third person."""
+    if reason is None:
+        return ""
+    p = reason.params
+    code = reason.code
+    if code in ("qualification", "gold") and "accuracy" in p:
+        figures = {
+            "accuracy": t.percent(float(p["accuracy"])),
+            "n": int(p.get("n", 0)),
+            "min": t.percent(float(p["min"])),
+        }
+        if code == "gold" and "crowd" in p:
+            return t("why.gold_crowd", crowd=t.percent(float(p["crowd"])), **figures)
+        return t(f"why.{code}", **figures)
+    if code in ("qualification", "gold"):  # stored by an older chatlabel: the bar only
+        return t("why.gold_bar", min=t.percent(float(p["min"])))
+    if code == "model_accuracy":
+        return t(
+            "why.model_accuracy",
+            accuracy=t.percent(float(p["accuracy"])),
+            n=int(p.get("n", 0)),
+            min=t.percent(float(p["min"])),
+        )
+    if code == "same_run":
+        return t("why.same_run", n=int(p.get("n", 0)))
+    if code == "too_fast":
+        return t("why.too_fast", seconds=t.number(float(p.get("seconds", 0)), 0))
+    if code == "by_coordinator":
+        note = str(p.get("note", ""))
+        return t("why.by_coordinator") + (f": {note}" if note else "")
+    return str(p.get("text", code))
+
+
 def idle_text(t: Texts, idle: Idle, how: Mechanics) -> str:
     """Why there is no item for someone right now."""
     if idle.reason == "suspended":
@@ -352,7 +387,16 @@ def annotators_text(t: Texts, rows: Sequence[AnnotatorRow], title: str, limit: i
     lines = [title, t("annotators.header")]
     for r in rows[:limit]:
         acc = t.percent(r.gold_accuracy)
-        if r.gold_answers:
+        if r.gold_answers and r.role == "model":
+            # The model's record decides routing: its uncertainty is shown with it.
+            acc = t(
+                "annotators.accuracy_interval",
+                accuracy=acc,
+                n=r.gold_answers,
+                low=t.percent(r.accuracy_low),
+                high=t.percent(r.accuracy_high),
+            )
+        elif r.gold_answers:
             acc = t("annotators.accuracy_of", accuracy=acc, n=r.gold_answers)
         secs = (
             t("common.not_available")
@@ -363,7 +407,7 @@ def annotators_text(t: Texts, rows: Sequence[AnnotatorRow], title: str, limit: i
         if r.role != "annotator":
             status += f" ({t(f'role.{r.role}')})"
         if r.reason is not None:
-            status += f" — {reason_text(t, r.reason)}"
+            status += f" — {why_text(t, r.reason)}"
         lines.append(
             t(
                 "annotators.row",

@@ -31,17 +31,50 @@ def wants_gold(rules: Rules, m: MemberRecord, draw: float) -> bool:
     return draw < rules.gold_rate
 
 
+# The relative gate's bar sits this far from chance toward the project's crowd: someone is
+# suspended only when confidently nearer chance than the crowd. On a hard 4-label task (honest
+# people at 50-65 %, the crowd near 50 %) that is about 37 %: spammers go, honest people stay.
+GATE_SHARE = 0.5
+
+
+def chance_accuracy(rules: Rules) -> float:
+    """The gold accuracy of someone answering at random, for this kind of task."""
+    if rules.kind == "text":
+        return 0.0
+    if rules.kind == "multi":
+        return 0.5 ** len(rules.labels)  # every label ticked or not by a coin
+    return 1.0 / max(len(rules.choices), 2)
+
+
+def gate_threshold(rules: Rules, crowd: float | None) -> float:
+    """The gold accuracy someone must not be confidently below to keep getting work.
+
+    Relative gate: halfway between chance and `crowd` (the project's average annotator), capped
+    at min_gold_accuracy, so a task where honest people score 55 % does not lose them to a
+    70 % bar. Absolute gate (or no crowd figure): min_gold_accuracy.
+    """
+    if rules.gate == "absolute" or crowd is None:
+        return rules.min_gold_accuracy
+    chance = chance_accuracy(rules)
+    return min(rules.min_gold_accuracy, chance + GATE_SHARE * max(crowd - chance, 0.0))
+
+
 def failed_qualification(rules: Rules, m: MemberRecord) -> bool:
-    """True once a newcomer's qualification answers fall below the required accuracy."""
+    """True once a newcomer's qualification answers fall below the required accuracy.
+
+    Only under the absolute gate: the relative one judges qualification answers like any gold.
+    """
+    if rules.gate != "absolute":
+        return False
     if rules.qualification == 0 or m.qualification_answers < rules.qualification:
         return False
     return m.qualification_correct / m.qualification_answers < rules.min_gold_accuracy
 
 
-def should_suspend(rules: Rules, m: MemberRecord) -> bool:
-    """True when the annotator's gold accuracy is confidently below the project's minimum."""
+def should_suspend(rules: Rules, m: MemberRecord, crowd: float | None = None) -> bool:
+    """True when the annotator's gold accuracy is confidently below the gate's bar."""
     return confidently_below(
-        m.gold_correct, m.gold_answers, rules.min_gold_accuracy, rules.suspend_confidence
+        m.gold_correct, m.gold_answers, gate_threshold(rules, crowd), rules.suspend_confidence
     )
 
 

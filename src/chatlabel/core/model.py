@@ -8,6 +8,9 @@ from typing import Literal
 Kind = Literal["single", "multi", "rating", "verify", "text"]
 Method = Literal["majority", "weighted", "dawid-skene"]
 Status = Literal["pending", "resolved", "escalated"]
+# How the quality gate sets its bar: relative to what the task allows (chance and the project's
+# crowd, capped at min_gold_accuracy), or min_gold_accuracy itself.
+Gate = Literal["relative", "absolute"]
 
 VERIFY_LABELS = ("yes", "no")
 
@@ -22,6 +25,8 @@ ITEM_FIELDS = (
     "gold",
     "gold_reason",
     "suggestion",
+    "suggestion_score",
+    "suggestion_model",
     "boxes",
     "meta",
     "needed",
@@ -46,6 +51,7 @@ class Rules:
     qualification: int = 4
     gold_rate: float = 0.1
     min_gold_accuracy: float = 0.7
+    gate: Gate = "relative"
     # Confidence level of the bound used to suspend (0.95 = suspend when 95 % sure).
     suspend_confidence: float = 0.95
     min_seconds: float = 0.0  # answers faster than this count as careless (0: off)

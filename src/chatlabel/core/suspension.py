@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from .assignment import MemberRecord, failed_qualification, should_suspend
+from .assignment import MemberRecord, failed_qualification, gate_threshold, should_suspend
 from .model import Rules
 
 # Fast answers only count once there are this many: one quick answer says nothing.
@@ -16,8 +16,10 @@ MIN_FAST_ANSWERS = 5
 class Reason:
     """Why someone was suspended, as data: a code and its figures (people read it worded).
 
-    Codes: `qualification` (n, min), `gold` (min), `same_run` (n), `too_fast` (seconds),
-    `by_coordinator`, and `text` (text) for a reason stored by an older chatlabel.
+    Codes: `qualification` (n, min), `gold` (min; and the figures behind it: accuracy, n and,
+    under the relative gate, crowd), `same_run` (n), `too_fast` (seconds), `by_coordinator`
+    (note), `model_accuracy` (accuracy, n, min: routing by a model switched off), and `text`
+    (text) for a reason stored by an older chatlabel.
     """
 
     code: str
@@ -50,14 +52,28 @@ class Conduct:
     scored: bool  # the answer was scored against gold
     same_run: int  # identical labels in a row, this one included
     fast_answers: int  # answers faster than the project's min_seconds so far
+    crowd: float | None = None  # the project's average gold accuracy (the relative gate's)
 
 
 def suspension(rules: Rules, c: Conduct) -> Reason | None:
     """Why this answer gets its author suspended (None: they carry on)."""
     if c.qualifying and failed_qualification(rules, c.member):
         return Reason("qualification", {"n": rules.qualification, "min": rules.min_gold_accuracy})
-    if c.scored and should_suspend(rules, c.member):
-        return Reason("gold", {"min": rules.min_gold_accuracy})
+    if c.scored and should_suspend(rules, c.member, c.crowd):
+        m = c.member
+        bar = gate_threshold(rules, c.crowd)
+        figures: dict[str, float | int | str] = {
+            "min": round(bar, 4),
+            "accuracy": round(m.gold_correct / m.gold_answers, 4),
+            "n": m.gold_answers,
+        }
+        if rules.gate == "relative" and c.crowd is not None:
+            figures["crowd"] = round(c.crowd, 4)
+        if c.qualifying:
+            # Under the relative gate qualification answers are judged like any gold; the
+            # reason still says it happened while qualifying.
+            return Reason("qualification", {**figures, "n": rules.qualification})
+        return Reason("gold", figures)
     if rules.max_same_run and c.same_run >= rules.max_same_run:
         return Reason("same_run", {"n": c.same_run})
     if (

@@ -7,21 +7,29 @@ import sqlite3
 from dataclasses import replace
 
 from ..core.assignment import can_undo, lease_deadline
+from ..core.model import Rules
 from ..core.values import canonical, matches_gold
 from ..storage import repo
 from .leases import Leases
 from .settling import Settling
 from .shared import Row, Shared
+from .suggestions import Suggestions
 from .types import Feedback, Outcome, UserRef
+
+# How a check's yes or no is read: the verify kind's values.
+_CHECK = Rules(kind="verify")
 
 
 class Answers:
     """What people's answers do, each in one transaction (with the next item, when asked)."""
 
-    def __init__(self, shared: Shared, settling: Settling, leases: Leases) -> None:
+    def __init__(
+        self, shared: Shared, settling: Settling, leases: Leases, suggestions: Suggestions
+    ) -> None:
         self.s = shared
         self.settling = settling
         self.leases = leases
+        self.suggestions = suggestions
 
     # -- answers ---------------------------------------------------------------------------
 
@@ -144,13 +152,14 @@ class Answers:
         if member is None or member["status"] != "active":
             return Outcome("stale", "cannot_answer", project=name)
         value: str | None = None
+        checking = bool(r["checking"])  # a yes/no to a confident item's suggestion
         if not skipping:
-            if raw is None and rules.kind == "multi":
+            if raw is None and rules.kind == "multi" and not checking:
                 raw = json.loads(r["draft"]) if r["draft"] else []
             if raw is None:
                 return Outcome("invalid", "no_choice", project=name)
             try:
-                value = canonical(rules, raw)
+                value = canonical(_CHECK if checking else rules, raw)
             except ValueError as exc:
                 return Outcome("invalid", "bad_value", project=name, problem=str(exc))
         is_gold = r["gold"] is not None
@@ -169,6 +178,9 @@ class Answers:
             seconds=seconds,
             answered_at=now,
             source=source,
+            # A check is never a vote: its yes settles the item, its no reopens it.
+            checked=int(checking),
+            counted=0 if checking else 1,
         )
         repo.close_assignment(conn, assignment_id, r["id"], "skipped" if skipping else "answered")
         if skipping:
@@ -186,11 +198,15 @@ class Answers:
                 undo_until=now + project.undo_seconds,
             )
         assert value is not None
-        suspended = self.settling.score(conn, r, rules, project, value, correct, seconds, now)
+        suspended = self.settling.score(
+            conn, r, rules, project, value, correct, seconds, now, check=checking
+        )
         repo.bump_member(conn, r["project_id"], r["annotator_id"], answers=1)
         if is_gold:
             # Counting gold answers rotates gold items ("least used first") across annotators.
             repo.bump_item_answers(conn, r["id"], 1)
+        elif checking:
+            self.suggestions.checked(conn, r, value, rules, now)
         else:
             self.settling.settle(conn, r["project_id"], r["id"], rules, now)
         feedback = None
@@ -276,6 +292,10 @@ class Answers:
             settled_by_expert = any(v["expert"] for v in repo.item_votes(conn, item["id"]))
             if settled_by_expert and not x["expert"]:
                 return Outcome("stale", "settled_by_expert", project=name)
+            # A check's item goes back to waiting for it, unless others answer it by now.
+            checked = x["checked"] and x["value"] is not None
+            if checked and not self.suggestions.undo_check(conn, item):
+                return Outcome("stale", "too_late", project=name)
             repo.delete_answer(conn, answer_id)
             repo.reopen_assignment(
                 conn, x["assignment_id"], x["item_id"], lease_deadline(now, project.lease_seconds)
@@ -291,8 +311,9 @@ class Answers:
                 if gold_before < rules.qualification:
                     deltas.update(qual_answers=-1, qual_correct=-int(x["correct"]))
             repo.bump_member(conn, pid, aid, **deltas)
-            repo.update_member(conn, pid, aid, same_run=max(0, m["same_run"] - 1))
-            if x["value"] is not None and not x["is_gold"]:
+            if not x["checked"]:  # checks never counted toward a run of the same label
+                repo.update_member(conn, pid, aid, same_run=max(0, m["same_run"] - 1))
+            if x["value"] is not None and not x["is_gold"] and not x["checked"]:
                 self.settling.settle(conn, pid, x["item_id"], rules, now)
             task = self.s.task(conn, x["assignment_id"], m["answers"] + deltas.get("answers", 0))
             return Outcome("recorded", project=name, task=task)

@@ -9,10 +9,11 @@ from typing import Any
 
 from ..core.model import ITEM_FIELDS, Rules
 from ..storage import repo
-from ..storage.exports import ExportFormat, ExportWhat, export_sql
+from ..storage.exports import TASKS_SQL, ExportFormat, ExportWhat, export_sql
 
 __all__ = ["ExportFormat", "ExportWhat", "ImportSummary", "Items"]
 from .shared import Shared
+from .suggestions import Suggestions
 
 _GOLD, _SEQ, _EXT_ID = (ITEM_FIELDS.index(f) for f in ("gold", "seq", "ext_id"))
 
@@ -60,8 +61,9 @@ Produce = Callable[[ItemTarget], Iterable[ItemBatch]]
 class Items:
     """Bulk use cases on items."""
 
-    def __init__(self, shared: Shared) -> None:
+    def __init__(self, shared: Shared, suggestions: Suggestions) -> None:
         self.s = shared
+        self.suggestions = suggestions
 
     async def add(
         self, project: str, produce: Produce, progress: Callable[[int], None] | None = None
@@ -86,6 +88,8 @@ class Items:
                     raise batch.failure
                 if progress is not None:
                     progress(summary.rows)
+            # Imported suggestions with a score route their items (one check when confident).
+            self.suggestions.route_imported(conn, project, target.seq0)
             return summary
 
         summary = await self.s.db.write(tx)
@@ -101,6 +105,11 @@ class Items:
         sql = export_sql(what, fmt, rules.kind)
         params = {"p": self.s.pids[project], "method": rules.method}
         async for batch in self.s.db.stream_batches(sql, params):
+            yield batch
+
+    async def task_batches(self, project: str) -> AsyncIterator[list[Any]]:
+        """Every item with its suggestion and verdict, in batches (Label Studio's tasks)."""
+        async for batch in self.s.db.stream_batches(TASKS_SQL, {"p": self.s.pids[project]}):
             yield batch
 
 

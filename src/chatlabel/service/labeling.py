@@ -1,7 +1,8 @@
 """The labeling service: one object for the conversation and the CLI, composed of its parts.
 
-The parts (leases, answers, settling, people, media ids, health) share one `Shared` state; this
-class only wires them and is the single public face: callers never reach into a part.
+The parts (leases, answers, settling, suggestions, people, media ids, health) share one
+`Shared` state; this class only wires them and is the single public face: callers never reach
+into a part.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from ..config import Config, Project
 from ..core.model import Rules
+from ..models.base import Suggested
 from ..storage.db import Database
 from ..storage.exports import ExportFormat, ExportWhat
 from .answers import Answers
@@ -24,7 +26,18 @@ from .media_ids import MediaIds
 from .people import People
 from .settling import Settling
 from .shared import Shared
-from .types import Idle, JoinResult, Outcome, ProjectInfo, Push, Task, UserRef
+from .suggestions import Suggestions, Work
+from .types import (
+    Idle,
+    JoinResult,
+    ModelState,
+    Outcome,
+    ProjectInfo,
+    Push,
+    RoutingStopped,
+    Task,
+    UserRef,
+)
 
 
 class LabelingService:
@@ -41,16 +54,18 @@ class LabelingService:
         self.shared = Shared(db, config, clock=clock, rng=rng)
         self.settling = Settling(self.shared)
         self.leases = Leases(self.shared)
-        self.answers = Answers(self.shared, self.settling, self.leases)
+        self.suggestions = Suggestions(self.shared)
+        self.answers = Answers(self.shared, self.settling, self.leases, self.suggestions)
         self.people = People(self.shared, self.settling)
         self.media = MediaIds(self.shared)
-        self.items = Items(self.shared)
+        self.items = Items(self.shared, self.suggestions)
         # The database's incidents and free space: subscribe, status, the free-space watch.
         self.health = Health(db, config.storage)
 
     async def start(self) -> None:
-        """Create the project rows the config declares."""
+        """Create the project rows the config declares (and their models' rows)."""
         await self.shared.start()
+        await self.suggestions.start()
 
     # -- what the configuration says (read-only) ------------------------------------------------
 
@@ -241,6 +256,48 @@ class LabelingService:
     ) -> AsyncIterator[list[Any]]:
         """An export's rows in batches, from a read-only connection (writes go on meanwhile)."""
         return self.items.export_batches(project, what, fmt)
+
+    def task_batches(self, project: str) -> AsyncIterator[list[Any]]:
+        """Every item with its suggestion and verdict, in batches (for Label Studio's JSON)."""
+        return self.items.task_batches(project)
+
+    # -- suggestions and routing ----------------------------------------------------------------
+
+    def model_projects(self) -> list[str]:
+        """Projects with a [model] section."""
+        return self.suggestions.models()
+
+    async def model_state(self, project: str) -> ModelState | None:
+        """A project's model: version, routing, record (None without a [model] section)."""
+        return await self.suggestions.state(project)
+
+    async def model_work(self, project: str, *, learns: bool) -> Work:
+        """What a model round needs: examples to learn from, items and gold items to predict."""
+        return await self.suggestions.work(project, learns=learns)
+
+    async def resolved_items(self, project: str) -> int:
+        """Ordinary items resolved so far (a learning model retrains as they grow)."""
+        return await self.suggestions.resolved(project)
+
+    async def write_suggestions(
+        self, project: str, suggested: Suggested, version: str, *, resolved: int | None = None
+    ) -> int:
+        """Store a model round's suggestions; untouched items are routed by their scores."""
+        return await self.suggestions.write(project, suggested, version, resolved=resolved)
+
+    async def check_model(self, project: str) -> RoutingStopped | None:
+        """Switch routing off if the model's record fell confidently below the bar."""
+        return await self.suggestions.check(project)
+
+    async def set_routing(self, project: str, on: bool) -> bool:
+        """Switch routing on or off by hand (False: the project has no model)."""
+        return await self.suggestions.set_routing(project, on)
+
+    def on_routing_stopped(
+        self, listener: Callable[[RoutingStopped], object]
+    ) -> Callable[[], None]:
+        """Hear when routing switches itself off; returns how to stop listening."""
+        return self.suggestions.subscribe(listener)
 
     # -- for benchmarks: a use case's transaction body on a connection --------------------------
 

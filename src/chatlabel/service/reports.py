@@ -13,7 +13,7 @@ from ..core.suspension import Reason
 from ..storage import quality_queries, repo, report_queries
 from .labeling import LabelingService
 from .quality import recompute
-from .types import AnnotatorRow, Disagreement, MyStats, Progress, UserRef
+from .types import AnnotatorRow, Disagreement, ModelState, MyStats, Progress, UserRef
 
 HOUR = 3600.0
 
@@ -104,6 +104,9 @@ class Reports:
             return [(r, report_queries.recent_seconds(conn, pid, r["id"])) for r in rows]
 
         out = []
+        model = await svc.model_state(name)
+        if model is not None:
+            out.append(model_row(model))
         for r, secs in await self.db.read(q):
             acc = accuracy(r["gold_correct"], r["gold_answers"])
             has = r["gold_answers"] > 0
@@ -142,3 +145,24 @@ class Reports:
             await recompute(self.service, name)  # batch verdicts: fresh when asked
         rows = await self.db.read(report_queries.counted_answers, self.service.pids[name])
         return agr.agreement_figures(rows, rules.kind)
+
+
+def model_row(m: ModelState) -> AnnotatorRow:
+    """A project's model as a line of the annotator table: scored on gold and audits."""
+    acc = accuracy(m.right, m.scored)
+    has = m.scored > 0
+    return AnnotatorRow(
+        key=f"model:{m.kind}",
+        name=m.version or m.kind,
+        role="model",
+        # Routing switched off is the model's suspension: coordinators see why, as for people.
+        status="active" if m.routing else "suspended",
+        answers=m.suggested,
+        skips=0,
+        gold_answers=m.scored,
+        gold_accuracy=acc.raw,
+        accuracy_low=acc.low if has else None,
+        accuracy_high=acc.high if has else None,
+        median_seconds=None,
+        reason=m.reason,
+    )

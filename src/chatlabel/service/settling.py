@@ -7,11 +7,11 @@ from typing import Any
 
 from ..config import Project
 from ..core.assignment import MemberRecord
-from ..core.gold import crowd_accuracy, reliability_weight
+from ..core.gold import reliability_weight
 from ..core.model import Rules, Vote
 from ..core.suspension import Conduct, Reason, suspension
 from ..core.verdict import decide, stranded
-from ..storage import quality_queries, repo
+from ..storage import repo
 from .shared import Row, Shared
 
 
@@ -31,8 +31,13 @@ class Settling:
         correct: bool | None,
         seconds: float,
         now: float,
+        check: bool = False,
     ) -> Reason | None:
-        """Update quality counters for one answer; returns why it suspends its author, if so."""
+        """Update quality counters for one answer; returns why it suspends its author, if so.
+
+        A check (yes or no to a suggestion) is judged by gold only: a run of "yes" to a good
+        model's suggestions is no sign of carelessness, and a quick yes is what a check is.
+        """
         pid, aid = r["project_id"], r["annotator_id"]
         m = repo.get_member(conn, pid, aid)
         assert m is not None
@@ -42,20 +47,25 @@ class Settling:
             self.s.pooled.pop(pid, None)
             if m["qual_answers"] < rules.qualification:
                 deltas.update(qual_answers=1, qual_correct=int(correct))
-        if rules.min_seconds and seconds < rules.min_seconds:
+        if rules.min_seconds and seconds < rules.min_seconds and not check:
             deltas["fast_answers"] = 1
         if deltas:
             repo.bump_member(conn, pid, aid, **deltas)
-        run = m["same_run"] + 1 if m["last_label"] == value else 1
-        repo.update_member(conn, pid, aid, last_label=value, same_run=run)
+        run = m["same_run"]
+        if not check:
+            run = run + 1 if m["last_label"] == value else 1
+            repo.update_member(conn, pid, aid, last_label=value, same_run=run)
         m = repo.get_member(conn, pid, aid)
         assert m is not None
+        # The relative gate's bar moves with the crowd, so it is read when gold is scored.
+        crowd = self.s.crowd(conn, pid) if correct is not None else None
         conduct = Conduct(
             member=member_record(m),
             qualifying=bool(deltas.get("qual_answers")),
             scored=correct is not None,
-            same_run=run,
+            same_run=run if not check else 0,
             fast_answers=m["fast_answers"],
+            crowd=crowd,
         )
         reason = suspension(rules, conduct)
         if reason is not None:
@@ -83,9 +93,7 @@ class Settling:
         """Vote weights of these annotators, from their gold accuracy (weighted methods)."""
         n = len(rules.choices) or 2
         # Unscored annotators weigh like this project's average one, not a fixed guess.
-        prior = self.s.pooled.get(pid)
-        if prior is None:
-            prior = self.s.pooled[pid] = crowd_accuracy(*quality_queries.pooled_gold(conn, pid))
+        prior = self.s.crowd(conn, pid)
         return {
             int(g["annotator_id"]): reliability_weight(
                 g["gold_correct"], g["gold_answers"], n, prior

@@ -8,12 +8,15 @@ import random
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from ..config import Config, Project
 from ..core import access
-from ..core.model import Rules
+from ..core.gold import crowd_accuracy
+from ..core.model import VERIFY_LABELS, Rules
+from ..core.routing import Routing
 from ..mechanics import BoundedCache
-from ..storage import repo
+from ..storage import quality_queries, repo
 from ..storage.db import Database
 from .types import Media, ProjectInfo, ProjectTexts, Task, UserRef
 
@@ -37,7 +40,10 @@ class Shared:
         self.rng = rng or random.Random()
         self.projects: dict[str, Project] = {p.name: p for p in config.project}
         self.rules: dict[str, Rules] = {p.name: p.rules() for p in config.project}
+        self.routing: dict[str, Routing | None] = {p.name: p.routing() for p in config.project}
         self._infos = {p.name: _info(p, self.rules[p.name]) for p in config.project}
+        # A check shows a confident item as a verify item: its suggestion, yes and no.
+        self._check_infos = {n: replace(i, kind="verify") for n, i in self._infos.items()}
         self.pids: dict[str, int] = {}
         self.names: dict[int, str] = {}
         self._changed = asyncio.Event()
@@ -117,6 +123,14 @@ class Shared:
             return False
         return True
 
+    def crowd(self, conn: sqlite3.Connection, pid: int) -> float:
+        """The project's average annotator's gold accuracy (pooled, shrunk; cached)."""
+        # A scan of every member, so cached until a gold answer or a suspension changes it.
+        prior = self.pooled.get(pid)
+        if prior is None:
+            prior = self.pooled[pid] = crowd_accuracy(*quality_queries.pooled_gold(conn, pid))
+        return prior
+
     def current(self, conn: sqlite3.Connection, user: UserRef) -> tuple[Row, str] | None:
         """The person's annotator row and the name of the project they work on now."""
         a = repo.get_annotator(conn, user.key)
@@ -132,20 +146,23 @@ class Shared:
         assert r is not None
         name = self.names[r["project_id"]]
         media = Media(r["media_kind"], r["media_path"]) if r["media_kind"] else None
-        self._choices[assignment_id] = self.rules[name].choices
+        check = bool(r["checking"])
+        choices = VERIFY_LABELS if check else self.rules[name].choices
+        self._choices[assignment_id] = choices
         return Task(
             assignment_id=assignment_id,
-            project=self.info(name),
+            project=self._check_infos[name] if check else self.info(name),
             item_id=r["ext_id"],
             text=r["text"],
             context=r["context"],
             media=media,
             suggestion=r["suggestion"],
             boxes=json.loads(r["boxes"]) if r["boxes"] else None,
-            choices=self.rules[name].choices,
+            choices=choices,
             selected=tuple(json.loads(r["draft"])) if r["draft"] else (),
             expires_at=r["expires_at"],
             answered=answered,
+            check=check,
         )
 
     async def current_project(self, user: UserRef) -> str | None:
@@ -169,6 +186,8 @@ class Shared:
             r = repo.get_assignment(conn, assignment_id)
             if r is None:
                 return None
+            if r["checking"]:
+                return VERIFY_LABELS
             return self.rules[self.names[r["project_id"]]].choices
 
         return await self.db.read(q)

@@ -86,6 +86,9 @@ class Task:
     selected: tuple[str, ...]  # multi: current selection
     expires_at: float
     answered: int  # how many this annotator has answered in the project
+    # A yes/no check of a confident suggestion: `project` then shows the item as a verify
+    # item (its kind "verify"), and `choices` are yes and no.
+    check: bool = False
 
 
 IdleReason = Literal[
@@ -245,3 +248,30 @@ class Disagreement:
     status: str
     votes: dict[str, float]
     confidence: float
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """A project's model as coordinators see it: its version, routing and record."""
+
+    project: str
+    kind: str  # import | builtin-text | http
+    version: str | None
+    routing: bool  # confident items get one check (False once its record fell too low)
+    reason: Reason | None  # why routing is off
+    right: int  # its suggestions that matched gold or an audited verdict
+    scored: int  # of how many
+    trainings: int
+    examples: int  # labeled items of its last training
+    trained_on: int  # resolved items when it last trained
+    suggested: int  # items with a scored suggestion
+    verified: int  # items one check settled
+    rejected: int  # items a "no" sent to ordinary overlap
+
+
+@dataclass(frozen=True)
+class RoutingStopped:
+    """Routing by a project's model switched itself off (reason: its record)."""
+
+    project: str
+    reason: Reason

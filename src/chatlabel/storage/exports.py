@@ -32,24 +32,27 @@ _SQL = {
         'label', CASE WHEN COALESCE(v.status, i.status) = 'resolved' THEN {label} END,
         'status', COALESCE(v.status, i.status), 'confidence', ROUND(v.confidence, 4),
         'votes', json(COALESCE(v.votes, '{{}}')), 'n_answers', COALESCE(v.n_answers, 0),
-        'method', COALESCE(v.method, :method)) """
+        'method', COALESCE(v.method, :method), 'suggestion', i.suggestion,
+        'suggestion_score', ROUND(i.suggestion_score, 4), 'model', i.suggestion_model) """
     + _RESULTS_FROM,
     ("results", "csv"): """SELECT i.ext_id,
         CASE WHEN COALESCE(v.status, i.status) = 'resolved' THEN v.label END,
         COALESCE(v.status, i.status), ROUND(v.confidence, 4), COALESCE(v.votes, '{{}}'),
-        COALESCE(v.n_answers, 0), COALESCE(v.method, :method) """
+        COALESCE(v.n_answers, 0), COALESCE(v.method, :method), i.suggestion,
+        ROUND(i.suggestion_score, 4), i.suggestion_model """
     + _RESULTS_FROM,
     ("answers", "jsonl"): f"""SELECT json_object('item_id', i.ext_id, 'annotator', a.key,
         'label', {{label}}, 'skipped', {_BOOL.format("x.value IS NULL")},
         'is_gold', {_BOOL.format("x.is_gold")},
         'correct', CASE WHEN x.correct IS NULL THEN NULL ELSE {_BOOL.format("x.correct")} END,
-        'seconds', ROUND(x.seconds, 3), 'answered_at', {_ISO}) """
+        'seconds', ROUND(x.seconds, 3), 'answered_at', {_ISO},
+        'check', {_BOOL.format("x.checked")}) """
     + _ANSWERS_FROM,
     ("answers", "csv"): f"""SELECT i.ext_id, a.key, x.value,
         CASE WHEN x.value IS NULL THEN 'true' ELSE 'false' END,
         CASE WHEN x.is_gold THEN 'true' ELSE 'false' END,
         CASE x.correct WHEN 1 THEN 'true' WHEN 0 THEN 'false' END,
-        ROUND(x.seconds, 3), {_ISO} """
+        ROUND(x.seconds, 3), {_ISO}, CASE WHEN x.checked THEN 'true' ELSE 'false' END """
     + _ANSWERS_FROM,
 }
 
@@ -58,3 +61,13 @@ def export_sql(what: ExportWhat, fmt: ExportFormat, kind: str) -> str:
     """The query for an export; parameters :p (project id) and :method (its verdict method)."""
     column = "v.label" if what == "results" else "x.value"
     return _SQL[what, fmt].format(label=_label_sql(kind, column))
+
+
+# Every item (gold too: its gold answer is a ground-truth annotation) with its suggestion and
+# verdict, for Label Studio's task JSON; the columns label_studio.task_of reads, in order.
+TASKS_SQL = """SELECT i.ext_id, i.text, i.media_kind, i.media_path, i.context, i.meta, i.gold,
+    i.suggestion, ROUND(i.suggestion_score, 4), i.suggestion_model,
+    COALESCE(v.status, i.status), v.label, ROUND(v.confidence, 4), COALESCE(v.n_answers, 0),
+    v.method
+    FROM items i LEFT JOIN verdicts v ON v.item_id = i.id
+    WHERE i.project_id = :p ORDER BY i.seq"""

@@ -170,11 +170,15 @@ _UNSEEN = """NOT EXISTS (SELECT 1 FROM answers x WHERE x.item_id = i.id AND x.an
 
 
 def next_queue_item(conn: sqlite3.Connection, project_id: int, annotator_id: int) -> int | None:
-    """The fullest open ordinary item with a free slot that this annotator has not seen."""
+    """The fullest open ordinary item with a free slot that this annotator has not seen.
+
+    Among equally full items the least certain comes first (certainty stays 0 unless the
+    project orders by uncertainty), then import order.
+    """
     row = conn.execute(
         f"""SELECT i.id FROM items i INDEXED BY items_queue
             WHERE i.project_id = :p AND i.queued AND {_UNSEEN}
-            ORDER BY i.n_answers DESC, i.seq LIMIT 1""",
+            ORDER BY i.n_answers DESC, i.certainty, i.seq LIMIT 1""",
         {"p": project_id, "a": annotator_id},
     ).fetchone()
     return _id(row)
@@ -219,11 +223,13 @@ def open_item(
 def create_assignment(
     conn: sqlite3.Connection, item_id: int, annotator_id: int, now: float, expires: float
 ) -> int:
-    """Lease an item to an annotator."""
+    """Lease an item to an annotator (as a yes/no check when the item is routed to one)."""
+    # The check flag is taken from the item in the same statement: no read before the insert,
+    # and the lease keeps what it was even if routing changes while it is out.
     cur = conn.execute(
-        """INSERT INTO assignments (item_id, annotator_id, created_at, expires_at)
-           VALUES (?, ?, ?, ?)""",
-        (item_id, annotator_id, now, expires),
+        """INSERT INTO assignments (item_id, annotator_id, created_at, expires_at, checking)
+           SELECT :i, :a, :now, :exp, COALESCE(route = 'check', 0) FROM items WHERE id = :i""",
+        {"i": item_id, "a": annotator_id, "now": now, "exp": expires},
     )
     conn.execute("UPDATE items SET n_leases = n_leases + 1 WHERE id = ?", (item_id,))
     return int(cur.lastrowid or 0)
@@ -233,7 +239,7 @@ def get_assignment(conn: sqlite3.Connection, assignment_id: int) -> Row | None:
     """An assignment with its item's fields and its annotator's key."""
     return conn.execute(
         """SELECT s.id AS assignment_id, s.state, s.draft, s.created_at AS leased_at,
-                  s.expires_at, s.annotator_id, a.key AS annotator_key, i.*
+                  s.expires_at, s.annotator_id, s.checking, a.key AS annotator_key, i.*
            FROM assignments s JOIN items i ON i.id = s.item_id
            JOIN annotators a ON a.id = s.annotator_id WHERE s.id = ?""",
         (assignment_id,),
@@ -352,7 +358,11 @@ def save_verdict(
     needed: int,
     now: float,
 ) -> None:
-    """Store an item's verdict and the item's resulting status and answer target."""
+    """Store an item's verdict and the item's resulting status and answer target.
+
+    An audited item's suggestion is scored against its verdict as it changes (model_hit); an
+    item waiting for its one check keeps wanting one answer.
+    """
     conn.execute(
         """INSERT INTO verdicts (item_id, status, label, confidence, votes, n_answers, method,
                                  updated_at)
@@ -364,8 +374,12 @@ def save_verdict(
         (item_id, status, label, confidence, json.dumps(votes), n_answers, method, now),
     )
     conn.execute(
-        "UPDATE items SET status = ?, n_answers = ?, needed = ? WHERE id = ?",
-        (status, n_answers, needed, item_id),
+        """UPDATE items SET status = :status, n_answers = :n,
+             needed = CASE WHEN route = 'check' THEN needed ELSE :needed END,
+             model_hit = CASE WHEN route != 'audit' OR route IS NULL THEN model_hit
+                              WHEN :status = 'resolved' THEN suggestion = :label END
+           WHERE id = :id""",
+        {"status": status, "n": n_answers, "needed": needed, "label": label, "id": item_id},
     )
 
 

@@ -135,6 +135,32 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE annotators ADD COLUMN language TEXT;
     """,
+    # 5: suggestions with a score and the model version that made them; routing (one check for
+    # confident items, audits), the model's record, and the queue ordered by certainty.
+    """
+    ALTER TABLE items ADD COLUMN suggestion_score REAL;   -- 0..1; NULL: no score
+    ALTER TABLE items ADD COLUMN suggestion_model TEXT;   -- the model version that made it
+    ALTER TABLE items ADD COLUMN route TEXT;  -- NULL | check | audit | verified | rejected
+    ALTER TABLE items ADD COLUMN certainty REAL NOT NULL DEFAULT 0;  -- queue order among equals
+    ALTER TABLE items ADD COLUMN model_hit INTEGER;  -- suggestion = gold / audited verdict (1, 0)
+    DROP INDEX items_queue;
+    CREATE INDEX items_queue ON items(project_id, n_answers DESC, certainty, seq) WHERE queued;
+    CREATE INDEX items_routed ON items(project_id, route) WHERE route IS NOT NULL;
+    CREATE INDEX items_model_hits ON items(project_id, model_hit) WHERE model_hit IS NOT NULL;
+    ALTER TABLE assignments ADD COLUMN checking INTEGER NOT NULL DEFAULT 0;  -- a yes/no check
+    ALTER TABLE answers ADD COLUMN checked INTEGER NOT NULL DEFAULT 0;  -- yes/no to a suggestion
+    CREATE TABLE models (
+        project_id INTEGER PRIMARY KEY REFERENCES projects(id),
+        kind TEXT NOT NULL,
+        version TEXT,               -- the latest version that made suggestions
+        routing INTEGER NOT NULL DEFAULT 1,  -- 0 once its record fell below the bar
+        reason TEXT,                -- why routing is off (a suspension Reason, JSON)
+        trainings INTEGER NOT NULL DEFAULT 0,
+        examples INTEGER NOT NULL DEFAULT 0,  -- labeled examples of the last training
+        trained_on INTEGER NOT NULL DEFAULT 0,  -- resolved items when it last trained
+        updated_at REAL NOT NULL
+    );
+    """,
 ]
 
 

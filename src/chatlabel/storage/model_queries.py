@@ -1,0 +1,249 @@
+"""The SQL behind suggestions: a model's training data and output, routing, and its record."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+
+Row = sqlite3.Row
+
+# An item nobody has touched yet: open, ordinary, no answer, no lease, and not past its check.
+# Only such items may get a new suggestion or a new route.
+UNTOUCHED = """gold IS NULL AND status = 'pending' AND n_answers = 0 AND n_leases = 0
+    AND (route IS NULL OR route IN ('check', 'audit'))"""
+
+
+# -- the model's row ---------------------------------------------------------------------------
+
+
+def ensure_model(conn: sqlite3.Connection, project_id: int, kind: str, now: float) -> Row:
+    """A project's model row, created on first use (routing on)."""
+    conn.execute(
+        """INSERT INTO models (project_id, kind, updated_at) VALUES (?, ?, ?)
+           ON CONFLICT(project_id) DO UPDATE SET kind = excluded.kind""",
+        (project_id, kind, now),
+    )
+    row = model_row(conn, project_id)
+    assert row is not None
+    return row
+
+
+def model_row(conn: sqlite3.Connection, project_id: int) -> Row | None:
+    """A project's model row, if it has one."""
+    return conn.execute("SELECT * FROM models WHERE project_id = ?", (project_id,)).fetchone()
+
+
+def set_routing(
+    conn: sqlite3.Connection, project_id: int, on: bool, reason: str | None, now: float
+) -> None:
+    """Switch routing on or off (with why) for a project's model."""
+    conn.execute(
+        "UPDATE models SET routing = ?, reason = ?, updated_at = ? WHERE project_id = ?",
+        (int(on), reason, now, project_id),
+    )
+
+
+def trained(
+    conn: sqlite3.Connection,
+    project_id: int,
+    version: str,
+    examples: int,
+    trained_on: int,
+    now: float,
+    *,
+    count: bool = True,
+) -> None:
+    """Record a model round: its version and (a training: `count`) its examples and the
+    resolved items it had seen."""
+    conn.execute(
+        """UPDATE models SET version = ?, trainings = trainings + ?, examples = ?,
+             trained_on = ?, updated_at = ? WHERE project_id = ?""",
+        (version, int(count), examples, trained_on, now, project_id),
+    )
+
+
+def record(conn: sqlite3.Connection, project_id: int) -> tuple[int, int]:
+    """(right, scored) of a project's suggestions on gold items and audited verdicts."""
+    row = conn.execute(
+        """SELECT COALESCE(SUM(model_hit), 0), COUNT(*) FROM items INDEXED BY items_model_hits
+           WHERE project_id = ? AND model_hit IS NOT NULL""",
+        (project_id,),
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def suggestion_counts(conn: sqlite3.Connection, project_id: int) -> tuple[int, int, int]:
+    """(items with a suggestion, checks a "yes" settled, checks a "no" reopened)."""
+    suggested = conn.execute(
+        "SELECT COUNT(*) FROM items WHERE project_id = ? AND suggestion_score IS NOT NULL",
+        (project_id,),
+    ).fetchone()[0]
+    routes = dict(
+        conn.execute(
+            """SELECT route, COUNT(*) FROM items INDEXED BY items_routed
+               WHERE project_id = ? AND route IS NOT NULL GROUP BY route""",
+            (project_id,),
+        ).fetchall()
+    )
+    return int(suggested), int(routes.get("verified", 0)), int(routes.get("rejected", 0))
+
+
+# -- what a model learns from and works on -----------------------------------------------------
+
+
+def resolved_count(conn: sqlite3.Connection, project_id: int) -> int:
+    """Ordinary items with a resolved verdict."""
+    row = conn.execute(
+        "SELECT COUNT(*) FROM items WHERE project_id = ? AND gold IS NULL AND status = 'resolved'",
+        (project_id,),
+    ).fetchone()
+    return int(row[0])
+
+
+def examples(conn: sqlite3.Connection, project_id: int) -> list[tuple[int, str, str, bool]]:
+    """(item id, text, label, is gold) of every labeled item: gold, and resolved verdicts."""
+    rows = conn.execute(
+        """SELECT i.id, i.text, COALESCE(i.gold, v.label), i.gold IS NOT NULL FROM items i
+           LEFT JOIN verdicts v ON v.item_id = i.id
+           WHERE i.project_id = ? AND i.text IS NOT NULL
+             AND (i.gold IS NOT NULL OR (i.status = 'resolved' AND v.label IS NOT NULL))
+           ORDER BY i.seq""",
+        (project_id,),
+    ).fetchall()
+    return [(int(r[0]), str(r[1]), str(r[2]), bool(r[3])) for r in rows]
+
+
+def untouched(
+    conn: sqlite3.Connection, project_id: int, *, unsuggested: bool = False, limit: int = -1
+) -> list[tuple[int, str, str | None]]:
+    """(item id, text, context) of untouched items, or only those with no model suggestion."""
+    extra = " AND suggestion_model IS NULL" if unsuggested else ""
+    rows = conn.execute(
+        f"""SELECT id, COALESCE(text, ''), context FROM items
+            WHERE project_id = ? AND {UNTOUCHED}{extra} ORDER BY seq LIMIT ?""",
+        (project_id, limit),
+    ).fetchall()
+    return [(int(r[0]), str(r[1]), r[2]) for r in rows]
+
+
+def gold_texts(
+    conn: sqlite3.Connection, project_id: int, *, unsuggested: bool = False
+) -> list[tuple[int, str, str | None]]:
+    """(item id, text, context) of gold items (those with no model suggestion yet)."""
+    extra = " AND suggestion_model IS NULL" if unsuggested else ""
+    rows = conn.execute(
+        f"""SELECT id, COALESCE(text, ''), context FROM items
+            WHERE project_id = ? AND gold IS NOT NULL{extra} ORDER BY seq""",
+        (project_id,),
+    ).fetchall()
+    return [(int(r[0]), str(r[1]), r[2]) for r in rows]
+
+
+# -- writing suggestions and routes ------------------------------------------------------------
+
+
+def write_suggestions(
+    conn: sqlite3.Connection,
+    rows: Iterable[tuple[str, float | None, str, float, str | None, int, int]],
+) -> int:
+    """Set (suggestion, score, model, certainty, route, needed) of untouched items, by id.
+
+    Items someone has taken meanwhile (leased, answered, checked) are left as they are: a
+    person may be looking at the suggestion they were shown. Returns how many changed.
+    """
+    cur = conn.executemany(
+        f"""UPDATE items SET suggestion = ?, suggestion_score = ?, suggestion_model = ?,
+              certainty = ?, route = ?, needed = ?
+            WHERE id = ? AND {UNTOUCHED}""",
+        rows,
+    )
+    return cur.rowcount
+
+
+def write_gold_suggestions(
+    conn: sqlite3.Connection, rows: Iterable[tuple[str, float | None, str, int]]
+) -> int:
+    """Set (suggestion, score, model) of gold items and score each against the gold value."""
+    # SET sees the row as it was, so the new suggestion is compared as a parameter.
+    cur = conn.executemany(
+        """UPDATE items SET suggestion = ?1, suggestion_score = ?2, suggestion_model = ?3,
+             model_hit = (?1 = gold)
+           WHERE id = ?4 AND gold IS NOT NULL""",
+        rows,
+    )
+    return cur.rowcount
+
+
+def imported_scores(
+    conn: sqlite3.Connection, project_id: int, after_seq: int
+) -> list[tuple[int, float]]:
+    """(item id, score) of ordinary items imported after `after_seq` with a scored suggestion."""
+    rows = conn.execute(
+        """SELECT id, suggestion_score FROM items
+           WHERE project_id = ? AND seq > ? AND gold IS NULL AND suggestion_score IS NOT NULL""",
+        (project_id, after_seq),
+    ).fetchall()
+    return [(int(r[0]), float(r[1])) for r in rows]
+
+
+def score_imported_gold(conn: sqlite3.Connection, project_id: int, after_seq: int) -> None:
+    """Score the suggestions imported with gold items against their gold values."""
+    conn.execute(
+        """UPDATE items SET model_hit = (suggestion = gold)
+           WHERE project_id = ? AND seq > ? AND gold IS NOT NULL AND suggestion IS NOT NULL""",
+        (project_id, after_seq),
+    )
+
+
+def route_items(
+    conn: sqlite3.Connection, rows: Iterable[tuple[str | None, int, float, int]]
+) -> None:
+    """Set (route, needed, certainty) of untouched items, by id."""
+    conn.executemany(
+        f"UPDATE items SET route = ?, needed = ?, certainty = ? WHERE id = ? AND {UNTOUCHED}",
+        rows,
+    )
+
+
+def unroute_checks(conn: sqlite3.Connection, project_id: int, overlap: int) -> int:
+    """Items still waiting for their one check go back to ordinary overlap; returns how many.
+
+    Checks already leased keep their lease: the person answers what they were shown.
+    """
+    cur = conn.execute(
+        """UPDATE items SET route = NULL, needed = ?
+           WHERE project_id = ? AND route = 'check' AND status = 'pending' AND n_leases = 0""",
+        (overlap, project_id),
+    )
+    return cur.rowcount
+
+
+def verify(conn: sqlite3.Connection, item_id: int) -> None:
+    """A "yes" settled the item's check (its verdict is saved apart)."""
+    conn.execute("UPDATE items SET route = 'verified' WHERE id = ?", (item_id,))
+
+
+def reject(conn: sqlite3.Connection, item_id: int, overlap: int) -> None:
+    """A "no" sent the item to ordinary overlap."""
+    conn.execute("UPDATE items SET route = 'rejected', needed = ? WHERE id = ?", (overlap, item_id))
+
+
+def reroute_check(conn: sqlite3.Connection, item_id: int, overlap: int | None) -> None:
+    """An undone check: the item waits for its one check again (or, with `overlap`, for
+    ordinary overlap: routing is off now); its verdict goes."""
+    conn.execute(
+        """UPDATE items SET route = CASE WHEN ?1 IS NULL THEN 'check' END,
+             needed = COALESCE(?1, 1), n_answers = 0, status = 'pending' WHERE id = ?2""",
+        (overlap, item_id),
+    )
+    conn.execute("DELETE FROM verdicts WHERE item_id = ?", (item_id,))
+
+
+def untouched_scores(conn: sqlite3.Connection, project_id: int) -> list[tuple[int, float]]:
+    """(item id, score) of untouched items with a scored suggestion (to route them again)."""
+    rows = conn.execute(
+        f"""SELECT id, suggestion_score FROM items
+            WHERE project_id = ? AND suggestion_score IS NOT NULL AND {UNTOUCHED}""",
+        (project_id,),
+    ).fetchall()
+    return [(int(r[0]), float(r[1])) for r in rows]
