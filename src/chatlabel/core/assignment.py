@@ -78,6 +78,19 @@ def should_suspend(rules: Rules, m: MemberRecord, crowd: float | None = None) ->
     )
 
 
+def may_check(m: MemberRecord, crowd: float) -> bool:
+    """Whether someone's word alone may settle a confident item (a check).
+
+    Their gold accuracy (posterior mean, so two lucky answers prove little) must be at least
+    the project's average annotator's. The others get ordinary work, and a check only when no
+    such checker is around: one careless "no" costs a full overlap, one careless "yes" lets
+    the model's mistake through.
+    """
+    if m.gold_answers == 0:
+        return False
+    return (m.gold_correct + 1) / (m.gold_answers + 2) >= crowd
+
+
 def lease_deadline(now: float, lease_seconds: int) -> float:
     """When an assignment handed out at `now` expires and its item returns to the pool."""
     return now + lease_seconds

@@ -1,5 +1,5 @@
 """Models that make suggestions: the built-in text classifier and any Label Studio ML backend."""
 
-from .base import Example, ItemText, Model, Prediction, Suggested, make_model
+from .base import Model, Prediction, Predictions, Suggested, Work, WorkSource, make_model
 
-__all__ = ["Example", "ItemText", "Model", "Prediction", "Suggested", "make_model"]
+__all__ = ["Model", "Prediction", "Predictions", "Suggested", "Work", "WorkSource", "make_model"]

@@ -1,32 +1,50 @@
-"""One interface for every model: labeled examples and items in, scored suggestions out."""
+"""One interface for every model: what it learns from and what it scores in, suggestions out.
+
+Work and suggestions travel as columns (parallel lists), not an object per item: a round can
+cover a hundred thousand items, and the event loop's process should not build and pickle that
+many objects while people press buttons.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ..config import Project
 
 
 @dataclass(frozen=True)
-class ItemText:
-    """An item as a model sees it."""
+class Work:
+    """What one model round needs, as columns."""
 
-    item_id: int
-    text: str
-    context: str | None = None
+    # Labeled items to learn from: gold, and items with a resolved verdict.
+    example_ids: list[int] = field(default_factory=list)
+    example_texts: list[str] = field(default_factory=list)
+    example_labels: list[str] = field(default_factory=list)
+    example_gold: list[bool] = field(default_factory=list)
+    # Items to suggest for (nobody has taken them yet), and gold items to be scored on.
+    item_ids: list[int] = field(default_factory=list)
+    item_texts: list[str] = field(default_factory=list)
+    gold_ids: list[int] = field(default_factory=list)
+    gold_texts: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
-class Example:
-    """A labeled item to learn from: a gold item, or one with a resolved verdict."""
+class WorkSource:
+    """Where a round's Work comes from: a picklable function and its arguments.
 
-    item_id: int
-    text: str
-    label: str
-    gold: bool
+    It runs wherever the model works: the built-in model's worker process reads the database
+    itself, so nothing of the round's size passes through the bots' process.
+    """
+
+    read: Callable[..., Work]
+    args: tuple[Any, ...]
+
+    def __call__(self) -> Work:
+        """Read the work (blocking: call it in a worker process or a thread)."""
+        return self.read(*self.args)
 
 
 @dataclass(frozen=True)
@@ -39,13 +57,35 @@ class Prediction:
 
 
 @dataclass(frozen=True)
+class Predictions:
+    """Predictions as columns."""
+
+    ids: list[int] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    scores: list[float | None] = field(default_factory=list)
+
+    @staticmethod
+    def of(predictions: Iterable[Prediction]) -> Predictions:
+        """Columns from a list of predictions."""
+        out = Predictions()
+        for p in predictions:
+            out.ids.append(p.item_id)
+            out.labels.append(p.label)
+            out.scores.append(p.score)
+        return out
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
 class Suggested:
     """What one round of a model produced, under one version."""
 
     version: str
-    items: list[Prediction]
+    items: Predictions
     # Gold items, each predicted without its own answer (the model is scored on them).
-    gold: list[Prediction]
+    gold: Predictions
     examples: int = 0  # labeled examples it learned from (0: it does not learn here)
 
 
@@ -55,10 +95,8 @@ class Model(Protocol):
     kind: str
     learns: bool  # True: it trains on the crowd's labels, so it is asked again as they grow
 
-    async def suggest(
-        self, examples: Sequence[Example], items: Sequence[ItemText], gold: Sequence[ItemText]
-    ) -> Suggested | None:
-        """Suggestions for `items` and `gold` (None: it cannot suggest yet)."""
+    async def suggest(self, source: WorkSource) -> Suggested | None:
+        """Suggestions for the round's items and gold items (None: it cannot suggest yet)."""
 
     async def close(self) -> None:
         """Let go of worker processes and connections."""

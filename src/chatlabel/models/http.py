@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from ..label_studio import answer_of, label_config
-from .base import Example, ItemText, Prediction, Suggested
+from .base import Prediction, Predictions, Suggested, WorkSource
 
 if TYPE_CHECKING:
     from ..config import LabelStudio
@@ -94,17 +95,14 @@ class HttpModel:
         self.config = label_config(self.labels, names)
         self._session: aiohttp.ClientSession | None = None
 
-    def _task(self, item: ItemText) -> dict[str, Any]:
-        data: dict[str, Any] = {self.names.text_key: item.text}
-        if item.context:
-            data["context"] = item.context
-        return {"id": item.item_id, "data": data}
-
-    async def _predict(self, items: Sequence[ItemText]) -> tuple[list[Prediction], str | None]:
+    async def _predict(
+        self, ids: list[int], texts: list[str]
+    ) -> tuple[list[Prediction], str | None]:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self.timeout, auth=self.auth)
+        key = self.names.text_key
         body = {
-            "tasks": [self._task(i) for i in items],
+            "tasks": [{"id": i, "data": {key: t}} for i, t in zip(ids, texts, strict=True)],
             "label_config": self.config,
             "project": "chatlabel",
             "params": {"context": {}},
@@ -113,22 +111,28 @@ class HttpModel:
             if resp.status != 200:
                 raise BackendError(f"{self.url} answered {resp.status}")
             got = await resp.json(content_type=None)
-        return read_predictions(got, [i.item_id for i in items], self.labels)
+        return read_predictions(got, ids, self.labels)
 
-    async def suggest(
-        self, examples: Sequence[Example], items: Sequence[ItemText], gold: Sequence[ItemText]
-    ) -> Suggested | None:
-        """POST items (and gold items, to score the backend) in batches; read label and score."""
+    async def suggest(self, source: WorkSource) -> Suggested | None:
+        """POST new items (and gold items, to score the backend) in batches; read the labels."""
+        # Only items without a suggestion from it come here: few per round, read in a thread.
+        work = await asyncio.to_thread(source)
         done: dict[str, list[Prediction]] = {"items": [], "gold": []}
         version: str | None = None
-        for key, group in (("items", items), ("gold", gold)):
-            for start in range(0, len(group), self.batch):
-                got, v = await self._predict(group[start : start + self.batch])
+        for key, ids, texts in (
+            ("items", work.item_ids, work.item_texts),
+            ("gold", work.gold_ids, work.gold_texts),
+        ):
+            for start in range(0, len(ids), self.batch):
+                end = start + self.batch
+                got, v = await self._predict(ids[start:end], texts[start:end])
                 done[key] += got
                 version = v or version
         if not done["items"] and not done["gold"]:
             return None
-        return Suggested(version or self.kind, done["items"], done["gold"])
+        return Suggested(
+            version or self.kind, Predictions.of(done["items"]), Predictions.of(done["gold"])
+        )
 
     async def close(self) -> None:
         """Close the HTTP session."""

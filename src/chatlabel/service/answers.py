@@ -7,7 +7,7 @@ import sqlite3
 from dataclasses import replace
 
 from ..core.assignment import can_undo, lease_deadline
-from ..core.model import Rules
+from ..core.model import VERIFY_LABELS, Rules
 from ..core.values import canonical, matches_gold
 from ..storage import repo
 from .leases import Leases
@@ -164,6 +164,10 @@ class Answers:
                 return Outcome("invalid", "bad_value", project=name, problem=str(exc))
         is_gold = r["gold"] is not None
         expert = r["status"] == "escalated"
+        stored = value
+        if checking and value is not None:
+            # Of two labels, "not this one" names the other: that no is a vote like any other.
+            stored = self.suggestions.vote_of_check(r, value, rules)
         correct = None if value is None or not is_gold else matches_gold(rules, value, r["gold"])
         seconds = max(0.0, now - r["leased_at"])
         answer_id = repo.insert_answer(
@@ -171,16 +175,16 @@ class Answers:
             item_id=r["id"],
             annotator_id=r["annotator_id"],
             assignment_id=assignment_id,
-            value=value,
+            value=stored,
             is_gold=int(is_gold),
             correct=None if correct is None else int(correct),
             expert=int(expert),
             seconds=seconds,
             answered_at=now,
             source=source,
-            # A check is never a vote: its yes settles the item, its no reopens it.
+            # A check's yes is no vote (it settles the item), nor a no among several labels.
             checked=int(checking),
-            counted=0 if checking else 1,
+            counted=0 if checking and stored in VERIFY_LABELS else 1,
         )
         repo.close_assignment(conn, assignment_id, r["id"], "skipped" if skipping else "answered")
         if skipping:
@@ -206,7 +210,9 @@ class Answers:
             # Counting gold answers rotates gold items ("least used first") across annotators.
             repo.bump_item_answers(conn, r["id"], 1)
         elif checking:
-            self.suggestions.checked(conn, r, value, rules, now)
+            if self.suggestions.checked(conn, r, value, rules, now):
+                # A no reopened the item: its verdict now comes from ordinary overlap.
+                self.settling.settle(conn, r["project_id"], r["id"], rules, now)
         else:
             self.settling.settle(conn, r["project_id"], r["id"], rules, now)
         feedback = None
@@ -294,7 +300,7 @@ class Answers:
                 return Outcome("stale", "settled_by_expert", project=name)
             # A check's item goes back to waiting for it, unless others answer it by now.
             checked = x["checked"] and x["value"] is not None
-            if checked and not self.suggestions.undo_check(conn, item):
+            if checked and not self.suggestions.undo_check(conn, item, bool(x["counted"])):
                 return Outcome("stale", "too_late", project=name)
             repo.delete_answer(conn, answer_id)
             repo.reopen_assignment(

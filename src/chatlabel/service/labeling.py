@@ -15,7 +15,7 @@ from typing import Any
 
 from ..config import Config, Project
 from ..core.model import Rules
-from ..models.base import Suggested
+from ..models.base import Suggested, WorkSource
 from ..storage.db import Database
 from ..storage.exports import ExportFormat, ExportWhat
 from .answers import Answers
@@ -26,7 +26,7 @@ from .media_ids import MediaIds
 from .people import People
 from .settling import Settling
 from .shared import Shared
-from .suggestions import Suggestions, Work
+from .suggestions import Suggestions
 from .types import (
     Idle,
     JoinResult,
@@ -271,9 +271,13 @@ class LabelingService:
         """A project's model: version, routing, record (None without a [model] section)."""
         return await self.suggestions.state(project)
 
-    async def model_work(self, project: str, *, learns: bool) -> Work:
-        """What a model round needs: examples to learn from, items and gold items to predict."""
-        return await self.suggestions.work(project, learns=learns)
+    def model_source(self, project: str, *, learns: bool) -> WorkSource:
+        """Where a model round reads its work (a picklable reader, run where the model works)."""
+        return self.suggestions.source(project, learns=learns)
+
+    async def unsuggested_items(self, project: str) -> int:
+        """Items (gold included) no model has suggested for yet."""
+        return await self.suggestions.unsuggested(project)
 
     async def resolved_items(self, project: str) -> int:
         """Ordinary items resolved so far (a learning model retrains as they grow)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from ..core import access
-from ..core.assignment import MemberRecord, lease_deadline, wants_gold
+from ..core.assignment import MemberRecord, lease_deadline, may_check, wants_gold
 from ..core.suspension import Reason
 from ..storage import repo
 from .settling import member_record
@@ -111,7 +111,7 @@ class Leases:
         open_row = repo.open_assignment(conn, a["id"], pid)
         if open_row is not None:
             return self.s.task(conn, int(open_row["id"]), m["answers"])
-        item_id = self._pick(conn, pid, a["id"], role, member_record(m), draw)
+        item_id = self._pick(conn, pid, a["id"], role, member_record(m), draw, now)
         if item_id is None:
             repo.update_member(conn, pid, a["id"], waiting=1)
             return Idle("no_work")
@@ -123,8 +123,33 @@ class Leases:
             repo.update_member(conn, pid, a["id"], waiting=0)
         return self.s.task(conn, asg, m["answers"])
 
+    def _routed(
+        self, conn: sqlite3.Connection, pid: int, aid: int, m: MemberRecord, now: float
+    ) -> int | None:
+        """The next queue item where confident items wait for checks: checks go to checkers."""
+        crowd = self.s.crowd(conn, pid)
+        if may_check(m, crowd):
+            item = repo.next_queue_item(conn, pid, aid, check=True)
+            return item if item is not None else repo.next_queue_item(conn, pid, aid)
+        item = repo.next_queue_item(conn, pid, aid)
+        if item is not None:
+            return item
+        # Nothing but checks left: this person takes one only if no checker has been around
+        # for a lease's time (a check must not wait for someone who has gone).
+        since = now - self.s.projects[self.s.names[pid]].lease_seconds
+        if repo.checker_around(conn, pid, aid, crowd, since):
+            return None
+        return repo.next_queue_item(conn, pid, aid, check=True)
+
     def _pick(
-        self, conn: sqlite3.Connection, pid: int, aid: int, role: str, m: MemberRecord, draw: float
+        self,
+        conn: sqlite3.Connection,
+        pid: int,
+        aid: int,
+        role: str,
+        m: MemberRecord,
+        draw: float,
+        now: float,
     ) -> int | None:
         rules = self.s.rules[self.s.names[pid]]
         settles = role == "expert" or (role == "coordinator" and not self.s.config.access.experts)
@@ -132,7 +157,10 @@ class Leases:
             item = repo.next_escalated_item(conn, pid, aid)
             if item is not None:
                 return item
-        queue = repo.next_queue_item(conn, pid, aid)
+        if self.s.routing[self.s.names[pid]] is None:
+            queue = repo.next_queue_item(conn, pid, aid)
+        else:
+            queue = self._routed(conn, pid, aid, m, now)
         # Gold is mixed into real work; only qualification may use gold when the queue is dry.
         if (queue is not None or m.qualification_answers < rules.qualification) and wants_gold(
             rules, m, draw

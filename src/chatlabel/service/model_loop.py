@@ -53,24 +53,21 @@ class ModelLoop:
 
     async def _suggest(self, project: str, model: Model, force: bool) -> Round:
         svc = self.service
+        # Cheap reads decide; the work itself is read where the model works (its worker).
+        resolved = await svc.resolved_items(project)
+        state = await svc.model_state(project)
+        assert state is not None
         if model.learns:
-            # Two cheap reads decide; the examples are read only when a training is due.
-            resolved = await svc.resolved_items(project)
-            state = await svc.model_state(project)
-            assert state is not None
-            if not force and not self.due(project, resolved, state.trained_on, state.trainings):
-                return Round(project, ran=False)
-            work = await svc.model_work(project, learns=True)
+            due = self.due(project, resolved, state.trained_on, state.trainings)
         else:
-            work = await svc.model_work(project, learns=False)
-            resolved = work.resolved
-            if not work.items and not work.gold:
-                return Round(project, ran=False)
-        got = await model.suggest(work.examples, work.items, work.gold)
+            due = await svc.unsuggested_items(project) > 0
+        if not force and not due:
+            return Round(project, ran=False)
+        got = await model.suggest(svc.model_source(project, learns=model.learns))
         if got is None:
             return Round(project, ran=False)
         # A learning model's versions are numbered by its trainings; another model names its own.
-        version = f"{got.version}-{work.trainings + 1}" if model.learns else got.version
+        version = f"{got.version}-{state.trainings + 1}" if model.learns else got.version
         written = await svc.write_suggestions(
             project, got, version, resolved=resolved if model.learns else None
         )

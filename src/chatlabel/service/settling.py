@@ -52,9 +52,11 @@ class Settling:
         if deltas:
             repo.bump_member(conn, pid, aid, **deltas)
         run = m["same_run"]
-        if not check:
+        if check:
+            repo.update_member(conn, pid, aid, last_answer_at=now)
+        else:
             run = run + 1 if m["last_label"] == value else 1
-            repo.update_member(conn, pid, aid, last_label=value, same_run=run)
+            repo.update_member(conn, pid, aid, last_label=value, same_run=run, last_answer_at=now)
         m = repo.get_member(conn, pid, aid)
         assert m is not None
         # The relative gate's bar moves with the crowd, so it is read when gold is scored.

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
+from pathlib import Path
 
 from ..core.model import Rules
 from ..core.routing import (
@@ -19,7 +19,7 @@ from ..core.routing import (
     routing_stops,
 )
 from ..core.suspension import Reason
-from ..models.base import Example, ItemText, Prediction, Suggested
+from ..models.base import Predictions, Suggested, Work, WorkSource
 from ..storage import model_queries as mq
 from ..storage import repo
 from .shared import Row, Shared
@@ -27,23 +27,11 @@ from .types import ModelState, RoutingStopped
 
 log = logging.getLogger("chatlabel.model")
 
-# Suggestions written per transaction: each holds the single writer for a few milliseconds at
-# most, so presses keep flowing while a model's output for thousands of items lands.
-WRITE_CHUNK = 200
+# Suggestions written per transaction: each holds the single writer for well under a
+# millisecond, so presses keep flowing while a model's output for thousands of items lands.
+WRITE_CHUNK = 16
 # How far an unscored checker's accuracy is pulled toward the crowd's (pseudo-answers).
 CHECKER_PRIOR = 4
-
-
-@dataclass(frozen=True)
-class Work:
-    """What a model round needs: what to learn from, what to predict, what it saw last time."""
-
-    examples: list[Example]
-    items: list[ItemText]
-    gold: list[ItemText]
-    resolved: int  # ordinary items resolved so far
-    trained_on: int  # resolved items at its last training
-    trainings: int
 
 
 Listener = Callable[[RoutingStopped], object]
@@ -80,12 +68,26 @@ class Suggestions:
 
     # -- inside a press's transaction ------------------------------------------------------------
 
+    @staticmethod
+    def vote_of_check(r: Row, value: str, rules: Rules) -> str:
+        """How a check's answer is stored: a no among two labels is the other label (a vote)."""
+        suggestion = r["suggestion"]
+        if value != "no" or r["route"] != "check" or len(rules.choices) != 2:
+            return value
+        if suggestion not in rules.choices:
+            return value
+        return next(c for c in rules.choices if c != suggestion)
+
     def checked(
         self, conn: sqlite3.Connection, r: Row, value: str, rules: Rules, now: float
-    ) -> None:
-        """What a yes or no to a confident item's suggestion does: settle it, or reopen it."""
+    ) -> bool:
+        """What a yes or no to a confident item's suggestion does: settle it, or reopen it.
+
+        True when a no reopened it (the caller settles it from its votes, a two-label no
+        being one of them).
+        """
         if r["route"] != "check" or r["status"] != "pending" or r["suggestion"] is None:
-            return  # routing was switched off while it was out: ordinary overlap decides
+            return False  # routing was switched off while it was out: overlap decides
         pid, item_id = r["project_id"], r["id"]
         if value == "yes":
             m = repo.get_member(conn, pid, r["annotator_id"])
@@ -107,25 +109,18 @@ class Suggestions:
                 now=now,
             )
             mq.verify(conn, item_id)
-            return
+            return False
         mq.reject(conn, item_id, rules.overlap)
-        repo.save_verdict(
-            conn,
-            item_id,
-            status="pending",
-            label=None,
-            confidence=0.0,
-            votes={},
-            n_answers=0,
-            method=rules.method if rules.method != "dawid-skene" else "weighted",
-            needed=rules.overlap,
-            now=now,
-        )
+        return True
 
-    def undo_check(self, conn: sqlite3.Connection, item: Row) -> bool:
-        """Take back what a check did to its item; False when others have built on it since."""
+    def undo_check(self, conn: sqlite3.Connection, item: Row, voted: bool) -> bool:
+        """Take back what a check did to its item; False when others have built on it since.
+
+        `voted`: the check's no was stored as a vote (two labels), so it is one of n_answers.
+        """
         route = item["route"]
-        if route == "rejected" and (item["n_answers"] or item["n_leases"]):
+        others = item["n_answers"] - int(voted)
+        if route == "rejected" and (others > 0 or item["n_leases"]):
             return False  # others are answering it now: the no stands
         if route in ("verified", "rejected"):
             pid = item["project_id"]
@@ -156,26 +151,14 @@ class Suggestions:
 
     # -- a model's rounds ------------------------------------------------------------------------
 
-    async def work(self, name: str, *, learns: bool) -> Work:
-        """What a model round needs; a model that does not learn gets only unsuggested items."""
-        pid = self.s.pids[name]
+    def source(self, name: str, *, learns: bool) -> WorkSource:
+        """Where a model round reads its work: every labeled and untouched item for a model that
+        learns, only items it has not suggested for yet for one that does not."""
+        return WorkSource(read_work, (str(self.s.db.path), self.s.pids[name], learns))
 
-        def q(conn: sqlite3.Connection) -> Work:
-            row = mq.model_row(conn, pid)
-            examples = [Example(*e) for e in mq.examples(conn, pid)] if learns else []
-            fresh = not learns
-            items = [ItemText(*i) for i in mq.untouched(conn, pid, unsuggested=fresh)]
-            gold = [ItemText(*i) for i in mq.gold_texts(conn, pid, unsuggested=fresh)]
-            return Work(
-                examples,
-                items,
-                gold,
-                mq.resolved_count(conn, pid),
-                int(row["trained_on"]) if row is not None else 0,
-                int(row["trainings"]) if row is not None else 0,
-            )
-
-        return await self.s.db.read(q)
+    async def unsuggested(self, name: str) -> int:
+        """Items (gold included) that no model has suggested for yet."""
+        return await self.s.db.read(mq.unsuggested, self.s.pids[name])
 
     async def resolved(self, name: str) -> int:
         """Ordinary items of a project resolved so far."""
@@ -186,8 +169,9 @@ class Suggestions:
     ) -> int:
         """Store a model round's suggestions (untouched items are routed by them); how many.
 
-        Written WRITE_CHUNK items per transaction. `resolved`: for a model that learns, the
-        resolved items it was trained with (its next training counts from there).
+        Written WRITE_CHUNK items per transaction, on the event loop's thread between presses:
+        each is a fraction of a millisecond, and a thread would make presses wait for the GIL.
+        `resolved`: for a model that learns, the resolved items it was trained with.
         """
         pid = self.s.pids[name]
         routing = self.s.routing.get(name)
@@ -195,15 +179,21 @@ class Suggestions:
         written = 0
         items = suggested.items
         for start in range(0, len(items), WRITE_CHUNK):
-            part = items[start : start + WRITE_CHUNK]
+            end = start + WRITE_CHUNK
             written += await self.s.db.write(
-                self._write_items, pid, part, version, routing, overlap
+                _write_items, pid, items, start, end, version, routing, overlap, short=True
             )
         gold = suggested.gold
         for start in range(0, len(gold), WRITE_CHUNK):
-            part = gold[start : start + WRITE_CHUNK]
-            rows = [(p.label, p.score, version, p.item_id) for p in part]
-            await self.s.db.write(mq.write_gold_suggestions, rows)
+            end = start + WRITE_CHUNK
+            rows = zip(
+                gold.labels[start:end],
+                gold.scores[start:end],
+                [version] * (end - start),
+                gold.ids[start:end],
+                strict=False,
+            )
+            await self.s.db.write(mq.write_gold_suggestions, list(rows), short=True)
         now = self.s.clock()
 
         def done(conn: sqlite3.Connection) -> None:
@@ -218,36 +208,9 @@ class Suggestions:
                 count=suggested.examples > 0,
             )
 
-        await self.s.db.write(done)
+        await self.s.db.write(done, short=True)
         self.s.notify()  # new checks may be waiting for people
         return written
-
-    @staticmethod
-    def _write_items(
-        conn: sqlite3.Connection,
-        pid: int,
-        part: Sequence[Prediction],
-        version: str,
-        routing: Routing | None,
-        overlap: int,
-    ) -> int:
-        row = mq.model_row(conn, pid)
-        on = routing if row is None or row["routing"] else None
-        rows = []
-        for p in part:
-            route = route_for(on, p.score, audit_draw(p.item_id))
-            rows.append(
-                (
-                    p.label,
-                    p.score,
-                    version,
-                    certainty_key(routing, p.score),
-                    route,
-                    needed_for(route, overlap),
-                    p.item_id,
-                )
-            )
-        return mq.write_suggestions(conn, rows)
 
     # -- the model's record ----------------------------------------------------------------------
 
@@ -351,3 +314,48 @@ class Suggestions:
         await self.s.db.write(tx)
         self.s.notify()
         return True
+
+
+def _write_items(
+    conn: sqlite3.Connection,
+    pid: int,
+    items: Predictions,
+    start: int,
+    end: int,
+    version: str,
+    routing: Routing | None,
+    overlap: int,
+) -> int:
+    """One chunk of a round's suggestions, routed by score unless routing is off."""
+    row = mq.model_row(conn, pid)
+    on = routing if row is None or row["routing"] else None
+    rows = []
+    for item_id, label, score in zip(
+        items.ids[start:end], items.labels[start:end], items.scores[start:end], strict=True
+    ):
+        route = route_for(on, score, audit_draw(item_id))
+        certainty = certainty_key(routing, score)
+        rows.append((label, score, version, certainty, route, needed_for(route, overlap), item_id))
+    return mq.write_suggestions(conn, rows)
+
+
+def read_work(path: str, project_id: int, learns: bool) -> Work:
+    """A model round's work, read on a connection of its own (in a model's worker process)."""
+    conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        work = Work()
+        if learns:
+            for item_id, text, label, gold in mq.examples(conn, project_id):
+                work.example_ids.append(item_id)
+                work.example_texts.append(text)
+                work.example_labels.append(label)
+                work.example_gold.append(bool(gold))
+        for item_id, text in mq.untouched(conn, project_id, unsuggested=not learns):
+            work.item_ids.append(item_id)
+            work.item_texts.append(text)
+        for item_id, text in mq.gold_texts(conn, project_id, unsuggested=not learns):
+            work.gold_ids.append(item_id)
+            work.gold_texts.append(text)
+        return work
+    finally:
+        conn.close()

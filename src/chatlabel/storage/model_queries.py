@@ -90,6 +90,9 @@ def suggestion_counts(conn: sqlite3.Connection, project_id: int) -> tuple[int, i
 
 # -- what a model learns from and works on -----------------------------------------------------
 
+# What a model reads of an item: its text, and its context after a line break.
+_TEXT = "COALESCE(text, '') || COALESCE(char(10) || context, '')"
+
 
 def resolved_count(conn: sqlite3.Connection, project_id: int) -> int:
     """Ordinary items with a resolved verdict."""
@@ -100,43 +103,52 @@ def resolved_count(conn: sqlite3.Connection, project_id: int) -> int:
     return int(row[0])
 
 
-def examples(conn: sqlite3.Connection, project_id: int) -> list[tuple[int, str, str, bool]]:
+def examples(conn: sqlite3.Connection, project_id: int) -> list[tuple[int, str, str, int]]:
     """(item id, text, label, is gold) of every labeled item: gold, and resolved verdicts."""
-    rows = conn.execute(
-        """SELECT i.id, i.text, COALESCE(i.gold, v.label), i.gold IS NOT NULL FROM items i
-           LEFT JOIN verdicts v ON v.item_id = i.id
-           WHERE i.project_id = ? AND i.text IS NOT NULL
+    return conn.execute(
+        """SELECT i.id, COALESCE(i.text, '') || COALESCE(char(10) || i.context, ''),
+                  COALESCE(i.gold, v.label), i.gold IS NOT NULL
+           FROM items i LEFT JOIN verdicts v ON v.item_id = i.id
+           WHERE i.project_id = ?
              AND (i.gold IS NOT NULL OR (i.status = 'resolved' AND v.label IS NOT NULL))
            ORDER BY i.seq""",
         (project_id,),
     ).fetchall()
-    return [(int(r[0]), str(r[1]), str(r[2]), bool(r[3])) for r in rows]
 
 
 def untouched(
-    conn: sqlite3.Connection, project_id: int, *, unsuggested: bool = False, limit: int = -1
-) -> list[tuple[int, str, str | None]]:
-    """(item id, text, context) of untouched items, or only those with no model suggestion."""
+    conn: sqlite3.Connection, project_id: int, *, unsuggested: bool = False
+) -> list[tuple[int, str]]:
+    """(item id, text) of untouched items, or only those with no model suggestion yet."""
     extra = " AND suggestion_model IS NULL" if unsuggested else ""
-    rows = conn.execute(
-        f"""SELECT id, COALESCE(text, ''), context FROM items
-            WHERE project_id = ? AND {UNTOUCHED}{extra} ORDER BY seq LIMIT ?""",
-        (project_id, limit),
+    return conn.execute(
+        f"""SELECT id, {_TEXT} FROM items
+            WHERE project_id = ? AND {UNTOUCHED}{extra} ORDER BY seq""",
+        (project_id,),
     ).fetchall()
-    return [(int(r[0]), str(r[1]), r[2]) for r in rows]
 
 
 def gold_texts(
     conn: sqlite3.Connection, project_id: int, *, unsuggested: bool = False
-) -> list[tuple[int, str, str | None]]:
-    """(item id, text, context) of gold items (those with no model suggestion yet)."""
+) -> list[tuple[int, str]]:
+    """(item id, text) of gold items (only those with no model suggestion yet)."""
     extra = " AND suggestion_model IS NULL" if unsuggested else ""
-    rows = conn.execute(
-        f"""SELECT id, COALESCE(text, ''), context FROM items
+    return conn.execute(
+        f"""SELECT id, {_TEXT} FROM items
             WHERE project_id = ? AND gold IS NOT NULL{extra} ORDER BY seq""",
         (project_id,),
     ).fetchall()
-    return [(int(r[0]), str(r[1]), r[2]) for r in rows]
+
+
+def unsuggested(conn: sqlite3.Connection, project_id: int) -> int:
+    """Untouched and gold items with no model suggestion yet (a model that does not learn
+    is asked only about those)."""
+    row = conn.execute(
+        f"""SELECT COUNT(*) FROM items WHERE project_id = ? AND suggestion_model IS NULL
+              AND (gold IS NOT NULL OR ({UNTOUCHED}))""",
+        (project_id,),
+    ).fetchone()
+    return int(row[0])
 
 
 # -- writing suggestions and routes ------------------------------------------------------------

@@ -169,19 +169,39 @@ _UNSEEN = """NOT EXISTS (SELECT 1 FROM answers x WHERE x.item_id = i.id AND x.an
                     WHERE y.item_id = i.id AND y.annotator_id = :a AND y.state = 'pending')"""
 
 
-def next_queue_item(conn: sqlite3.Connection, project_id: int, annotator_id: int) -> int | None:
+def next_queue_item(
+    conn: sqlite3.Connection, project_id: int, annotator_id: int, check: bool = False
+) -> int | None:
     """The fullest open ordinary item with a free slot that this annotator has not seen.
 
     Among equally full items the least certain comes first (certainty stays 0 unless the
-    project orders by uncertainty), then import order.
+    project orders by uncertainty), then import order. `check`: an item waiting for its one
+    yes/no check instead (routed by a confident suggestion); the two are separate ranges.
     """
     row = conn.execute(
         f"""SELECT i.id FROM items i INDEXED BY items_queue
-            WHERE i.project_id = :p AND i.queued AND {_UNSEEN}
+            WHERE i.project_id = :p AND i.awaiting_check = :c AND i.queued AND {_UNSEEN}
             ORDER BY i.n_answers DESC, i.certainty, i.seq LIMIT 1""",
-        {"p": project_id, "a": annotator_id},
+        {"p": project_id, "a": annotator_id, "c": int(check)},
     ).fetchone()
     return _id(row)
+
+
+def checker_around(
+    conn: sqlite3.Connection, project_id: int, annotator_id: int, crowd: float, since: float
+) -> bool:
+    """True when another active member who may check (core.assignment.may_check: gold
+    accuracy at least `crowd`) has answered since `since` and could take a check now."""
+    row = conn.execute(
+        """SELECT EXISTS (
+               SELECT 1 FROM members m JOIN annotators a ON a.id = m.annotator_id
+               WHERE m.project_id = :p AND m.annotator_id != :a AND m.status = 'active'
+                 AND m.paused = 0 AND a.blocked = 0 AND m.last_answer_at >= :since
+                 AND m.gold_answers > 0
+                 AND (m.gold_correct + 1.0) / (m.gold_answers + 2) >= :crowd)""",
+        {"p": project_id, "a": annotator_id, "since": since, "crowd": crowd},
+    ).fetchone()
+    return bool(row[0])
 
 
 def next_gold_item(conn: sqlite3.Connection, project_id: int, annotator_id: int) -> int | None:
@@ -469,7 +489,7 @@ def undecided_items(conn: sqlite3.Connection, project_id: int, min_answers: int)
         int(r[0])
         for r in conn.execute(
             """SELECT id FROM items INDEXED BY items_queue
-               WHERE project_id = ? AND queued AND n_answers >= ?""",
+               WHERE project_id = ? AND awaiting_check = 0 AND queued AND n_answers >= ?""",
             (project_id, min_answers),
         )
     ]

@@ -143,12 +143,17 @@ MIGRATIONS: list[str] = [
     ALTER TABLE items ADD COLUMN route TEXT;  -- NULL | check | audit | verified | rejected
     ALTER TABLE items ADD COLUMN certainty REAL NOT NULL DEFAULT 0;  -- queue order among equals
     ALTER TABLE items ADD COLUMN model_hit INTEGER;  -- suggestion = gold / audited verdict (1, 0)
+    -- Checks and ordinary work are two ranges of the queue: each person's share is one seek.
+    ALTER TABLE items ADD COLUMN awaiting_check INTEGER
+        GENERATED ALWAYS AS (route IS 'check') VIRTUAL;
     DROP INDEX items_queue;
-    CREATE INDEX items_queue ON items(project_id, n_answers DESC, certainty, seq) WHERE queued;
+    CREATE INDEX items_queue
+        ON items(project_id, awaiting_check, n_answers DESC, certainty, seq) WHERE queued;
     CREATE INDEX items_routed ON items(project_id, route) WHERE route IS NOT NULL;
     CREATE INDEX items_model_hits ON items(project_id, model_hit) WHERE model_hit IS NOT NULL;
     ALTER TABLE assignments ADD COLUMN checking INTEGER NOT NULL DEFAULT 0;  -- a yes/no check
     ALTER TABLE answers ADD COLUMN checked INTEGER NOT NULL DEFAULT 0;  -- yes/no to a suggestion
+    ALTER TABLE members ADD COLUMN last_answer_at REAL;  -- is a checker around?
     CREATE TABLE models (
         project_id INTEGER PRIMARY KEY REFERENCES projects(id),
         kind TEXT NOT NULL,
