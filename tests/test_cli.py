@@ -37,7 +37,10 @@ def test_init_import_status_export(tmp_path: Path) -> None:
     r = runner.invoke(main, ["export", str(cfg), "-o", str(out), "--format", "csv"])
     assert r.exit_code == 0, r.output
     lines = out.read_text().splitlines()
-    assert lines[0] == "id,label,status,confidence,votes,n_answers,method,suggestion,suggestion_score,model"
+    assert (
+        lines[0]
+        == "id,label,status,confidence,votes,n_answers,method,suggestion,suggestion_score,model"
+    )
     assert len(lines) == 1 + 12 - 4  # gold items are not results
     assert not (tmp_path / "results.csv.part").exists()
 

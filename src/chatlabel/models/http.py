@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -90,8 +91,9 @@ class HttpModel:
         self.names = names
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.batch = batch
-        user, _, password = (auth or "").partition(":")
-        self.auth = aiohttp.BasicAuth(user, password) if auth else None
+        # HTTP basic auth (the ML backend's BASIC_AUTH_USER/PASS), as a header of every request.
+        token = base64.b64encode(auth.encode()).decode() if auth else ""
+        self.headers = {"Authorization": f"Basic {token}"} if auth else {}
         self.config = label_config(self.labels, names)
         self._session: aiohttp.ClientSession | None = None
 
@@ -99,7 +101,7 @@ class HttpModel:
         self, ids: list[int], texts: list[str]
     ) -> tuple[list[Prediction], str | None]:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self.timeout, auth=self.auth)
+            self._session = aiohttp.ClientSession(timeout=self.timeout, headers=self.headers)
         key = self.names.text_key
         body = {
             "tasks": [{"id": i, "data": {key: t}} for i, t in zip(ids, texts, strict=True)],
