@@ -161,10 +161,8 @@ def project(args: argparse.Namespace, labels: tuple[str, ...], with_model: bool)
     return p
 
 
-async def open_arm(
-    folder: Path, data: Data, args: argparse.Namespace, with_model: bool
-) -> tuple[Database, LabelingService, list[float]]:
-    """A fresh project in its own SQLite file, with the data imported."""
+def write_items(folder: Path, data: Data) -> Path:
+    """The messages as an items file: every GOLD_EVERY-th one a gold item."""
     folder.mkdir(parents=True)
     items = folder / "items.csv"
     with items.open("w", encoding="utf-8", newline="") as f:
@@ -172,6 +170,14 @@ async def open_arm(
         w.writerow(["id", "text", "gold"])
         for n, (ext, label, text) in enumerate(data.rows):
             w.writerow([ext, text, label if n % GOLD_EVERY == 0 else ""])
+    return items
+
+
+async def open_arm(
+    folder: Path, data: Data, args: argparse.Namespace, with_model: bool
+) -> tuple[Database, LabelingService, list[float]]:
+    """A fresh project in its own SQLite file, with the data imported."""
+    items = write_items(folder, data)
     cfg = parse_config(
         {
             "storage": {"database": str(folder / "bench.db")},

@@ -192,38 +192,40 @@ async def test_a_wrong_model_switches_routing_off_and_coordinators_hear_of_it(
 ) -> None:
     gold = [{"id": f"g{n}", "text": f"It {'purrs' if n % 2 else 'barks'}.",
              "gold": "cat" if n % 2 else "dog"} for n in range(6)]  # fmt: skip
-    async with backend(always("bird")) as (url, seen):
-        async with running_bot(tmp_path, [routed(kind="http", url=url)]) as b:
-            await load(b, [*gold, {"id": "t1", "text": "Meow."}, {"id": "t2", "text": "Woof."}])
-            boss = b.user(COORDINATOR_ID, "Boss")
-            await b.start(boss)
-            model = HttpModel(url, labels=("cat", "dog", "bird"),
+    async with (
+        backend(always("bird")) as (url, seen),
+        running_bot(tmp_path, [routed(kind="http", url=url)]) as b,
+    ):
+        await load(b, [*gold, {"id": "t1", "text": "Meow."}, {"id": "t2", "text": "Woof."}])
+        boss = b.user(COORDINATOR_ID, "Boss")
+        await b.start(boss)
+        model = HttpModel(url, labels=("cat", "dog", "bird"),
                               names=b.service.projects["animals"].label_studio)  # fmt: skip
-            loop = ModelLoop(b.service, {"animals": model})
-            try:
-                got = await loop.step("animals")
-            finally:
-                await loop.close()
-            assert got.ran and got.version == "always-bird" and got.gold == 6
-            assert got.stopped is not None  # 0 of 6 gold items right: confidently below 70 %
-            body = seen[0]["body"]
-            # The boss holds "Meow." since /start: only untouched items are suggested for.
-            assert {t["data"]["text"] for t in body["tasks"]} == {"Woof."}
-            assert '<Choices name="label" toName="text"' in body["label_config"]
-            alert = await new_message(boss, 0, lambda m: "routing is off" in m.content)
-            assert alert.content.startswith("⚠️ Animals: one-check routing is off.")
-            assert "right on 0% of 6 gold items and audits, below the 70%" in alert.content
-            # Its suggestions stay on record, but nobody gets a one-person check any more.
-            assert await rows(b, "SELECT route, needed FROM items WHERE gold IS NULL") == [
+        loop = ModelLoop(b.service, {"animals": model})
+        try:
+            got = await loop.step("animals")
+        finally:
+            await loop.close()
+        assert got.ran and got.version == "always-bird" and got.gold == 6
+        assert got.stopped is not None  # 0 of 6 gold items right: confidently below 70 %
+        body = seen[0]["body"]
+        # The boss holds "Meow." since /start: only untouched items are suggested for.
+        assert {t["data"]["text"] for t in body["tasks"]} == {"Woof."}
+        assert '<Choices name="label" toName="text"' in body["label_config"]
+        alert = await new_message(boss, 0, lambda m: "routing is off" in m.content)
+        assert alert.content.startswith("⚠️ Animals: one-check routing is off.")
+        assert "right on 0% of 6 gold items and audits, below the 70%" in alert.content
+        # Its suggestions stay on record, but nobody gets a one-person check any more.
+        assert await rows(b, "SELECT route, needed FROM items WHERE gold IS NULL") == [
                 (None, 2), (None, 2)
             ]  # fmt: skip
-            ann = b.user(1)
-            item = await b.start(ann)
-            assert texts(item) == ["cat", "dog", "bird", "Skip"]
-            await boss.send("/annotators")
-            table = await new_message(boss, alert.message_id, lambda m: "👥" in m.content)
-            assert "• always-bird: 7 · 0% of 6 (likely 0%–41%) · n/a · suspended" in table.content
-            assert "suspended (model) — one-check routing is off" in table.content
+        ann = b.user(1)
+        item = await b.start(ann)
+        assert texts(item) == ["cat", "dog", "bird", "Skip"]
+        await boss.send("/annotators")
+        table = await new_message(boss, alert.message_id, lambda m: "👥" in m.content)
+        assert "• always-bird: 7 · 0% of 6 (likely 0%–41%) · n/a · suspended" in table.content
+        assert "suspended (model) — one-check routing is off" in table.content
 
 
 # -- the built-in model: trained in a worker, scored on gold, presses unaffected -------------------
@@ -355,26 +357,28 @@ async def test_the_http_kind_reads_label_and_score_and_routes_by_them(
             )
         return {"results": out, "model_version": "remote-3"}
 
-    async with backend(answer) as (url, seen):
-        async with running_bot(tmp_path, [routed(kind="http", url=url, batch=1)]) as b:
-            await load(b, [{"id": "t1", "text": "Meow."}, {"id": "t2", "text": "Woof."}])
-            model = HttpModel(url, labels=("cat", "dog", "bird"),
+    async with (
+        backend(answer) as (url, seen),
+        running_bot(tmp_path, [routed(kind="http", url=url, batch=1)]) as b,
+    ):
+        await load(b, [{"id": "t1", "text": "Meow."}, {"id": "t2", "text": "Woof."}])
+        model = HttpModel(url, labels=("cat", "dog", "bird"),
                               names=b.service.projects["animals"].label_studio,
                               batch=1, auth="user:secret")  # fmt: skip
-            loop = ModelLoop(b.service, {"animals": model})
-            try:
-                first = await loop.step("animals")
-                again = await loop.step("animals")  # nothing new: not asked again
-            finally:
-                await loop.close()
-            assert first.ran and first.version == "remote-3" and first.suggested == 2
-            assert not again.ran and len(seen) == 2  # one task per request (batch = 1)
-            assert seen[0]["auth"] == "Basic dXNlcjpzZWNyZXQ="
-            assert await rows(
-                b,
-                "SELECT ext_id, suggestion, suggestion_score, suggestion_model, route "
-                "FROM items ORDER BY seq",
-            ) == [("t1", "cat", 0.97, "remote-3", "check"), ("t2", "dog", 0.6, "remote-3", None)]
-            item = await b.start(b.user(1))
-            assert item.content == "Woof."  # ordinary work first: nobody here is a checker yet
-            assert json.loads(json.dumps(seen[0]["body"]["params"])) == {"context": {}}
+        loop = ModelLoop(b.service, {"animals": model})
+        try:
+            first = await loop.step("animals")
+            again = await loop.step("animals")  # nothing new: not asked again
+        finally:
+            await loop.close()
+        assert first.ran and first.version == "remote-3" and first.suggested == 2
+        assert not again.ran and len(seen) == 2  # one task per request (batch = 1)
+        assert seen[0]["auth"] == "Basic dXNlcjpzZWNyZXQ="
+        assert await rows(
+            b,
+            "SELECT ext_id, suggestion, suggestion_score, suggestion_model, route "
+            "FROM items ORDER BY seq",
+        ) == [("t1", "cat", 0.97, "remote-3", "check"), ("t2", "dog", 0.6, "remote-3", None)]
+        item = await b.start(b.user(1))
+        assert item.content == "Woof."  # ordinary work first: nobody here is a checker yet
+        assert json.loads(json.dumps(seen[0]["body"]["params"])) == {"context": {}}
