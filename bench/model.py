@@ -1,6 +1,6 @@
 """Model in the loop on a text dataset: human answers spent and accuracy, without and with it.
 
-    python bench/model.py ../shared/data/sms_spam/messages.tsv
+    python bench/model.py DATA/sms_spam/messages.tsv
     python bench/model.py DATA.tsv --crowd CROWD --annotators 30 --limit 2000
 
 DATA.tsv is `label<TAB>text` with a header line. Every 10th message is a gold item (its true
@@ -445,15 +445,15 @@ def main(argv: list[str] | None = None) -> int:
         "--crowd",
         type=Path,
         help="folder of crowd datasets to draw annotators from (default: the folder `crowd` "
-        "beside DATA's folder, as in ../shared/data/)",
+        "beside DATA's folder)",
     )
     p.add_argument("--annotators", type=int, default=30, help="simulated annotators (30)")
     p.add_argument("--min-answers", type=int, default=40, help="a real worker's answers (40)")
     p.add_argument("--limit", type=int, help="only the first N messages")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--method", default="majority", help="verdict method of both arms")
-    p.add_argument("--threshold", type=float, default=0.95, help="auto_threshold (0.95)")
-    p.add_argument("--audit-rate", type=float, default=0.05, help="audit_rate (0.05)")
+    p.add_argument("--threshold", type=float, default=0.8, help="auto_threshold (0.8)")
+    p.add_argument("--audit-rate", type=float, default=0.02, help="audit_rate (0.02)")
     p.add_argument("--order", default="uncertain-first", help="order (uncertain-first)")
     p.add_argument("--retrain-every", type=int, default=250, help="retrain_every (250)")
     p.add_argument("--latency-presses", type=int, default=600, help="presses per latency phase")

@@ -129,15 +129,24 @@ def test_a_spammer_on_a_hard_task_is_suspended_with_the_figures_behind_it() -> N
     assert Reason.decode(reason.encode()) == reason
 
 
-def test_qualification_answers_are_judged_like_gold_under_the_relative_gate() -> None:
-    rules = Rules(labels=("a", "b"), qualification=4)
-    m = MemberRecord(answers=4, gold_answers=4, gold_correct=0, qualification_answers=4)
-    # Four misses of four are not yet confidently below a 65 % bar (a newcomer's benefit of
-    # the doubt); the absolute gate fails them on the raw share.
-    assert suspension(rules, Conduct(m, True, True, 1, 0, crowd=0.8)) is None
-    absolute = Rules(labels=("a", "b"), qualification=4, gate="absolute")
-    got = suspension(absolute, Conduct(m, True, True, 1, 0, crowd=0.8))
+def test_qualification_turns_away_only_those_worse_than_guessing() -> None:
+    def rejected(rules: Rules, right: int, crowd: float = 0.8) -> Reason | None:
+        m = MemberRecord(
+            answers=4, gold_answers=4, gold_correct=right,
+            qualification_answers=4, qualification_correct=right,
+        )  # fmt: skip
+        return suspension(rules, Conduct(m, True, True, 1, 0, crowd=crowd))
+
+    two = Rules(labels=("a", "b"), qualification=4)
+    got = rejected(two, 1)  # 25 % of two labels: worse than guessing
     assert got is not None and got.code == "qualification"
-    m = MemberRecord(answers=9, gold_answers=9, gold_correct=0, qualification_answers=4)
-    got = suspension(rules, Conduct(m, True, True, 1, 0, crowd=0.8))
-    assert got is not None and got.code == "qualification" and got.params["n"] == 4
+    assert got.params == {"n": 4, "min": 0.5, "accuracy": 0.25}
+    assert rejected(two, 2) is None  # as good as a coin: the posterior rule decides later
+    # The absolute gate turns away everyone below min_gold_accuracy on the share.
+    absolute = Rules(labels=("a", "b"), qualification=4, gate="absolute")
+    got = rejected(absolute, 2)
+    assert got is not None and got.params["min"] == 0.7
+    # A hard task: one of four right is a 50 %-accurate honest person's bad luck a third of
+    # the time, so it is not a reason; none right is.
+    assert rejected(four(), 1, crowd=0.5) is None
+    assert rejected(four(), 0, crowd=0.5) is not None

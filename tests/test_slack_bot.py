@@ -314,7 +314,8 @@ async def test_undo_brings_the_item_back_without_duplicates(stack: Any, tmp_path
 
 
 async def test_gold_feedback_then_suspension(stack: Any, tmp_path: Path) -> None:
-    gold = Quality(qualification=2, gold_rate=0.0, min_gold_accuracy=0.7)
+    # The absolute gate: its fixed bar is the one people are told about.
+    gold = Quality(qualification=2, gold_rate=0.0, min_gold_accuracy=0.7, gate="absolute")
     bot = await make_bot(
         stack,
         tmp_path,

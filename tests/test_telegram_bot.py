@@ -247,7 +247,8 @@ async def test_gold_feedback_follows_a_missed_gold_item(tmp_path: Path) -> None:
 async def test_a_bad_annotator_is_suspended_told_why_and_gets_nothing_more(
     tmp_path: Path,
 ) -> None:
-    strict = project(quality={"qualification": 2, "min_gold_accuracy": 0.7})
+    # The absolute gate: its fixed bar is the one people are told about.
+    strict = project(quality={"qualification": 2, "min_gold_accuracy": 0.7, "gate": "absolute"})
     async with running_bot(tmp_path, [strict]) as b:
         await b.add_items("animals", [
             {"id": "g1", "text": "It barks.", "gold": "dog"},

@@ -90,10 +90,10 @@ class Model(_Section):
     timeout_seconds: float = Field(30, gt=0, le=600, description="http: one request's limit")
     batch: int = Field(100, ge=1, le=10_000, description="http: items per /predict request")
     auto_threshold: float = Field(
-        0.95, gt=0, le=1, description="A suggestion scored at least this needs one check"
+        0.8, gt=0, le=1, description="A suggestion scored at least this needs one check"
     )
     audit_rate: float = Field(
-        0.05, ge=0, le=1, description="Share of confident items given full overlap anyway"
+        0.02, ge=0, le=1, description="Share of confident items given full overlap anyway"
     )
     order: Literal["import", "uncertain-first"] = Field(
         "import", description="import | uncertain-first (the least certain items first)"

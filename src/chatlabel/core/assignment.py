@@ -59,16 +59,24 @@ def gate_threshold(rules: Rules, crowd: float | None) -> float:
     return min(rules.min_gold_accuracy, chance + GATE_SHARE * max(crowd - chance, 0.0))
 
 
-def failed_qualification(rules: Rules, m: MemberRecord) -> bool:
-    """True once a newcomer's qualification answers fall below the required accuracy.
+def failed_qualification(rules: Rules, m: MemberRecord, crowd: float | None = None) -> bool:
+    """True once a newcomer's share right on their qualification items is too low.
 
-    Only under the absolute gate: the relative one judges qualification answers like any gold.
+    Absolute gate: below min_gold_accuracy. Relative gate: below chance (worse than guessing;
+    never above the gate's bar). A handful of items cannot tell a 50 %-accurate honest person
+    of a hard task from a random clicker, so only those who do worse than one are turned away
+    at the door; the posterior rule (should_suspend) stops the rest once the evidence is in.
     """
-    if rules.gate != "absolute":
-        return False
     if rules.qualification == 0 or m.qualification_answers < rules.qualification:
         return False
-    return m.qualification_correct / m.qualification_answers < rules.min_gold_accuracy
+    return m.qualification_correct / m.qualification_answers < qualification_bar(rules, crowd)
+
+
+def qualification_bar(rules: Rules, crowd: float | None) -> float:
+    """The share a newcomer must reach on their qualification items (see failed_qualification)."""
+    if rules.gate == "absolute":
+        return rules.min_gold_accuracy
+    return min(chance_accuracy(rules), gate_threshold(rules, crowd))
 
 
 def should_suspend(rules: Rules, m: MemberRecord, crowd: float | None = None) -> bool:

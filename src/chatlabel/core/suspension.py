@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from .assignment import MemberRecord, failed_qualification, gate_threshold, should_suspend
+from .assignment import (
+    MemberRecord,
+    failed_qualification,
+    gate_threshold,
+    qualification_bar,
+    should_suspend,
+)
 from .model import Rules
 
 # Fast answers only count once there are this many: one quick answer says nothing.
@@ -57,8 +63,17 @@ class Conduct:
 
 def suspension(rules: Rules, c: Conduct) -> Reason | None:
     """Why this answer gets its author suspended (None: they carry on)."""
-    if c.qualifying and failed_qualification(rules, c.member):
-        return Reason("qualification", {"n": rules.qualification, "min": rules.min_gold_accuracy})
+    if c.qualifying and failed_qualification(rules, c.member, c.crowd):
+        m = c.member
+        bar = qualification_bar(rules, c.crowd)
+        return Reason(
+            "qualification",
+            {
+                "n": rules.qualification,
+                "min": round(bar, 4),
+                "accuracy": round(m.qualification_correct / m.qualification_answers, 4),
+            },
+        )
     if c.scored and should_suspend(rules, c.member, c.crowd):
         m = c.member
         bar = gate_threshold(rules, c.crowd)

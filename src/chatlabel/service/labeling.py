@@ -279,6 +279,10 @@ class LabelingService:
         """Items (gold included) no model has suggested for yet."""
         return await self.suggestions.unsuggested(project)
 
+    async def model_trainings(self, project: str) -> tuple[int, int]:
+        """(trainings so far, resolved items at the last one) of a project's model."""
+        return await self.suggestions.trainings(project)
+
     async def resolved_items(self, project: str) -> int:
         """Ordinary items resolved so far (a learning model retrains as they grow)."""
         return await self.suggestions.resolved(project)

@@ -54,11 +54,10 @@ class ModelLoop:
     async def _suggest(self, project: str, model: Model, force: bool) -> Round:
         svc = self.service
         # Cheap reads decide; the work itself is read where the model works (its worker).
-        resolved = await svc.resolved_items(project)
-        state = await svc.model_state(project)
-        assert state is not None
+        trainings, trained_on = await svc.model_trainings(project)
+        resolved = await svc.resolved_items(project) if model.learns else 0
         if model.learns:
-            due = self.due(project, resolved, state.trained_on, state.trainings)
+            due = self.due(project, resolved, trained_on, trainings)
         else:
             due = await svc.unsuggested_items(project) > 0
         if not force and not due:
@@ -67,7 +66,7 @@ class ModelLoop:
         if got is None:
             return Round(project, ran=False)
         # A learning model's versions are numbered by its trainings; another model names its own.
-        version = f"{got.version}-{state.trainings + 1}" if model.learns else got.version
+        version = f"{got.version}-{trainings + 1}" if model.learns else got.version
         written = await svc.write_suggestions(
             project, got, version, resolved=resolved if model.learns else None
         )

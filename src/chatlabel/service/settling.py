@@ -44,7 +44,7 @@ class Settling:
         deltas: dict[str, int] = {}
         if correct is not None:
             deltas.update(gold_answers=1, gold_correct=int(correct))
-            self.s.pooled.pop(pid, None)
+            self.s.gold_scored(pid, correct)
             if m["qual_answers"] < rules.qualification:
                 deltas.update(qual_answers=1, qual_correct=int(correct))
         if rules.min_seconds and seconds < rules.min_seconds and not check:

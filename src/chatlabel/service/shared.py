@@ -48,9 +48,11 @@ class Shared:
         self.names: dict[int, str] = {}
         self._changed = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        # Per project: the average annotator's gold accuracy, the prior of weighted votes. A
-        # scan of every member, so cached until a gold answer or a suspension changes it.
-        self.pooled: dict[int, float] = {}
+        # Per project: the active members' pooled gold answers [right, all], behind the average
+        # annotator's accuracy (the prior of weighted votes and the relative gate's crowd). A
+        # scan of every member, so kept up to date by each gold answer and rescanned only after
+        # a suspension, a reinstatement or an undone gold answer (pop the project).
+        self.pooled: dict[int, list[int]] = {}
         # The choices behind each assignment's buttons never change: a press needs no read.
         self._choices: BoundedCache[int, tuple[str, ...]] = BoundedCache(50_000)
 
@@ -125,11 +127,17 @@ class Shared:
 
     def crowd(self, conn: sqlite3.Connection, pid: int) -> float:
         """The project's average annotator's gold accuracy (pooled, shrunk; cached)."""
-        # A scan of every member, so cached until a gold answer or a suspension changes it.
-        prior = self.pooled.get(pid)
-        if prior is None:
-            prior = self.pooled[pid] = crowd_accuracy(*quality_queries.pooled_gold(conn, pid))
-        return prior
+        counts = self.pooled.get(pid)
+        if counts is None:
+            counts = self.pooled[pid] = list(quality_queries.pooled_gold(conn, pid))
+        return crowd_accuracy(counts[0], counts[1])
+
+    def gold_scored(self, pid: int, correct: bool) -> None:
+        """Count one more gold answer into the pooled figures (if they are loaded)."""
+        counts = self.pooled.get(pid)
+        if counts is not None:
+            counts[0] += int(correct)
+            counts[1] += 1
 
     def current(self, conn: sqlite3.Connection, user: UserRef) -> tuple[Row, str] | None:
         """The person's annotator row and the name of the project they work on now."""

@@ -64,7 +64,12 @@ class Suggestions:
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Hear when routing switches itself off; returns how to stop listening."""
         self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:  # twice is harmless (a conversation closed twice)
+                self._listeners.remove(listener)
+
+        return unsubscribe
 
     # -- inside a press's transaction ------------------------------------------------------------
 
@@ -159,6 +164,11 @@ class Suggestions:
     async def unsuggested(self, name: str) -> int:
         """Items (gold included) that no model has suggested for yet."""
         return await self.s.db.read(mq.unsuggested, self.s.pids[name])
+
+    async def trainings(self, name: str) -> tuple[int, int]:
+        """(trainings so far, resolved items at the last one): one row, for a round's decision."""
+        row = await self.s.db.read(mq.model_row, self.s.pids[name])
+        return (int(row["trainings"]), int(row["trained_on"])) if row is not None else (0, 0)
 
     async def resolved(self, name: str) -> int:
         """Ordinary items of a project resolved so far."""
