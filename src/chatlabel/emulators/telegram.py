@@ -22,6 +22,7 @@ from telegram import Bot
 from telegram.ext import ApplicationBuilder
 from telegram.request import HTTPXRequest
 
+from chatlabel.emulators.telegram_flood import FloodLimits
 from chatlabel.emulators.telegram_methods import METHODS, Method
 from chatlabel.emulators.telegram_model import (
     ApiError,
@@ -50,6 +51,7 @@ __all__ = [
     "EmulatorUsageError",
     "FilePart",
     "Faults",
+    "FloodLimits",
     "Method",
     "SimUser",
     "UploadRecord",
@@ -251,6 +253,8 @@ class BotApiEmulator(EmulatorState):
             if method is None:
                 raise ApiError(404, "Not Found")
             await self._fault(method)
+            if self.flood is not None:
+                self.flood.check(method.name, params.values.get("chat_id"))
             record.result = await method.call(self, params)
             body: dict[str, Any] = {"ok": True, "result": record.result}
         except ApiError as error:

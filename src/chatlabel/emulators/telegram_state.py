@@ -14,6 +14,7 @@ from typing import Any
 
 from PIL import Image
 
+from chatlabel.emulators.telegram_flood import FloodLimits
 from chatlabel.emulators.telegram_format import command_entities
 from chatlabel.emulators.telegram_model import (
     JSON,
@@ -83,6 +84,7 @@ class EmulatorState:
         self.menu_buttons: dict[int | None, JSON] = {}
         self.webhook: JSON | None = None
         self.faults: Faults | None = None
+        self.flood: FloodLimits | None = None  # Telegram's flood control; None: no limits
         self.signal = Signal()
         self.closing = False
         self._media: dict[str, Media] = {}
