@@ -200,7 +200,7 @@ async def running_bot(
             transport.chat_limit = chat_limit
             transport.push_interval = 0.2  # the lease-expiry timer, shortened
             transport.retry_delays = retry_delays
-            # Tests type fast; flood control has tests of its own (test_flood_control.py).
+            # Tests type fast; flood control is tested in test_faults_limits.py.
             transport.inbound = (1000.0, 1000.0)
             await transport.start()
             try:

@@ -44,6 +44,8 @@ class Conversation:
     Each person's events run one at a time and in order (a per-person lock), different
     people's side by side. Typed messages and commands beyond a per-person rate are dropped
     with one "slow down" reply: one person must not use up the bot's send budget for everyone.
+    Replies go out by priority (the outlet's pacer): the answer to what someone just did before
+    pushes, pushes before bulk messages.
     """
 
     # Typed messages and commands a person may send: 1 a second, bursts of 8.
@@ -79,13 +81,13 @@ class Conversation:
     async def start(self, who: Who, arg: str | None = None) -> None:
         """/start [CODE or project]; taps queued meanwhile by the same person get one answer."""
         key = who.user.key
+        if await self._flooding(who):
+            return
         self._starts[key] += 1
         try:
             async with self.locks.hold(key):
                 if self._starts[key] > 1:
                     return  # a later /start of theirs is waiting: that one answers
-                if await self._flooding(who):
-                    return
                 await self.flow.start(who, arg)
         finally:
             self._starts[key] -= 1
@@ -97,9 +99,9 @@ class Conversation:
         if name.lower() == "start":
             await self.start(who, args or None)
             return
+        if await self._flooding(who):
+            return
         async with self.locks.hold(who.user.key):
-            if await self._flooding(who):
-                return
             await self.commands.run(who, name, args)
 
     async def quick_reply(self, who: Who, name: str, args: str = "") -> str | None:
@@ -133,24 +135,24 @@ class Conversation:
         `source` names the platform message, so a redelivered one counts once; `ref` is the
         item's message when the platform knows it (an answer form opened from it).
         """
+        if item is None and await self._flooding(who):
+            return
         async with self.locks.hold(who.user.key):
-            if item is None and await self._flooding(who):
-                return
             await self.flow.text(who, text, source, item, ref)
 
     async def edited(self, who: Who, text: str, *, source: str | None = None) -> None:
         """A typed message was edited: answers stay as recorded (Undo changes them)."""
+        if await self._flooding(who):
+            return
         async with self.locks.hold(who.user.key):
-            if await self._flooding(who):
-                return
             t = await self.ctx.texts(who)
             await self.ctx.tell(who, t("text.edited"))
 
     async def unsupported(self, who: Who) -> None:
         """Something the bot cannot take (a photo, a sticker): say what it can take."""
+        if await self._flooding(who):
+            return
         async with self.locks.hold(who.user.key):
-            if await self._flooding(who):
-                return
             t = await self.ctx.texts(who)
             await self.ctx.tell(who, t("text.unsupported", help=self.ctx.how.command("help")))
 
@@ -200,7 +202,11 @@ class Conversation:
     # -- flood control --------------------------------------------------------------------------
 
     async def _flooding(self, who: Who) -> bool:
-        """True when the person is over their rate: drop it, with one "slow down" per burst."""
+        """True when the person is over their rate: drop it, with one "slow down" per burst.
+
+        Checked before the person's lock: a flood must be dropped at once, not queue up for the
+        lock and tie up the platform's update workers that everyone else's presses need.
+        """
         # Real time, not the service's clock: this is about the machine's send budget.
         key, now = who.user.key, time.monotonic()
         bucket = self._buckets.get(key)

@@ -35,7 +35,7 @@ class _Scope:
     """The recent counted calls of one chat (or of the whole bot) and its penalty."""
 
     times: deque[float] = field(default_factory=deque)
-    until: float = 0.0  # refused until then
+    until: float = -math.inf  # refused until then
     strikes: int = 0  # penalties in a row (each one longer)
 
 

@@ -1,0 +1,165 @@
+"""Telegram's and Slack's limits, emulated: the bot paces itself so that nothing is refused.
+
+With the emulator's flood limits on (Telegram: 3 sends and edits per chat and 30 new messages
+for the bot per second, with growing retry_after; see emulators/telegram_flood.py), a crowd
+labels at the platform's pace with zero 429s; a forced 429 storm slows it but strands nobody.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from chatlabel.emulators.telegram import ApiError, Faults, FloodLimits
+from chatlabel.mechanics import Limit
+from tests.crowd import Annotator, percentile
+from tests.telegram_harness import project, running_bot
+
+pytestmark = pytest.mark.timeout(60)
+
+CHAT_LIMIT = Limit(3, 1.15)  # the transport's default
+
+
+async def test_the_emulated_flood_limits_refuse_with_growing_retry_after() -> None:
+    now = [0.0]
+    flood = FloodLimits(clock=lambda: now[0])
+    for _ in range(3):
+        flood.check("sendMessage", 7)
+    with pytest.raises(ApiError) as first:
+        flood.check("editMessageText", "7")
+    assert first.value.status == 429 and first.value.parameters == {"retry_after": 1}
+    flood.check("answerCallbackQuery", 7)  # not counted
+    flood.check("sendMessage", 8)  # another chat is not affected
+    now[0] = 0.5
+    with pytest.raises(ApiError) as during:  # calling during the penalty makes it longer
+        flood.check("sendMessage", 7)
+    assert during.value.parameters == {"retry_after": 2}
+    now[0] = 3.0
+    for _ in range(3):
+        flood.check("sendMessage", 7)
+    with pytest.raises(ApiError) as again:  # over again soon after: longer still
+        flood.check("sendMessage", 7)
+    assert again.value.parameters == {"retry_after": 4}
+    # The whole bot: 30 new messages a second, edits not counted.
+    now[0] = 100.0
+    for chat in range(30):
+        flood.check("sendMessage", 1000 + chat)
+    flood.check("editMessageText", 2000)
+    with pytest.raises(ApiError):
+        flood.check("sendPhoto", 2001)
+    assert flood.refused == {"chat": 3, "overall": 1}
+
+
+async def _crowd(tmp_path: Path, people: int, seconds: float, **bot: object) -> dict[str, float]:
+    """`people` annotators label for `seconds` against emulated limits; figures of the run."""
+    rows = [{"id": f"i{n}", "text": f"Item number {n}."} for n in range(400)]
+    crowd_project = project(overlap=people, max_overlap=people, undo_seconds=1)
+    async with running_bot(tmp_path, [crowd_project], **bot) as b:  # type: ignore[arg-type]
+        b.emu.flood = FloodLimits()
+        await b.add_items("animals", rows)
+        annotators = [Annotator(b.user(7000 + n, f"p{n}")) for n in range(people)]
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(a.run(stop)) for a in annotators]
+        await asyncio.sleep(1.0)  # everyone has joined
+        answers_before = len(await b.answers())
+        started = time.monotonic()
+        await asyncio.sleep(seconds)
+        answers = len(await b.answers()) - answers_before
+        elapsed = time.monotonic() - started
+        counted = [
+            c
+            for c in b.emu.calls
+            if started <= c.time < started + elapsed
+            and c.method.startswith(("send", "edit"))
+            and c.ok
+        ]
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        waits = [w for a in annotators for w in a.waits]
+        return {
+            "answers/s": answers / elapsed,
+            "messages/s": len(counted) / elapsed,
+            "429": sum(1 for c in b.emu.calls if c.status == 429),
+            "p50": percentile(waits, 50),
+            "p99": percentile(waits, 99),
+        }
+
+
+async def test_telegram_a_crowd_labels_at_the_platforms_pace_with_no_429(tmp_path: Path) -> None:
+    paced = await _crowd(tmp_path / "paced", 12, 4.0, max_rate=30.0, chat_limit=CHAT_LIMIT)
+    print(f"\nTelegram, 12 annotators, flood limits on, paced: {paced}")
+    assert paced["429"] == 0
+    # Each answer is an edit and a new message in the person's chat, so 3 calls per chat per
+    # second allow 1.5 answers a second per person; the pacer keeps a margin.
+    assert paced["answers/s"] >= 0.6 * 12 * 1.5
+    assert paced["messages/s"] >= 0.6 * 12 * 3
+
+
+async def test_telegram_a_429_storm_slows_the_crowd_but_strands_nobody(tmp_path: Path) -> None:
+    rows = [{"id": f"i{n}", "text": f"Item number {n}."} for n in range(24)]
+    async with running_bot(
+        tmp_path, [project(overlap=2, max_overlap=2)], max_rate=30.0, chat_limit=CHAT_LIMIT
+    ) as b:
+        b.emu.flood = FloodLimits()
+        await b.add_items("animals", rows)
+        annotators = [Annotator(b.user(7100 + n, f"s{n}")) for n in range(8)]
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(a.run(stop)) for a in annotators]
+        await asyncio.sleep(0.5)
+        # Two seconds in which Telegram answers every call with 429 (retry after 1 s).
+        b.emu.faults = Faults(rate_429=1.0, retry_after=1, seed=1)
+        await asyncio.sleep(2.0)
+        b.emu.faults = None
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if len(await b.answers()) >= 48 and all(a.told_nothing_left() for a in annotators):
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        assert len(await b.answers()) == 48, "every item answered twice"
+        assert all(a.told_nothing_left() for a in annotators)
+        refused = sum(1 for c in b.emu.calls if c.status == 429)
+        assert refused >= 8
+        # The flood limits themselves were never hit: the storm's 429s were waited out.
+        assert not b.emu.flood.refused
+        print(f"\nTelegram 429 storm: {refused} calls refused, nobody stranded")
+
+
+async def test_telegram_one_person_flooding_does_not_slow_anyone_else(tmp_path: Path) -> None:
+    """Issue 10 item 4: 300 messages from one person, under the 30 messages/s limit; everyone
+    else's press -> next item stays under a second at p99."""
+    rows = [{"id": f"i{n}", "text": f"Item number {n}."} for n in range(200)]
+    async with running_bot(
+        tmp_path, [project(overlap=10, max_overlap=10)], max_rate=30.0, chat_limit=CHAT_LIMIT
+    ) as b:
+        b.transport.conversation.inbound_rate = 1.0  # the production flood control
+        b.transport.conversation.inbound_burst = 8.0
+        b.emu.flood = FloodLimits()
+        await b.add_items("animals", rows)
+        annotators = [Annotator(b.user(7200 + n, f"c{n}"), think=0.8) for n in range(8)]
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(a.run(stop)) for a in annotators]
+        await asyncio.sleep(1.0)
+        flooder = b.user(7299, "flood")
+        for n in range(300):
+            await flooder.send(f"hello {n}" if n % 3 else "/stats")
+        await asyncio.sleep(5.0)
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        waits = [w for a in annotators for w in a.waits]
+        p50, p99 = percentile(waits, 50), percentile(waits, 99)
+        replies = len(flooder.messages)
+        print(
+            f"\nflood: 300 messages from one person, {len(waits)} presses by 8 others: "
+            f"press -> next item p50 {p50:.3f} s, p99 {p99:.3f} s; the flooder got {replies} replies"
+        )
+        assert len(waits) >= 30
+        assert p99 < 1.0
+        assert replies <= 8 + 1  # the burst, and one "slow down"
+        assert sum(1 for c in b.emu.calls if c.status == 429) == 0
