@@ -21,6 +21,7 @@ from tests.telegram_harness import project, running_bot
 pytestmark = pytest.mark.timeout(60)
 
 CHAT_LIMIT = Limit(3, 1.15)  # the transport's default
+NOTHING = "That's everything for now"
 
 
 async def test_the_emulated_flood_limits_refuse_with_growing_retry_after() -> None:
@@ -163,3 +164,45 @@ async def test_telegram_one_person_flooding_does_not_slow_anyone_else(tmp_path: 
         assert p99 < 1.0
         assert replies <= 8 + 1  # the burst, and one "slow down"
         assert sum(1 for c in b.emu.calls if c.status == 429) == 0
+
+
+async def test_telegram_failed_pushes_strand_nobody(tmp_path: Path) -> None:
+    """Issue 17 item 1: three people wait for work; new items arrive; the push to one gets
+    "chat not found", to another a 429 past its retries, to the third a 502. The first is
+    marked unreachable and their item goes to others; the other two get work."""
+    async with running_bot(
+        tmp_path, [project(overlap=1, max_overlap=1)], retry_delays=(0.01, 0.01)
+    ) as b:
+        gone, limited, flaky = b.user(7301, "gone"), b.user(7302, "limited"), b.user(7303, "flaky")
+        for u in (gone, limited, flaky):
+            await u.send("/start")
+            await u.wait_for(lambda u=u: any(NOTHING in m.content for m in u.messages))
+        b.emu.fail_next("sendMessage", ApiError.bad_request("chat not found"), chat_id=gone.id)
+        b.emu.fail_next("sendMessage", ApiError.too_many_requests(1), 3, chat_id=limited.id)
+        b.emu.fail_next("sendMessage", ApiError(502, "Bad Gateway"), chat_id=flaky.id)
+        await b.add_items("animals", [{"id": f"i{n}", "text": f"Item {n}."} for n in range(3)])
+        workers = [Annotator(limited), Annotator(flaky)]
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(a.run(stop, start=False)) for a in workers]
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if len(await b.answers()) == 3 and all(a.told_nothing_left() for a in workers):
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        assert all(a.presses for a in workers)  # both got work
+        assert all(a.told_nothing_left() for a in workers)
+        assert await b.query("SELECT key, blocked FROM annotators ORDER BY key") == [
+            ("telegram:7301", 1),
+            ("telegram:7302", 0),
+            ("telegram:7303", 0),
+        ]
+        # The unreachable person's item went to someone who could see it: all three answered.
+        assert sorted(x for x, _ in await b.answers()) == ["i0", "i1", "i2"]
+        assert await b.query("SELECT COUNT(*) FROM assignments WHERE state = 'pending'") == [(0,)]
+        failed = [(c.method, c.status) for c in b.emu.calls if c.status != 200]
+        assert failed.count(("sendMessage", 429)) == 3
+        assert ("sendMessage", 502) in failed and ("sendMessage", 400) in failed

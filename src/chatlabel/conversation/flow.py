@@ -61,7 +61,11 @@ class Flow:
         t: Texts,
         priority: Priority = Priority.INTERACTIVE,
     ) -> MessageRef | None:
-        """Send one item and remember it as the person's latest."""
+        """Send one item and remember it as the person's latest.
+
+        An item that could not be sent goes back (the person waits for work again, and the
+        push loop tries again), so nobody is left holding a lease they never saw.
+        """
         self._idle_sent.pop(who.user.key)
         view = render.item_view(t, task, self.ctx.how)
         try:
@@ -72,12 +76,34 @@ class Flow:
             kind = t(f"item.{task.media.kind}")
             missing = t("item.media_missing", kind=kind)
             view = replace(view, media=None, text=f"{view.text}\n\n{missing}")
-            ref = await self.ctx.send(who, view, priority)
+            ref = await self._send_or_release(who, task, view, priority)
             if ref is not None:
                 self._no_media[ref] = missing
+        except SendFailed as exc:
+            await self._release(who, task, exc)
+            return None
         if ref is not None:
             self.ctx.shown[who.user.key] = Shown(task.assignment_id, ref)
         return ref
+
+    async def _send_or_release(
+        self, who: Who, task: Task, view: Message, priority: Priority
+    ) -> MessageRef | None:
+        try:
+            return await self.ctx.send(who, view, priority)
+        except SendFailed as exc:
+            await self._release(who, task, exc)
+            return None
+
+    async def _release(self, who: Who, task: Task, exc: Exception) -> None:
+        """Give back an item that could not be sent; its person waits for work again."""
+        log.warning(
+            "sending item %s to %s failed (%s); it goes back and they wait for work",
+            task.item_id,
+            who.user.key,
+            exc,
+        )
+        await self.service.release(who.user, task.assignment_id)
 
     async def next(self, who: Who, t: Texts) -> None:
         """Show the person's current or next item, or why there is none."""
@@ -346,12 +372,8 @@ class Flow:
         """Deliver an item the service found for someone who was waiting for work."""
         who = Who(push.user)
         t = await self.ctx.texts(who, push.task.project.name)
-        try:
-            await self.show_task(who, push.task, t, Priority.PUSH)
-        except SendFailed as exc:
-            # Give the item back and keep them waiting: the next round tries again.
-            log.warning("pushing to %s failed (%s); they stay waiting", push.user.key, exc)
-            await self.service.release(push.user, push.task.assignment_id)
+        # A failed send gives the item back and keeps them waiting: the next round tries again.
+        await self.show_task(who, push.task, t, Priority.PUSH)
 
 
 def outcome_text(t: Texts, out: Outcome) -> str:

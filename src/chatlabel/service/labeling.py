@@ -422,6 +422,7 @@ class LabelingService(People):
             repo.update_member(conn, r["project_id"], r["annotator_id"], waiting=1)
 
         await self.db.write(tx)
+        self.notify()  # the item is free for others, and the push loop tries them again
 
     async def undo(self, user: UserRef, answer_id: int) -> Outcome:
         """Take back an answer within the project's undo window; returns the item again."""
