@@ -490,6 +490,7 @@ def test_method_table_matches_slack_reference() -> None:
         assert path.is_file(), f"{method} is not a Slack method in {folder}"
         reference = json.loads(path.read_text())
         assert set(spec.required) == set(reference["args"]["required"]), method
+        assert spec.tier == reference["rate_limits"], method
         assert spec.errors <= set(reference["errors"]), (
             method,
             spec.errors - set(reference["errors"]),

@@ -47,6 +47,7 @@ class ResponseContext:
     message_ts: str | None
     ephemeral: bool
     uses: int = 0
+    created: float = field(default_factory=time.monotonic)
 
 
 class SlackWorkspace:

@@ -34,6 +34,8 @@ __all__ = ["Limit", "Pacer", "Priority", "Scope"]
 
 # A scope is (family, key): ("chat", "42"), ("all", ""), ("chat.update", "T0001").
 Scope = tuple[str, str]
+# Different scopes of one family refused within a second that mean a wider limit was hit.
+STORM = 3
 
 
 class Priority(enum.IntEnum):
@@ -121,6 +123,7 @@ class Pacer:
         self.granted = dict.fromkeys(Priority, 0)  # calls let through, per priority
         self.dropped = 0  # queued calls that were no longer wanted
         self.closed = False
+        self._refusals: deque[tuple[float, Scope]] = deque(maxlen=32)
 
     # -- asking for a turn ---------------------------------------------------------------------
 
@@ -191,6 +194,24 @@ class Pacer:
         window = self._windows.get(scope)
         if window is not None:
             window.held_until = max(window.held_until, until)
+
+    def refused(self, scopes: Sequence[Scope], seconds: float) -> None:
+        """A 429 on a call that counted against `scopes` (widest first): hold the narrowest.
+
+        Platforms seldom say which limit a 429 was for. One chat refused is that chat's
+        limit; several different scopes of one family refused within a second point to a
+        limit they share, so then every scope of the call is held.
+        """
+        if not scopes:
+            return
+        narrow = scopes[-1]
+        self.hold(narrow, seconds)
+        now = self.clock()
+        self._refusals.append((now, narrow))
+        recent = {s for at, s in self._refusals if now - at < 1.0 and s[0] == narrow[0]}
+        if len(recent) >= STORM:
+            for scope in scopes[:-1]:
+                self.hold(scope, seconds)
 
     def held(self, scope: Scope) -> float:
         """Seconds `scope` is still held for (0 when it is not)."""

@@ -22,16 +22,13 @@ from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-)
+from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from ..config import ConfigError, Slack
 from ..conversation import Catalog, Conversation, Who
 from ..conversation.buttons import decode
-from ..mechanics import BoundedCache
+from ..mechanics import BoundedCache, Limit, Pacer
 from ..mechanics.redact import redacted_logger
 from ..service.labeling import LabelingService
 from ..service.reports import Reports
@@ -48,7 +45,16 @@ from .slack_blocks import (
     text_modal,
     ticked,
 )
-from .slack_outlet import PEOPLE, REPLYING, CommandReply, SlackOutlet, is_loopback, slack_id
+from .slack_outlet import (
+    PEOPLE,
+    REPLYING,
+    CommandReply,
+    Dropped,
+    SlackOutlet,
+    is_loopback,
+    slack_id,
+    slack_limits,
+)
 from .slack_socket import REFUSED, open_socket
 
 log = logging.getLogger("chatlabel.slack")
@@ -92,15 +98,15 @@ class SlackTransport:
         export_results: ExportResults | None = None,
         catalog: Catalog | None = None,
         inbound: tuple[float, float] | None = None,
+        limits: dict[str, Limit] | None = None,
     ) -> None:
         self.service = service
         self.settings = settings
         self._app_token = app_token
         self._bot_token = bot_token
-        handlers = [
-            AsyncConnectionErrorRetryHandler(),
-            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
-        ]
+        # Only connection errors are retried by the client. A 429 is the outlet's: its pacer
+        # holds that one method (or channel) for the Retry-After, not every call in flight.
+        handlers = [AsyncConnectionErrorRetryHandler()]
         kwargs: dict[str, Any] = {"base_url": settings.base_url} if settings.base_url else {}
         self.client = AsyncWebClient(
             token=bot_token,
@@ -119,7 +125,9 @@ class SlackTransport:
                 before_authorize=self._pin_proxy,
                 logger=logging.getLogger("chatlabel.slack.bolt"),
             )
-        self.outlet = SlackOutlet(self.client, service, media_cache, settings.command)
+        # `limits`: the pacer's (slack_outlet.slack_limits() by default; {} paces nothing).
+        pacer = Pacer(slack_limits() if limits is None else limits)
+        self.outlet = SlackOutlet(self.client, service, media_cache, settings.command, pacer)
         self.conversation = Conversation(
             service,
             reports,
@@ -143,7 +151,8 @@ class SlackTransport:
         """Check the token, serve Slack's requests (HTTP or Socket Mode), start pushing items."""
         self._stop = asyncio.Event()
         try:
-            me = await self.client.auth_test()  # fails fast on a wrong token
+            # Fails fast on a wrong token; a 429 is waited out like any call's.
+            me = await self.outlet.api("auth.test", self.client.auth_test)
         except SlackApiError as e:
             error = str(e.response.get("error"))
             if error not in REFUSED:
@@ -155,6 +164,7 @@ class SlackTransport:
         self._auth = AuthorizeResult.from_auth_test_response(
             bot_token=self._bot_token, auth_test_response=me
         )
+        self.outlet.team = str(me.get("enterprise_id") or me.get("team_id") or "")
         if self._app_token:
             self._socket = await open_socket(
                 self.app, self.client, self._app_token, self.settings.app_token_env
@@ -175,6 +185,7 @@ class SlackTransport:
     async def stop(self) -> None:
         """Stop serving, let in-flight work finish briefly, and close every connection."""
         self._stop.set()
+        self.outlet.close()
         if self._push_task is not None:
             self._push_task.cancel()
             await asyncio.gather(self._push_task, return_exceptions=True)
@@ -271,10 +282,15 @@ class SlackTransport:
         if locale is None:
             locale = ""
             try:
-                info = await self.client.users_info(user=slack_id(user), include_locale=True)
+                info = await self.outlet.api(
+                    "users.info",
+                    lambda: self.client.users_info(user=slack_id(user), include_locale=True),
+                )
                 locale = str((info.get("user") or {}).get("locale") or "")
             except SlackApiError as e:
                 log.info("no locale for %s: %s", user.key, e.response.get("error"))
+            except Dropped:
+                return Who(user, None)  # stopping: not worth remembering
             self._locales[user.key] = locale
         return Who(user, locale or None)
 
@@ -295,7 +311,10 @@ class SlackTransport:
                 self.outlet.remember_dm(user, channel)  # after a restart: their DM is where it is
             else:
                 return None
-        return f"{channel}:{container.get('message_ts')}"
+        ref = f"{channel}:{container.get('message_ts')}"
+        # Edits of the pressed message can then go through the press's response_url.
+        self.outlet.remember_response(ref, str(body.get("response_url") or ""))
+        return ref
 
     # -- wiring ---------------------------------------------------------------------------------
 
@@ -377,6 +396,7 @@ class SlackTransport:
             if not re.fullmatch(r"\d{1,18}", value):
                 return
             user = self._actor(body)
+            self._pressed(body, user)  # the answer will edit this message
             container = body.get("container") or {}
             blocks = (body.get("message") or {}).get("blocks") or []
             shown = ""
@@ -387,9 +407,12 @@ class SlackTransport:
             channel, ts = str(container.get("channel_id", "")), str(container.get("message_ts", ""))
             view = text_modal(t, int(value), channel, ts, shown)
             try:
-                await self.client.views_open(trigger_id=body["trigger_id"], view=view)
-            except SlackApiError as e:  # e.g. the 3-second trigger ran out on a slow network
-                log.warning("could not open the answer form: %s", e.response.get("error"))
+                await self.outlet.api(
+                    "views.open",
+                    lambda: self.client.views_open(trigger_id=body["trigger_id"], view=view),
+                )
+            except (SlackApiError, Dropped) as e:  # e.g. the 3-second trigger ran out
+                log.warning("could not open the answer form: %s", e)
                 await self.outlet.toast(user, None, t("platform.form_failed"), False)
 
     async def _on_submit(self, ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
@@ -429,7 +452,10 @@ class SlackTransport:
             if event.get("channel"):
                 self.outlet.remember_dm(user, str(event["channel"]))
             home = await self.conversation.home(await self._who(user))
-            await self.client.views_publish(user_id=slack_id(user), view=home_view(home))
+            await self.outlet.api(
+                "views.publish",
+                lambda: self.client.views_publish(user_id=slack_id(user), view=home_view(home)),
+            )
 
     async def _on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         if (

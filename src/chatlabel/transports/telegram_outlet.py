@@ -6,8 +6,6 @@ import asyncio
 import hashlib
 import itertools
 import logging
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -52,8 +50,6 @@ _FILE_REFUSED = ("wrong file identifier", "file_id", "file reference")
 
 
 ALL: Scope = ("all", "")  # Telegram's bot-wide limit on new messages
-# A 429 from this many different chats within a second means the bot-wide limit, not a chat's.
-_STORM_CHATS = 3
 # An upload Telegram refuses for its size: no retry can fix it.
 _TOO_BIG = ("request entity too large", "(413)", "file is too big")
 
@@ -154,7 +150,6 @@ class TelegramOutlet:
         # The latest edit asked for each message: an older one still queued is dropped.
         self._edits: BoundedCache[MessageRef, int] = BoundedCache(20_000)
         self._edit_seq = itertools.count(1)
-        self._refusals: deque[tuple[float, Scope | None]] = deque(maxlen=16)
         self.limited = 0  # 429 answers met
 
     def close(self) -> None:
@@ -199,17 +194,10 @@ class TelegramOutlet:
                 await asyncio.sleep(delay)
 
     def _limited(self, scopes: Sequence[Scope], seconds: float) -> None:
-        """A 429: hold the chat that got it; several chats at once mean the bot-wide limit."""
+        """A 429: hold the chat that got it (several chats at once: the bot-wide scope too)."""
         self.limited += 1
-        chat = next((s for s in scopes if s[0] == "chat"), None)
-        if chat is not None:
-            self.pacer.hold(chat, seconds)
-        now = time.monotonic()
-        self._refusals.append((now, chat))
-        recent = {c for at, c in self._refusals if now - at < 1.0}
-        if chat is None or len(recent) >= _STORM_CHATS:
-            self.pacer.hold(ALL, seconds)
-        log.info("Telegram asked to wait %.0f s (%s)", seconds, chat[1] if chat else "bot-wide")
+        self.pacer.refused(scopes, seconds)
+        log.info("Telegram asked to wait %.0f s (%s)", seconds, scopes[-1][1] if scopes else "-")
 
     async def ready(self, to: UserRef, priority: Priority = Priority.BULK) -> None:
         """Wait until a new message to this person could go out at this priority."""
