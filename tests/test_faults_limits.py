@@ -8,14 +8,20 @@ labels at the platform's pace with zero 429s; a forced 429 storm slows it but st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from chatlabel.emulators.slack import SlackLimits
 from chatlabel.emulators.telegram import ApiError, Faults, FloodLimits
 from chatlabel.mechanics import Limit
-from tests.crowd import Annotator, percentile
+from chatlabel.transports.slack_outlet import slack_limits
+from tests.crowd import Annotator, SlackAnnotator, percentile
+from tests.slack_harness import make_bot
+from tests.slack_harness import project as slack_project
 from tests.telegram_harness import project, running_bot
 
 pytestmark = pytest.mark.timeout(60)
@@ -206,3 +212,54 @@ async def test_telegram_failed_pushes_strand_nobody(tmp_path: Path) -> None:
         failed = [(c.method, c.status) for c in b.emu.calls if c.status != 200]
         assert failed.count(("sendMessage", 429)) == 3
         assert ("sendMessage", 502) in failed and ("sendMessage", 400) in failed
+
+
+# -- Slack -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[contextlib.AsyncExitStack]:
+    async with contextlib.AsyncExitStack() as s:
+        yield s
+
+
+async def test_slack_a_crowd_labels_within_the_method_tiers_with_no_429(
+    stack: contextlib.AsyncExitStack, tmp_path: Path
+) -> None:
+    """Slack's tiers on (chat.update 50 a minute per workspace, chat.postMessage about one a
+    second per channel and 300 a minute): no 429, and no answer costs a chat.update."""
+    rows = [{"id": f"m{n}", "text": f"Message number {n}."} for n in range(300)]
+    bot = await make_bot(
+        stack,
+        tmp_path,
+        slack_project(overlap=8, max_overlap=8, undo_seconds=1),
+        items={"triage": rows},
+        limits=slack_limits(),
+    )
+    bot.emu.limits = SlackLimits()
+    people = [SlackAnnotator(bot.emu.user(f"U{n:03d}", name=f"u{n}")) for n in range(8)]
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(p.run(stop)) for p in people]
+    await asyncio.sleep(1.0)
+    before = len(await bot.answers())
+    started = time.monotonic()
+    await asyncio.sleep(4.0)
+    answers = len(await bot.answers()) - before
+    elapsed = time.monotonic() - started
+    stop.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    await asyncio.sleep(1.5)  # the undo windows close: their edits go out too
+    refused = [c.method for c in bot.emu.calls if c.status == 429]
+    updates = len(bot.emu.calls_to("chat.update"))
+    replaced = sum(1 for p in bot.emu.response_posts if p.payload.get("replace_original"))
+    rate = answers / elapsed
+    print(
+        f"\nSlack, 8 annotators, tiers on, paced: {rate:.1f} answers/s, 429s {len(refused)}, "
+        f"chat.update {updates}, edits through response_url {replaced}"
+    )
+    assert refused == []
+    assert all(s == 200 for p in people for s in p.statuses)
+    # Each answer posts the next item: chat.postMessage's per-workspace budget (300 a minute,
+    # paced at 90 %) is what limits a crowd this size.
+    assert rate >= 0.6 * 270 / 60
+    assert updates == 0 and replaced >= 2 * answers
