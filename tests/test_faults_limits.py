@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from chatlabel.emulators.slack import SlackLimits
 from chatlabel.emulators.telegram import ApiError, Faults, FloodLimits
@@ -22,7 +23,7 @@ from chatlabel.transports.slack_outlet import slack_limits
 from tests.crowd import Annotator, SlackAnnotator, percentile
 from tests.slack_harness import make_bot
 from tests.slack_harness import project as slack_project
-from tests.telegram_harness import project, running_bot
+from tests.telegram_harness import next_item, project, running_bot
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -263,3 +264,71 @@ async def test_slack_a_crowd_labels_within_the_method_tiers_with_no_429(
     # paced at 90 %) is what limits a crowd this size.
     assert rate >= 0.6 * 270 / 60
     assert updates == 0 and replaced >= 2 * answers
+
+
+# -- media Telegram refuses -------------------------------------------------------------------
+
+
+async def test_telegram_photos_too_narrow_or_too_big_are_fitted_not_refused(
+    tmp_path: Path,
+) -> None:
+    """Telegram refuses photos whose sides add up past 10,000 px or differ more than 20
+    times (the emulator does too); such pictures are padded or scaled to fit, and shown."""
+    sizes = {"line.png": (2000, 60), "tower.png": (50, 1600), "huge.png": (9000, 3000)}
+    for name, size in sizes.items():
+        Image.new("RGB", size, (200, 30, 30)).save(tmp_path / name)
+    rows = [
+        {"id": name, "text": f"Look at {name}.", "media_kind": "image",
+         "media_path": str(tmp_path / name)}
+        for name in sizes
+    ]  # fmt: skip
+    big = project(max_image_side=10000)  # keeps the 9000 x 3000 picture that size
+    async with running_bot(tmp_path, [big]) as b:
+        await b.add_items("animals", rows)
+        ann = b.user(7400)
+        item = await b.start(ann)
+        shown = []
+        for n in range(3):
+            assert item.kind == "photo", item.describe()
+            width, height = item.media.files[-1].width, item.media.files[-1].height  # type: ignore[union-attr]
+            shown.append((item.content.split(".")[0], width, height))
+            await ann.press(item, "cat")
+            if n < 2:
+                item = await next_item(ann, item.message_id)
+        await ann.wait_for(lambda: NOTHING in ann.messages[-1].content)
+        refused = [c.error for c in b.emu.calls if c.method == "sendPhoto" and not c.ok]
+        assert refused == []
+        for _, width, height in shown:
+            assert width + height <= 10_000 and max(width, height) <= 20 * min(width, height)
+        assert [s[0] for s in shown] == ["Look at line", "Look at tower", "Look at huge"]
+        assert shown[0][1:] == (2000, 100)  # the line crop, padded to a ratio of 20
+        assert len(await b.answers()) == 3
+
+
+async def test_telegram_a_refused_upload_is_permanent_and_the_item_is_skipped(
+    tmp_path: Path,
+) -> None:
+    """A 413 (bots upload at most 50 MB) is not retried, and an item whose media cannot be
+    shown is never offered without it: it is skipped for that person."""
+    (tmp_path / "song.mp3").write_bytes(b"ID3" + b"\0" * 64)
+    rows = [
+        {"id": "a1", "text": "Which animal sings?", "media_kind": "audio",
+         "media_path": str(tmp_path / "song.mp3")},
+        {"id": "t1", "text": "Which animal purrs?"},
+    ]  # fmt: skip
+    async with running_bot(tmp_path) as b:
+        await b.add_items("animals", rows)
+        b.emu.fail_next("sendAudio", ApiError(413, "Request Entity Too Large"))
+        ann = b.user(7401)
+        item = await b.start(ann)
+        assert item.kind == "text" and item.content.startswith("Which animal purrs?")
+        assert [c.status for c in b.emu.calls_to("sendAudio")] == [413]  # tried once
+        assert not [m for m in ann.messages if "sings" in m.content]
+        await ann.press(item, "cat")
+        await ann.wait_for(lambda: NOTHING in ann.messages[-1].content)
+        # Someone else, whose upload goes through, gets the item with its audio.
+        other = b.user(7402)
+        first = await b.start(other)  # the fuller item first
+        await other.press(first, "dog")
+        audio = await next_item(other, first.message_id)
+        assert audio.kind == "audio" and audio.content.startswith("Which animal sings?")

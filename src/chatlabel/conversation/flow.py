@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
 
 from ..mechanics import BoundedCache
 from ..service.types import Idle, JoinResult, Outcome, Push, Task
@@ -20,6 +19,8 @@ log = logging.getLogger("chatlabel.conversation")
 
 # A repeated "nothing for you right now" within this many seconds is not sent again.
 IDLE_QUIET = 30.0
+# Items whose media cannot be shown skipped at once for one person before giving up for now.
+UNSHOWABLE_IN_A_ROW = 3
 
 
 class Flow:
@@ -32,8 +33,6 @@ class Flow:
         # item (a send retried after a timeout that went through after all) is told apart by it.
         self._confirmed: BoundedCache[int, MessageRef] = BoundedCache(PEOPLE)
         self._idle_sent: BoundedCache[str, tuple[str, float]] = BoundedCache(PEOPLE)
-        # Item messages that went out without their media, and the note that says so.
-        self._no_media: BoundedCache[MessageRef, str] = BoundedCache(PEOPLE)
         self._undo_timers: dict[MessageRef, asyncio.TimerHandle] = {}
         self._background: set[asyncio.Task[None]] = set()
 
@@ -64,36 +63,43 @@ class Flow:
         """Send one item and remember it as the person's latest.
 
         An item that could not be sent goes back (the person waits for work again, and the
-        push loop tries again), so nobody is left holding a lease they never saw.
+        push loop tries again), so nobody is left holding a lease they never saw. An item
+        whose media cannot be shown is never offered without it (it would be answered
+        blind): it is skipped for this person and the next one follows.
         """
-        self._idle_sent.pop(who.user.key)
-        view = render.item_view(t, task, self.ctx.how)
-        try:
-            ref = await self.ctx.send(who, view, priority)
-        except MediaFailed as exc:
-            assert task.media is not None
-            log.error("item %s: cannot show its %s (%s)", task.item_id, task.media.kind, exc)
-            kind = t(f"item.{task.media.kind}")
-            missing = t("item.media_missing", kind=kind)
-            view = replace(view, media=None, text=f"{view.text}\n\n{missing}")
-            ref = await self._send_or_release(who, task, view, priority)
+        failed: MediaFailed | None = None
+        for _ in range(UNSHOWABLE_IN_A_ROW):
+            self._idle_sent.pop(who.user.key)
+            view = render.item_view(t, task, self.ctx.how)
+            try:
+                ref = await self.ctx.send(who, view, priority)
+            except SendFailed as exc:
+                await self._release(who, task, exc)
+                return None
+            except MediaFailed as exc:
+                kind = task.media.kind if task.media else "media"
+                log.error(
+                    "item %s: its %s cannot be shown to %s (%s); skipped for them",
+                    task.item_id,
+                    kind,
+                    who.user.key,
+                    exc,
+                )
+                failed = exc
+                got = await self.service.unshowable(who.user, task.assignment_id)
+                if isinstance(got, Idle):
+                    await self.show(who, got, t, priority)
+                    return None
+                task = got
+                continue
             if ref is not None:
-                self._no_media[ref] = missing
-        except SendFailed as exc:
-            await self._release(who, task, exc)
-            return None
-        if ref is not None:
-            self.ctx.shown[who.user.key] = Shown(task.assignment_id, ref)
-        return ref
-
-    async def _send_or_release(
-        self, who: Who, task: Task, view: Message, priority: Priority
-    ) -> MessageRef | None:
-        try:
-            return await self.ctx.send(who, view, priority)
-        except SendFailed as exc:
-            await self._release(who, task, exc)
-            return None
+                self.ctx.shown[who.user.key] = Shown(task.assignment_id, ref)
+            return ref
+        # Item after item fails: the media files are probably gone. Stop skipping for now (the
+        # push loop tries again later) rather than run through the whole project.
+        assert failed is not None
+        await self._release(who, task, failed)
+        return None
 
     async def _release(self, who: Who, task: Task, exc: Exception) -> None:
         """Give back an item that could not be sent; its person waits for work again."""
@@ -258,10 +264,6 @@ class Flow:
         self, who: Who, ref: MessageRef, view: Message, priority: Priority = Priority.INTERACTIVE
     ) -> None:
         self._cancel_undo(ref)
-        missing = self._no_media.get(ref)
-        if missing is not None:
-            # It went out without its media: it stays that way, and says so.
-            view = replace(view, media=None, text=f"{view.text}\n\n{missing}")
         await self.ctx.outlet.edit(who.user, ref, view, priority)
 
     async def _toggle(

@@ -270,8 +270,8 @@ class SlackApiEmulator:
             self._authenticate(method, token)
             if self.limits is not None:
                 channel = args.get("channel") if method == "chat.postMessage" else None
-                spec = METHOD_SPECS[method]
-                wait = self.limits.check(method, spec.tier, self.team_id, channel)
+                tier = METHOD_SPECS[method].tier
+                wait = self.limits.check(method, tier, self.team_id, channel)
                 if wait is not None:
                     status, retry_after = 429, wait
                     raise ApiFailure("ratelimited")

@@ -424,6 +424,45 @@ class LabelingService(People):
         await self.db.write(tx)
         self.notify()  # the item is free for others, and the push loop tries them again
 
+    async def unshowable(self, user: UserRef, assignment_id: int) -> Task | Idle:
+        """An item whose media could not be shown to this person: theirs no more, ever.
+
+        Nobody may answer an item blind, and the person should not wait on it: it is recorded
+        as a skip of theirs that counts nowhere (not in their skips, not in any vote), the
+        item goes to others, and their next item comes in the same transaction.
+        """
+        now = self.clock()
+        role = self.role(user)
+        draw = self.rng.random()
+
+        def tx(conn: sqlite3.Connection) -> Task | Idle:
+            r = self._check(conn, user, assignment_id)
+            if not isinstance(r, Outcome) and r["state"] == "pending":
+                is_gold = r["gold"] is not None
+                repo.insert_answer(
+                    conn,
+                    item_id=r["id"],
+                    annotator_id=r["annotator_id"],
+                    assignment_id=assignment_id,
+                    value=None,
+                    is_gold=int(is_gold),
+                    correct=None,
+                    expert=int(r["status"] == "escalated"),
+                    counted=0,
+                    seconds=0.0,
+                    answered_at=now,
+                )
+                repo.close_assignment(conn, assignment_id, r["id"], "skipped")
+                rules = self.rules[self.names[r["project_id"]]]
+                # As after a skip: they may have been the last who could answer it.
+                if not is_gold and r["n_answers"] >= rules.overlap:
+                    self._settle(conn, r["project_id"], r["id"], rules, now)
+            return self._next_tx(conn, user, role, now, draw)
+
+        got = await self.db.write(tx, short=True)
+        self.notify()
+        return got
+
     async def undo(self, user: UserRef, answer_id: int) -> Outcome:
         """Take back an answer within the project's undo window; returns the item again."""
         now = self.clock()

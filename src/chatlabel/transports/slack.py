@@ -22,6 +22,7 @@ from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -106,7 +107,7 @@ class SlackTransport:
         self._bot_token = bot_token
         # Only connection errors are retried by the client. A 429 is the outlet's: its pacer
         # holds that one method (or channel) for the Retry-After, not every call in flight.
-        handlers = [AsyncConnectionErrorRetryHandler()]
+        handlers: list[AsyncRetryHandler] = [AsyncConnectionErrorRetryHandler()]
         kwargs: dict[str, Any] = {"base_url": settings.base_url} if settings.base_url else {}
         self.client = AsyncWebClient(
             token=bot_token,

@@ -27,7 +27,7 @@ from ..conversation import (
 )
 from ..conversation.render import cut
 from ..mechanics import BoundedCache, Pacer, Scope, SingleFlight
-from ..media import MediaError, prepare_image
+from ..media import MediaError, fit_photo, prepare_image
 from ..service.labeling import LabelingService
 from ..service.types import UserRef
 
@@ -37,6 +37,7 @@ PLATFORM = "telegram"
 TEXT_LIMIT = 4096
 CAPTION_LIMIT = 1024
 _VOICE_SUFFIXES = (".ogg", ".oga", ".opus")
+UPLOAD_LIMIT = 50 * 1024 * 1024  # bots upload at most 50 MB a file
 # Bot API error descriptions, matched case-insensitively (never shown to anyone):
 # the person's chat is gone for good,
 _GONE = ("chat not found", "user is deactivated", "bot was blocked", "peer_id_invalid")
@@ -220,7 +221,11 @@ class TelegramOutlet:
             raise
         except Dropped:
             raise SendFailed("the bot is stopping") from None
-        except (RetryAfter, NetworkError) as exc:
+        except NetworkError as exc:
+            if _too_big(exc):  # 413: bots upload at most 50 MB; retrying cannot help
+                raise MediaFailed(exc.message) from exc
+            raise SendFailed(str(exc)) from exc
+        except RetryAfter as exc:
             raise SendFailed(str(exc)) from exc
 
     async def _cosmetic(
@@ -335,8 +340,8 @@ class TelegramOutlet:
                 strict=True,
             )
         except BadRequest as exc:
-            # The message was sent the other way (an item whose media failed went out as
-            # text): Telegram names the edit that fits.
+            # The message was sent the other way (a chart's text went out on its own, or a
+            # message from before a change of kind): Telegram names the edit that fits.
             if not _says(exc, *_OTHER_EDIT):
                 log.warning("could not edit a message: %s", exc.message)
                 return
@@ -383,15 +388,20 @@ class TelegramOutlet:
         if media.kind == "image":
             boxes = list(media.boxes) or None
             # Pillow work is CPU-bound: keep it off the event loop.
-            path = await asyncio.to_thread(
+            prepared = await asyncio.to_thread(
                 prepare_image, src, self.media_cache, max_side=media.max_side, boxes=boxes
             )
+            # Telegram refuses photos too long or too narrow (a line crop, a panorama).
+            path = await asyncio.to_thread(fit_photo, prepared, self.media_cache)
             method = "photo"
         else:
             path = src
             method = "video" if media.kind == "video" else "audio"
             if method == "audio" and src.suffix.lower() in _VOICE_SUFFIXES:
                 method = "voice"
+            size = (await asyncio.to_thread(src.stat)).st_size
+            if size > UPLOAD_LIMIT:  # Telegram would answer 413 however often we tried
+                raise MediaError(f"{src}: {size / 2**20:.1f} MiB is over Telegram's 50 MB")
         digest = await self._digest(path)
         send = self._sender(method, chat, body(view, CAPTION_LIMIT), markup)
 
