@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from chatlabel.emulators.slack import SlackLimits
+from chatlabel.emulators.slack import SlackLimits, SlackMessage
 from chatlabel.emulators.telegram import ApiError, Faults, FloodLimits
 from chatlabel.mechanics import Limit
 from chatlabel.transports.slack_outlet import slack_limits
@@ -332,3 +333,86 @@ async def test_telegram_a_refused_upload_is_permanent_and_the_item_is_skipped(
         await other.press(first, "dog")
         audio = await next_item(other, first.message_id)
         assert audio.kind == "audio" and audio.content.startswith("Which animal sings?")
+
+
+# -- many labels -----------------------------------------------------------------------------
+
+
+async def test_telegram_a_0_to_100_scale_fits_its_limits_page_by_page(tmp_path: Path) -> None:
+    """101 choices: every page stays within Telegram's 100 buttons and 8 a row, and the last
+    page's choice is recorded."""
+    scale = project("scale", kind="rating", labels=[str(n) for n in range(101)])
+    async with running_bot(tmp_path, [scale]) as b:
+        await b.add_items("scale", [{"id": "s1", "text": "How loud?"}])
+        ann = b.user(7500)
+        item = await b.start(ann)
+        for page in range(1, 6):
+            rows = item.reply_markup["inline_keyboard"]  # type: ignore[index]
+            assert len(item.buttons) <= 100 and all(len(r) <= 8 for r in rows)
+            assert f"{page}/5" in [x["text"] for x in item.buttons]
+            if page < 5:
+                await ann.press(item, "▶")
+                await ann.wait_for(lambda p=page: f"{p + 1}/5" in [x["text"] for x in item.buttons])
+        assert [x["text"] for x in item.buttons] == [
+            "96",
+            "97",
+            "98",
+            "99",
+            "100",
+            "◀",
+            "5/5",
+            "Skip",
+        ]
+        await ann.press(item, "100")
+        await ann.wait_for(lambda: item.content.endswith("✅ 100"))
+        assert await b.answers() == [("s1", "100")]
+        refused = [c.error for c in b.emu.calls if c.method.startswith(("send", "edit"))]
+        assert [e for e in refused if e] == []  # nothing the bot sent was refused
+
+
+def _checkboxes_with(msg: SlackMessage, label: str) -> tuple[str, str]:
+    """The action_id of the checkboxes element offering `label`, and that option's value."""
+    for block in msg.blocks:
+        for element in block.get("elements", []):
+            for option in element.get("options", []):
+                if option["text"]["text"] == label:
+                    return element["action_id"], option["value"]
+    raise AssertionError(f"no checkbox {label!r}")
+
+
+def _ticked(msg: SlackMessage) -> set[str]:
+    return {
+        o["text"]["text"]
+        for b in msg.blocks
+        for e in b.get("elements", [])
+        for o in e.get("initial_options", [])
+    }
+
+
+async def test_slack_ticks_on_different_pages_all_count(
+    stack: contextlib.AsyncExitStack, tmp_path: Path
+) -> None:
+    """30 tags take two pages of checkboxes; Slack sends the ticks of the page shown, and a
+    tick on the second page must not untick the first page's."""
+    labels = [f"tag{n:02d}" for n in range(30)]
+    tags = slack_project("tags", title="Tags", kind="multi", labels=labels)
+    bot = await make_bot(stack, tmp_path, tags, items={"tags": [{"id": "t1", "text": "A"}]})
+    ann = bot.emu.user("U1")
+    await ann.slash("/label")
+    msg = await ann.wait_for(lambda: next(iter(ann.messages[-1:]), None))
+    await ann.wait_for(lambda: "Done" in ann.messages[-1].button_texts)
+    msg = ann.messages[-1]
+    assert len(msg.blocks) <= 50 and "Skip" in msg.button_texts
+    action, value = _checkboxes_with(msg, "tag03")
+    await ann.press(msg, action, selected=[value])
+    await ann.wait_for(lambda: _ticked(msg) == {"tag03"})
+    await ann.press(msg, "▶")
+    await ann.wait_for(lambda: "2/2" in msg.button_texts)
+    action, value = _checkboxes_with(msg, "tag27")
+    await ann.press(msg, action, selected=[value])
+    await ann.wait_for(lambda: _ticked(msg) == {"tag27"})
+    rows = await bot.rows("SELECT draft FROM assignments")
+    assert json.loads(rows[0][0]) == ["tag03", "tag27"]
+    await ann.press(msg, "Done")
+    await ann.wait_for(lambda: "That's everything for now" in ann.messages[-1].text)
+    assert await bot.answers() == [("slack:T0001/U1", "t1", '["tag03", "tag27"]')]

@@ -34,6 +34,8 @@ class Flow:
         self._confirmed: BoundedCache[int, MessageRef] = BoundedCache(PEOPLE)
         self._idle_sent: BoundedCache[str, tuple[str, float]] = BoundedCache(PEOPLE)
         self._undo_timers: dict[MessageRef, asyncio.TimerHandle] = {}
+        # The page of choices each item message shows now (long label lists).
+        self._pages: BoundedCache[MessageRef, int] = BoundedCache(PEOPLE)
         self._background: set[asyncio.Task[None]] = set()
 
     # -- showing work --------------------------------------------------------------------------
@@ -176,23 +178,37 @@ class Flow:
             await toast(who.user, token, None, False)
             task = await self.service.open_task(who.user, press.ref)
             if task is not None and ref is not None and press.index is not None:
+                self._pages[ref] = press.index
                 view = render.item_view(t, task, self.ctx.how, page=press.index)
                 await self.ctx.outlet.edit(who.user, ref, view, Priority.INTERACTIVE)
         else:
             await self._answer(who, press, ref, token, t, ticked)
 
-    async def _labels(self, aid: int, ticked: tuple[str, ...] | None) -> list[str] | None:
-        """The labels ticked toggles of assignment `aid` stand for (None: nothing was sent)."""
+    async def _labels(
+        self, who: Who, aid: int, ticked: tuple[str, ...] | None, ref: MessageRef | None
+    ) -> list[str] | None:
+        """The labels ticked toggles of assignment `aid` stand for (None: nothing was sent).
+
+        The platform sends the ticks of the page it shows; ticks made on other pages are the
+        ones stored so far.
+        """
         if ticked is None:
             return None
         choices = await self.service.choices_for(aid) or ()
-        chosen = set()
+        chosen, pages = set(), set()
         for data in ticked:
             p = decode(data)
             if p is not None and p.action == "toggle" and p.ref == aid:
                 label = choice_of(choices, p.index)
-                if label is not None:
+                if label is not None and p.index is not None:
                     chosen.add(label)
+                    pages.add(p.index // render.PAGE)
+        if len(choices) > render.PAGE:
+            # The page shown: where the ticks are, else the one this message was turned to.
+            page = min(pages) if pages else self._pages.get(ref, 0) if ref else 0
+            shown = set(choices[page * render.PAGE : (page + 1) * render.PAGE])
+            task = await self.service.open_task(who.user, aid)
+            chosen |= {c for c in (task.selected if task else ()) if c not in shown}
         return [c for c in choices if c in chosen]
 
     async def _answer(
@@ -214,7 +230,7 @@ class Flow:
         elif press.action == "done":
             # What the platform shows ticked wins over ticks still on their way; without it,
             # the selection stored so far (toggle buttons).
-            labels = await self._labels(press.ref, ticked)
+            labels = await self._labels(who, press.ref, ticked, ref)
             out = await self.service.answer(user, press.ref, labels, then_next=True)
         else:
             out = await self.service.skip(user, press.ref, then_next=True)
@@ -278,9 +294,12 @@ class Flow:
         user = who.user
         if press.action == "select":
             # The platform shows the ticks itself and sends them all (Slack's checkboxes).
-            labels = await self._labels(press.ref, ticked or ()) or []
+            labels = await self._labels(who, press.ref, ticked or (), ref) or []
             out = await self.service.set_selection(user, press.ref, labels)
-            page = _page_of(out.task, labels[0]) if out.task and labels else 0
+            page = self._pages.get(ref, 0) if ref else 0
+            ticks = [p for p in map(decode, ticked or ()) if p and p.index is not None]
+            if ticks:
+                page = min(p.index or 0 for p in ticks) // render.PAGE
         else:
             choice = choice_of(await self.service.choices_for(press.ref) or (), press.index)
             if choice is None:
@@ -291,6 +310,7 @@ class Flow:
         await self._toast(who, token, out, t)
         if out.ok and out.task is not None and ref is not None:
             # Shown as stored: what the person sees is what Done will record.
+            self._pages[ref] = page
             view = render.item_view(t, out.task, self.ctx.how, page=page)
             await self.ctx.outlet.edit(user, ref, view, Priority.INTERACTIVE)
 
