@@ -109,9 +109,10 @@ async def make_bot(
     db_path: Path | None = None,
     socket_mode: bool = False,
     limits: dict[str, Limit] | None = None,
+    enterprise_id: str | None = None,
 ) -> Bot:
     """Start the fake Slack, the database, the service and the transport; stack closes them."""
-    emu = SlackApiEmulator(faults=faults, socket_mode=socket_mode)
+    emu = SlackApiEmulator(faults=faults, socket_mode=socket_mode, enterprise_id=enterprise_id)
     await emu.start()
     stack.push_async_callback(emu.stop)
     db = await Database(db_path or tmp / "chatlabel.db").open()

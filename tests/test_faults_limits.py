@@ -22,7 +22,8 @@ from chatlabel.emulators.telegram import ApiError, Faults, FloodLimits
 from chatlabel.mechanics import Limit
 from chatlabel.transports.slack_outlet import slack_limits
 from tests.crowd import Annotator, SlackAnnotator, percentile
-from tests.slack_harness import make_bot
+from tests.slack_harness import make_bot, shown
+from tests.slack_harness import open_items as open_items_of
 from tests.slack_harness import project as slack_project
 from tests.telegram_harness import next_item, project, running_bot
 
@@ -416,3 +417,50 @@ async def test_slack_ticks_on_different_pages_all_count(
     await ann.press(msg, "Done")
     await ann.wait_for(lambda: "That's everything for now" in ann.messages[-1].text)
     assert await bot.answers() == [("slack:T0001/U1", "t1", '["tag03", "tag27"]')]
+
+
+# -- Slack Enterprise Grid ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("socket_mode", [False, True])
+async def test_slack_enterprise_grid_people_keep_one_identity(
+    stack: contextlib.AsyncExitStack, tmp_path: Path, socket_mode: bool
+) -> None:
+    """An org-wide app in an Enterprise Grid organisation: a command names the workspace it
+    was typed in, an interaction names none (`team` is null) but the person's own in
+    user.team_id, an event the workspace again. One rule (the organisation) keeps one key."""
+    notes = slack_project("notes", title="Captions", kind="text", labels=[])
+    bot = await make_bot(
+        stack,
+        tmp_path,
+        slack_project(),
+        notes,
+        items={
+            "triage": [{"id": "m1", "text": "WIN A PRIZE"}, {"id": "m2", "text": "Lunch?"}],
+            "notes": [{"id": "n1", "text": "Describe it"}],
+        },
+        enterprise_id="E0001",
+        socket_mode=socket_mode,
+    )
+    ann = bot.emu.user("U1", name="ann", team="T0002")  # their own workspace is another one
+    assert (await ann.slash("/label", "start triage")).status == 200
+    first = await ann.wait_for(lambda: next(iter(open_items_of(ann)), None))
+    await ann.press(first, "spam")  # an interaction: team null, user.team_id T0002
+    await ann.wait_for(lambda: len(open_items_of(ann)) == 1 and open_items_of(ann)[0] != first)
+    await ann.press(open_items_of(ann)[0], "Skip")
+    await ann.wait_for(lambda: "That's everything for now" in ann.messages[-1].text)
+    assert not [m.text for m in ann.ephemerals if "isn't yours" in m.text]
+    # An event (a typed answer) and the App Home find the same person.
+    await ann.slash("/label", "start notes")
+    await ann.wait_for(lambda: "Describe it" in ann.messages[-1].text)
+    assert (await ann.say("a red bus")).status == 200
+    await ann.wait_for(lambda: "That's everything for now" in ann.messages[-1].text)
+    await ann.open_home()
+    home = await ann.wait_for(lambda: ann.home_view)
+    assert "Answers: 1" in shown(home)  # their own figures: it knows them
+    assert await bot.rows("SELECT key FROM annotators") == [("slack:E0001/U1",)]
+    assert [(k, i, v) for k, i, v in await bot.answers()] == [
+        ("slack:E0001/U1", "m1", "spam"),
+        ("slack:E0001/U1", "m2", None),
+        ("slack:E0001/U1", "n1", "a red bus"),
+    ]

@@ -80,6 +80,7 @@ class SlackApiEmulator:
         faults: SlackFaults | None = None,
         socket_mode: bool = False,
         limits: SlackLimits | None = None,
+        enterprise_id: str | None = None,
     ) -> None:
         self.token = token
         self.app_token = app_token
@@ -97,6 +98,9 @@ class SlackApiEmulator:
             bot_id=bot_id,
             app_id=app_id,
         )
+        # An app installed org-wide in an Enterprise Grid organisation: payloads carry the
+        # organisation, the workspace a person acts in, and their own workspace, apart.
+        self.enterprise_id = self.workspace.enterprise_id = enterprise_id
         self.sockets = SlackSocketMode(app_id, self.faults, self.notify, enabled=socket_mode)
         self.workspace.methods["apps.connections.open"] = self.sockets.connections_open
         self.calls: list[SlackCall] = []

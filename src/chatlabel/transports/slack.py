@@ -272,9 +272,15 @@ class SlackTransport:
 
     # -- who is who -----------------------------------------------------------------------------
 
-    def _user(self, team: str, uid: str, name: str = "") -> UserRef:
-        """A Slack user: key `slack:T…/U…`, address their DM with the bot (when known)."""
-        ref = UserRef("slack", f"{team}/{uid}", name)
+    def _user(self, team: str, uid: str, name: str = "", enterprise: object = None) -> UserRef:
+        """A Slack user: key `slack:T…/U…`, address their DM with the bot (when known).
+
+        One rule for actions, commands and events alike: under Enterprise Grid the key holds
+        the organisation (`slack:E…/U…`; user ids are unique in it), because each kind of
+        payload names a different workspace (where it happened, or the person's own, or none);
+        elsewhere the workspace.
+        """
+        ref = UserRef("slack", f"{enterprise or team}/{uid}", name)
         return UserRef("slack", ref.user_id, name, self.outlet.cached_dm(ref))
 
     async def _who(self, user: UserRef) -> Who:
@@ -299,7 +305,13 @@ class SlackTransport:
         """The person behind an interaction payload."""
         who = body.get("user") or {}
         team = (body.get("team") or {}).get("id") or who.get("team_id") or ""
-        return self._user(str(team), str(who.get("id", "")), str(who.get("username", "")))
+        enterprise = (
+            (body.get("enterprise") or {}).get("id")
+            or (body.get("team") or {}).get("enterprise_id")
+            or who.get("enterprise_id")
+        )
+        name = str(who.get("username", ""))
+        return self._user(str(team), str(who.get("id", "")), name, enterprise)
 
     def _pressed(self, body: dict[str, Any], user: UserRef) -> str | None:
         """The pressed message in the person's own DM, as a ref ("channel:ts")."""
@@ -342,6 +354,7 @@ class SlackTransport:
             str(body.get("team_id", "")),
             str(body.get("user_id", "")),
             str(body.get("user_name", "")),
+            body.get("enterprise_id"),
         )
         channel = str(body.get("channel_id", ""))
         if channel.startswith("D") and self.outlet.cached_dm(user) is None:
@@ -449,7 +462,9 @@ class SlackTransport:
         if event.get("tab", "home") != "home":
             return
         async with self._work("App Home"):
-            user = self._user(str(body.get("team_id", "")), str(event.get("user", "")))
+            user = self._user(
+                str(body.get("team_id", "")), str(event.get("user", "")), "", _enterprise(body)
+            )
             if event.get("channel"):
                 self.outlet.remember_dm(user, str(event["channel"]))
             home = await self.conversation.home(await self._who(user))
@@ -467,7 +482,9 @@ class SlackTransport:
         ):
             return
         async with self._work("message"):
-            user = self._user(str(body.get("team_id", "")), str(event["user"]))
+            user = self._user(
+                str(body.get("team_id", "")), str(event["user"]), "", _enterprise(body)
+            )
             channel = str(event.get("channel", ""))
             self.outlet.remember_dm(user, channel)
             who = await self._who(user)
@@ -481,6 +498,14 @@ class SlackTransport:
 
     async def _on_other_event(self, event: dict[str, Any]) -> None:
         log.debug("ignoring a Slack %s event", event.get("type"))
+
+
+def _enterprise(body: dict[str, Any]) -> object:
+    """The Enterprise Grid organisation an event came from (None outside Grid)."""
+    if body.get("enterprise_id"):
+        return body["enterprise_id"]
+    auths = body.get("authorizations") or [{}]
+    return (auths[0] or {}).get("enterprise_id") if isinstance(auths[0], dict) else None
 
 
 def _assignment(data: str) -> int | None:
