@@ -20,7 +20,7 @@ from PIL import Image
 from chatlabel.emulators.slack import SlackLimits, SlackMessage
 from chatlabel.emulators.telegram import ApiError, Faults, FloodLimits
 from chatlabel.mechanics import Limit
-from chatlabel.transports.slack_outlet import slack_limits
+from chatlabel.transports.slack_pacing import slack_limits
 from tests.crowd import Annotator, SlackAnnotator, percentile
 from tests.slack_harness import make_bot, shown
 from tests.slack_harness import open_items as open_items_of

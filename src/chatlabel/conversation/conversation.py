@@ -141,12 +141,12 @@ class Conversation:
             await self.flow.text(who, text, source, item, ref)
 
     async def edited(self, who: Who, text: str, *, source: str | None = None) -> None:
-        """A typed message was edited: answers stay as recorded (Undo changes them)."""
+        """A typed message was edited: a free-text answer becomes the new text while Undo is
+        still offered; anything else changes nothing (and they are told so)."""
         if await self._flooding(who):
             return
         async with self.locks.hold(who.user.key):
-            t = await self.ctx.texts(who)
-            await self.ctx.tell(who, t("text.edited"))
+            await self.flow.edited(who, text, source)
 
     async def unsupported(self, who: Who) -> None:
         """Something the bot cannot take (a photo, a sticker): say what it can take."""

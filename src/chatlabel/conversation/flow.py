@@ -388,6 +388,28 @@ class Flow:
             await self.ctx.tell(who, outcome_text(t, out))
         await self.after(who, out, ref, t)
 
+    async def edited(self, who: Who, text: str, source: str | None) -> None:
+        """An edited message: the new text of a free-text answer, while it may be undone."""
+        t = await self.ctx.texts(who)
+        out = await self.service.edit_text(who.user, source, text) if source else None
+        if out is None or out.detail == "not_an_answer":
+            await self.ctx.tell(who, t("text.edited"))
+            return
+        if out.status == "duplicate":
+            return  # the same text again (an edit delivered twice): nothing changed
+        if not out.ok:
+            key = "text.edit_too_late" if out.status == "stale" else ""
+            await self.ctx.tell(who, t(key) if key else outcome_text(t, out))
+            return
+        assert out.task is not None
+        ref = self._confirmed.get(out.task.assignment_id)
+        if ref is not None:
+            # The item shows the new answer, with Undo for what is left of its window.
+            await self._edit(who, ref, render.answered_view(t, out.task, out, undo=True))
+            self._undo_later(who, ref, out, t)
+        answer = render.value_text(t, out.task.project, out.value)
+        await self.ctx.tell(who, t("text.edit_saved", answer=answer))
+
     # -- pushes --------------------------------------------------------------------------------
 
     async def push(self, push: Push) -> None:

@@ -241,6 +241,28 @@ class SlackSimUser:
             }
         )
 
+    async def edit(self, message: SlackMessage, text: str) -> BotResponse:
+        """Edit a message this user wrote in the DM (a `message_changed` event)."""
+        if message.user != self.id:
+            raise SlackEmulatorError(f"{self.id} can only edit their own messages")
+        before = message.to_dict()
+        message.text = text
+        message.edited_ts = self.emulator.workspace.next_ts()
+        await self.emulator.notify()
+        return await self.send_event(
+            {
+                "type": "message",
+                "subtype": "message_changed",
+                "hidden": True,
+                "channel": self.dm_channel,
+                "channel_type": "im",
+                "message": message.to_dict(),
+                "previous_message": before,
+                "event_ts": message.edited_ts,
+                "ts": message.edited_ts,
+            }
+        )
+
     async def open_home(self) -> BotResponse:
         """Open the bot's App Home tab (an `app_home_opened` event)."""
         event: JSON = {
@@ -254,8 +276,11 @@ class SlackSimUser:
             event["view"] = copy.deepcopy(self.home_view)
         return await self.send_event(event)
 
-    async def send_event(self, event: Mapping[str, Any]) -> BotResponse:
-        """Deliver an event in the Events API `event_callback` envelope."""
+    async def send_event(
+        self, event: Mapping[str, Any], *, event_id: str | None = None
+    ) -> BotResponse:
+        """Deliver an event in the Events API `event_callback` envelope (`event_id`: the id of
+        one delivered before, to deliver it again)."""
         ws = self.emulator.workspace
         grid = self.emulator.enterprise_id
         envelope = {
@@ -264,7 +289,7 @@ class SlackSimUser:
             "api_app_id": ws.app_id,
             "event": dict(event),
             "type": "event_callback",
-            "event_id": ws.new_id("Ev"),
+            "event_id": event_id or ws.new_id("Ev"),
             "event_time": int(time.time()),
             "is_ext_shared_channel": False,
             "authorizations": [

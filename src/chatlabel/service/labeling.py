@@ -248,6 +248,51 @@ class LabelingService(People):
             self.notify()
         return out
 
+    async def edit_text(self, user: UserRef, source: str, text: str) -> Outcome:
+        """A free-text answer edited on the platform: it becomes the new text while the answer
+        may still be undone, and the item is settled again.
+
+        On a gold item the new text is shown, but the first answer stays the one scored.
+        """
+        now = self.clock()
+
+        def tx(conn: sqlite3.Connection) -> Outcome:
+            a = repo.get_annotator(conn, user.key)
+            prev = repo.answer_from_source(conn, a["id"], source) if a is not None else None
+            if prev is None or prev["value"] is None:
+                return Outcome("stale", "not_an_answer")
+            item = repo.get_item(conn, prev["item_id"])
+            pid = item["project_id"]
+            name = self.names[pid]
+            project, rules = self.projects[name], self.rules[name]
+            if not can_undo(prev["answered_at"], now, project.undo_seconds):
+                return Outcome("stale", "too_late", project=name)
+            m = repo.get_member(conn, pid, prev["annotator_id"])
+            if m is None or m["status"] != "active":
+                return Outcome("stale", "cannot_answer", project=name)
+            if not prev["expert"] and any(v["expert"] for v in repo.item_votes(conn, item["id"])):
+                return Outcome("stale", "settled_by_expert", project=name)
+            try:
+                value = canonical(rules, text)
+            except ValueError as exc:
+                return Outcome("invalid", "bad_value", project=name, problem=str(exc))
+            task = self._task(conn, prev["assignment_id"], m["answers"])
+            if value == prev["value"]:
+                return Outcome("duplicate", project=name, value=value, task=task)
+            repo.set_answer_value(conn, prev["id"], value)
+            if not prev["is_gold"] and prev["counted"]:
+                self._settle(conn, pid, item["id"], rules, now)
+            return Outcome(
+                "recorded",
+                project=name,
+                value=value,
+                task=task,
+                answer_id=prev["id"],
+                undo_until=prev["answered_at"] + project.undo_seconds,
+            )
+
+        return await self.db.write(tx, short=True)
+
     def _check(self, conn: sqlite3.Connection, user: UserRef, assignment_id: int) -> Row | Outcome:
         r = repo.get_assignment(conn, assignment_id)
         if r is None or r["annotator_key"] != user.key:

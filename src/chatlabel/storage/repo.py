@@ -308,6 +308,11 @@ def answer_from_source(conn: sqlite3.Connection, annotator_id: int, source: str)
     ).fetchone()
 
 
+def set_answer_value(conn: sqlite3.Connection, answer_id: int, value: str) -> None:
+    """Change a recorded answer's value (a free-text answer edited on the platform)."""
+    conn.execute("UPDATE answers SET value = ? WHERE id = ?", (value, answer_id))
+
+
 def delete_answer(conn: sqlite3.Connection, answer_id: int) -> None:
     """Remove an answer (undo)."""
     conn.execute("DELETE FROM answers WHERE id = ?", (answer_id,))

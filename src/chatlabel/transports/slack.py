@@ -28,7 +28,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from ..config import ConfigError, Slack
 from ..conversation import Catalog, Conversation, Who
-from ..conversation.buttons import decode
 from ..mechanics import BoundedCache, Limit, Pacer
 from ..mechanics.redact import redacted_logger
 from ..service.labeling import LabelingService
@@ -37,7 +36,6 @@ from ..service.types import UserRef
 from .slack_blocks import (
     BUTTON_PATTERN,
     CHECKBOX_PATTERN,
-    TEXT_ACTION,
     TEXT_BLOCK,
     TEXT_MODAL,
     WRITE_ID,
@@ -46,17 +44,10 @@ from .slack_blocks import (
     text_modal,
     ticked,
 )
-from .slack_outlet import (
-    PEOPLE,
-    REPLYING,
-    CommandReply,
-    Dropped,
-    SlackOutlet,
-    is_loopback,
-    slack_id,
-    slack_limits,
-)
-from .slack_socket import REFUSED, open_socket
+from .slack_outlet import PEOPLE, REPLYING, CommandReply, SlackOutlet, is_loopback, slack_id
+from .slack_pacing import Dropped, slack_limits
+from .slack_payloads import actor, assignment, enterprise, modal_text
+from .slack_socket import PING_INTERVAL, REFUSED, open_socket
 
 log = logging.getLogger("chatlabel.slack")
 
@@ -76,15 +67,10 @@ def _hidden_env(*names: str) -> Iterator[None]:
         os.environ.update(saved)
 
 
-def modal_text(view: dict[str, Any]) -> str:
-    """The text typed into the answer modal ('' when missing)."""
-    values = ((view.get("state") or {}).get("values")) or {}
-    entry = (values.get(TEXT_BLOCK) or {}).get(TEXT_ACTION) or {}
-    return str(entry.get("value") or "")
-
-
 class SlackTransport:
     """Translates Slack commands, button presses, modals, DMs and App Home to the conversation."""
+
+    socket_ping_interval = PING_INTERVAL  # Socket Mode: a link silent for 4 pings is replaced
 
     def __init__(
         self,
@@ -126,7 +112,7 @@ class SlackTransport:
                 before_authorize=self._pin_proxy,
                 logger=logging.getLogger("chatlabel.slack.bolt"),
             )
-        # `limits`: the pacer's (slack_outlet.slack_limits() by default; {} paces nothing).
+        # `limits`: the pacer's (slack_pacing.slack_limits() by default; {} paces nothing).
         pacer = Pacer(slack_limits() if limits is None else limits)
         self.outlet = SlackOutlet(self.client, service, media_cache, settings.command, pacer)
         self.conversation = Conversation(
@@ -138,6 +124,7 @@ class SlackTransport:
             inbound=inbound,
         )
         self._locales: BoundedCache[str, str] = BoundedCache(PEOPLE)
+        self._events: BoundedCache[str, bool] = BoundedCache(PEOPLE)  # event ids handled
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self._push_task: asyncio.Task[None] | None = None
@@ -168,7 +155,11 @@ class SlackTransport:
         self.outlet.team = str(me.get("enterprise_id") or me.get("team_id") or "")
         if self._app_token:
             self._socket = await open_socket(
-                self.app, self.client, self._app_token, self.settings.app_token_env
+                self.app,
+                self.client,
+                self._app_token,
+                self.settings.app_token_env,
+                self.socket_ping_interval,
             )
             log.info("Slack bot %s connected to %s in Socket Mode", me.get("user"), me.get("team"))
         else:
@@ -303,15 +294,7 @@ class SlackTransport:
 
     def _actor(self, body: dict[str, Any]) -> UserRef:
         """The person behind an interaction payload."""
-        who = body.get("user") or {}
-        team = (body.get("team") or {}).get("id") or who.get("team_id") or ""
-        enterprise = (
-            (body.get("enterprise") or {}).get("id")
-            or (body.get("team") or {}).get("enterprise_id")
-            or who.get("enterprise_id")
-        )
-        name = str(who.get("username", ""))
-        return self._user(str(team), str(who.get("id", "")), name, enterprise)
+        return self._user(*actor(body))
 
     def _pressed(self, body: dict[str, Any], user: UserRef) -> str | None:
         """The pressed message in the person's own DM, as a ref ("channel:ts")."""
@@ -386,7 +369,7 @@ class SlackTransport:
             ref = self._pressed(body, user)
             action = (body.get("actions") or [{}])[0]
             data = str(action.get("value", ""))
-            aid = _assignment(data)
+            aid = assignment(data)
             sent = ticked(body, aid) if aid is not None else None
             await self.conversation.press(await self._who(user), data, ref, body, sent)
 
@@ -463,7 +446,7 @@ class SlackTransport:
             return
         async with self._work("App Home"):
             user = self._user(
-                str(body.get("team_id", "")), str(event.get("user", "")), "", _enterprise(body)
+                str(body.get("team_id", "")), str(event.get("user", "")), "", enterprise(body)
             )
             if event.get("channel"):
                 self.outlet.remember_dm(user, str(event["channel"]))
@@ -474,43 +457,47 @@ class SlackTransport:
             )
 
     async def _on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        subtype = event.get("subtype")
+        edited = subtype == "message_changed"
+        said = event.get("message") if edited else event
         if (
             event.get("channel_type") != "im"
-            or event.get("bot_id")
-            or not event.get("user")
-            or event.get("subtype") not in (None, "file_share")
+            or not isinstance(said, dict)
+            or said.get("bot_id")
+            or not said.get("user")
+            or subtype not in (None, "file_share", "message_changed")
+            or self._seen(body)
         ):
             return
         async with self._work("message"):
-            user = self._user(
-                str(body.get("team_id", "")), str(event["user"]), "", _enterprise(body)
-            )
+            user = self._user(str(body.get("team_id", "")), str(said["user"]), "", enterprise(body))
             channel = str(event.get("channel", ""))
             self.outlet.remember_dm(user, channel)
             who = await self._who(user)
-            text = str(event.get("text") or "").strip()
-            if event.get("subtype") == "file_share" or not text:
-                await self.conversation.unsupported(who)
-                return
+            text = str(said.get("text") or "").strip()
             # The message's own id makes a redelivered event count once, across restarts too.
-            source = f"{channel}:{event.get('ts')}"
-            await self.conversation.text(who, text, source=source)
+            source = f"{channel}:{said.get('ts')}"
+            if edited:
+                await self.conversation.edited(who, text, source=source)
+            elif subtype == "file_share" or not text:
+                await self.conversation.unsupported(who)
+            else:
+                await self.conversation.text(who, text, source=source)
+
+    def _seen(self, body: dict[str, Any]) -> bool:
+        """True for an event delivered before (Slack retries one whose ack it missed).
+
+        In this process only: across restarts, typed answers and their edits count once by
+        their message, stored with the answer; a repeated reply is the most a redelivery does.
+        """
+        event_id = str(body.get("event_id") or "")
+        if not event_id:
+            return False
+        if event_id in self._events:
+            log.info("dropped a redelivered Slack event %s", event_id)
+            return True
+        self._events[event_id] = True
+        return False
 
     async def _on_other_event(self, event: dict[str, Any]) -> None:
         log.debug("ignoring a Slack %s event", event.get("type"))
-
-
-def _enterprise(body: dict[str, Any]) -> object:
-    """The Enterprise Grid organisation an event came from (None outside Grid)."""
-    if body.get("enterprise_id"):
-        return body["enterprise_id"]
-    auths = body.get("authorizations") or [{}]
-    return (auths[0] or {}).get("enterprise_id") if isinstance(auths[0], dict) else None
-
-
-def _assignment(data: str) -> int | None:
-    """The assignment a press is about (for reading the checkboxes it carries)."""
-    press = decode(data)
-    if press is None or press.action not in ("done", "answer", "skip"):
-        return None
-    return press.ref

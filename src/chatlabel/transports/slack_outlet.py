@@ -8,7 +8,6 @@ import hashlib
 import ipaddress
 import itertools
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +32,19 @@ from ..conversation import (
     Unreachable,
 )
 from ..conversation.render import cut
-from ..mechanics import BoundedCache, Limit, Pacer, Scope, SingleFlight, redacted_logger
+from ..mechanics import BoundedCache, Pacer, Scope, SingleFlight, redacted_logger
 from ..media import MediaError, prepare_image
 from ..service.labeling import LabelingService
 from ..service.types import UserRef
 from .slack_blocks import JSON, esc, image_block, message_blocks, notification
+from .slack_pacing import (
+    POST,
+    POST_CHANNEL,
+    UPLOAD,
+    Dropped,
+    Responder,
+    retry_after,
+)
 
 log = logging.getLogger("chatlabel.slack")
 T = TypeVar("T")
@@ -55,65 +62,6 @@ GONE = frozenset(
         "user_not_found",
     }
 )
-
-
-# Calls a minute each Web API method may make per workspace, by its tier (Slack's documented
-# floors: Tier 2 20+, Tier 3 50+, Tier 4 100+), for the methods chatlabel calls.
-PER_MINUTE = {
-    "chat.update": 50,
-    "chat.delete": 50,
-    "conversations.open": 50,
-    "chat.postEphemeral": 100,
-    "users.info": 100,
-    "views.open": 100,
-    "views.publish": 100,
-    "files.getUploadURLExternal": 100,
-    "files.completeUploadExternal": 100,
-}
-POST = "chat.postMessage"  # special: about 1 a second per channel, several hundred a minute
-POST_CHANNEL = "chat.postMessage/channel"
-UPLOAD = ("files.getUploadURLExternal", "files.completeUploadExternal")  # files_upload_v2
-# A response_url replaces the message whose button was pressed, 5 times within 30 minutes,
-# and is not a Web API call: no tier limits it.
-RESPONSE_USES, RESPONSE_SECONDS = 5, 1700.0
-
-
-def per_minute(n: float) -> Limit:
-    """A pacer limit that keeps within `n` calls a minute with a margin, smoothly.
-
-    A tenth of a minute's budget per 10.2 s window rather than the whole minute at once: a
-    burst of pushes must not use a minute's budget and leave everyone waiting a minute. Any 60
-    s then hold at most 6 windows' worth: 90 % of `n`.
-    """
-    count = max(1, int(n * 0.9 / 6))
-    return Limit(count, 10.2, reserve=count // 5)
-
-
-def slack_limits(scale: float = 1.0) -> dict[str, Limit]:
-    """The pacer's limits for Slack, inside Slack's (`scale` multiplies every budget).
-
-    A fifth of each window is kept for replies to what people just did.
-    """
-    limits = {method: per_minute(n * scale) for method, n in PER_MINUTE.items()}
-    limits[POST] = per_minute(300 * scale)
-    limits[POST_CHANNEL] = Limit(max(1, round(3 * scale)), 3.3)
-    return limits
-
-
-@dataclass
-class _Responder:
-    """A pressed message's response_url, while Slack still takes posts to it."""
-
-    url: str
-    since: float = field(default_factory=time.monotonic)
-    uses: int = 0
-
-    def usable(self) -> bool:
-        return self.uses < RESPONSE_USES and time.monotonic() - self.since < RESPONSE_SECONDS
-
-
-class Dropped(Exception):
-    """A paced call that did not go out: superseded by a newer edit, or the bot is stopping."""
 
 
 def is_loopback(url: str) -> bool:
@@ -184,7 +132,7 @@ class SlackOutlet:
         )
         self._dm: BoundedCache[str, str] = BoundedCache(PEOPLE)
         self._uploads: SingleFlight[str] = SingleFlight()
-        self._responders: BoundedCache[MessageRef, _Responder] = BoundedCache(PEOPLE)
+        self._responders: BoundedCache[MessageRef, Responder] = BoundedCache(PEOPLE)
         self._edits: BoundedCache[MessageRef, int] = BoundedCache(PEOPLE)
         self._edit_seq = itertools.count(1)
 
@@ -220,7 +168,7 @@ class SlackOutlet:
                     raise
                 attempts -= 1
                 self.limited += 1
-                wait = _retry_after(e)
+                wait = retry_after(e)
                 log.info("Slack asked to wait %.0f s before more %s", wait, "/".join(names))
                 self.pacer.refused(scopes, wait)
 
@@ -232,7 +180,7 @@ class SlackOutlet:
     def remember_response(self, ref: MessageRef, url: str) -> None:
         """A press on message `ref` came with this response_url: later edits of it use it."""
         if url:
-            self._responders[ref] = _Responder(url)
+            self._responders[ref] = Responder(url)
 
     # -- people ---------------------------------------------------------------------------
 
@@ -489,18 +437,6 @@ def _webhook(url: str) -> AsyncWebhookClient:
     if is_loopback(url):
         hook.proxy = None  # it read HTTP(S)_PROXY, which would swallow loopback calls
     return hook
-
-
-def _retry_after(e: SlackApiError) -> float:
-    """Seconds Slack asked to wait (its Retry-After header; 1 when it gave none)."""
-    headers = getattr(e.response, "headers", None) or {}
-    for name, value in headers.items():
-        if name.lower() == "retry-after":
-            try:
-                return max(0.0, float(value[0] if isinstance(value, list) else value))
-            except (TypeError, ValueError):
-                break
-    return 1.0
 
 
 def _plain(view: Message) -> bool:

@@ -157,11 +157,12 @@ class TelegramTransport:
         app = builder.build()
         app.add_handler(ChatMemberHandler(self._on_member, ChatMemberHandler.MY_CHAT_MEMBER))
         app.add_handler(CallbackQueryHandler(self._wrap(self._on_button)))
-        private = filters.ChatType.PRIVATE
+        # New messages only: an edited one (a command or text) is an edit, whatever it says.
+        private = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
         app.add_handler(MessageHandler(private & filters.COMMAND, self._wrap(self._on_command)))
         app.add_handler(
             MessageHandler(
-                private & filters.UpdateType.EDITED_MESSAGE & filters.TEXT,
+                filters.ChatType.PRIVATE & filters.UpdateType.EDITED_MESSAGE & filters.TEXT,
                 self._wrap(self._on_edited),
             )
         )
