@@ -268,6 +268,8 @@ class SlackApiEmulator:
             token = args.pop("token", None) or _bearer(request)
             if method not in self.workspace.methods:
                 raise ApiFailure("unknown_method")
+            if self.faults.slow.get(method):
+                await asyncio.sleep(self.faults.slow[method])
             if self.faults.should_ratelimit(method):
                 status = 429
                 raise ApiFailure("ratelimited")

@@ -254,12 +254,14 @@ class ResponseUrlPost:
 
 @dataclass
 class SlackFaults:
-    """Injected faults: 429s (seeded random, or the next N calls) and lost Socket Mode acks."""
+    """Injected faults: 429s (seeded random, or the next N calls), slow methods and lost
+    Socket Mode acks."""
 
     rate_429: float = 0.0
     retry_after: int = 1
     seed: int = 0
     methods: frozenset[str] | None = None
+    slow: dict[str, float] = field(default_factory=dict)  # seconds a method's answer waits
     _forced: int = field(default=0, init=False, repr=False)
     _lost_acks: int = field(default=0, init=False, repr=False)
     _rng: random.Random = field(init=False, repr=False)
