@@ -190,6 +190,10 @@ async def test_telegram_failed_pushes_strand_nobody(tmp_path: Path) -> None:
         b.emu.fail_next("sendMessage", ApiError.too_many_requests(1), 3, chat_id=limited.id)
         b.emu.fail_next("sendMessage", ApiError(502, "Bad Gateway"), chat_id=flaky.id)
         await b.add_items("animals", [{"id": f"i{n}", "text": f"Item {n}."} for n in range(3)])
+        imported = time.monotonic()
+        # The chat held back by 429s holds up nobody else's push.
+        await flaky.wait_for(lambda: any(m.buttons for m in flaky.messages), timeout=5)
+        assert time.monotonic() - imported < 1.5
         workers = [Annotator(limited), Annotator(flaky)]
         stop = asyncio.Event()
         tasks = [asyncio.create_task(a.run(stop, start=False)) for a in workers]

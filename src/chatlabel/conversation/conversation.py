@@ -10,6 +10,7 @@ from collections import Counter
 from ..mechanics import BoundedCache, LockMap
 from ..service.labeling import LabelingService
 from ..service.reports import Reports
+from ..service.types import Push
 from .catalog import Catalog, Texts
 from .commands import Commands
 from .context import PEOPLE, Context, ExportResults
@@ -71,6 +72,7 @@ class Conversation:
         self._starts: Counter[str] = Counter()  # /start commands waiting per person
         self._buckets: BoundedCache[str, TokenBucket] = BoundedCache(PEOPLE)
         self._slowed: BoundedCache[str, bool] = BoundedCache(PEOPLE)
+        self._pushing: set[asyncio.Task[None]] = set()
 
     async def texts(self, who: Who) -> Texts:
         """The catalog in the person's language (adapters word their mechanics with it)."""
@@ -184,19 +186,31 @@ class Conversation:
                 log.exception("looking for work to push on %s failed; retrying shortly", platform)
                 await asyncio.sleep(min(interval, 1.0))
                 continue
+            # Side by side and in the background: a chat the platform holds back (a 429) must
+            # hold up neither the others nor the next round; the outlet's pacer keeps them all
+            # within the platform's limits. Someone being pushed is no longer waiting, so the
+            # next round cannot push to them twice.
             for push in pushes:
-                try:
-                    async with self.locks.hold(push.user.key):
-                        await self.flow.push(push)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    # One failed push must not strand the others of this round.
-                    log.exception("pushing an item to %s failed", push.user.key)
-                    await self.service.release(push.user, push.task.assignment_id)
+                task = asyncio.create_task(self._push(push))
+                self._pushing.add(task)
+                task.add_done_callback(self._pushing.discard)
+
+    async def _push(self, push: Push) -> None:
+        try:
+            async with self.locks.hold(push.user.key):
+                await self.flow.push(push)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # One failed push must not strand the others of this round.
+            log.exception("pushing an item to %s failed", push.user.key)
+            await self.service.release(push.user, push.task.assignment_id)
 
     async def close(self) -> None:
-        """Stop timers and let last edits finish."""
+        """Stop pushing, stop timers and let last edits finish."""
+        for task in list(self._pushing):
+            task.cancel()
+        await asyncio.gather(*self._pushing, return_exceptions=True)
         await self.flow.close()
 
     # -- flood control --------------------------------------------------------------------------
