@@ -175,7 +175,7 @@ async def running_bot(
     *,
     access: dict[str, Any] | None = None,
     retry_delays: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4, 0.8),
-    max_rate: float = 1000.0,
+    max_rate: float = 0.0,
     chat_limit: Limit | None = None,
 ) -> AsyncIterator[Bench]:
     """Start emulator, database, service and bot; close all of them afterwards."""

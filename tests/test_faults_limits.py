@@ -19,8 +19,8 @@ from PIL import Image
 
 from chatlabel.emulators.slack import SlackLimits, SlackMessage
 from chatlabel.emulators.telegram import ApiError, Faults, FloodLimits
-from chatlabel.mechanics import Limit
 from chatlabel.transports.slack_pacing import slack_limits
+from chatlabel.transports.telegram import TelegramTransport
 from tests.crowd import Annotator, SlackAnnotator, percentile
 from tests.slack_harness import make_bot, shown
 from tests.slack_harness import open_items as open_items_of
@@ -29,7 +29,7 @@ from tests.telegram_harness import next_item, project, running_bot
 
 pytestmark = pytest.mark.timeout(60)
 
-CHAT_LIMIT = Limit(3, 1.15)  # the transport's default
+CHAT_LIMIT = TelegramTransport.chat_limit  # the transport's default
 NOTHING = "That's everything for now"
 
 
@@ -93,6 +93,7 @@ async def _crowd(tmp_path: Path, people: int, seconds: float, **bot: object) -> 
             "answers/s": answers / elapsed,
             "messages/s": len(counted) / elapsed,
             "429": sum(1 for c in b.emu.calls if c.status == 429),
+            "refused": dict(b.emu.flood.refused),
             "p50": percentile(waits, 50),
             "p99": percentile(waits, 99),
         }

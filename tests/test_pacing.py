@@ -93,9 +93,9 @@ async def test_a_call_no_longer_wanted_drops_out_without_a_slot() -> None:
     await asyncio.sleep(0.01)
     latest["m"] = 2  # a newer edit of the same message
     pacer.recheck()
-    assert await asyncio.wait_for(old, 0.1) is False
+    assert not await asyncio.wait_for(old, 0.1)
     new = await pacer.turn([("chat", "1")], wanted=lambda: latest["m"] == 2)
-    assert new is True and pacer.dropped == 1
+    assert new and pacer.dropped == 1
 
 
 async def test_lower_priorities_leave_the_reserve_for_interactive_calls() -> None:
@@ -120,6 +120,18 @@ async def test_ready_waits_for_room_without_taking_it() -> None:
     assert 0.18 <= time.monotonic() - started < 0.5
     assert await pacer.turn([("chat", "1")], Priority.BULK)  # the slot was still there
     assert time.monotonic() - started < 0.5
+
+
+async def test_a_call_counts_from_its_answer() -> None:
+    """A call answered late (held up on its way) counts from the answer: the next one in its
+    window waits a whole period after it, so calls never bunch up at the platform."""
+    pacer = Pacer({"chat": Limit(1, 0.2)})
+    started = time.monotonic()
+    turn = await pacer.turn([("chat", "1")])
+    await asyncio.sleep(0.15)  # the call is on its way
+    turn.done()
+    assert await pacer.turn([("chat", "1")])
+    assert time.monotonic() - started >= 0.15 + 0.2 - 0.01
 
 
 async def test_no_limits_means_no_waiting() -> None:

@@ -5,8 +5,12 @@ few a second per chat; Slack so many calls a minute per method and workspace, an
 message a second per channel. An outlet asks for its turn before each call, naming the scopes
 the call counts against and its priority:
 
-    if await pacer.turn([("all", ""), ("chat", "42")], Priority.INTERACTIVE):
-        await bot.send_message(42, ...)
+    turn = await pacer.turn([("all", ""), ("chat", "42")], Priority.INTERACTIVE)
+    if turn:
+        try:
+            await bot.send_message(42, ...)
+        finally:
+            turn.done()  # the call counts from its answer: a delay on the way cannot bunch calls
 
 `turn` returns once every scope has room (taking one slot in each), highest priority first
 (the answer to what someone just did before pushes, pushes before reminders), first come first
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import enum
+import heapq
 import itertools
 import math
 import time
@@ -30,7 +35,7 @@ from dataclasses import dataclass
 
 from .cache import BoundedCache
 
-__all__ = ["Limit", "Pacer", "Priority", "Scope"]
+__all__ = ["Limit", "Pacer", "Priority", "Scope", "Turn"]
 
 # A scope is (family, key): ("chat", "42"), ("all", ""), ("chat.update", "T0001").
 Scope = tuple[str, str]
@@ -63,14 +68,24 @@ class Limit:
             raise ValueError(f"a limit needs count >= 1, period > 0, 0 <= reserve < count: {self}")
 
 
+class _Slot:
+    """One call counted in a window: when it went, and later when it was answered."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+
 class _Window:
     """The recent calls of one scope, and until when a 429 holds it."""
 
-    __slots__ = ("held_until", "limit", "times")
+    __slots__ = ("held_until", "limit", "slots")
 
     def __init__(self, limit: Limit) -> None:
         self.limit = limit
-        self.times: deque[float] = deque(maxlen=limit.count)
+        # Twice the count: a call answered late may still count after later ones.
+        self.slots: deque[_Slot] = deque(maxlen=2 * limit.count)
         self.held_until = 0.0
 
     def free_at(self, now: float, priority: int) -> float:
@@ -78,13 +93,37 @@ class _Window:
         limit = self.limit
         room = limit.count - (limit.reserve if priority > Priority.INTERACTIVE else 0)
         at = now
-        if len(self.times) >= room:
-            # The room-th most recent call must have left the window.
-            at = max(at, self.times[-room] + limit.period)
+        if len(self.slots) >= room:
+            # The room-th most recent call must have left the window. Answered calls count
+            # from their answer: the platform saw them at some point before it, so a burst
+            # delayed on its way cannot make the next call look early.
+            latest = heapq.nlargest(room, (s.at for s in self.slots))
+            at = max(at, latest[-1] + limit.period)
         return max(at, self.held_until)
 
-    def take(self, now: float) -> None:
-        self.times.append(now)
+    def take(self, now: float) -> _Slot:
+        slot = _Slot(now)
+        self.slots.append(slot)
+        return slot
+
+
+class Turn:
+    """A granted call (true) or one that did not go (false); `done()` when it was answered."""
+
+    __slots__ = ("_clock", "_slots")
+
+    def __init__(self, slots: list[_Slot] | None, clock: Callable[[], float]) -> None:
+        self._slots = slots
+        self._clock = clock
+
+    def __bool__(self) -> bool:
+        return self._slots is not None
+
+    def done(self) -> None:
+        """The call was answered: it counts from now in its windows."""
+        now = self._clock()
+        for slot in self._slots or ():
+            slot.at = max(slot.at, now)
 
 
 @dataclass(eq=False)
@@ -93,7 +132,7 @@ class _Waiter:
     seq: int
     scopes: tuple[Scope, ...]
     wanted: Callable[[], bool] | None
-    future: asyncio.Future[bool]
+    future: asyncio.Future[list[_Slot] | None]
 
     def key(self) -> tuple[int, int]:
         return (self.priority, self.seq)
@@ -132,15 +171,16 @@ class Pacer:
         scopes: Sequence[Scope],
         priority: int = Priority.INTERACTIVE,
         wanted: Callable[[], bool] | None = None,
-    ) -> bool:
-        """Wait until every scope has room, then take a slot in each; False if no longer wanted.
+    ) -> Turn:
+        """Wait until every scope has room, then take a slot in each; false if no longer wanted.
 
         `wanted` is asked before the slot is taken; a call that became pointless while it
-        waited (a superseded edit) returns False without spending anything.
+        waited (a superseded edit) gets a false Turn without spending anything. Call the
+        Turn's `done()` once the platform has answered.
         """
         scopes = tuple(scopes)
         if self.closed:
-            return False
+            return Turn(None, self.clock)
         now = self.clock()
         if self._timer_at <= now:
             self._dispatch()  # waiters whose time has come go before this newcomer
@@ -149,9 +189,8 @@ class Pacer:
             # have been let through already, so whoever waits is blocked on a scope.
             if wanted is not None and not wanted():
                 self.dropped += 1
-                return False
-            self._take(scopes, priority, now)
-            return True
+                return Turn(None, self.clock)
+            return Turn(self._take(scopes, priority, now), self.clock)
         waiter = _Waiter(
             priority,
             next(self._seq),
@@ -162,7 +201,7 @@ class Pacer:
         bisect.insort(self._waiters, waiter, key=_Waiter.key)
         self._wake_at(self._free_at(scopes, priority, now))
         try:
-            return await waiter.future
+            return Turn(await waiter.future, self.clock)
         except asyncio.CancelledError:
             # The caller gave up: leave no waiter behind (and no slot taken).
             if waiter in self._waiters:
@@ -226,7 +265,7 @@ class Pacer:
         waiters, self._waiters = self._waiters, []
         for w in waiters:
             if not w.future.done():
-                w.future.set_result(False)
+                w.future.set_result(None)
 
     def recheck(self) -> None:
         """Look at every waiter again now (someone's `wanted` may have changed)."""
@@ -257,12 +296,14 @@ class Pacer:
                 at = max(at, self._holds.get(scope, 0.0))
         return at
 
-    def _take(self, scopes: tuple[Scope, ...], priority: int, now: float) -> None:
+    def _take(self, scopes: tuple[Scope, ...], priority: int, now: float) -> list[_Slot]:
+        slots = []
         for scope in scopes:
             window = self._window(scope)
             if window is not None:
-                window.take(now)
+                slots.append(window.take(now))
         self.granted[Priority(min(priority, Priority.BULK))] += 1
+        return slots
 
     def _wake_at(self, at: float) -> None:
         if at >= self._timer_at:
@@ -287,12 +328,11 @@ class Pacer:
                 continue
             if w.wanted is not None and not w.wanted():
                 self.dropped += 1
-                w.future.set_result(False)
+                w.future.set_result(None)
                 continue
             at = self._free_at(w.scopes, w.priority, now)
             if at <= now:
-                self._take(w.scopes, w.priority, now)
-                w.future.set_result(True)
+                w.future.set_result(self._take(w.scopes, w.priority, now))
             else:
                 keep.append(w)
                 later = min(later, at)

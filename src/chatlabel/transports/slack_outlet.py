@@ -159,7 +159,8 @@ class SlackOutlet:
             scopes.append((POST_CHANNEL, channel))
         attempts = self.retries
         while True:
-            if not await self.pacer.turn(scopes, priority, wanted):
+            turn = await self.pacer.turn(scopes, priority, wanted)
+            if not turn:
                 raise Dropped
             try:
                 return await call()
@@ -171,6 +172,8 @@ class SlackOutlet:
                 wait = retry_after(e)
                 log.info("Slack asked to wait %.0f s before more %s", wait, "/".join(names))
                 self.pacer.refused(scopes, wait)
+            finally:
+                turn.done()  # counted from Slack's answer: see Pacer
 
     async def ready(self, to: UserRef, priority: Priority = Priority.BULK) -> None:
         """Wait until a message to this person could be posted at this priority."""

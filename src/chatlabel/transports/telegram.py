@@ -52,13 +52,14 @@ class TelegramTransport:
     name = "telegram"
     # PTB's HTTP layer (aiohttp: a third of httpx's CPU per call); tests swap in short timeouts.
     request_class: Callable[..., BaseRequest] = AiohttpRequest
-    # Telegram's limits as the bot paces its calls, a little inside what Telegram allows so
-    # that calls bunched up on the way still fit: new messages for the whole bot (Telegram's
-    # ~30 a second; 0: unpaced), and sends and edits per chat. Callback answers are never
-    # paced: they stop a button's spinner. Tests against an emulator without limits turn them
-    # off (max_rate high, chat_limit None).
+    # Telegram's limits as the bot paces its calls (each counted from Telegram's answer, so a
+    # call held up on its way cannot make the next look early): new messages for the whole
+    # bot (Telegram's ~30 a second; 0: unpaced), and sends and edits per chat, of which
+    # pushes and bulk messages may use 2 of 3 (the last is kept for replies to presses).
+    # Callback answers are never paced: they stop a button's spinner. Tests against an
+    # emulator without limits turn them off (max_rate 0, chat_limit None).
     max_rate = 30.0
-    chat_limit: Limit | None = Limit(3, 1.15)
+    chat_limit: Limit | None = Limit(3, 1.05, reserve=1)
     poll_timeout = 10  # seconds a getUpdates long poll may hang
     push_interval = 5.0  # how often the push loop looks for expired leases without a signal
     retry_delays: tuple[float, ...] = TelegramOutlet.retry_delays  # backoff after network errors
@@ -125,7 +126,7 @@ class TelegramTransport:
         if self.max_rate > 0:
             count = max(1, round(self.max_rate))
             # A sixth of the bot-wide budget stays free for replies to what people just did.
-            limits["all"] = Limit(count, 1.1, reserve=count // 6)
+            limits["all"] = Limit(count, 1.05, reserve=count // 6)
         if self.chat_limit is not None:
             limits["chat"] = self.chat_limit
         return limits

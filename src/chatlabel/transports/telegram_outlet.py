@@ -174,8 +174,11 @@ class TelegramOutlet:
         # While the bot shuts down nobody waits for backoff: one attempt each.
         delays = [] if self.closing else list(self.retry_delays)
         while True:
-            if scopes and not self.closing and not await self.pacer.turn(scopes, priority, wanted):
-                raise Dropped
+            turn = None
+            if scopes and not self.closing:
+                turn = await self.pacer.turn(scopes, priority, wanted)
+                if not turn:
+                    raise Dropped
             try:
                 return await make()
             except BadRequest:
@@ -193,6 +196,9 @@ class TelegramOutlet:
                 delay = delays.pop(0)
                 log.warning("Telegram call failed (%s); retrying in %.2fs", exc.message, delay)
                 await asyncio.sleep(delay)
+            finally:
+                if turn is not None:
+                    turn.done()  # counted from Telegram's answer: see Pacer
 
     def _limited(self, scopes: Sequence[Scope], seconds: float) -> None:
         """A 429: hold the chat that got it (several chats at once: the bot-wide scope too)."""
