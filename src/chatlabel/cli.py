@@ -27,10 +27,11 @@ console = Console(stderr=True)
 def _run(coro: Awaitable[T]) -> T:
     """Run a coroutine; turn the errors users can fix into a clean message and exit 1."""
     from .importer import ImportError_
+    from .storage.schema import UnusableDatabase
 
     try:
         return asyncio.run(coro)  # type: ignore[arg-type]
-    except (ConfigError, ImportError_) as exc:
+    except (ConfigError, ImportError_, UnusableDatabase) as exc:
         raise click.ClickException(str(exc)) from None
 
 

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from .schema import migrate
+from .schema import check_version, migrate
 
 T = TypeVar("T")
 Job = tuple[Callable[..., Any], tuple[Any, ...]]
@@ -124,6 +124,8 @@ class Database:
         inline: sqlite3.Connection | None = None
         try:
             conn.row_factory = sqlite3.Row
+            # Before the pragmas: switching to WAL would already change a refused file.
+            await conn._execute(check_version, conn._conn, self.path)
             await conn._execute(_pragmas, conn._conn)
             await conn._execute(migrate, conn._conn)
             inline = sqlite3.connect(self.path, isolation_level=None)
