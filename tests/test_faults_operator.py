@@ -6,11 +6,15 @@ Everything runs the real CLI (`python -m chatlabel`) or the real service on real
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import os
 import sqlite3
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -92,3 +96,101 @@ def test_a_file_that_is_not_a_database_is_refused_in_one_line(tmp_path: Path) ->
     assert len(r.stderr.strip().splitlines()) == 1
     assert "not a chatlabel database" in r.stderr
     assert sha(db) == before
+
+
+# -- `chatlabel run` in its own process -------------------------------------------------------
+
+TOKEN = "515151:OPERATOR-TEST"
+
+
+def telegram_config(tmp: Path, base_url: str, extra: str = "") -> Path:
+    """A config with one project and a [telegram] section pointing at the emulator."""
+    return write_config(
+        tmp, f'\n[telegram]\ntoken_env = "OPERATOR_TEST_TOKEN"\nbase_url = "{base_url}"\n' + extra
+    )
+
+
+@contextlib.contextmanager
+def bot_process(cfg: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`chatlabel run CONFIG` in its own process, output to `log`; killed if still running."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "chatlabel", "run", str(cfg)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "OPERATOR_TEST_TOKEN": TOKEN},
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+
+def logged(log: Path) -> str:
+    """What the bot has logged so far."""
+    return log.read_text(errors="replace")
+
+
+async def until_logged(
+    log: Path,
+    text: str,
+    proc: subprocess.Popen[bytes],
+    timeout: float = 20,  # noqa: ASYNC109
+) -> None:
+    """Wait until the bot's log shows `text` (fails early if the process exits)."""
+    deadline = time.monotonic() + timeout
+    while text not in logged(log):
+        if proc.poll() is not None and text not in logged(log):
+            raise AssertionError(f"exited {proc.returncode} before {text!r}:\n{logged(log)}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {text!r} within {timeout}s:\n{logged(log)}")
+        await asyncio.sleep(0.05)
+
+
+def peak_rss(pid: int) -> int:
+    """The process's peak resident memory so far (VmHWM), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+MiB = 1024 * 1024
+
+
+async def test_a_large_video_is_streamed_from_disk_not_read_whole(tmp_path: Path) -> None:
+    from chatlabel.emulators.telegram import BotApiEmulator
+
+    size = 45 * MiB  # under Telegram's 50 MB: accepted at import, then sent as it is
+    video = tmp_path / "data" / "clip.mp4"
+    video.parent.mkdir()
+    with video.open("wb") as f:
+        f.write(b"\0\0\0\x18ftypmp42")
+        f.write(os.urandom(MiB))  # some content to check, the rest sparse zeros
+        f.truncate(size)
+    items = tmp_path / "data" / "items.jsonl"
+    items.write_text('{"id": "v1", "text": "Which animal runs?", "video": "clip.mp4"}\n')
+    async with BotApiEmulator(token=TOKEN) as emu:
+        cfg = telegram_config(tmp_path, emu.base_url)
+        assert cli("import", str(cfg), str(items)).returncode == 0
+        log = tmp_path / "bot.log"
+        with bot_process(cfg, log) as proc:
+            await until_logged(log, "chatlabel running", proc)
+            before = peak_rss(proc.pid)
+            user = emu.user(77, "Runner")
+            await user.send("/start")
+            item = await user.wait_for_message(lambda m: m.kind == "video", timeout=20)
+            grew = peak_rss(proc.pid) - before
+            print(f"\nsending a {size // MiB} MiB video: bot peak RSS grew by {grew / MiB:.1f} MiB")
+            [upload] = emu.uploads
+            assert upload.method == "sendVideo" and upload.size == size
+            stored = emu.files[upload.file_id].data
+            assert hashlib.sha256(stored).digest() == hashlib.sha256(video.read_bytes()).digest()
+            assert item.content.startswith("Which animal runs?")
+            # Read whole (to hash it, then to upload it) the file cost 45-90 MiB on top.
+            assert grew < 16 * MiB, f"peak RSS grew by {grew / MiB:.1f} MiB"
+            proc.terminate()
+            # Waited for off the loop: the emulator on it must answer the bot's last calls.
+            assert await asyncio.to_thread(proc.wait, 15) == 0

@@ -86,7 +86,14 @@ def init(directory: Path, items: int) -> None:
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--project", "-p", help="Project to import into (needed with several).")
-def import_(config: str, data: Path, project: str | None) -> None:
+@click.option(
+    "--media-root",
+    "media_roots",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also allow media files under DIR (default: only under the data file's folder).",
+)
+def import_(config: str, data: Path, project: str | None, media_roots: tuple[Path, ...]) -> None:
     """Import items from a JSONL or CSV file, or a folder of images (all rows or none)."""
     from .importer import import_file
 
@@ -104,7 +111,11 @@ def import_(config: str, data: Path, project: str | None) -> None:
         ) as bar:
             task = bar.add_task("import", total=None)
             return await import_file(
-                service, name, data, progress=lambda n: bar.update(task, completed=n)
+                service,
+                name,
+                data,
+                progress=lambda n: bar.update(task, completed=n),
+                media_roots=media_roots,
             )
 
     s = _run(_with_service(cfg, go))

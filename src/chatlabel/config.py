@@ -27,6 +27,10 @@ class Storage(_Section):
     media_cache: Path = Field(
         Path("media-cache"), description="Folder for prepared images (relative to this file)"
     )
+    media_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders media may come from besides the data file's own (import)",
+    )
 
 
 class Quality(_Section):
@@ -185,6 +189,10 @@ class Config(_Section):
     def media_cache_path(self) -> Path:
         """The prepared-media folder, resolved against the config's folder."""
         return self._resolve(self.storage.media_cache)
+
+    def media_roots_paths(self) -> list[Path]:
+        """Extra folders imported media may come from, resolved against the config's folder."""
+        return [self._resolve(p) for p in self.storage.media_roots]
 
     def _resolve(self, p: Path) -> Path:
         return p if p.is_absolute() else (self.base_dir / p)

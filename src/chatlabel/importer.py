@@ -15,7 +15,7 @@ import multiprocessing
 import os
 import sqlite3
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -86,6 +86,9 @@ class Target:
 
     path: Path
     base: Path  # media paths are relative to this folder
+    # Media must resolve (symlinks followed) to a file under one of these folders: the data
+    # file's own, plus any the operator allowed. Resolved absolute paths.
+    roots: tuple[Path, ...]
     rules: Rules
     project_id: int
     overlap: int
@@ -295,6 +298,15 @@ def _media(target: Target, line: int, row: dict[str, Any]) -> tuple[str | None, 
     if not isinstance(rel, str):
         raise _fail(target.path, line, f"{kind} must be a file path")
     full = (target.base / rel).resolve()
+    if not any(full.is_relative_to(root) for root in target.roots):
+        # "/etc/…" or "../secret.png" would otherwise be sent to annotators.
+        allowed = ", ".join(str(r) for r in target.roots)
+        raise _fail(
+            target.path,
+            line,
+            f"{kind} {rel}: outside the allowed media folders ({allowed}); allow its folder "
+            "with --media-root DIR or [storage] media_roots",
+        )
     try:
         check_media(full, kind)
     except MediaError as exc:
@@ -500,19 +512,24 @@ async def import_file(
     *,
     progress: Callable[[int], None] | None = None,
     workers: int | None = None,
+    media_roots: Sequence[Path | str] = (),
 ) -> ImportSummary:
     """Import a file or folder into a project in one transaction: all rows or none.
 
     workers: processes that validate a JSONL file (None: as many as pay off for its size).
+    media_roots: folders media may come from besides the data file's own folder (added to
+    the config's `storage.media_roots`).
     """
     path = Path(path)
     if workers is None:
         workers = default_workers(path)
     base = path if path.is_dir() else path.parent
+    folders = (base, *service.config.media_roots_paths(), *media_roots)
     pid, overlap, now = service.pids[project], service.projects[project].overlap, service.clock()
 
     def make_target(seq0: int) -> Target:
-        return Target(path, base, service.rules[project], pid, overlap, seq0, now)
+        roots = tuple(Path(f).resolve() for f in folders)
+        return Target(path, base, roots, service.rules[project], pid, overlap, seq0, now)
 
     summary = await service.db.write(_insert, make_target, workers, progress)
     if summary.items:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import weakref
 from collections import OrderedDict
@@ -18,7 +17,7 @@ from telegram import Bot, CallbackQuery, InlineKeyboardMarkup, InputFile, Messag
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 from telegram.ext import AIORateLimiter
 
-from ..media import MediaError, prepare_image
+from ..media import MediaError, file_sha256, prepare_image
 from ..service.labeling import LabelingService
 from ..service.types import Task, UserRef
 from .common import cut, task_text
@@ -296,9 +295,14 @@ class Outbox:
             if file_id is not None:
                 with contextlib.suppress(_FileIdRefused):
                     return await self._by_file_id(user, send, file_id)
-            data = await asyncio.to_thread(path.read_bytes)
-            upload = InputFile(data, filename=path.name)
-            message = await self.to_user(user, lambda: send(upload))
+
+            async def upload() -> Message:
+                # Streamed from disk by the HTTP layer, never read whole; reopened for each
+                # attempt, since a retried attempt must start from the file's beginning.
+                with path.open("rb") as f:
+                    return await send(InputFile(f, filename=path.name, read_file_handle=False))
+
+            message = await self.to_user(user, upload)
             if message is not None:
                 new_id = _file_id(message)
                 if new_id:
@@ -337,8 +341,7 @@ class Outbox:
         """The sha256 of a file's bytes, computed once per path."""
         digest = self._hashes.get(path)
         if digest is None:
-            data = await asyncio.to_thread(path.read_bytes)
-            digest = self._hashes[path] = hashlib.sha256(data).hexdigest()
+            digest = self._hashes[path] = await asyncio.to_thread(file_sha256, path)
         return digest
 
 
