@@ -106,3 +106,91 @@ async def test_csv_exports_defuse_formulas_and_control_characters_jsonl_stays_ex
         names = {r[1] for r in assert_spreadsheet_safe(await export("annotators", "csv"))[1:]}
         assert names == {"'=cmd|' /C calc'!A0", "'@Mallory", "\\x1b]0;owned\\x07Eve"}
         assert tried > 100
+
+
+# -- gold gaming with Undo ------------------------------------------------------------------------
+
+
+async def test_undo_after_gold_feedback_never_changes_the_score(tmp_path: Path) -> None:
+    """The probe: answer each qualification gold item wrong, read the right answer in the
+    feedback, Undo, answer it right. It made a 100 % gold score out of four misses."""
+    strict = project(
+        undo_seconds=60,
+        lease_seconds=600,
+        quality={"qualification": 4, "min_gold_accuracy": 0.7, "gold_feedback": True},
+    )
+    gold = [{"id": f"g{n}", "text": f"Gold item {n}.", "gold": "cat"} for n in range(4)]
+    plain = [{"id": f"t{n}", "text": f"Plain item {n}."} for n in range(4)]
+    async with running_bot(tmp_path, [strict]) as b:
+        await b.add_items("animals", gold + plain)
+        ann = b.user(1, "Gamer")
+        item = await b.start(ann)
+        shown_gold: list[str] = []
+        for n in range(4):
+            text = item.content
+            assert text.startswith("Gold item"), text
+            shown_gold.append(text)
+            await ann.press(item, "dog")  # wrong
+            feedback = await new_message(ann, item.message_id, lambda m: "expected" in m.content)
+            assert "The expected answer was: cat" in feedback.content
+            if n == 3:
+                break  # 0 of 4 right: not admitted, so no Undo (before: 3 of 4, and Undo)
+            await next_item(ann, feedback.message_id)
+            await ann.press(item, "↩ Undo")  # Undo is still offered, as for any item
+            again = await next_item(ann, ann.messages[-1].message_id - 1)
+            while again.content != text:  # the item after it is withdrawn, this one resent
+                again = await next_item(ann, again.message_id)
+            await ann.press(again, "cat")  # right, now that they know
+            item = await next_item(ann, again.message_id)
+        notice = await new_message(ann, item.message_id, lambda m: "⛔" in m.content)
+        assert "check items were below the 70%" in notice.content
+        assert sorted(shown_gold) == sorted(f"Gold item {n}." for n in range(4))
+        # The first answers are the score: 0 of 4, not 4 of 4.
+        assert await b.query(
+            "SELECT gold_answers, gold_correct, qual_answers, qual_correct, status FROM members"
+        ) == [(4, 0, 4, 0, "suspended")]
+        # Undo changed the recorded label (shown in exports), never the scoring.
+        rows = await b.query("SELECT value, correct FROM answers ORDER BY id")
+        assert rows == [("cat", 0)] * 3 + [("dog", 0)]
+        # Each gold item was leased to them once, and never comes back, even after its lease.
+        assert await b.query(
+            "SELECT i.ext_id, COUNT(*) FROM assignments s JOIN items i ON i.id = s.item_id "
+            "WHERE i.gold IS NOT NULL GROUP BY i.id ORDER BY i.ext_id"
+        ) == [(f"g{n}", 1) for n in range(4)]
+
+
+async def test_a_gold_item_undone_and_left_is_never_offered_again(tmp_path: Path) -> None:
+    lenient = project(
+        undo_seconds=60,
+        lease_seconds=60,
+        quality={"qualification": 1, "min_gold_accuracy": 0.0, "gold_feedback": True},
+    )
+    rows = [{"id": "g0", "text": "Gold item.", "gold": "cat"}]
+    rows += [{"id": f"t{n}", "text": f"Plain item {n}."} for n in range(3)]
+    async with running_bot(tmp_path, [lenient]) as b:
+        await b.add_items("animals", rows)
+        ann = b.user(1)
+        item = await b.start(ann)
+        assert item.content == "Gold item."
+        await ann.press(item, "dog")
+        feedback = await new_message(ann, item.message_id, lambda m: "expected" in m.content)
+        plain = await next_item(ann, feedback.message_id)
+        await ann.press(item, "↩ Undo")
+        again = await next_item(ann, plain.message_id)
+        assert again.content == "Gold item." and plain.deleted
+        # They walk away; the lease runs out and the pool moves on.
+        b.clock.advance(61)
+        await ann.send("/start")
+        seen = []
+        last = again.message_id
+        for _ in range(3):
+            nxt = await next_item(ann, last)
+            seen.append(nxt.content)
+            await ann.press(nxt, "bird")
+            last = nxt.message_id
+        done = await new_message(ann, last, lambda m: "everything for now" in m.content)
+        assert done and seen == [f"Plain item {n}." for n in range(3)]
+        assert await b.query("SELECT gold_answers, gold_correct FROM members") == [(1, 0)]
+        assert await b.query(
+            "SELECT COUNT(*) FROM assignments s JOIN items i ON i.id = s.item_id WHERE i.gold IS NOT NULL"
+        ) == [(1,)]

@@ -6,8 +6,10 @@ import json
 import sqlite3
 from dataclasses import replace
 
+from ..config import Project
 from ..core import access
 from ..core.assignment import MemberRecord, can_undo, lease_deadline, wants_gold
+from ..core.model import Rules
 from ..core.values import canonical, display, matches_gold
 from ..storage import repo
 from .base import Row
@@ -291,6 +293,7 @@ class LabelingService(People):
         member = repo.get_member(conn, r["project_id"], r["annotator_id"])
         if member is None or member["status"] != "active":
             return Outcome("stale", "You can't answer right now.")
+        scored = repo.answer_for_assignment(conn, assignment_id) if r["gold"] is not None else None
         value: str | None = None
         if not skipping:
             if raw is None and rules.kind == "multi":
@@ -301,6 +304,8 @@ class LabelingService(People):
                 value = canonical(rules, raw)
             except ValueError as exc:
                 return Outcome("invalid", f"That answer isn't valid: {exc}.")
+        if scored is not None:
+            return self._answer_again(conn, r, rules, project, scored, value, now, source)
         is_gold = r["gold"] is not None
         expert = r["status"] == "escalated"
         correct = None if value is None or not is_gold else matches_gold(rules, value, r["gold"])
@@ -353,6 +358,35 @@ class LabelingService(People):
             suspended=suspended,
         )
 
+    def _answer_again(
+        self,
+        conn: sqlite3.Connection,
+        r: Row,
+        rules: Rules,
+        project: Project,
+        scored: Row,
+        value: str | None,
+        now: float,
+        source: str | None,
+    ) -> Outcome:
+        """A new answer to a gold item whose scored answer was undone: shown, never scored.
+
+        The first answer to a gold item is the one scored; after Undo the person may change
+        the recorded label (for display), but the score, the counters and the absence of a
+        second feedback stay as they were. A skip keeps the recorded answer.
+        """
+        repo.close_assignment(conn, r["assignment_id"], r["id"], "answered")
+        if value is not None:
+            repo.set_answer_value(conn, scored["id"], value, now, source)
+        choice = "skipped" if value is None else display(rules, value)
+        return Outcome(
+            "recorded",
+            "Skipped." if value is None else f"Saved: {choice}",
+            choice=choice,
+            answer_id=scored["id"],
+            undo_until=now + project.undo_seconds,
+        )
+
     # -- multi-choice toggles and undo -----------------------------------------------------
 
     async def toggle(self, user: UserRef, assignment_id: int, label: str) -> Outcome:
@@ -399,10 +433,16 @@ class LabelingService(People):
             settled_by_expert = any(v["expert"] for v in repo.item_votes(conn, item["id"]))
             if settled_by_expert and not x["expert"]:
                 return Outcome("stale", "Too late to undo: an expert has settled this item.")
+            lease = lease_deadline(now, project.lease_seconds)
+            if x["is_gold"] and x["value"] is not None:
+                # A scored gold answer stays: Undo lets them answer again (feedback may have
+                # shown the right answer) but the score is the first answer's, and the kept
+                # row means the item is never leased to them again.
+                repo.reopen_assignment(conn, x["assignment_id"], x["item_id"], lease)
+                task = self._task(conn, x["assignment_id"], m["answers"])
+                return Outcome("recorded", "Undone: answer it again.", task=task)
             repo.delete_answer(conn, answer_id)
-            repo.reopen_assignment(
-                conn, x["assignment_id"], x["item_id"], lease_deadline(now, project.lease_seconds)
-            )
+            repo.reopen_assignment(conn, x["assignment_id"], x["item_id"], lease)
             deltas = {"skips": -1} if x["value"] is None else {"answers": -1}
             if x["is_gold"] and x["value"] is not None:
                 repo.bump_item_answers(conn, x["item_id"], -1)
