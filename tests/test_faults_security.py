@@ -194,3 +194,234 @@ async def test_a_gold_item_undone_and_left_is_never_offered_again(tmp_path: Path
         assert await b.query(
             "SELECT COUNT(*) FROM assignments s JOIN items i ON i.id = s.item_id WHERE i.gold IS NOT NULL"
         ) == [(1,)]
+
+
+# -- forged Telegram updates ----------------------------------------------------------------------
+
+ANIMALS = [{"id": f"t{n}", "text": f"Animal sound number {n}."} for n in range(1, 7)]
+
+
+async def test_updates_whose_private_chat_is_not_the_senders_are_dropped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The probe: `from` = the coordinator, `chat` = the attacker's chat, text /export. The
+    export went to the attacker. Same with a victim's button, /start and 'blocked the bot'."""
+    import copy
+
+    from tests.telegram_harness import COORDINATOR_ID, is_item
+
+    async with running_bot(tmp_path) as b:
+        await b.add_items("animals", ANIMALS)
+        boss = b.user(COORDINATOR_ID, "Boss")
+        victim = b.user(1, "Victim")
+        mallory = b.user(666, "Mallory")
+        victim_item = await b.start(victim)
+        await b.start(mallory)
+        before_members = await b.query("SELECT * FROM annotators ORDER BY id")
+        before_answers = await b.query("SELECT COUNT(*) FROM answers")
+        mallory_seen = len(mallory.messages)
+
+        own = (await mallory.send("/export")).to_json()
+        await new_message(mallory, mallory.messages[-1].message_id)  # refused: not theirs
+        mallory_seen = len(mallory.messages)
+        export = copy.deepcopy(own)
+        export["from"] = boss.user_json  # the coordinator's name, the attacker's chat
+        start = copy.deepcopy(own) | {"text": "/start"}
+        start["from"] = victim.user_json
+        start["entities"] = [{"type": "bot_command", "offset": 0, "length": 6}]
+        press = {
+            "id": "999000111",
+            "from": victim.user_json,
+            "message": mallory.messages[-2].to_json(),  # a message in the attacker's chat
+            "chat_instance": "1",
+            "data": victim_item.buttons[0]["callback_data"],
+        }
+        kicked = {
+            "chat": mallory.chat.to_json(),
+            "from": victim.user_json,
+            "date": 0,
+            "old_chat_member": {"user": b.emu.bot_user, "status": "member"},
+            "new_chat_member": {"user": b.emu.bot_user, "status": "kicked", "until_date": 0},
+        }
+        # A group chat: the bot labels only in private chats.
+        group = copy.deepcopy(own) | {"chat": {"id": -100123, "type": "group", "title": "g"}}
+        group["from"] = boss.user_json
+        caplog.clear()
+        forged = [
+            b.emu.inject_update({"message": export}),
+            b.emu.inject_update({"message": start}),
+            b.emu.inject_update({"callback_query": press}),
+            b.emu.inject_update({"my_chat_member": kicked}),
+        ]
+        b.emu.inject_update({"message": group})  # filtered out before any handler: not logged
+        await boss.send("/progress")  # a real update after them: the forged ones were handled
+        await boss.wait_for(lambda: any("Animals" in m.content for m in boss.messages))
+        await victim.wait_for(lambda: not b.emu.pending_updates)
+        assert b.emu.calls_to("sendDocument") == []
+        assert all(
+            str(c.params.get("chat_id")) == str(COORDINATOR_ID) for c in b.emu.calls_to("sendPhoto")
+        )
+        assert len(mallory.messages) == mallory_seen, [m.content for m in mallory.messages]
+        assert not [
+            m for m in victim.messages if is_item(m) and m.message_id > victim_item.message_id
+        ]
+        assert await b.query("SELECT * FROM annotators ORDER BY id") == before_members
+        assert await b.query("SELECT COUNT(*) FROM answers") == before_answers
+        dropped = [r.getMessage() for r in caplog.records if "dropped update" in r.getMessage()]
+        assert len(dropped) == len(forged), dropped
+        assert all(f"dropped update {u}:" in d for u, d in zip(forged, dropped, strict=True))
+
+
+async def raw_post(url: str, headers: dict[str, bytes], body: bytes) -> int:
+    """POST with header values sent as these exact bytes (clients would encode them); the status."""
+    import asyncio
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        head = f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n".encode()
+        head += f"Content-Length: {len(body)}\r\nConnection: close\r\n".encode()
+        for name, value in headers.items():
+            head += name.encode() + b": " + value + b"\r\n"
+        writer.write(head + b"\r\n" + body)
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 10)
+        return int(status_line.split()[1])
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def hooked_bot(b: Any, port: int, secret_env: str) -> Any:
+    """The bench's service behind a webhook on 127.0.0.1:port (the polling bot stopped)."""
+    from chatlabel.config import Telegram
+    from chatlabel.transports.telegram import TelegramTransport
+
+    await b.transport.stop()
+    settings = Telegram(
+        base_url=b.emu.base_url,
+        mode="webhook",
+        webhook_url="https://bot.example.org/telegram/hook",  # public, behind a TLS proxy
+        webhook_port=port,
+        secret_token_env=secret_env,
+    )
+    hooked = TelegramTransport(
+        b.service, b.reports, settings, b.emu.token, media_cache=b.tmp / "cache"
+    )
+    await hooked.start()
+    return hooked
+
+
+HOSTILE_SECRETS: list[bytes] = [
+    b"",
+    b"wrong",
+    "sëcret".encode(),
+    "пароль".encode(),
+    "🔑".encode(),
+    b"\xff\xfe\xfd",  # not UTF-8 at all
+    b"\xc3",  # a cut UTF-8 sequence
+    "ｓ３ｃｒｅｔ".encode(),  # fullwidth look-alikes
+]
+
+
+async def test_webhook_mode_never_runs_without_a_secret(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    unused_tcp_port: int,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+
+    monkeypatch.delenv("TG_UNSET_SECRET", raising=False)
+    async with running_bot(tmp_path) as b:
+        await b.add_items("animals", ANIMALS)
+        hooked = await hooked_bot(b, unused_tcp_port, "TG_UNSET_SECRET")
+        try:
+            registered = b.emu.webhook
+            assert registered is not None
+            secret = registered["secret_token"]
+            assert isinstance(secret, str) and re.fullmatch(r"[A-Za-z0-9_-]{40,256}", secret)
+            warned = [r.getMessage() for r in caplog.records if "TG_UNSET_SECRET" in r.getMessage()]
+            assert warned and "generated one" in warned[0] and secret not in " ".join(warned)
+            ann = b.user(1)
+            await ann.send("/start")
+            [update] = b.emu.pending_updates  # nobody polls: we deliver it as Telegram would
+            local = f"http://127.0.0.1:{unused_tcp_port}/telegram/hook"
+            body = json.dumps(update).encode()
+            json_type = {"Content-Type": b"application/json"}
+            statuses = [await raw_post(local, json_type, body)]  # no secret header at all
+            for bad in HOSTILE_SECRETS:
+                headers = {**json_type, "X-Telegram-Bot-Api-Secret-Token": bad}
+                statuses.append(await raw_post(local, headers, body))
+            assert statuses == [403] * (1 + len(HOSTILE_SECRETS))
+            assert not ann.messages  # nothing got through
+            headers = {**json_type, "X-Telegram-Bot-Api-Secret-Token": secret.encode()}
+            assert await raw_post(local, headers, body) == 200
+            item = await next_item(ann)
+            assert item.content == "Animal sound number 1."
+            assert not [r for r in caplog.records if r.levelname == "ERROR"]
+        finally:
+            await hooked.stop()
+
+
+async def test_non_ascii_secret_headers_are_refused_without_a_traceback(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    unused_tcp_port: int,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+
+    monkeypatch.setenv("TG_HOOK_SECRET", "s3cret_token-1")
+    async with running_bot(tmp_path) as b:
+        hooked = await hooked_bot(b, unused_tcp_port, "TG_HOOK_SECRET")
+        try:
+            local = f"http://127.0.0.1:{unused_tcp_port}/telegram/hook"
+            update = {"update_id": 1, "message": {"message_id": 1, "date": 0,
+                      "chat": {"id": 5, "type": "private"}, "from": {"id": 5, "is_bot": False,
+                      "first_name": "E"}, "text": "hi"}}  # fmt: skip
+            # Near misses of the real secret too: a non-ASCII letter in it, or after it.
+            near = ["s3crët_token-1".encode(), "s3cret_token-1é".encode(), b"s3cret_token-1\xff"]
+            body = json.dumps(update).encode()
+            for bad in HOSTILE_SECRETS + near:
+                headers = {
+                    "Content-Type": b"application/json",
+                    "X-Telegram-Bot-Api-Secret-Token": bad,
+                }
+                assert await raw_post(local, headers, body) == 403, bad
+        finally:
+            await hooked.stop()
+    assert not [r for r in caplog.records if r.levelname == "ERROR" or r.exc_info]
+
+
+async def test_slack_non_ascii_signatures_are_a_plain_401(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import contextlib
+    import time
+
+    from chatlabel.emulators.slack_user import sign
+    from tests.slack_harness import make_bot
+    from tests.slack_harness import project as slack_project
+
+    async with contextlib.AsyncExitStack() as stack:
+        bot = await make_bot(stack, tmp_path, slack_project())
+        url, secret, _ = bot.emu.bot_endpoint()
+        body = b"command=%2Flabel&text=&user_id=U1&team_id=T1&channel_id=D1&trigger_id=x"
+        now = str(int(time.time()))
+        real = sign(secret, now, body)
+        signatures = HOSTILE_SECRETS + [
+            (real[:-1] + "é").encode(),
+            ("v0=" + "é" * 64).encode(),
+            real.encode() + b"\xff",
+            ("\u0100" * 10).encode(),
+        ]
+        calls_before = len(bot.emu.calls)
+        for signature in signatures:
+            headers = {
+                "X-Slack-Request-Timestamp": now.encode(),
+                "X-Slack-Signature": signature,
+                "Content-Type": b"application/x-www-form-urlencoded",
+            }
+            assert await raw_post(url, headers, body) == 401, signature
+        assert len(bot.emu.calls) == calls_before  # the bot made no call at all
+    assert not [r for r in caplog.records if r.levelname == "ERROR" or r.exc_info]

@@ -205,7 +205,9 @@ class SlackTransport:
     async def _handle(self, request: web.Request) -> web.Response:
         # slack_sdk does int() on this header: a malformed one must be a plain 401, not a 500.
         stamp = request.headers.get("X-Slack-Request-Timestamp", "")
-        if not (stamp.isascii() and stamp.isdigit()):
+        # And compare_digest raises TypeError on a non-ASCII signature: a real one is ASCII.
+        signature = request.headers.get("X-Slack-Signature", "")
+        if not (stamp.isascii() and stamp.isdigit() and signature.isascii()):
             return web.json_response({"error": "invalid request"}, status=401)
         response: web.Response = await to_aiohttp_response(
             await self.app.async_dispatch(await to_bolt_request(request))

@@ -94,6 +94,29 @@ def _hide_token(token: str) -> None:
             logger.addFilter(_REDACT)
 
 
+def _own_chat(update: Update) -> bool:
+    """True for an update from a person in their own private chat with the bot.
+
+    Replies go to the update's chat: a forged update with a coordinator's `from` and someone
+    else's `chat` would send them the coordinator's export. In a private chat, chat id and
+    user id are the same; anything else is dropped (and logged).
+    """
+    user, chat = update.effective_user, update.effective_chat
+    if user is None or chat is None:
+        return False
+    if chat.type == "private" and chat.id == user.id:
+        return True
+    log.warning(
+        "dropped update %s: from user %s in %s chat %s (the bot answers only in a person's "
+        "own private chat)",
+        update.update_id,
+        user.id,
+        chat.type,
+        chat.id,
+    )
+    return False
+
+
 class TelegramTransport:
     """A Telegram bot in front of the labeling service (manual lifecycle: start / stop)."""
 
@@ -330,6 +353,8 @@ class TelegramTransport:
             tg_user, chat = update.effective_user, update.effective_chat
             if tg_user is None or chat is None or tg_user.is_bot:
                 return
+            if not _own_chat(update):
+                return
             user = UserRef("telegram", str(tg_user.id), tg_user.full_name, str(chat.id))
             if coalesce:
                 self._queued[user.key] += 1
@@ -403,7 +428,7 @@ class TelegramTransport:
 
     async def _on_member(self, update: Update, context: Context) -> None:
         change = update.my_chat_member
-        if change is None or change.chat.type != "private":
+        if change is None or change.chat.type != "private" or not _own_chat(update):
             return
         if change.new_chat_member.status == "kicked":
             who = change.from_user
