@@ -425,3 +425,133 @@ async def test_slack_non_ascii_signatures_are_a_plain_401(
             assert await raw_post(url, headers, body) == 401, signature
         assert len(bot.emu.calls) == calls_before  # the bot made no call at all
     assert not [r for r in caplog.records if r.levelname == "ERROR" or r.exc_info]
+
+
+# -- invite codes ---------------------------------------------------------------------------------
+
+CODE = "sesame-street-42"
+
+
+async def test_invite_codes_cannot_be_brute_forced(tmp_path: Path) -> None:
+    """The probe: 300 guesses in 9 s, then in. Now five wrong codes lock a person out for ten
+    minutes, even from the right code, and the bot says why."""
+    from chatlabel.transports.common import TOO_MANY_ATTEMPTS
+    from tests.telegram_harness import is_item
+
+    access = {"mode": "invite", "invite_codes": [CODE]}
+    async with running_bot(tmp_path, access=access) as b:
+        await b.add_items("animals", ANIMALS)
+        mallory = b.user(666, "Mallory")
+        guesses = [f"guess-{n:04d}" for n in range(59)]
+        guesses.insert(29, CODE)  # the right one, found on the 30th try
+        told = []
+        for guess in guesses:
+            last = mallory.messages[-1].message_id if mallory.messages else 0
+            await mallory.send(f"/start {guess}")
+            told.append((await new_message(mallory, last)).content)
+        assert len(told) == 60
+        assert told[:5] == ["This project is invite-only: open the invite link you were given."] * 5
+        assert told[5:] == [TOO_MANY_ATTEMPTS] * 55
+        assert await b.query("SELECT COUNT(*) FROM members") == [(0,)]
+        # Someone else is not affected, and Mallory may try again after ten minutes.
+        assert is_item(await b.start(b.user(7, "Friend"), CODE))
+        b.clock.advance(601)
+        assert is_item(await b.start(mallory, CODE))
+
+
+async def test_invite_guesses_spread_over_many_accounts_hit_the_overall_limit(
+    service_factory: Any, clock: Any
+) -> None:
+    from chatlabel.service.types import UserRef
+
+    svc = await service_factory(access={"mode": "invite", "invite_codes": [CODE, "other-code-9"]})
+    member = UserRef("telegram", "1")
+    assert (await svc.join(member, CODE)).status == "joined"
+    odd = ["", "sesame street 42", "sesame-street-4", "SESAME-STREET-42", "sesame-street-42x", "sésame-street-42",
+           "sesame\u2010street-42", "\udcff", "🔑" * 30, "x" * 5000]  # fmt: skip
+    tried = 0
+    for n in range(25):  # 25 accounts, 4 guesses each: 100 failures in all
+        for guess in odd[n % 6 : n % 6 + 4]:
+            res = await svc.join(UserRef("telegram", f"{100 + n}"), guess or f"blank-{n}")
+            assert res.status == "refused" and res.reason is None, (n, guess)
+            tried += 1
+    assert tried == 100
+    newcomer = UserRef("telegram", "999")
+    res = await svc.join(newcomer, CODE)
+    assert res.status == "refused" and res.reason == "too_many_attempts"
+    # People already in are not locked out by strangers' guesses.
+    assert (await svc.join(member)).status == "joined"
+    assert (await svc.join(member, CODE)).status == "joined"
+    clock.advance(601)
+    assert (await svc.join(newcomer, "other-code-9")).status == "joined"
+
+
+def test_short_invite_codes_are_refused_by_the_config(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from chatlabel.cli import main
+    from chatlabel.config import ConfigError, load_config
+
+    cfg = tmp_path / "chatlabel.toml"
+    cfg.write_text(
+        '[[project]]\nname = "p"\nlabels = ["a", "b"]\n\n'
+        '[access]\nmode = "invite"\ninvite_codes = ["long-enough-1", "s3cret"]\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(cfg)
+    message = str(caught.value)
+    assert message.startswith(f"{cfg}: access.invite_codes: invite code 2 has 6 characters")
+    assert "at least 8" in message
+    r = CliRunner().invoke(main, ["status", str(cfg)])
+    assert r.exit_code == 1 and "access.invite_codes" in r.output
+
+
+def test_chatlabel_invite_prints_a_strong_code_and_its_link(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from chatlabel.cli import main
+    from chatlabel.config import load_config
+
+    cfg = tmp_path / "chatlabel.toml"
+    base = (
+        '[[project]]\nname = "p"\nlabels = ["a", "b"]\n\n[[project]]\nname = "q"\n'
+        'labels = ["a", "b"]\n\n[telegram]\nbot_username = "@label_helper_bot"\n'
+    )
+    cfg.write_text(base, encoding="utf-8")
+    runner = CliRunner()
+    codes = set()
+    for _ in range(20):
+        r = runner.invoke(main, ["invite", str(cfg), "--project", "q"])
+        assert r.exit_code == 0, r.output
+        code = re.search(r"^Invite code: (\S+)$", r.output, re.M)
+        assert code is not None
+        codes.add(code[1])
+        assert re.fullmatch(r"[A-Za-z0-9_-]{22}", code[1])  # 128 bits, deep-link safe
+        assert f"https://t.me/label_helper_bot?start={code[1]}" in r.output
+        assert f'invite_codes = ["{code[1]}"]' in r.output and "chooses q" in r.output
+    assert len(codes) == 20
+    r = runner.invoke(main, ["invite", str(cfg), "--project", "q", "--bot", "other_bot"])
+    assert "https://t.me/other_bot?start=" in r.output
+    r = runner.invoke(main, ["invite", str(cfg), "--project", "nope"])
+    assert r.exit_code == 1 and "no project named 'nope'" in r.output
+    # The printed code is accepted as it is printed.
+    cfg.write_text(base + f'\n[access]\nmode = "invite"\ninvite_codes = ["{codes.pop()}"]\n')
+    assert load_config(cfg).access.mode == "invite"
+
+
+def test_the_attempt_limiter_stays_bounded_whoever_guesses() -> None:
+    from chatlabel.core.access import AttemptLimiter
+
+    limiter = AttemptLimiter(per_person=5, overall=10**9, window=600, max_people=1000)
+    for _ in range(4):
+        limiter.failed("telegram:1", 0.0)
+    for n in range(100_000):  # strangers, one guess each
+        limiter.failed(f"telegram:{1000 + n}", 1.0)
+    assert len(limiter._people) == 1000
+    # The oldest were forgotten first: person 1's four failures are gone.
+    limiter.failed("telegram:1", 2.0)
+    assert not limiter.locked("telegram:1", 2.0)
+    for _ in range(4):
+        limiter.failed("telegram:1", 3.0)
+    assert limiter.locked("telegram:1", 3.0) and not limiter.locked("telegram:1", 604.0)

@@ -1,4 +1,4 @@
-"""The chatlabel command line: init, import, status, export, report, run, demo."""
+"""The chatlabel command line: init, import, status, export, report, invite, run, demo."""
 
 from __future__ import annotations
 
@@ -236,6 +236,46 @@ def report(config: str, project: str | None, out_dir: Path | None) -> None:
 
     written = _run(_with_service(cfg, go))
     click.echo(f"Wrote {written.html} and {len(written.figures)} PNG figures in {folder}")
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option(
+    "--project", "-p", help="Project the invitation is for (checked; needed with several)."
+)
+@click.option(
+    "--bot", "bot", help="The Telegram bot's username (default: [telegram] bot_username)."
+)
+def invite(config: str, project: str | None, bot: str | None) -> None:
+    """Print a fresh, strong invite code and its Telegram link (the config is not changed)."""
+    import secrets
+
+    cfg = _config(config)
+    name = _project(cfg, project)
+    # 128 random bits in Telegram's deep-link alphabet (A-Z a-z 0-9 _ -), 22 characters.
+    code = secrets.token_urlsafe(16)
+    username = (bot or (cfg.telegram.bot_username if cfg.telegram else "")).lstrip("@")
+    click.echo(f"Invite code: {code}")
+    if username:
+        click.echo(f"Telegram link: https://t.me/{username}?start={code}")
+    else:
+        click.echo(
+            "Telegram link: give the bot's username with --bot NAME or [telegram] bot_username"
+        )
+    if cfg.slack is not None:
+        click.echo(f"Slack: {cfg.slack.command} {code}")
+    click.echo(
+        f"\nTo use it, add it to {cfg.path} under [access], next to any codes already there,\n"
+        "and restart chatlabel run (codes are read at start):\n\n"
+        f'  [access]\n  mode = "invite"\n  invite_codes = ["{code}"]'
+    )
+    if len(cfg.project) > 1:
+        click.echo(
+            f"\nA code admits to every project; with {len(cfg.project)} projects the person "
+            f"then chooses {name} from the list."
+        )
+    if cfg.access.mode != "invite":
+        click.echo(f'\nNote: access.mode is "{cfg.access.mode}"; codes matter only in "invite".')
 
 
 @main.command()

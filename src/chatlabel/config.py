@@ -7,9 +7,18 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .core.model import Rules
+
+MIN_INVITE_CODE = 8
 
 
 class ConfigError(Exception):
@@ -121,11 +130,24 @@ class Access(_Section):
         "open", description="open | invite | allowlist"
     )
     invite_codes: list[str] = Field(
-        default_factory=list, description="Codes accepted by /start CODE"
+        default_factory=list,
+        description="Codes accepted by /start CODE (8+ characters; chatlabel invite makes one)",
     )
     coordinators: list[str] = Field(default_factory=list, description="platform:user ids")
     experts: list[str] = Field(default_factory=list, description="platform:user ids who settle")
     allowlist: list[str] = Field(default_factory=list, description="platform:user ids allowed in")
+
+    @field_validator("invite_codes")
+    @classmethod
+    def _strong_codes(cls, codes: list[str]) -> list[str]:
+        # A short code falls to guessing even at a few tries per person and minute.
+        for n, code in enumerate(codes, start=1):
+            if len(code.strip()) < MIN_INVITE_CODE:
+                raise ValueError(
+                    f"invite code {n} has {len(code.strip())} characters; use at least "
+                    f"{MIN_INVITE_CODE} (`chatlabel invite CONFIG` prints a strong one)"
+                )
+        return codes
 
 
 class Telegram(_Section):
@@ -140,6 +162,11 @@ class Telegram(_Section):
     webhook_port: int = Field(8443, ge=1, le=65535, description="Port the webhook server binds")
     secret_token_env: str = Field(
         "CHATLABEL_TELEGRAM_WEBHOOK_SECRET", description="Variable holding the webhook secret"
+    )
+    bot_username: str = Field(
+        "",
+        pattern=r"^@?([A-Za-z][A-Za-z0-9_]{3,31})?$",
+        description="The bot's @username, for invite links (chatlabel invite)",
     )
 
 

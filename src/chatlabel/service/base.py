@@ -43,6 +43,8 @@ class ServiceBase:
         # Per project: the average annotator's gold accuracy, the prior of weighted votes. A
         # scan of every member, so cached until a gold answer or a suspension changes it.
         self._pooled: dict[int, float] = {}
+        # Failed invite codes, per person and overall (in memory: a restart forgets them).
+        self.invite_attempts = access.AttemptLimiter()
 
     async def start(self) -> None:
         """Create the project rows the config declares."""

@@ -28,11 +28,17 @@ class LabelingService(People):
         now = self.clock()
         role = self.role(user)
         arg = (arg or "").strip() or None
+        acc = self.config.access
+        # An argument that is not a project name is an invite code (or a guess at one).
+        guess = arg is not None and arg not in self.projects and acc.mode == "invite"
+        # Someone locked out is not compared against the codes at all: the right code waits.
+        locked = guess and self.invite_attempts.locked(user.key, now)
+        codes = () if locked else acc.invite_codes
+        valid = arg is not None and access.code_matches(arg, codes)
 
         def tx(conn: sqlite3.Connection) -> JoinResult:
             a = repo.upsert_annotator(conn, user.key, user.platform, user.address, user.name, now)
-            acc = self.config.access
-            if arg and arg in acc.invite_codes and not a["invited"]:
+            if valid and not a["invited"]:
                 # Kept, so choosing among several projects after the code needs no code again.
                 repo.set_invited(conn, a["id"])
                 a = repo.upsert_annotator(conn, user.key, user.platform, None, "", now)
@@ -56,7 +62,7 @@ class LabelingService(People):
                 user.key,
                 acc.mode,
                 code=arg,
-                invite_codes=acc.invite_codes,
+                invite_codes=codes,
                 allowlist=acc.allowlist,
                 role=role,
                 already_member=member is not None or bool(a["invited"]),
@@ -68,7 +74,12 @@ class LabelingService(People):
             info = self.info(name)
             return JoinResult("joined", f"Welcome to {info.title}!", project=info, role=role)
 
-        return await self.db.write(tx, short=True)
+        res = await self.db.write(tx, short=True)
+        if guess and res.status == "refused":
+            if locked:
+                return replace(res, reason="too_many_attempts")
+            self.invite_attempts.failed(user.key, now)
+        return res
 
     # -- next item -------------------------------------------------------------------------
 

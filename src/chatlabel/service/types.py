@@ -69,6 +69,11 @@ class Idle:
     message: str
 
 
+# Why a join was refused, where the transports word it themselves (more to come: the
+# other refusals still carry their sentence in `message`).
+JoinRefusal = Literal["too_many_attempts"]
+
+
 @dataclass(frozen=True)
 class JoinResult:
     """The outcome of /start."""
@@ -78,6 +83,7 @@ class JoinResult:
     project: ProjectInfo | None = None
     choices: tuple[ProjectInfo, ...] = ()
     role: str = "annotator"
+    reason: JoinRefusal | None = None
 
 
 @dataclass(frozen=True)

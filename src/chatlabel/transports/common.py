@@ -9,7 +9,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ..service.labeling import LabelingService
-from ..service.types import AnnotatorRow, Disagreement, MyStats, Outcome, Progress, Push, Task
+from ..service.types import (
+    AnnotatorRow,
+    Disagreement,
+    JoinResult,
+    MyStats,
+    Outcome,
+    Progress,
+    Push,
+    Task,
+)
 
 log = logging.getLogger("chatlabel.push")
 
@@ -238,6 +247,16 @@ COORDINATOR_HELP = (
     "/pause_project, /resume_project — stop or restart the whole project"
 )
 NOT_ALLOWED = "Sorry, that command is for project coordinators."
+TOO_MANY_ATTEMPTS = (
+    "Too many wrong invite codes. Please wait a few minutes, then open your invite link again."
+)
+
+
+def join_refusal_text(res: JoinResult) -> str:
+    """What a refused /start tells the person."""
+    if res.reason == "too_many_attempts":
+        return TOO_MANY_ATTEMPTS
+    return res.message
 
 
 # -- pushes -----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from .common import (
     agreement_text,
     annotators_text,
     disagreements_text,
+    join_refusal_text,
     progress_text,
     stats_text,
 )
@@ -178,7 +179,7 @@ class SlackCommands:
         user = await self.items.with_dm(user)
         res = await self.service.join(user, arg)
         if res.status == "refused":
-            await reply(res.message)
+            await reply(join_refusal_text(res))
             return
         if res.status == "choose":
             names = list(self.service.projects)

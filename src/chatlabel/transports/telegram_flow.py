@@ -8,7 +8,14 @@ from telegram import CallbackQuery, Message
 
 from ..service.labeling import LabelingService
 from ..service.types import Idle, JoinResult, Outcome, Task, UserRef
-from .common import Button, choice_of, decode, feedback_text, outcome_line
+from .common import (
+    Button,
+    choice_of,
+    decode,
+    feedback_text,
+    join_refusal_text,
+    outcome_line,
+)
 from .telegram_send import Outbox, chat_of
 from .telegram_views import (
     CAPTION_LIMIT,
@@ -56,7 +63,7 @@ class Conversation:
         """/start [CODE or project]: welcome and first item, a choice of project, or a refusal."""
         res = await self.service.join(user, arg)
         if res.status == "refused":
-            await self.outbox.text(user, res.message)
+            await self.outbox.text(user, join_refusal_text(res))
         elif res.status == "choose":
             names = list(self.service.projects)
             await self.outbox.text(user, res.message, project_keyboard(res.choices, names))
