@@ -194,3 +194,93 @@ async def test_a_large_video_is_streamed_from_disk_not_read_whole(tmp_path: Path
             proc.terminate()
             # Waited for off the loop: the emulator on it must answer the bot's last calls.
             assert await asyncio.to_thread(proc.wait, 15) == 0
+
+
+# -- one `chatlabel run` per database, one poller per token ------------------------------------
+
+
+async def test_a_second_run_on_the_same_database_exits_naming_the_first(tmp_path: Path) -> None:
+    import socket
+
+    from chatlabel.emulators.telegram import BotApiEmulator
+
+    async with BotApiEmulator(token=TOKEN) as emu:
+        cfg = telegram_config(tmp_path, emu.base_url)
+        first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+        with bot_process(cfg, first_log) as first:
+            await until_logged(first_log, "chatlabel running", first)
+            getme_before = len(emu.calls_to("getMe"))
+            db = tmp_path / "chatlabel.db"
+            with bot_process(cfg, second_log) as second:
+                code = await asyncio.to_thread(second.wait, 30)
+            out = logged(second_log)
+            assert code == 1, out
+            lines = out.strip().splitlines()
+            assert len(lines) == 1 and "Traceback" not in out, out
+            assert f"{db}: in use by another chatlabel run" in lines[0]
+            assert f"host {socket.gethostname()}, pid {first.pid}" in lines[0]
+            assert "chatlabel.db.lock" in lines[0]
+            # The second never reached Telegram: no getMe, no polling of its own.
+            assert len(emu.calls_to("getMe")) == getme_before
+            assert first.poll() is None  # and the first carries on
+            user = emu.user(5, "Still")
+            await user.send("/start")
+            await user.wait_for(lambda: len(user.messages) >= 2, timeout=10)
+            first.terminate()
+            assert await asyncio.to_thread(first.wait, 15) == 0
+        assert not (tmp_path / "chatlabel.db.lock").exists()  # a clean stop lets go of it
+
+
+async def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path: Path) -> None:
+    from chatlabel.emulators.telegram import BotApiEmulator
+
+    async with BotApiEmulator(token=TOKEN) as emu:
+        cfg = telegram_config(tmp_path, emu.base_url)
+        log = tmp_path / "bot.log"
+        with bot_process(cfg, log) as killed:
+            await until_logged(log, "chatlabel running", killed)
+            killed.kill()  # SIGKILL: no chance to clean up
+            await asyncio.to_thread(killed.wait, 10)
+        lock = tmp_path / "chatlabel.db.lock"
+        assert str(killed.pid) in lock.read_text()  # left behind, naming a dead process
+        with bot_process(cfg, log) as again:
+            await until_logged(log, "took over the lock", again)
+            await until_logged(log, "chatlabel running", again)
+            assert str(again.pid) in lock.read_text()
+            again.terminate()
+            assert await asyncio.to_thread(again.wait, 15) == 0
+    # A lock file written by hand for a pid that does not exist is no obstacle either.
+    lock.write_text('{"host": "elsewhere", "pid": 4194999, "since": "yesterday"}\n')
+    r = cli("status", str(cfg))  # only `run` takes the lock
+    assert r.returncode == 0, r.stderr
+
+
+async def test_another_process_polling_the_token_stops_run_with_a_clear_message(
+    tmp_path: Path,
+) -> None:
+    from chatlabel.emulators.telegram import BotApiEmulator
+    from chatlabel.emulators.telegram_model import ApiError
+
+    conflict = ApiError(
+        409,
+        "Conflict: terminated by other getUpdates request; make sure that only one bot "
+        "instance is running",
+    )
+    async with BotApiEmulator(token=TOKEN) as emu:
+        cfg = telegram_config(tmp_path, emu.base_url)
+        log = tmp_path / "bot.log"
+        emu.fail_next("getUpdates", conflict, times=1000)  # someone else keeps polling
+        with bot_process(cfg, log) as proc:
+            started = time.monotonic()
+            code = await asyncio.to_thread(proc.wait, 20)
+            took = time.monotonic() - started
+        out = logged(log)
+        assert code == 1, out
+        assert "another process is receiving this bot's updates" in out
+        assert "OPERATOR_TEST_TOKEN" in out and TOKEN not in out
+        assert "Traceback" not in out
+        assert out.strip().splitlines()[-1].startswith("Error: Telegram says another process")
+        # It stopped at the first Conflict instead of retrying: one or two polls, not dozens.
+        polls = [c for c in emu.calls_to("getUpdates") if c.status == 409]
+        assert 1 <= len(polls) <= 2, len(polls)
+        print(f"\n409 Conflict: run exited 1 after {took:.1f} s and {len(polls)} refused poll(s)")

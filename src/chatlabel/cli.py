@@ -27,11 +27,12 @@ console = Console(stderr=True)
 def _run(coro: Awaitable[T]) -> T:
     """Run a coroutine; turn the errors users can fix into a clean message and exit 1."""
     from .importer import ImportError_
+    from .storage.lock import DatabaseInUse
     from .storage.schema import UnusableDatabase
 
     try:
         return asyncio.run(coro)  # type: ignore[arg-type]
-    except (ConfigError, ImportError_, UnusableDatabase) as exc:
+    except (ConfigError, ImportError_, UnusableDatabase, DatabaseInUse) as exc:
         raise click.ClickException(str(exc)) from None
 
 

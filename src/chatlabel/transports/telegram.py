@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from telegram import BotCommandScopeChat, Update
-from telegram.error import InvalidToken, TelegramError
+from telegram.error import Conflict, InvalidToken, TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -75,6 +75,13 @@ class _Redact(logging.Filter):
         if found:
             record.msg, record.args = text, ()
         return True
+
+
+class _QuietConflict(logging.Filter):
+    """Drops records about a 409 Conflict (already reported, and the run is stopping)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], Conflict))
 
 
 _REDACT = _Redact()
@@ -141,8 +148,11 @@ class TelegramTransport:
         *,
         media_cache: Path,
         export_results: ExportResults | None = None,
+        on_fatal: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.service = service
+        # Told when the bot cannot go on (another process polls the token); the app stops.
+        self.on_fatal = on_fatal
         self.reports = reports
         self.settings = settings
         self._token = token
@@ -158,6 +168,7 @@ class TelegramTransport:
         self._stop = asyncio.Event()
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._commands_set: set[int] = set()
+        self._conflict = False  # a 409 Conflict was reported (once)
         self._queued: Counter[str] = Counter()  # /start commands waiting per user
         self._dropped = 0
 
@@ -236,6 +247,7 @@ class TelegramTransport:
             raise RuntimeError("the Telegram transport is already running")
         _hide_token(self._token)
         self._stop.clear()
+        self._conflict = False
         app = self._build()
         self._app = app
         try:
@@ -261,7 +273,11 @@ class TelegramTransport:
                 await self._webhook.start()
             else:
                 assert app.updater is not None
-                await app.updater.start_polling(timeout=self.poll_timeout, allowed_updates=_UPDATES)
+                await app.updater.start_polling(
+                    timeout=self.poll_timeout,
+                    allowed_updates=_UPDATES,
+                    error_callback=self._polling_error,
+                )
             self._push_task = asyncio.create_task(
                 push_loop(self.service, "telegram", self._push, self._stop, self.push_interval),
                 name="telegram-push",
@@ -270,6 +286,25 @@ class TelegramTransport:
             await self.stop()
             raise
         log.info("Telegram bot @%s started (%s)", app.bot.username, self.settings.mode)
+
+    def _polling_error(self, exc: TelegramError) -> None:
+        """A failed getUpdates: PTB retries it, except a 409 Conflict, which stops the run."""
+        if not isinstance(exc, Conflict):
+            log.warning("polling for updates failed (retrying): %s", exc.message)
+            return
+        if self._conflict or self._stop.is_set():
+            return
+        # Another process polls this token (maybe on another host): retrying would only
+        # take turns with it, each of them missing updates the other one took.
+        self._conflict = True
+        fatal = ConfigError(
+            f"Telegram says another process is receiving this bot's updates ({exc.message}). "
+            f"Stop the other chatlabel run (or whatever else uses the token in "
+            f"{self.settings.token_env}), then start again"
+        )
+        log.error("%s", fatal)
+        if self.on_fatal is not None:
+            self.on_fatal(fatal)
 
     async def stop(self) -> None:
         """Stop pushing and receiving, then close every connection; safe to call twice."""
@@ -289,7 +324,17 @@ class TelegramTransport:
                 await self._webhook.stop()
                 self._webhook = None
             if app.updater is not None and app.updater.running:
-                await app.updater.stop()
+                # After a Conflict, PTB's last getUpdates on stop gets one too, and it logs
+                # that with a traceback; the cause was reported once already.
+                quiet = _QuietConflict() if self._conflict else None
+                updater_log = logging.getLogger("telegram.ext.Updater")
+                if quiet is not None:
+                    updater_log.addFilter(quiet)
+                try:
+                    await app.updater.stop()
+                finally:
+                    if quiet is not None:
+                        updater_log.removeFilter(quiet)
             if app.running:
                 await app.stop()
         finally:
