@@ -67,13 +67,16 @@ def test_a_newer_database_is_refused_in_one_line_and_left_byte_identical(
     conn.commit()
     conn.close()
     before = sha(db)
-    for args in (
+    commands = [
         ("status", str(cfg)),
         ("import", str(cfg), str(items)),
         ("export", str(cfg)),
         ("run", str(cfg)),
         ("backup", str(cfg), "-o", str(tmp_path / "copy.db")),
-    ):
+    ]
+    # Every command on a rollback-journal file (the old code's WAL switch changed its header);
+    # one on a WAL file, as a newer chatlabel would leave it.
+    for args in commands if journal == "delete" else commands[:1]:
         r = cli(*args)
         assert r.returncode == 1, (args, r.stderr)
         lines = r.stderr.strip().splitlines()
