@@ -138,6 +138,7 @@ async def make_bot(
         app_token=emu.app_token if socket_mode else None,
         media_cache=tmp / "cache",
         export_results=export,
+        inbound=(1000.0, 1000.0),  # tests type fast; flood control is tested on its own
     )
     await transport.start()
     stack.push_async_callback(transport.stop)

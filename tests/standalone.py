@@ -20,17 +20,27 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _outside_repo(path: object) -> Path | None:
-    """The path when it lies in a folder beside the repository (not in it, not in temp)."""
+def _outside_repo(
+    path: object, root: Path = ROOT, temp: Path = Path(tempfile.gettempdir())
+) -> Path | None:
+    """The path when it lies in a folder beside the repository `root`, else None.
+
+    Temporary files are fine, unless the repository itself sits in a folder inside the
+    temporary directory: then that folder's other entries are its siblings, not scratch space.
+    """
     if isinstance(path, int):
         return None
     try:
         p = Path(os.fsdecode(path)).resolve()  # type: ignore[arg-type]
     except (TypeError, ValueError, OSError):
         return None
-    allowed = (ROOT, Path(tempfile.gettempdir()).resolve(), Path(sys.prefix).resolve())
-    if not p.is_relative_to(ROOT.parent) or any(p.is_relative_to(a) for a in allowed):
+    temp = temp.resolve()
+    if not p.is_relative_to(root.parent) or p.is_relative_to(root):
         return None
+    if p.is_relative_to(Path(sys.prefix).resolve()):
+        return None
+    if p.is_relative_to(temp) and temp.is_relative_to(root.parent):
+        return None  # the repository's parent holds the temporary directory: can't tell
     return p
 
 

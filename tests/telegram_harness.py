@@ -196,6 +196,8 @@ async def running_bot(
             transport.max_rate = max_rate  # the emulator has no flood limit; keep tests quick
             transport.push_interval = 0.2  # the lease-expiry timer, shortened
             transport.retry_delays = retry_delays
+            # Tests type fast; flood control has tests of its own (test_flood_control.py).
+            transport.inbound = (1000.0, 1000.0)
             await transport.start()
             try:
                 yield Bench(emu, db, service, reports, transport, clock, tmp)

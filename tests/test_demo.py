@@ -21,10 +21,17 @@ def test_the_crowd_has_good_careless_and_spamming_people() -> None:
         personas(0)
 
 
-async def test_the_demo_labels_the_sample_and_catches_the_spammer(tmp_path: Path) -> None:
+@pytest.mark.parametrize("platform", ["telegram", "slack"])
+async def test_the_demo_labels_the_sample_and_catches_the_spammer(
+    tmp_path: Path, platform: str
+) -> None:
     out = io.StringIO()
     result = await run_demo(
-        annotators=5, items=24, keep=tmp_path, console=Console(file=out, width=120)
+        annotators=5,
+        items=24,
+        keep=tmp_path,
+        platform=platform,
+        console=Console(file=out, width=120),
     )
     assert not result.timed_out and result.seconds < 30
     assert result.items == 20  # 24 sample items, 4 of them gold

@@ -27,9 +27,9 @@ from typing import Any
 import pytest
 
 from chatlabel.config import Access
+from chatlabel.conversation import Catalog
 from chatlabel.emulators.slack_user import sign
 from chatlabel.emulators.telegram import SimUser
-from chatlabel.transports.common import NOT_ALLOWED
 from tests.slack_harness import checkbox_values, click, items, make_bot, open_items
 from tests.slack_harness import project as slack_project
 from tests.telegram_harness import (
@@ -41,6 +41,8 @@ from tests.telegram_harness import (
     project,
     running_bot,
 )
+
+NOT_ALLOWED = Catalog().texts("en")("command.not_allowed")
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -121,7 +123,7 @@ async def test_telegram_presses_on_someone_elses_buttons_are_refused(tmp_path: P
         bob_first = await b.start(bob)
         await bob.press(bob_first, "red")
         await bob.wait_for(lambda: "✓ red" in [x["text"] for x in bob_first.buttons])
-        await bob.press(bob_first, "✔ Done")
+        await bob.press(bob_first, "Done")
         bob_item = await next_item(bob, bob_first.message_id)
         await bob.press(bob_item, "green")  # a draft of Bob's own
         await bob.wait_for(lambda: "✓ green" in [x["text"] for x in bob_item.buttons])

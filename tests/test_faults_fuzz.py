@@ -25,10 +25,10 @@ from typing import Any
 
 import pytest
 
+from chatlabel.conversation.buttons import decode
 from chatlabel.core.values import MAX_TEXT_ANSWER
 from chatlabel.emulators.telegram import SimUser
 from chatlabel.emulators.telegram_format import command_entities
-from chatlabel.transports.common import decode
 from tests.slack_harness import click, items, make_bot, open_items
 from tests.telegram_harness import COORDINATOR_ID, Bench, is_item, next_item, project, running_bot
 
@@ -41,13 +41,14 @@ LABELS = ("cat", "dog", "bird")
 
 # What people may be told about input that does nothing (toasts, replies, ephemeral notes).
 POLITE_TOASTS = {
-    "That button isn't valid any more.",
+    "That button doesn't work any more.",
     "That button isn't yours.",
     "Nothing to undo.",
     "Too late to undo, sorry.",
     "Please choose an answer.",
     "Already recorded, thanks!",
     "That button doesn't belong here.",
+    "Sorry, that command is for project coordinators.",  # a forged Export button
     None,  # a project choice that is out of range is answered in the chat instead
 }
 IMPOLITE = ("Traceback", "Exception", "Error", "NoneType", "sqlite", "KeyError")

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from chatlabel.conversation import Catalog
+from chatlabel.conversation.render import reason_text
 from chatlabel.core.dawid_skene import dawid_skene_labels
 from chatlabel.core.gold import crowd_accuracy, reliability_weight
 from chatlabel.core.model import Rules, Vote
@@ -22,6 +24,8 @@ from chatlabel.storage import quality_queries as qq
 from tests.conftest import Clock, ServiceFactory, write_jsonl
 
 NO_GATE = {"qualification": 0, "gold_rate": 0.0, "min_gold_accuracy": 0.0}
+
+EN = Catalog().texts("en")  # how people read a reason
 
 
 def _project(**over: Any) -> dict[str, Any]:
@@ -284,7 +288,7 @@ async def test_gold_suspension_uncounts_open_answers_and_reopens_items(
         suspended = out.suspended
         if suspended:
             break
-    assert suspended and "accuracy" in suspended
+    assert suspended and "accuracy" in reason_text(EN, suspended)
     # Their vote on the open item no longer counts, so it needs two more answers again.
     rows = {r["ext_id"]: r for r in await svc.db.read(qq.item_states, svc.pids["p"])}
     assert rows["i0"]["status"] == "pending"
@@ -325,7 +329,7 @@ async def test_behaviour_rules_suspend(
         if out.suspended:
             reason = out.suspended
             break
-    assert reason is not None and expect in reason
+    assert reason is not None and expect in reason_text(EN, reason)
     assert isinstance(await svc.lease(u, "i11"), Idle)
 
 

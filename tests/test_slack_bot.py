@@ -19,12 +19,12 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import Block
 
 from chatlabel.config import Access, Config, ConfigError, Quality, Slack
+from chatlabel.conversation import Catalog
 from chatlabel.emulators.slack import SlackApiEmulator, SlackFaults
 from chatlabel.emulators.slack_user import sign
 from chatlabel.service.labeling import LabelingService
 from chatlabel.service.reports import Reports
 from chatlabel.storage.db import Database
-from chatlabel.transports.common import NOT_ALLOWED
 from chatlabel.transports.slack import SlackTransport
 from tests.slack_harness import (
     SECRET,
@@ -37,6 +37,8 @@ from tests.slack_harness import (
     project,
     shown,
 )
+
+NOT_ALLOWED = Catalog().texts("en")("command.not_allowed")
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -150,7 +152,7 @@ async def test_app_home_start_button_and_coordinator_home(stack: Any, tmp_path: 
                 e
                 for b in forged["blocks"]
                 for e in b.get("elements", [])
-                if e.get("action_id", "").startswith("cl.home.export")
+                if str(e.get("value", "")).startswith("x:")  # the Export button
             )
             | {"block_id": "x", "action_ts": "1"}
         ],
@@ -386,7 +388,7 @@ async def test_coordinator_commands_and_refusals(stack: Any, tmp_path: Path) -> 
     await boss.wait_for(lambda: any("no project called nope" in m.text for m in boss.ephemerals))
 
     await boss.slash("/label", "pause triage")
-    await boss.wait_for(lambda: any("⏸ Paused Spam triage" in m.text for m in boss.ephemerals))
+    await boss.wait_for(lambda: any("⏸ Spam triage is paused" in m.text for m in boss.ephemerals))
     assert await bot.rows("SELECT paused FROM projects") == [(1,)]
     await ann.press(open_items(ann)[0], "ham")
     await ann.wait_for(lambda: "paused for now" in ann.messages[-1].text)

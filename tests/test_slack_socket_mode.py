@@ -301,7 +301,7 @@ async def test_no_secret_reaches_the_logs(
 
 
 def test_log_redaction_keeps_the_rest_of_the_line() -> None:
-    from chatlabel.transports.slack_socket import REDACT
+    from chatlabel.mechanics.redact import REDACTOR as REDACT
 
     record = logging.LogRecord(
         "x",

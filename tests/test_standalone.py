@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,18 +13,30 @@ from standalone import ROOT, _outside_repo
 
 
 def test_paths_beside_the_repository_are_told_apart() -> None:
-    sibling = ROOT.parent / "shared" / "specs" / "telegram-bot-api.json"
-    assert _outside_repo(sibling) == sibling.resolve()
-    assert _outside_repo(str(ROOT.parent / "elsewhere")) is not None
-    assert _outside_repo(ROOT / "tests" / "specs" / "telegram-bot-api.json") is None
-    assert _outside_repo(Path(tempfile.gettempdir()) / "x.db") is None
-    assert _outside_repo(3) is None  # a file descriptor
+    root, temp = Path("/srv/work/chatlabel"), Path("/tmp")
+    sibling = Path("/srv/work/shared/specs/telegram-bot-api.json")
+    assert _outside_repo(sibling, root, temp) == sibling
+    assert _outside_repo("/srv/work/elsewhere", root, temp) is not None
+    assert _outside_repo(root / "tests" / "specs" / "x.json", root, temp) is None
+    assert _outside_repo("/tmp/pytest-of-root/x.db", root, temp) is None
+    assert _outside_repo("/usr/lib/python3/x.py", root, temp) is None
+    assert _outside_repo(3, root, temp) is None  # a file descriptor
+    # A clone in /tmp/ci/chatlabel: /tmp/ci/shared is beside it, other temp files are not.
+    root = Path("/tmp/ci/chatlabel")
+    assert _outside_repo("/tmp/ci/shared/data.csv", root, temp) is not None
+    assert _outside_repo("/tmp/pytest-of-root/x.db", root, temp) is None
 
 
-@pytest.mark.skipif(ROOT.parent == Path(ROOT.anchor), reason="repository at the root")
 def test_reading_beside_the_repository_fails_the_test() -> None:
+    sibling = ROOT.parent / "no-such-sibling" / "data.csv"
+    if _outside_repo(sibling) is None:
+        # The repository lies right in the temporary directory (or at /): its siblings can't
+        # be told from scratch files there, so opening one must just fail as usual.
+        with pytest.raises(FileNotFoundError):
+            open(sibling)  # noqa: SIM115
+        return
     with pytest.raises(PermissionError, match="outside the repository"):
-        open(ROOT.parent / "no-such-sibling" / "data.csv")  # noqa: SIM115
+        open(sibling)  # noqa: SIM115
     from standalone import _READ_OUTSIDE
 
     _READ_OUTSIDE.clear()  # this one was on purpose

@@ -9,9 +9,11 @@ import pytest
 from PIL import Image
 from telegram import BotCommandScopeChat
 
+from chatlabel.conversation import Button, Catalog, Mechanics, Message
+from chatlabel.conversation.render import item_view, pack
 from chatlabel.media import prepare_image
 from chatlabel.service.types import ProjectInfo, Task
-from chatlabel.transports.telegram_views import per_row, task_keyboard, with_line, without_line
+from chatlabel.transports.telegram_outlet import body, keyboard
 from tests.telegram_harness import (
     COORDINATOR_ID,
     Bench,
@@ -40,6 +42,9 @@ async def _quiet(b: Bench, seconds: float = 0.5) -> None:
 
 
 def test_buttons_per_row_fit_a_phone() -> None:
+    def per_row(labels: list[str]) -> int:
+        return len(pack([Button(label, "x") for label in labels])[0])
+
     assert per_row(["a", "b", "c", "d", "e"]) == 5
     assert per_row(["cat", "dog", "bird", "fish"]) == 4
     assert per_row(["positive", "negative", "neutral"]) == 3
@@ -47,12 +52,12 @@ def test_buttons_per_row_fit_a_phone() -> None:
     assert per_row(["a rather long label", "another long label"]) == 1
     info = ProjectInfo("p", "P", "", "rating", tuple(str(n) for n in range(1, 11)))
     task = Task(7, info, "x", "t", None, None, None, None, info.labels, (), 0.0, 0)
-    rows = task_keyboard(task).inline_keyboard
+    view = item_view(Catalog().texts("en"), task, Mechanics(lambda n: f"/{n}"))
+    rows = keyboard(view).inline_keyboard  # type: ignore[union-attr]
     assert [len(r) for r in rows] == [5, 5, 1]  # a 10-point scale in two rows, then Skip
     assert all(len(b.callback_data or "") <= 64 for r in rows for b in r)  # type: ignore[arg-type]
-    shown = with_line("x " * 800, "✅ " + "long answer " * 200, 1024)
+    shown = body(Message("x " * 800, status="✅ " + "long answer " * 200), 1024)
     assert len(shown) <= 1024 and shown.startswith("x x") and "\n\n✅ long answer" in shown
-    assert without_line(with_line("body\n\nmore", "✅ cat", 4096)) == "body\n\nmore"
 
 
 # -- join and answer ----------------------------------------------------------------------------
@@ -66,14 +71,14 @@ async def test_start_shows_instructions_then_the_first_item_and_sets_menus(tmp_p
         welcome = ann.messages[-2]
         assert "Welcome to Animals!" in welcome.content and "Label the animals." in welcome.content
         assert item.content == "Meow, says it."
-        assert [btn["text"] for btn in item.buttons] == ["cat", "dog", "bird", "⏭ Skip"]
+        assert [btn["text"] for btn in item.buttons] == ["cat", "dog", "bird", "Skip"]
         assert [len(row) for row in item.reply_markup["inline_keyboard"]] == [3, 1]  # type: ignore[index]
         asg = _data(item)[0].split(":")[1]
         assert _data(item) == [f"a:{asg}:0", f"a:{asg}:1", f"a:{asg}:2", f"s:{asg}"]
 
         bot = b.transport.application.bot
         assert [c.command for c in await bot.get_my_commands()] == [
-            "start", "stats", "pause", "resume", "help",
+            "start", "stats", "pause", "resume", "language", "help",
         ]  # fmt: skip
         boss = b.user(COORDINATOR_ID, "Boss")
         await b.start(boss)  # the coordinator's chat exists now: their menu is set
@@ -92,7 +97,7 @@ async def test_a_press_edits_the_item_and_the_next_item_follows(tmp_path: Path) 
         assert second.content == "Woof, says it."
         shown = ann.chat.messages[item.message_id]
         assert shown.content == "Meow, says it.\n\n✅ cat"
-        assert [btn["text"] for btn in shown.buttons] == ["↩ Undo"]
+        assert [btn["text"] for btn in shown.buttons] == ["↩️ Undo"]
         assert await b.answers() == [("t1", "cat")]
         await ann.press(second, "dog")
         idle = await new_message(ann, second.message_id, lambda m: not is_item(m))
@@ -107,13 +112,13 @@ async def test_multi_choice_toggles_in_place_then_done(tmp_path: Path) -> None:
         ann = b.user(1)
         item = await b.start(ann)
         assert "Pick all that apply" in item.content
-        assert [btn["text"] for btn in item.buttons] == ["red", "green", "blue", "✔ Done", "⏭ Skip"]
+        assert [btn["text"] for btn in item.buttons] == ["red", "green", "blue", "Done", "Skip"]
         for press, shown in (("red", "✓ red"), ("green", "✓ green"), ("✓ red", "red")):
             await ann.press(item, press)
             await ann.wait_for(lambda s=shown: s in [x["text"] for x in item.buttons])  # type: ignore[misc]
         assert [btn["text"] for btn in item.buttons][:3] == ["red", "✓ green", "blue"]
         assert len(ann.messages) == 2  # welcome and item: toggles edit in place
-        await ann.press(item, "✔ Done")
+        await ann.press(item, "Done")
         await ann.wait_for(lambda: item.content.endswith("✅ green"))
         assert await b.answers() == [("c1", '["green"]')]
 
@@ -144,7 +149,7 @@ async def test_verify_shows_the_suggestion_drawn_on_the_image(tmp_path: Path) ->
         item = await b.start(ann)
         assert item.kind == "photo"
         assert "Suggested: cat — is this right?" in item.content
-        assert [btn["text"] for btn in item.buttons] == ["✅ Yes", "❌ No", "⏭ Skip"]
+        assert [btn["text"] for btn in item.buttons] == ["✅ Yes", "❌ No", "Skip"]
         [upload] = b.emu.uploads
         sent = b.emu.files[upload.file_id].data
         cache = tmp_path / "cache"
@@ -162,10 +167,10 @@ async def test_a_text_item_is_answered_by_the_next_message(tmp_path: Path) -> No
         ann = b.user(1)
         item = await b.start(ann)
         assert "Reply with your answer" in item.content
-        assert [btn["text"] for btn in item.buttons] == ["⏭ Skip"]
+        assert [btn["text"] for btn in item.buttons] == ["Skip"]
         await ann.send("a small brown dog")
         await ann.wait_for(lambda: item.content.endswith("✅ a small brown dog"))
-        assert [btn["text"] for btn in item.buttons] == ["↩ Undo"]
+        assert [btn["text"] for btn in item.buttons] == ["↩️ Undo"]
         assert await b.answers() == [("n1", "a small brown dog")]
         last = await new_message(ann, item.message_id)
         assert "That's everything for now" in last.content
@@ -182,18 +187,19 @@ async def test_undo_takes_the_answer_back_and_shows_the_item_again(tmp_path: Pat
         first = await b.start(ann)
         await ann.press(first, "cat")
         second = await next_item(ann, first.message_id)
-        await ann.press(first, "↩ Undo")
-        again = await next_item(ann, second.message_id)
-        assert again.content == "Meow, says it."
-        assert first.content == "Meow, says it.\n\n↩ Undone" and first.buttons == []
-        assert second.deleted  # the newer item comes back after this one
+        await ann.press(first, "↩️ Undo")
+        # The item is back where it was, buttons and all; the newer item, still open, is
+        # taken away (it comes back next), so the undone one is the last in the chat again.
+        await ann.wait_for(lambda: first.content == "Meow, says it." and is_item(first))
+        again = first
+        await ann.wait_for(lambda: second.deleted)
         assert await b.answers() == []
         await ann.press(again, "dog")
-        back = await next_item(ann, again.message_id)
+        back = await next_item(ann, second.message_id)
         assert back.content == "Woof, says it."
         assert await b.answers() == [("t1", "dog")]
         b.clock.advance(61)  # past undo_seconds
-        query = await ann.press(again, "↩ Undo")
+        query = await ann.press(again, "↩️ Undo")
         assert await ann.wait_for_answer(query) == "Too late to undo, sorry."
         assert await b.answers() == [("t1", "dog")]
 
@@ -203,7 +209,7 @@ async def test_skip_moves_on_and_the_item_never_comes_back(tmp_path: Path) -> No
         await b.add_items("animals", ANIMALS)
         ann = b.user(1)
         first = await b.start(ann)
-        await ann.press(first, "⏭ Skip")
+        await ann.press(first, "Skip")
         second = await next_item(ann, first.message_id)
         assert first.content.endswith("⏭ Skipped")
         assert second.content == "Woof, says it."
@@ -228,10 +234,14 @@ async def test_gold_feedback_follows_a_missed_gold_item(tmp_path: Path) -> None:
         item = await b.start(ann)
         assert item.content == "It barks at the postman."  # qualification comes first
         await ann.press(item, "cat")
-        note = await new_message(ann, item.message_id)
-        assert note.content == "ℹ️ The expected answer was: dog\nBarking means dog."
-        nxt = await next_item(ann, note.message_id)
+        nxt = await next_item(ann, item.message_id)
         assert nxt.content == "Meow, says it."
+        # The missed item itself says what it should have been (one message, where it was).
+        note = ann.chat.messages[item.message_id]
+        assert note.content == (
+            "It barks at the postman.\n\n✅ cat\n\nℹ️ The expected answer was: dog\n"
+            "Barking means dog."
+        )
 
 
 async def test_a_bad_annotator_is_suspended_told_why_and_gets_nothing_more(

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from . import exporter
 from .config import Config, ConfigError
+from .conversation import Catalog
 from .service.labeling import LabelingService
 from .service.quality import BatchRecompute
 from .service.reports import Reports
@@ -125,6 +126,8 @@ async def build(
     async def export_results(project: str) -> tuple[str, bytes]:
         return await exporter.results_file(service, project)
 
+    catalog = Catalog()  # every sentence people read, loaded once for every platform
+
     try:
         if config.telegram is not None:
             token = _env(env, config.telegram.token_env)
@@ -144,6 +147,7 @@ async def build(
                         token,
                         media_cache=config.media_cache_path(),
                         export_results=export_results,
+                        catalog=catalog,
                         on_fatal=rt.fail,
                     )
                 )
@@ -169,6 +173,7 @@ async def build(
                         app_token=_env(env, s.app_token_env),
                         media_cache=config.media_cache_path(),
                         export_results=export_results,
+                        catalog=catalog,
                     )
                 )
     except BaseException:
@@ -189,6 +194,8 @@ async def serve(rt: Runtime, stop: asyncio.Event) -> None:
             await t.start()
             log.info("%s started", _name(t))
         tune_gc_for_serving()
+        # Free space beside the database: a warning now and every minute while it is low.
+        rt.background.append(asyncio.create_task(rt.service.health.watch(stop)))
         batch = BatchRecompute(rt.service)
         if batch.projects():
             # Dawid-Skene is a batch method: recompute after bursts of answers, never per press.

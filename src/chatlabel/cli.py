@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import sqlite3
 import sys
@@ -28,12 +29,19 @@ console = Console(stderr=True)
 def _run(coro: Awaitable[T]) -> T:
     """Run a coroutine; turn the errors users can fix into a clean message and exit 1."""
     from .importer import ImportError_
+    from .service.health import StorageUnavailable
     from .storage.lock import DatabaseInUse
     from .storage.schema import UnusableDatabase
 
     try:
         return asyncio.run(coro)  # type: ignore[arg-type]
-    except (ConfigError, ImportError_, UnusableDatabase, DatabaseInUse) as exc:
+    except (
+        ConfigError,
+        ImportError_,
+        StorageUnavailable,
+        UnusableDatabase,
+        DatabaseInUse,
+    ) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -130,13 +138,13 @@ def import_(config: str, data: Path, project: str | None, media_roots: tuple[Pat
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 def status(config: str) -> None:
-    """Show each project's progress: items, resolved, escalated, answers, annotators."""
+    """Show each project's progress, then the database's size and the free space beside it."""
     from .core.gold import accuracy
     from .service.reports import Reports
 
     cfg = _config(config)
 
-    async def go(service: Any) -> list[Any]:
+    async def go(service: Any) -> tuple[list[Any], Any]:
         reports = Reports(service)
         out = []
         for p in cfg.project:
@@ -145,7 +153,7 @@ def status(config: str) -> None:
             gold = sum(a.gold_answers for a in people)
             right = sum(round((a.gold_accuracy or 0) * a.gold_answers) for a in people)
             out.append((prog, accuracy(right, gold).raw))
-        return out
+        return out, service.health.status()
 
     table = Table(title=f"chatlabel — {cfg.path.name}")
     for col in (
@@ -160,7 +168,8 @@ def status(config: str) -> None:
         "suspended",
     ):
         table.add_column(col, justify="left" if col == "project" else "right")
-    for prog, gold_acc in _run(_with_service(cfg, go)):
+    rows, storage = _run(_with_service(cfg, go))
+    for prog, gold_acc in rows:
         table.add_row(
             prog.title + (" (paused)" if prog.paused else ""),
             str(prog.items),
@@ -173,7 +182,26 @@ def status(config: str) -> None:
             str(prog.suspended),
         )
     # Piped output gets a fixed, wide table instead of rich's 80-column default.
-    Console(width=None if sys.stdout.isatty() else 120).print(table)
+    out = Console(width=None if sys.stdout.isatty() else 120)
+    out.print(table)
+    out.print(_storage_line(storage), highlight=False, soft_wrap=True)
+
+
+def _storage_line(st: Any) -> str:
+    """The database's size, its WAL's and the free space beside them, for `status`."""
+    from rich.markup import escape
+
+    from .service.health import human_bytes
+
+    space = st.space
+    line = (
+        f"database {escape(str(st.database))}: {human_bytes(st.database_bytes)}, "
+        f"WAL {human_bytes(st.wal_bytes)}; {human_bytes(space.free)} free of "
+        f"{human_bytes(space.total)}"
+    )
+    if space.low:
+        line += f" [bold red]LOW (under {human_bytes(space.threshold)})[/]"
+    return line
 
 
 @main.command()
@@ -225,16 +253,34 @@ def export(config: str, project: str | None, what: str, fmt: str, output: Path |
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for report.html and its PNG figures (default: report-PROJECT).",
 )
-def report(config: str, project: str | None, out_dir: Path | None) -> None:
+@click.option(
+    "--language",
+    help="Language of the report, e.g. es (default: the project's language, else English).",
+)
+def report(config: str, project: str | None, out_dir: Path | None, language: str | None) -> None:
     """Write an HTML report with charts (figures also as PNG files) for coordinators."""
+    from .conversation import Catalog
     from .report import write_report
+
+    if language is not None:
+        catalog = Catalog()
+        # "es", or a regional tag of a shipped language ("pt-BR"); nothing falls back silently.
+        tag = language.strip().replace("_", "-").lower()
+        chosen = catalog.best(tag) if re.fullmatch(r"[a-z]{2,3}(-[a-z0-9]{2,8})*", tag) else None
+        if chosen is None:
+            raise click.BadParameter(
+                f"{language!r} is not a shipped language; choose one of "
+                f"{', '.join(catalog.languages)}.",
+                param_hint="'--language'",
+            )
+        language = chosen
 
     cfg = _config(config)
     name = _project(cfg, project)
     folder = out_dir or Path(f"report-{name}")
 
     async def go(service: Any) -> Any:
-        return await write_report(service, name, folder)
+        return await write_report(service, name, folder, language)
 
     written = _run(_with_service(cfg, go))
     click.echo(f"Wrote {written.html} and {len(written.figures)} PNG figures in {folder}")
@@ -346,10 +392,26 @@ def run(config: str, verbose: bool) -> None:
     help="Keep the database and exports in this folder.",
 )
 @click.option("--seed", default=7, show_default=True, help="Random seed.")
-def demo(annotators: int, items: int, keep: Path | None, seed: int) -> None:
-    """Run everything locally: the real Telegram bot, an emulated Telegram, simulated people."""
+@click.option(
+    "--platform",
+    type=click.Choice(["telegram", "slack"]),
+    default="telegram",
+    show_default=True,
+    help="Which bot to run against its emulated platform.",
+)
+def demo(annotators: int, items: int, keep: Path | None, seed: int, platform: str) -> None:
+    """Run everything locally: the real bot, an emulated Telegram or Slack, simulated people."""
     from .demo import run_demo
 
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    _run(run_demo(annotators=annotators, items=items, keep=keep, seed=seed, console=Console()))
+    _run(
+        run_demo(
+            annotators=annotators,
+            items=items,
+            keep=keep,
+            seed=seed,
+            platform=platform,
+            console=Console(),
+        )
+    )

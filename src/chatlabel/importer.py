@@ -13,7 +13,6 @@ import json
 import logging
 import multiprocessing
 import os
-import sqlite3
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -22,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from .core.model import Rules
+from .core.model import ITEM_FIELDS, Rules
 from .core.values import canonical
 from .media import MEDIA_KINDS, MediaError, check_media
-from .storage import repo
+from .service.items import DuplicateItem, ImportSummary, ItemBatch, ItemTarget
 
 if TYPE_CHECKING:
     from .service.labeling import LabelingService
@@ -54,30 +53,18 @@ CHUNK_BYTES = 1 << 20  # JSONL is validated in chunks of about this size
 BATCH_ROWS = 5000  # CSV and folder rows per insert batch
 PARALLEL_BYTES = 32 << 20  # about 250,000 items; for fewer, starting processes costs what they save
 MAX_WORKERS = 2  # the insert in this process is the limit; more workers wait on it
-_GOLD = repo.ITEM_COLUMNS.index("gold")
-_SEQ = repo.ITEM_COLUMNS.index("seq")
-_EXT_ID = repo.ITEM_COLUMNS.index("ext_id")
+_GOLD = ITEM_FIELDS.index("gold")
 # One encoder each: json.dumps with non-default options builds a new encoder on every call.
 _encode_meta = json.JSONEncoder(ensure_ascii=False).encode
 _encode_boxes = json.JSONEncoder().encode
 
 log = logging.getLogger(__name__)
 
-Values = tuple[Any, ...]  # one item row, in repo.ITEM_COLUMNS order
+Values = tuple[Any, ...]  # one item row, in ITEM_FIELDS order
 
 
 class ImportError_(ValueError):
     """A row that cannot be imported; the message names the file, line and reason."""
-
-
-@dataclass
-class ImportSummary:
-    """What an import did."""
-
-    items: int = 0
-    gold: int = 0
-    duplicates: int = 0
-    rows: int = 0
 
 
 @dataclass(frozen=True)
@@ -315,7 +302,7 @@ def _media(target: Target, line: int, row: dict[str, Any]) -> tuple[str | None, 
 
 
 def check_row(target: Target, line: int, row: dict[str, Any]) -> Values:
-    """One row as insert values (repo.ITEM_COLUMNS order); a bad row raises ImportError_."""
+    """One row as insert values (ITEM_FIELDS order); a bad row raises ImportError_."""
     path = target.path
     if not _FIELDSET.issuperset(row):
         unknown = sorted(set(row) - _FIELDSET)[0]
@@ -459,52 +446,6 @@ def batches(target: Target, workers: int = 0) -> Iterator[Batch]:
     return _check_rows(target, rows)
 
 
-# -- inserting -------------------------------------------------------------------------------
-
-
-def _insert(
-    conn: sqlite3.Connection,
-    make_target: Callable[[int], Target],
-    workers: int,
-    progress: Callable[[int], None] | None,
-) -> ImportSummary:
-    summary = ImportSummary()
-    target = make_target(repo.max_seq(conn))
-    for batch in batches(target, workers):
-        rows = batch.rows
-        summary.rows += len(rows)
-        inserted = repo.insert_items(conn, rows)
-        if inserted == len(rows):
-            summary.items += inserted
-            summary.gold += sum(r[_GOLD] is not None for r in rows)
-        else:
-            _sort_out_duplicates(conn, target, rows, summary)
-        if batch.error is not None:
-            raise ImportError_(batch.error)
-        if progress is not None:
-            progress(summary.rows)
-    return summary
-
-
-def _sort_out_duplicates(
-    conn: sqlite3.Connection, target: Target, rows: list[Values], summary: ImportSummary
-) -> None:
-    """Count a batch row by row once some of it was already there (rare: re-imports)."""
-    for r in rows:
-        seq = repo.item_seq(conn, target.project_id, r[_EXT_ID])
-        if seq == r[_SEQ]:
-            summary.items += 1
-            summary.gold += r[_GOLD] is not None
-        elif seq > target.seq0:
-            raise _fail(
-                target.path,
-                r[_SEQ] - target.seq0,
-                f"duplicate id {r[_EXT_ID]!r} (it appears earlier in this file)",
-            )
-        else:
-            summary.duplicates += 1
-
-
 async def import_file(
     service: LabelingService,
     project: str,
@@ -525,13 +466,16 @@ async def import_file(
         workers = default_workers(path)
     base = path if path.is_dir() else path.parent
     folders = (base, *service.config.media_roots_paths(), *media_roots)
-    pid, overlap, now = service.pids[project], service.projects[project].overlap, service.clock()
 
-    def make_target(seq0: int) -> Target:
+    def produce(to: ItemTarget) -> Iterator[ItemBatch]:
         roots = tuple(Path(f).resolve() for f in folders)
-        return Target(path, base, roots, service.rules[project], pid, overlap, seq0, now)
+        target = Target(path, base, roots, to.rules, to.project_id, to.overlap, to.seq0, to.now)
+        for batch in batches(target, workers):
+            failure = ImportError_(batch.error) if batch.error is not None else None
+            yield ItemBatch(batch.rows, failure)
 
-    summary = await service.db.write(_insert, make_target, workers, progress)
-    if summary.items:
-        service.notify()
-    return summary
+    try:
+        return await service.add_items(project, produce, progress)
+    except DuplicateItem as exc:
+        reason = f"duplicate id {exc.ext_id!r} (it appears earlier in this file)"
+        raise _fail(path, exc.line, reason) from None

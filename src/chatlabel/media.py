@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import tempfile
@@ -17,6 +18,8 @@ from typing import Any, cast
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "BOX_COLOURS",
     "MAX_IMAGE_BYTES",
@@ -26,6 +29,7 @@ __all__ = [
     "MediaError",
     "file_sha256",
     "check_media",
+    "covers",
     "image_size",
     "load_font",
     "prepare_image",
@@ -161,23 +165,65 @@ def prepare_image(
     return out
 
 
+# Sans fonts that draw Latin accents and Cyrillic (every shipped language), by file name:
+# Pillow looks for them in the system's font folders. No Python dependency ships such a font,
+# and Pillow's own (Aileron, used as the last resort) draws ASCII only: without one of these,
+# "é" or "Привет" on a chart comes out as boxes. Debian/Ubuntu: fonts-dejavu-core.
+SANS = ("DejaVuSans.ttf", "NotoSans-Regular.ttf", "LiberationSans-Regular.ttf", "FreeSans.ttf")
+SANS_BOLD = (
+    "DejaVuSans-Bold.ttf",
+    "NotoSans-Bold.ttf",
+    "LiberationSans-Bold.ttf",
+    "FreeSansBold.ttf",
+)
+# macOS and Windows have Arial (with Cyrillic) under these names.
+_SYSTEM = ("Arial.ttf",)
+_SYSTEM_BOLD = ("Arial Bold.ttf", "arialbd.ttf")
+FONT_ENV = "CHATLABEL_FONT"  # a .ttf/.otf file to draw every chart with, tried first
+_warned: set[str] = set()
+
+
 @lru_cache(maxsize=32)
 def load_font(size: int, *, bold: bool = False) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """A sans font at `size` px: DejaVu if the system has it (wide Unicode), else Pillow's own."""
-    # Pillow's bundled font covers ASCII only; DejaVu is on most Linux hosts and has no licence
-    # strings attached, but it is optional: without it labels still render, with tofu for
-    # non-Latin letters.
-    names = ["DejaVuSans-Bold.ttf"] if bold else []
-    names += ["DejaVuSans.ttf", "NotoSans-Regular.ttf", "LiberationSans-Regular.ttf", "Arial.ttf"]
+    """A sans font at `size` px that draws every shipped language, else Pillow's own (ASCII)."""
+    own = os.environ.get(FONT_ENV, "").strip()
+    names = [own] if own else []
+    if bold:
+        names += [*SANS_BOLD, *_SYSTEM_BOLD]
+    names += [*SANS, *_SYSTEM]
     for name in names:
         try:
             return ImageFont.truetype(name, size)
         except OSError:
-            continue
+            if name == own and own not in _warned:
+                _warned.add(own)
+                log.warning("%s=%s: cannot load that font; trying the usual ones", FONT_ENV, own)
+    if "" not in _warned:
+        _warned.add("")
+        log.warning(
+            "No font with accents and Cyrillic found (tried %s): charts use Pillow's built-in "
+            "font, which draws ASCII only. Install one (Debian/Ubuntu: fonts-dejavu-core) or "
+            "set %s to a .ttf file.",
+            ", ".join(SANS),
+            FONT_ENV,
+        )
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1 has no sized default font
         return ImageFont.load_default()
+
+
+def covers(font: ImageFont.FreeTypeFont | ImageFont.ImageFont, text: str) -> bool:
+    """Whether `font` has a glyph for every character of `text` (none drawn as a box)."""
+    # A missing character is drawn as the font's "notdef" glyph, as U+FFFF (a non-character)
+    # is: the same bitmap means no glyph. Spaces have empty bitmaps, unlike notdef.
+    missing = _bitmap(font, "\uffff")
+    return all(_bitmap(font, ch) != missing for ch in set(text) if ch not in "\n")
+
+
+def _bitmap(font: ImageFont.FreeTypeFont | ImageFont.ImageFont, ch: str) -> tuple[Any, bytes]:
+    mask = font.getmask(ch)
+    return mask.size, bytes(mask)
 
 
 def file_sha256(path: Path) -> str:

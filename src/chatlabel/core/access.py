@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 Role = Literal["annotator", "expert", "coordinator"]
+Refusal = Literal["invite_only", "allowlist_only"]
 
 
 def listed(key: str, entries: Sequence[str]) -> bool:
@@ -38,17 +39,17 @@ def join_refusal(
     allowlist: Sequence[str],
     role: Role,
     already_member: bool,
-) -> str | None:
+) -> Refusal | None:
     """Why this person may not join (None when they may)."""
     if role != "annotator" or already_member or mode == "open":
         return None
     if mode == "invite":
         if code and code_matches(code, invite_codes):
             return None
-        return "This project is invite-only: open the invite link you were given."
+        return "invite_only"
     if listed(key, allowlist):
         return None
-    return "This project is limited to invited people. Ask a coordinator to add you."
+    return "allowlist_only"
 
 
 def code_matches(code: str, codes: Sequence[str]) -> bool:

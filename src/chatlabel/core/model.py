@@ -11,6 +11,24 @@ Status = Literal["pending", "resolved", "escalated"]
 
 VERIFY_LABELS = ("yes", "no")
 
+# The fields of a new item, in the order the importer builds its rows and storage inserts them.
+ITEM_FIELDS = (
+    "project_id",
+    "ext_id",
+    "text",
+    "media_kind",
+    "media_path",
+    "context",
+    "gold",
+    "gold_reason",
+    "suggestion",
+    "boxes",
+    "meta",
+    "needed",
+    "seq",
+    "created_at",
+)
+
 
 @dataclass(frozen=True)
 class Rules:
@@ -30,6 +48,8 @@ class Rules:
     min_gold_accuracy: float = 0.7
     # Confidence level of the bound used to suspend (0.95 = suspend when 95 % sure).
     suspend_confidence: float = 0.95
+    min_seconds: float = 0.0  # answers faster than this count as careless (0: off)
+    max_same_run: int = 0  # this many identical labels in a row is careless (0: off)
 
     @property
     def choices(self) -> tuple[str, ...]:

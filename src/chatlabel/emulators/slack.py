@@ -183,11 +183,17 @@ class SlackApiEmulator:
         self.request_url = request_url
         self.signing_secret = signing_secret
 
-    def user(self, user_id: str, name: str | None = None, team: str | None = None) -> SlackSimUser:
+    def user(
+        self,
+        user_id: str,
+        name: str | None = None,
+        team: str | None = None,
+        locale: str = "en-US",
+    ) -> SlackSimUser:
         """Register (or get) a simulated user, with a DM channel `"D" + user_id` to the bot."""
         if user_id not in self._users:
             sim = SlackSimUser(self, user_id, name or user_id.lower(), team or self.team_id)
-            self.workspace.add_user(user_id, sim.name, sim.team_id)
+            self.workspace.add_user(user_id, sim.name, sim.team_id, locale)
             self._users[user_id] = sim
         return self._users[user_id]
 

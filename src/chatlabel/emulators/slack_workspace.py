@@ -62,6 +62,7 @@ class SlackWorkspace:
         self.app_id = app_id
         self.url = ""  # the server's root URL, for upload, download and response URLs
         self.users: dict[str, JSON] = {}
+        self.locales: dict[str, str] = {}  # user id -> locale (users.info with include_locale)
         self.channels: dict[str, SlackChannel] = {}
         self.files: dict[str, SlackFile] = {}
         self.ephemerals: dict[str, list[SlackMessage]] = {}
@@ -89,8 +90,9 @@ class SlackWorkspace:
 
     # ---- state ------------------------------------------------------------------------------
 
-    def add_user(self, user_id: str, name: str, team_id: str) -> None:
+    def add_user(self, user_id: str, name: str, team_id: str, locale: str = "en-US") -> None:
         """Add a person, with a DM channel `"D" + user_id` to the bot."""
+        self.locales[user_id] = locale
         self.users[user_id] = {
             "id": user_id,
             "team_id": team_id,
@@ -411,7 +413,10 @@ class SlackWorkspace:
             }
         if user_id not in self.users:
             raise ApiFailure("user_not_found")
-        return {"user": self.users[user_id]}
+        user = dict(self.users[user_id])
+        if str(args.get("include_locale", "")).lower() in ("true", "1"):
+            user["locale"] = self.locales[user_id]  # only when asked, as on Slack
+        return {"user": user}
 
     def _files_get_upload_url(self, args: JSON) -> JSON:
         try:

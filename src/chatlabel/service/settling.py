@@ -6,18 +6,22 @@ import sqlite3
 from typing import Any
 
 from ..config import Project
-from ..core.assignment import MemberRecord, failed_qualification, should_suspend
+from ..core.assignment import MemberRecord
 from ..core.gold import crowd_accuracy, reliability_weight
 from ..core.model import Rules, Vote
+from ..core.suspension import Conduct, Reason, suspension
 from ..core.verdict import decide, stranded
 from ..storage import quality_queries, repo
-from .base import Row, ServiceBase
+from .shared import Row, Shared
 
 
-class Settling(ServiceBase):
-    """Quality counters, suspensions and verdicts, inside the answer's transaction."""
+class Settling:
+    """Quality counters, suspensions and verdicts, inside the transaction of what set them off."""
 
-    def _score(
+    def __init__(self, shared: Shared) -> None:
+        self.s = shared
+
+    def score(
         self,
         conn: sqlite3.Connection,
         r: Row,
@@ -27,19 +31,18 @@ class Settling(ServiceBase):
         correct: bool | None,
         seconds: float,
         now: float,
-    ) -> str | None:
-        """Update quality counters for one answer; returns a suspension reason if one applies."""
+    ) -> Reason | None:
+        """Update quality counters for one answer; returns why it suspends its author, if so."""
         pid, aid = r["project_id"], r["annotator_id"]
         m = repo.get_member(conn, pid, aid)
         assert m is not None
-        q = project.quality
         deltas: dict[str, int] = {}
         if correct is not None:
             deltas.update(gold_answers=1, gold_correct=int(correct))
-            self._pooled.pop(pid, None)
+            self.s.pooled.pop(pid, None)
             if m["qual_answers"] < rules.qualification:
                 deltas.update(qual_answers=1, qual_correct=int(correct))
-        if q.min_seconds and seconds < q.min_seconds:
+        if rules.min_seconds and seconds < rules.min_seconds:
             deltas["fast_answers"] = 1
         if deltas:
             repo.bump_member(conn, pid, aid, **deltas)
@@ -47,48 +50,42 @@ class Settling(ServiceBase):
         repo.update_member(conn, pid, aid, last_label=value, same_run=run)
         m = repo.get_member(conn, pid, aid)
         assert m is not None
-        rec = member_record(m)
-        reason = None
-        if deltas.get("qual_answers") and failed_qualification(rules, rec):
-            reason = (
-                f"Your first {rules.qualification} check items were below the "
-                f"{rules.min_gold_accuracy:.0%} accuracy this project needs."
-            )
-        elif correct is not None and should_suspend(rules, rec):
-            reason = (
-                f"Your answers on check items are below the "
-                f"{rules.min_gold_accuracy:.0%} accuracy this project needs."
-            )
-        elif q.max_same_run and run >= q.max_same_run:
-            reason = f"You gave the same answer {run} times in a row."
-        elif q.min_seconds and m["fast_answers"] >= 5 and m["fast_answers"] * 2 >= m["answers"] + 1:
-            reason = f"Most of your answers came faster than {q.min_seconds:g} seconds."
-        if reason:
-            self._suspend(conn, pid, aid, reason, now)
+        conduct = Conduct(
+            member=member_record(m),
+            qualifying=bool(deltas.get("qual_answers")),
+            scored=correct is not None,
+            same_run=run,
+            fast_answers=m["fast_answers"],
+        )
+        reason = suspension(rules, conduct)
+        if reason is not None:
+            self.suspend(conn, pid, aid, reason, now)
         return reason
 
-    def _suspend(
-        self, conn: sqlite3.Connection, pid: int, aid: int, reason: str, now: float
+    def suspend(
+        self, conn: sqlite3.Connection, pid: int, aid: int, reason: Reason, now: float
     ) -> None:
-        self._pooled.pop(pid, None)
-        repo.update_member(conn, pid, aid, status="suspended", reason=reason, waiting=0)
+        """Stop giving someone work: their open items go back, their open votes stop counting."""
+        self.s.pooled.pop(pid, None)
+        repo.update_member(conn, pid, aid, status="suspended", reason=reason.encode(), waiting=0)
         repo.release_assignments(conn, aid)
-        rules = self.rules[self.names[pid]]
+        rules = self.s.rules[self.s.names[pid]]
         # Their votes on unsettled items stop counting; those items reopen for others.
         reopened = repo.uncount_open_answers(conn, pid, aid)
         # And undecided items only they could still have answered go to the experts.
         for item_id in {*reopened, *repo.undecided_items(conn, pid, rules.overlap)}:
-            self._settle(conn, pid, item_id, rules, now)
-        self.notify()
+            self.settle(conn, pid, item_id, rules, now)
+        self.s.notify()
 
-    def _weights(
+    def weights(
         self, conn: sqlite3.Connection, pid: int, rules: Rules, ids: list[int]
     ) -> dict[int, float]:
+        """Vote weights of these annotators, from their gold accuracy (weighted methods)."""
         n = len(rules.choices) or 2
         # Unscored annotators weigh like this project's average one, not a fixed guess.
-        prior = self._pooled.get(pid)
+        prior = self.s.pooled.get(pid)
         if prior is None:
-            prior = self._pooled[pid] = crowd_accuracy(*quality_queries.pooled_gold(conn, pid))
+            prior = self.s.pooled[pid] = crowd_accuracy(*quality_queries.pooled_gold(conn, pid))
         return {
             int(g["annotator_id"]): reliability_weight(
                 g["gold_correct"], g["gold_answers"], n, prior
@@ -96,14 +93,14 @@ class Settling(ServiceBase):
             for g in repo.gold_counts(conn, pid, ids)
         }
 
-    def _settle(
+    def settle(
         self, conn: sqlite3.Connection, pid: int, item_id: int, rules: Rules, now: float
     ) -> None:
         """Recompute an item's verdict from its counted votes."""
         rows = repo.item_votes(conn, item_id)
         weights = None
         if rules.method != "majority" and rows:
-            by_id = self._weights(conn, pid, rules, [r["annotator_id"] for r in rows])
+            by_id = self.weights(conn, pid, rules, [r["annotator_id"] for r in rows])
             weights = {r["key"]: by_id.get(r["annotator_id"], 1.0) for r in rows}
         votes = [Vote(r["key"], r["value"], bool(r["expert"])) for r in rows]
         v = decide(rules, votes, weights)

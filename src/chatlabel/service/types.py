@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
+
+from ..core.suspension import Reason
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,15 @@ class UserRef:
 
 
 @dataclass(frozen=True)
+class ProjectTexts:
+    """A project's own texts in one language (missing ones fall back to the config's)."""
+
+    title: str = ""
+    instructions: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)  # label value -> caption
+
+
+@dataclass(frozen=True)
 class ProjectInfo:
     """A project as shown to people."""
 
@@ -30,6 +42,24 @@ class ProjectInfo:
     instructions: str
     kind: str
     labels: tuple[str, ...]
+    language: str | None = None  # the project's default language for people
+    translations: Mapping[str, ProjectTexts] = field(default_factory=dict)
+    max_image_side: int = 1280
+
+    def title_in(self, lang: str) -> str:
+        """The title in `lang` (the config's when there is no translation)."""
+        t = self.translations.get(lang)
+        return (t.title if t else "") or self.title
+
+    def instructions_in(self, lang: str) -> str:
+        """The instructions in `lang` (the config's when there is no translation)."""
+        t = self.translations.get(lang)
+        return (t.instructions if t else "") or self.instructions
+
+    def caption(self, label: str, lang: str) -> str:
+        """What a label is called on buttons in `lang`; the stored value never changes."""
+        t = self.translations.get(lang)
+        return (t.labels.get(label) if t else None) or label
 
 
 @dataclass(frozen=True)
@@ -58,7 +88,16 @@ class Task:
     answered: int  # how many this annotator has answered in the project
 
 
-IdleReason = Literal["no_work", "paused", "project_paused", "suspended", "not_joined", "blocked"]
+IdleReason = Literal[
+    "no_work",  # nothing for them now; they are told when something comes
+    "paused",  # they paused themselves
+    "project_paused",  # a coordinator paused the project
+    "suspended",  # see `why`
+    "not_joined",  # they have no project yet
+    "blocked",
+    "busy",  # (lease) they have an open item to answer first
+    "not_needed",  # (lease) the named item does not need them
+]
 
 
 @dataclass(frozen=True)
@@ -66,12 +105,15 @@ class Idle:
     """Nothing to show right now, and why."""
 
     reason: IdleReason
-    message: str
+    why: Reason | None = None  # suspended: the reason
 
 
-# Why a join was refused, where the transports word it themselves (more to come: the
-# other refusals still carry their sentence in `message`).
-JoinRefusal = Literal["too_many_attempts"]
+Refusal = Literal[
+    "invite_only",
+    "allowlist_only",
+    "no_projects",
+    "too_many_attempts",  # invite mode: too many wrong codes lately (from them, or from all)
+]
 
 
 @dataclass(frozen=True)
@@ -79,22 +121,36 @@ class JoinResult:
     """The outcome of /start."""
 
     status: Literal["joined", "choose", "refused"]
-    message: str
     project: ProjectInfo | None = None
     choices: tuple[ProjectInfo, ...] = ()
     role: str = "annotator"
-    reason: JoinRefusal | None = None
+    refusal: Refusal | None = None
 
 
 @dataclass(frozen=True)
 class Feedback:
-    """What a missed gold item should have been."""
+    """What a missed gold item should have been: the expected value and the item's reason."""
 
     expected: str
     reason: str | None
 
 
 OutcomeStatus = Literal["recorded", "duplicate", "stale", "forbidden", "invalid"]
+# Why an outcome is what it is (the status says whether anything changed).
+Detail = Literal[
+    "",
+    "not_yours",  # forbidden: someone else's button
+    "timed_out",  # stale: the lease ran out
+    "done",  # stale: a toggle on an item already answered
+    "cannot_answer",  # stale: suspended or gone since the item was shown
+    "nothing_to_undo",
+    "too_late",  # stale: the undo window closed
+    "settled_by_expert",  # stale: too late to undo, an expert decided
+    "no_text_item",  # stale: a typed message with no free-text item open
+    "no_choice",  # invalid: Done with nothing chosen, or no value
+    "bad_value",  # invalid: the value does not fit the project (see `problem`)
+    "wrong_button",  # invalid: a toggle for a label the project lacks
+]
 
 
 @dataclass(frozen=True)
@@ -102,14 +158,17 @@ class Outcome:
     """The result of an answer, skip, toggle or undo."""
 
     status: OutcomeStatus
-    message: str  # short, for a toast or an ephemeral note
-    choice: str = ""  # the recorded choice in human form
+    detail: Detail = ""
+    project: str = ""  # the project of the item
+    value: str | None = None  # the recorded (canonical) value; None for a skip
+    skipped: bool = False
     answer_id: int | None = None
     undo_until: float | None = None
     feedback: Feedback | None = None
-    suspended: str | None = None  # why the annotator was just suspended
-    task: Task | None = None  # toggle: the updated task; undo: the task to answer again
+    suspended: Reason | None = None  # why the annotator was just suspended
+    task: Task | None = None  # answered: the item; toggle: updated; undo: to answer again
     next: Task | Idle | None = None  # answer/skip with then_next: what to show next
+    problem: str = ""  # bad_value: what is wrong, for logs
 
     @property
     def ok(self) -> bool:
@@ -129,7 +188,7 @@ class Push:
 class MyStats:
     """An annotator's own figures."""
 
-    project: str
+    project: str  # the project's name (its title is worded per language)
     answers: int
     skips: int
     gold_answers: int
@@ -139,7 +198,7 @@ class MyStats:
     rank: int
     of: int
     status: str
-    reason: str | None
+    reason: Reason | None
 
 
 @dataclass(frozen=True)
@@ -179,7 +238,7 @@ class AnnotatorRow:
     accuracy_low: float | None
     accuracy_high: float | None
     median_seconds: float | None
-    reason: str | None
+    reason: Reason | None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
+from ..core.model import ITEM_FIELDS
+
 Row = sqlite3.Row
 
 
@@ -63,6 +65,17 @@ def set_invited(conn: sqlite3.Connection, annotator_id: int) -> None:
 def set_current_project(conn: sqlite3.Connection, annotator_id: int, project_id: int) -> None:
     """Record which project an annotator works on now."""
     conn.execute("UPDATE annotators SET project_id = ? WHERE id = ?", (project_id, annotator_id))
+
+
+def get_language(conn: sqlite3.Connection, key: str) -> str | None:
+    """The language an annotator chose, if any."""
+    row = conn.execute("SELECT language FROM annotators WHERE key = ?", (key,)).fetchone()
+    return None if row is None else row[0]
+
+
+def set_language(conn: sqlite3.Connection, annotator_id: int, language: str | None) -> None:
+    """Remember (or forget, with None) the language an annotator chose."""
+    conn.execute("UPDATE annotators SET language = ? WHERE id = ?", (language, annotator_id))
 
 
 def set_blocked(conn: sqlite3.Connection, annotator_id: int) -> None:
@@ -408,22 +421,7 @@ def save_media_file_id(conn: sqlite3.Connection, sha256: str, platform: str, fil
 
 # -- import -------------------------------------------------------------------------------
 
-ITEM_COLUMNS = (
-    "project_id",
-    "ext_id",
-    "text",
-    "media_kind",
-    "media_path",
-    "context",
-    "gold",
-    "gold_reason",
-    "suggestion",
-    "boxes",
-    "meta",
-    "needed",
-    "seq",
-    "created_at",
-)
+ITEM_COLUMNS = ITEM_FIELDS  # the importer builds rows in this order
 _INSERT_ITEM = (
     f"INSERT INTO items ({', '.join(ITEM_COLUMNS)}) VALUES ({', '.join('?' * len(ITEM_COLUMNS))})"
     " ON CONFLICT (project_id, ext_id) DO NOTHING"

@@ -131,6 +131,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE answers ADD COLUMN source TEXT;
     CREATE UNIQUE INDEX answers_source ON answers(annotator_id, source) WHERE source IS NOT NULL;
     """,
+    # 4: the language someone chose with /language (NULL: their platform's, or the project's).
+    """
+    ALTER TABLE annotators ADD COLUMN language TEXT;
+    """,
 ]
 
 

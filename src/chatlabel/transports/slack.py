@@ -1,13 +1,17 @@
-"""The Slack bot: a Bolt AsyncApp on an embedded aiohttp server (or Socket Mode)."""
+"""The Slack adapter: Bolt requests in as conversation events, views out through SlackOutlet.
+
+A Bolt AsyncApp on an embedded aiohttp server (or Socket Mode). Every listener acks first (Slack
+wants an answer within 3 seconds), then hands the event to the conversation.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import re
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,28 +29,32 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from ..config import ConfigError, Slack
+from ..conversation import Catalog, Conversation, Who
+from ..conversation.buttons import decode
+from ..mechanics import BoundedCache
+from ..mechanics.redact import redacted_logger
 from ..service.labeling import LabelingService
 from ..service.reports import Reports
 from ..service.types import UserRef
-from .common import push_loop
 from .slack_blocks import (
     BUTTON_PATTERN,
     CHECKBOX_PATTERN,
-    HOME_EXPORT_PATTERN,
-    HOME_START_ID,
+    TEXT_ACTION,
     TEXT_BLOCK,
     TEXT_MODAL,
     WRITE_ID,
+    home_view,
+    select_data,
+    text_modal,
+    ticked,
 )
-from .slack_commands import ExportFn, SlackCommands, is_loopback
-from .slack_items import FORGED, SlackItems
-from .slack_press import SlackPresses, modal_text
-from .slack_socket import REFUSED, open_socket, redacted_logger
+from .slack_outlet import PEOPLE, REPLYING, CommandReply, SlackOutlet, is_loopback, slack_id
+from .slack_socket import REFUSED, open_socket
 
 log = logging.getLogger("chatlabel.slack")
 
-SEEN_EVENTS = 2000  # event ids remembered to drop Slack's redeliveries
 STOP_GRACE = 5.0  # seconds in-flight handlers get to finish on stop()
+ExportResults = Callable[[str], Awaitable[tuple[str, bytes]]]
 
 __all__ = ["SlackTransport"]
 
@@ -61,8 +69,15 @@ def _hidden_env(*names: str) -> Iterator[None]:
         os.environ.update(saved)
 
 
+def modal_text(view: dict[str, Any]) -> str:
+    """The text typed into the answer modal ('' when missing)."""
+    values = ((view.get("state") or {}).get("values")) or {}
+    entry = (values.get(TEXT_BLOCK) or {}).get(TEXT_ACTION) or {}
+    return str(entry.get("value") or "")
+
+
 class SlackTransport:
-    """Translates Slack commands, button presses, modals and App Home to the service."""
+    """Translates Slack commands, button presses, modals, DMs and App Home to the conversation."""
 
     def __init__(
         self,
@@ -74,11 +89,14 @@ class SlackTransport:
         *,
         app_token: str | None = None,
         media_cache: Path,
-        export_results: ExportFn | None = None,
+        export_results: ExportResults | None = None,
+        catalog: Catalog | None = None,
+        inbound: tuple[float, float] | None = None,
     ) -> None:
         self.service = service
         self.settings = settings
         self._app_token = app_token
+        self._bot_token = bot_token
         handlers = [
             AsyncConnectionErrorRetryHandler(),
             AsyncRateLimitErrorRetryHandler(max_retry_count=3),
@@ -97,15 +115,21 @@ class SlackTransport:
             self.app = AsyncApp(
                 client=self.client,
                 signing_secret=signing_secret,
-                authorize=self._authorizer(bot_token),
+                authorize=self._authorizer(),
                 before_authorize=self._pin_proxy,
                 logger=logging.getLogger("chatlabel.slack.bolt"),
             )
-        self.items = SlackItems(service, self.client, media_cache, settings.command)
-        self.presses = SlackPresses(self.items, self._spawn)
-        self.commands = SlackCommands(self.items, reports, export_results)
+        self.outlet = SlackOutlet(self.client, service, media_cache, settings.command)
+        self.conversation = Conversation(
+            service,
+            reports,
+            catalog or Catalog(),
+            self.outlet,
+            export_results=export_results,
+            inbound=inbound,
+        )
+        self._locales: BoundedCache[str, str] = BoundedCache(PEOPLE)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._seen: OrderedDict[str, None] = OrderedDict()
         self._stop = asyncio.Event()
         self._push_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
@@ -146,9 +170,7 @@ class SlackTransport:
             log.info(
                 "Slack bot %s for %s listening on %s", me.get("user"), me.get("team"), self.url
             )
-        self._push_task = asyncio.create_task(
-            push_loop(self.service, "slack", self.items.push, self._stop)
-        )
+        self._push_task = asyncio.create_task(self.conversation.push_loop(self._stop))
 
     async def stop(self) -> None:
         """Stop serving, let in-flight work finish briefly, and close every connection."""
@@ -163,7 +185,7 @@ class SlackTransport:
         if self._socket is not None:
             await self._socket.close_async()
             self._socket = None
-        self.presses.close()
+        await self.conversation.close()
         pending = {t for t in self._tasks if t is not asyncio.current_task()}
         if pending:
             _, late = await asyncio.wait(pending, timeout=STOP_GRACE)
@@ -184,19 +206,19 @@ class SlackTransport:
         """The request URL to give Slack (or the loopback fake)."""
         return f"http://{self.settings.host}:{self.port}/slack/events"
 
-    def _authorizer(self, bot_token: str) -> Callable[..., Awaitable[AuthorizeResult]]:
+    def _authorizer(self) -> Callable[..., Awaitable[AuthorizeResult]]:
         """Bolt's authorize step, answered from the auth.test done at start.
 
         Left to itself Bolt calls auth.test again on the first requests, and a 429 there made
         it drop a person's request ("please reinstall"); one workspace, one token, one answer.
+        (A closure: Bolt passes arguments by the names it finds in the signature.)
         """
-        self._bot_token = bot_token
 
         async def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:
             if self._auth is None:  # a request before start() finished: ask Slack once
                 me = await self.client.auth_test()
                 self._auth = AuthorizeResult.from_auth_test_response(
-                    bot_token=bot_token, auth_test_response=me
+                    bot_token=self._bot_token, auth_test_response=me
                 )
             return self._auth
 
@@ -205,9 +227,8 @@ class SlackTransport:
     async def _handle(self, request: web.Request) -> web.Response:
         # slack_sdk does int() on this header: a malformed one must be a plain 401, not a 500.
         stamp = request.headers.get("X-Slack-Request-Timestamp", "")
-        # And compare_digest raises TypeError on a non-ASCII signature: a real one is ASCII.
         signature = request.headers.get("X-Slack-Signature", "")
-        if not (stamp.isascii() and stamp.isdigit() and signature.isascii()):
+        if not (stamp.isascii() and stamp.isdigit()) or not signature.isascii():
             return web.json_response({"error": "invalid request"}, status=401)
         response: web.Response = await to_aiohttp_response(
             await self.app.async_dispatch(await to_bolt_request(request))
@@ -221,19 +242,6 @@ class SlackTransport:
         if client is not None:
             client.proxy = self.client.proxy
         return await next()
-
-    def _spawn(self, work: Awaitable[None]) -> None:
-        """Run background work that stop() waits for."""
-
-        async def run() -> None:
-            try:
-                await work
-            except Exception:
-                log.exception("Slack background work failed")
-
-        task = asyncio.ensure_future(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     @contextlib.asynccontextmanager
     async def _work(self, what: str) -> AsyncIterator[None]:
@@ -250,6 +258,45 @@ class SlackTransport:
             if task is not None:
                 self._tasks.discard(task)
 
+    # -- who is who -----------------------------------------------------------------------------
+
+    def _user(self, team: str, uid: str, name: str = "") -> UserRef:
+        """A Slack user: key `slack:T…/U…`, address their DM with the bot (when known)."""
+        ref = UserRef("slack", f"{team}/{uid}", name)
+        return UserRef("slack", ref.user_id, name, self.outlet.cached_dm(ref))
+
+    async def _who(self, user: UserRef) -> Who:
+        """The person with their Slack locale (users.info, asked once per person)."""
+        locale = self._locales.get(user.key)
+        if locale is None:
+            locale = ""
+            try:
+                info = await self.client.users_info(user=slack_id(user), include_locale=True)
+                locale = str((info.get("user") or {}).get("locale") or "")
+            except SlackApiError as e:
+                log.info("no locale for %s: %s", user.key, e.response.get("error"))
+            self._locales[user.key] = locale
+        return Who(user, locale or None)
+
+    def _actor(self, body: dict[str, Any]) -> UserRef:
+        """The person behind an interaction payload."""
+        who = body.get("user") or {}
+        team = (body.get("team") or {}).get("id") or who.get("team_id") or ""
+        return self._user(str(team), str(who.get("id", "")), str(who.get("username", "")))
+
+    def _pressed(self, body: dict[str, Any], user: UserRef) -> str | None:
+        """The pressed message in the person's own DM, as a ref ("channel:ts")."""
+        container = body.get("container") or {}
+        channel = str(container.get("channel_id") or "")
+        if container.get("type") != "message" or not channel:
+            return None
+        if channel != self.outlet.cached_dm(user):
+            if channel.startswith("D") and self.outlet.cached_dm(user) is None:
+                self.outlet.remember_dm(user, channel)  # after a restart: their DM is where it is
+            else:
+                return None
+        return f"{channel}:{container.get('message_ts')}"
+
     # -- wiring ---------------------------------------------------------------------------------
 
     def _register(self) -> None:
@@ -258,8 +305,6 @@ class SlackTransport:
         app.action(BUTTON_PATTERN)(self._on_button)
         app.action(CHECKBOX_PATTERN)(self._on_tick)
         app.action(WRITE_ID)(self._on_write)
-        app.action(HOME_START_ID)(self._on_home_start)
-        app.action(HOME_EXPORT_PATTERN)(self._on_home_export)
         app.action(re.compile(".*"))(self._on_unknown_action)
         app.view(TEXT_MODAL)(self._on_submit)
         app.view(re.compile(".*"))(self._on_other_view)
@@ -268,79 +313,111 @@ class SlackTransport:
         # Slack retries events that get no 2xx: acknowledge whatever else is subscribed.
         app.event(re.compile(".*"))(self._on_other_event)
 
-    def _user(self, body: dict[str, Any]) -> UserRef:
-        """The person behind an interaction payload."""
-        who = body.get("user") or {}
-        team = (body.get("team") or {}).get("id") or who.get("team_id") or ""
-        return self.items.user(str(team), str(who.get("id", "")), str(who.get("username", "")))
-
     # -- listeners: each acks first, then works -------------------------------------------------
 
     async def _on_command(self, ack: Any, body: dict[str, Any]) -> None:
-        sub, _, rest = str(body.get("text") or "").strip().partition(" ")
-        sub, rest = sub.lower(), rest.strip()
-        user = self.items.user(
+        name, _, rest = str(body.get("text") or "").strip().partition(" ")
+        name, rest = name.lower() or "start", rest.strip()
+        user = self._user(
             str(body.get("team_id", "")),
             str(body.get("user_id", "")),
             str(body.get("user_name", "")),
         )
-        # Help, typos and refusals need no I/O: they are the ack's own reply.
-        immediate = self.commands.immediate(user, sub, rest)
-        if immediate:
-            await ack(immediate)
+        channel = str(body.get("channel_id", ""))
+        if channel.startswith("D") and self.outlet.cached_dm(user) is None:
+            self.outlet.remember_dm(user, channel)  # typed in their DM with the bot
+            team, _, uid = user.user_id.partition("/")
+            user = self._user(team, uid, user.name)
+        who = await self._who(user)
+        # Help, typos and refusals need no work: they are the ack's own reply.
+        quick = await self.conversation.quick_reply(who, name, rest)
+        if quick is not None:
+            await ack(quick)
             return
         await ack()
         async with self._work("command"):
-            reply = self.commands.replier(user, str(body.get("response_url") or ""))
-            await self.commands.run(user, sub, rest, str(body.get("channel_id", "")), reply)
+            texts = await self.conversation.texts(who)
+            reply = CommandReply(
+                str(body.get("response_url") or ""), str(body.get("channel_id", "")), texts
+            )
+            token = REPLYING.set(reply if reply.response_url else None)
+            try:
+                await self.conversation.command(who, name, rest)
+            finally:
+                REPLYING.reset(token)
 
     async def _on_button(self, ack: Any, body: dict[str, Any]) -> None:
         await ack()
         async with self._work("button"):
-            user = self._user(body)
-
-            async def start(u: UserRef, name: str) -> None:
-                await self.commands.start_flow(u, name, lambda text: self.items.tell(u, text))
-
-            await self.presses.press(user, body, start)
+            user = self._actor(body)
+            ref = self._pressed(body, user)
+            action = (body.get("actions") or [{}])[0]
+            data = str(action.get("value", ""))
+            aid = _assignment(data)
+            sent = ticked(body, aid) if aid is not None else None
+            await self.conversation.press(await self._who(user), data, ref, body, sent)
 
     async def _on_tick(self, ack: Any, body: dict[str, Any]) -> None:
         await ack()
         async with self._work("checkbox"):
-            await self.presses.tick(self._user(body), body)
+            user = self._actor(body)
+            action = (body.get("actions") or [{}])[0]
+            m = CHECKBOX_PATTERN.match(str(action.get("action_id", "")))
+            aid = int(m.group(1)) if m else -1
+            shown = ticked(body, aid) or ()
+            ref = self._pressed(body, user)
+            await self.conversation.press(await self._who(user), select_data(aid), ref, body, shown)
 
     async def _on_write(self, ack: Any, body: dict[str, Any]) -> None:
         await ack()
         async with self._work("write button"):
-            await self.presses.open_writer(self._user(body), body)
+            # Open the form at once: its trigger lasts 3 seconds.
+            action = (body.get("actions") or [{}])[0]
+            value = str(action.get("value", ""))
+            if not re.fullmatch(r"\d{1,18}", value):
+                return
+            user = self._actor(body)
+            container = body.get("container") or {}
+            blocks = (body.get("message") or {}).get("blocks") or []
+            shown = ""
+            if blocks and isinstance(blocks[0], dict) and isinstance(blocks[0].get("text"), dict):
+                shown = str(blocks[0]["text"].get("text", ""))
+            who = await self._who(user)
+            t = await self.conversation.texts(who)
+            channel, ts = str(container.get("channel_id", "")), str(container.get("message_ts", ""))
+            view = text_modal(t, int(value), channel, ts, shown)
+            try:
+                await self.client.views_open(trigger_id=body["trigger_id"], view=view)
+            except SlackApiError as e:  # e.g. the 3-second trigger ran out on a slow network
+                log.warning("could not open the answer form: %s", e.response.get("error"))
+                await self.outlet.toast(user, None, t("platform.form_failed"), False)
 
     async def _on_submit(self, ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+        user = self._actor(body)
+        who = await self._who(user)
         if not modal_text(view).strip():
-            await ack(response_action="errors", errors={TEXT_BLOCK: "Please write an answer."})
+            t = await self.conversation.texts(who)
+            await ack(response_action="errors", errors={TEXT_BLOCK: t("platform.answer_empty")})
             return
         await ack()
         async with self._work("modal"):
-            await self.presses.submitted(self._user(body), view)
+            try:
+                meta = json.loads(view.get("private_metadata") or "{}")
+                aid = int(meta["a"])
+            except (ValueError, KeyError, TypeError):
+                return
+            channel, ts = str(meta.get("c", "")), str(meta.get("t", ""))
+            ref = f"{channel}:{ts}" if channel and channel == self.outlet.cached_dm(user) else None
+            await self.conversation.text(who, modal_text(view), item=aid, ref=ref)
 
     async def _on_unknown_action(self, ack: Any, body: dict[str, Any]) -> None:
         await ack()
         async with self._work("unknown action"):
-            await self.items.tell(self._user(body), FORGED)
+            user = self._actor(body)
+            await self.conversation.press(await self._who(user), "", None, body)
 
     async def _on_other_view(self, ack: Any) -> None:
         await ack()
-
-    async def _on_home_start(self, ack: Any, body: dict[str, Any]) -> None:
-        await ack()
-        async with self._work("Start button"):
-            user = self._user(body)
-            await self.commands.start_flow(user, None, lambda text: self.items.tell(user, text))
-
-    async def _on_home_export(self, ack: Any, body: dict[str, Any]) -> None:
-        await ack()
-        async with self._work("Export button"):
-            name = str((body.get("actions") or [{}])[0].get("value", ""))
-            await self.commands.home_export(self._user(body), name)
 
     # -- events (Bolt acks them itself) -------------------------------------------------------
 
@@ -348,39 +425,40 @@ class SlackTransport:
         if event.get("tab", "home") != "home":
             return
         async with self._work("App Home"):
-            user = self.items.user(str(body.get("team_id", "")), str(event.get("user", "")))
+            user = self._user(str(body.get("team_id", "")), str(event.get("user", "")))
             if event.get("channel"):
-                self.items.remember_dm(user, str(event["channel"]))
-            await self.commands.publish_home(user)
-
-    def _first_time(self, body: dict[str, Any]) -> bool:
-        # Slack redelivers an event it thinks failed; a DM answer must count once.
-        event_id = str(body.get("event_id") or "")
-        if not event_id:
-            return True
-        if event_id in self._seen:
-            return False
-        self._seen[event_id] = None
-        while len(self._seen) > SEEN_EVENTS:
-            self._seen.popitem(last=False)
-        return True
+                self.outlet.remember_dm(user, str(event["channel"]))
+            home = await self.conversation.home(await self._who(user))
+            await self.client.views_publish(user_id=slack_id(user), view=home_view(home))
 
     async def _on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         if (
             event.get("channel_type") != "im"
-            or event.get("subtype")
             or event.get("bot_id")
             or not event.get("user")
-            or not self._first_time(body)
+            or event.get("subtype") not in (None, "file_share")
         ):
             return
-        text = str(event.get("text") or "").strip()
-        if not text:
-            return
         async with self._work("message"):
-            user = self.items.user(str(body.get("team_id", "")), str(event["user"]))
-            self.items.remember_dm(user, str(event.get("channel", "")))
-            await self.presses.said(user, text)
+            user = self._user(str(body.get("team_id", "")), str(event["user"]))
+            channel = str(event.get("channel", ""))
+            self.outlet.remember_dm(user, channel)
+            who = await self._who(user)
+            text = str(event.get("text") or "").strip()
+            if event.get("subtype") == "file_share" or not text:
+                await self.conversation.unsupported(who)
+                return
+            # The message's own id makes a redelivered event count once, across restarts too.
+            source = f"{channel}:{event.get('ts')}"
+            await self.conversation.text(who, text, source=source)
 
     async def _on_other_event(self, event: dict[str, Any]) -> None:
         log.debug("ignoring a Slack %s event", event.get("type"))
+
+
+def _assignment(data: str) -> int | None:
+    """The assignment a press is about (for reading the checkboxes it carries)."""
+    press = decode(data)
+    if press is None or press.action not in ("done", "answer", "skip"):
+        return None
+    return press.ref

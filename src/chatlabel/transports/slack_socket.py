@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
@@ -12,7 +11,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from ..config import ConfigError
-from .slack_commands import is_loopback
+from ..mechanics.redact import redacted_logger
+from .slack_outlet import is_loopback
 
 log = logging.getLogger("chatlabel.slack.socket")
 
@@ -29,48 +29,12 @@ REFUSED = frozenset(
     }
 )
 
-
-class Redact(logging.Filter):
-    """Masks tokens, Socket Mode tickets and response URLs in the Slack libraries' log lines.
-
-    slack_sdk logs every envelope and Web API response at DEBUG: the envelopes carry the
-    verification token and response URLs (which let anyone post to the person), and
-    apps.connections.open answers with a URL whose ticket opens the app's WebSocket.
-    """
-
-    _PATTERNS = (
-        (re.compile(r"\b(xox[abpre]|xapp)-[\w-]+"), r"\1-(redacted)"),
-        (re.compile(r"(ticket=)[^&\s'\"]+"), r"\1(redacted)"),
-        (re.compile(r"""(["'](?:token|response_url)["']\s*:\s*["'])[^"']*"""), r"\1(redacted)"),
-    )
-
-    def clean(self, text: str) -> str:
-        """The text with every secret-looking value replaced."""
-        for pattern, replacement in self._PATTERNS:
-            text = pattern.sub(replacement, text)
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Rewrite the record in place; never drop it."""
-        message = record.getMessage()
-        cleaned = self.clean(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        if record.exc_info and not record.exc_text:
-            # Handlers reuse exc_text: a failed handshake's error shows the ticket URL.
-            record.exc_text = self.clean(logging.Formatter().formatException(record.exc_info))
-        return True
-
-
-REDACT = Redact()
-
-
-def redacted_logger(name: str) -> logging.Logger:
-    """A logger whose records pass through REDACT (added once, however often asked)."""
-    logger = logging.getLogger(name)
-    if REDACT not in logger.filters:
-        logger.addFilter(REDACT)
-    return logger
+# What a refused token is, for the operator's error message.
+_TOKEN_KINDS = {
+    "xoxb": "a bot token",
+    "xoxp": "a user token",
+    "xapp": "an app-level token Slack does not accept (revoked, or another app's)",
+}
 
 
 async def open_socket(
@@ -85,11 +49,7 @@ async def open_socket(
         error = str(e.response.get("error"))
         if error not in REFUSED:
             raise
-        what = {
-            "xoxb": "a bot token",
-            "xoxp": "a user token",
-            "xapp": "an app-level token Slack does not accept (revoked, or another app's)",
-        }.get(app_token.partition("-")[0], "not a Slack token")
+        what = _TOKEN_KINDS.get(app_token.partition("-")[0], "not a Slack token")
         raise ConfigError(
             f"Slack refused the Socket Mode token in {token_env} ({error}): it is {what}. Socket "
             f"Mode needs an app-level token (xapp-…) with the connections:write scope; unset "

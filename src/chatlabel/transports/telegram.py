@@ -1,7 +1,7 @@
-"""The Telegram bot: translates Telegram updates into service calls and results into messages.
+"""The Telegram adapter: Telegram updates in as conversation events, views out as Bot API calls.
 
 Manual lifecycle, so Telegram shares one event loop with Slack and the rest of the process:
-`await TelegramTransport(service, reports, settings, token, media_cache=...).start()`, later
+`await TelegramTransport(conversation_factory, settings, token, ...).start()`, later
 `await transport.stop()`. Polling (or a webhook) and the push loop run in the background.
 """
 
@@ -10,20 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import weakref
-from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from telegram import BotCommandScopeChat, Update
+from telegram import BotCommand, BotCommandScopeChat, Update
 from telegram.error import Conflict, InvalidToken, TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
     CallbackQueryHandler,
     ChatMemberHandler,
-    CommandHandler,
     ContextTypes,
     MessageHandler,
     filters,
@@ -31,74 +28,21 @@ from telegram.ext import (
 from telegram.request import BaseRequest
 
 from ..config import ConfigError, Telegram
+from ..conversation import Catalog, Conversation, Who
+from ..conversation.commands import ANNOTATOR, COORDINATOR
+from ..mechanics.redact import hide
 from ..service.labeling import LabelingService
 from ..service.reports import Reports
-from ..service.types import Push, UserRef
-from .common import (
-    ANNOTATOR_HELP,
-    COORDINATOR_HELP,
-    push_loop,
-    stats_text,
-)
-from .telegram_coord import Coordinator, ExportResults
-from .telegram_flow import Conversation
+from ..service.types import UserRef
 from .telegram_http import AiohttpRequest
-from .telegram_send import MessageRateLimiter, Outbox, chat_of
-from .telegram_views import (
-    ANNOTATOR_COMMANDS,
-    COORDINATOR_COMMANDS,
-)
+from .telegram_outlet import MessageRateLimiter, TelegramOutlet, chat_of, ref_of
 from .telegram_webhook import WebhookServer
 
 log = logging.getLogger("chatlabel.telegram")
 Context = ContextTypes.DEFAULT_TYPE
 Handler = Callable[[Update, Context], Coroutine[Any, Any, None]]
-_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER]
-
-
-class _Redact(logging.Filter):
-    """Blanks bot tokens out of log records (PTB logs its base URL, which holds the token)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.secrets: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        found = [s for s in self.secrets if s in text or s in (record.exc_text or "")]
-        for secret in found:
-            text = text.replace(secret, "<token>")
-            if record.exc_text:
-                record.exc_text = record.exc_text.replace(secret, "<token>")
-        if found:
-            record.msg, record.args = text, ()
-        return True
-
-
-class _QuietConflict(logging.Filter):
-    """Drops records about a 409 Conflict (already reported, and the run is stopping)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], Conflict))
-
-
-_REDACT = _Redact()
-_LOGGED_BY = ("telegram", "httpx", "httpcore", "chatlabel")
-
-
-def _hide_token(token: str) -> None:
-    """Attach the redacting filter to every logger that could see a request URL."""
-    _REDACT.secrets.add(token)
-    # httpx logs every request URL, which contains the token, at INFO.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    # A filter on a logger does not cover its children, so each existing logger gets it.
-    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in _LOGGED_BY]
-    for name in {*names, *_LOGGED_BY, "chatlabel.telegram", "chatlabel.push"}:
-        logger = logging.getLogger(name)
-        if _REDACT not in logger.filters:
-            logger.addFilter(_REDACT)
+ExportResults = Callable[[str], Awaitable[tuple[str, bytes]]]
+_UPDATES = [Update.MESSAGE, Update.EDITED_MESSAGE, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER]
 
 
 def _own_chat(update: Update) -> bool:
@@ -124,8 +68,22 @@ def _own_chat(update: Update) -> bool:
     return False
 
 
+# For the operator (the run stops with it), not for people in chat.
+_TOKEN_IN_USE = (
+    "Telegram says another process is receiving this bot's updates ({error}). Stop the other "
+    "chatlabel run (or whatever else uses the token in {env}), then start again"
+)
+
+
+class _QuietConflict(logging.Filter):
+    """Drops records about a 409 Conflict (already reported, and the run is stopping)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], Conflict))
+
+
 class TelegramTransport:
-    """A Telegram bot in front of the labeling service (manual lifecycle: start / stop)."""
+    """A Telegram bot in front of the conversation (manual lifecycle: start / stop)."""
 
     name = "telegram"
     # PTB's HTTP layer (aiohttp: a third of httpx's CPU per call); tests swap in short timeouts.
@@ -134,10 +92,12 @@ class TelegramTransport:
     max_rate = 30.0  # messages per second for the whole bot (Telegram's broadcast limit)
     poll_timeout = 10  # seconds a getUpdates long poll may hang
     push_interval = 5.0  # how often the push loop looks for expired leases without a signal
-    retry_delays: tuple[float, ...] = Outbox.retry_delays  # backoff after network errors
+    retry_delays: tuple[float, ...] = TelegramOutlet.retry_delays  # backoff after network errors
     # Updates handled at once. The rate limiter caps throughput anyway; more in flight would
     # only queue inside it and make a shutdown wait for them.
     max_concurrent_updates = 32
+    # Typed messages a person may send (per second, burst); None: the conversation's default.
+    inbound: tuple[float, float] | None = None
 
     def __init__(
         self,
@@ -148,42 +108,41 @@ class TelegramTransport:
         *,
         media_cache: Path,
         export_results: ExportResults | None = None,
+        catalog: Catalog | None = None,
         on_fatal: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.service = service
         # Told when the bot cannot go on (another process polls the token); the app stops.
         self.on_fatal = on_fatal
+        self._conflict = False  # a 409 Conflict was reported (once)
         self.reports = reports
         self.settings = settings
         self._token = token
         self.media_cache = Path(media_cache)
         self.export_results = export_results
+        self.catalog = catalog or Catalog()
         self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
         self._requests: tuple[BaseRequest, ...] = ()
-        self._outbox: Outbox | None = None
-        self._coordinator: Coordinator | None = None
+        self._outlet: TelegramOutlet | None = None
         self._conversation: Conversation | None = None
         self._webhook: WebhookServer | None = None
         self._push_task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._commands_set: set[int] = set()
-        self._conflict = False  # a 409 Conflict was reported (once)
-        self._queued: Counter[str] = Counter()  # /start commands waiting per user
         self._dropped = 0
 
     # -- lifecycle ------------------------------------------------------------------------
 
     @property
-    def outbox(self) -> Outbox:
-        """The sender (available after start())."""
-        if self._outbox is None:
+    def outlet(self) -> TelegramOutlet:
+        """What renders views as Bot API calls (available after start())."""
+        if self._outlet is None:
             raise RuntimeError("start() the Telegram transport first")
-        return self._outbox
+        return self._outlet
 
     @property
     def conversation(self) -> Conversation:
-        """The annotator conversation (available after start())."""
+        """The conversation with everyone on Telegram (available after start())."""
         if self._conversation is None:
             raise RuntimeError("start() the Telegram transport first")
         return self._conversation
@@ -212,7 +171,7 @@ class TelegramTransport:
                 )
             )
             # Updates from different people are handled side by side; one person's in order
-            # (a per-user lock in every handler).
+            # (the conversation holds a lock per person).
             .concurrent_updates(self.max_concurrent_updates)
         )
         base = self.settings.base_url.rstrip("/")
@@ -225,19 +184,15 @@ class TelegramTransport:
         app.add_handler(ChatMemberHandler(self._on_member, ChatMemberHandler.MY_CHAT_MEMBER))
         app.add_handler(CallbackQueryHandler(self._wrap(self._on_button)))
         private = filters.ChatType.PRIVATE
-        commands: dict[str, Handler] = {
-            "start": self._wrap(self._on_start, coalesce=True),
-            "help": self._wrap(self._on_help),
-            "stats": self._wrap(self._on_stats),
-            "pause": self._wrap(self._on_pause),
-            "resume": self._wrap(self._on_resume),
-        }
-        for name in Coordinator.COMMANDS:
-            commands[name] = self._wrap(self._on_coordinator)
-        for name, callback in commands.items():
-            app.add_handler(CommandHandler(name, callback, filters=private))
-        app.add_handler(MessageHandler(private & filters.COMMAND, self._wrap(self._on_unknown)))
+        app.add_handler(MessageHandler(private & filters.COMMAND, self._wrap(self._on_command)))
+        app.add_handler(
+            MessageHandler(
+                private & filters.UpdateType.EDITED_MESSAGE & filters.TEXT,
+                self._wrap(self._on_edited),
+            )
+        )
         app.add_handler(MessageHandler(private & filters.TEXT, self._wrap(self._on_text)))
+        app.add_handler(MessageHandler(private, self._wrap(self._on_other)))
         app.add_error_handler(self._on_error)
         return app
 
@@ -245,7 +200,7 @@ class TelegramTransport:
         """Connect, set the command menus, start receiving updates and pushing items."""
         if self._app is not None:
             raise RuntimeError("the Telegram transport is already running")
-        _hide_token(self._token)
+        hide(self._token)
         self._stop.clear()
         self._conflict = False
         app = self._build()
@@ -262,10 +217,16 @@ class TelegramTransport:
                     "@BotFather"
                 ) from None
             await app.start()
-            self._outbox = Outbox(app.bot, self.service, self.media_cache, self.retry_delays)
-            self._conversation = Conversation(self.service, self._outbox)
-            self._coordinator = Coordinator(
-                self.service, self.reports, self._outbox, self.export_results
+            self._outlet = TelegramOutlet(
+                app.bot, self.service, self.media_cache, self.retry_delays
+            )
+            self._conversation = Conversation(
+                self.service,
+                self.reports,
+                self.catalog,
+                self._outlet,
+                export_results=self.export_results,
+                inbound=self.inbound,
             )
             await self._set_commands()
             if self.settings.mode == "webhook":
@@ -279,7 +240,7 @@ class TelegramTransport:
                     error_callback=self._polling_error,
                 )
             self._push_task = asyncio.create_task(
-                push_loop(self.service, "telegram", self._push, self._stop, self.push_interval),
+                self._conversation.push_loop(self._stop, self.push_interval),
                 name="telegram-push",
             )
         except BaseException:
@@ -297,11 +258,7 @@ class TelegramTransport:
         # Another process polls this token (maybe on another host): retrying would only
         # take turns with it, each of them missing updates the other one took.
         self._conflict = True
-        fatal = ConfigError(
-            f"Telegram says another process is receiving this bot's updates ({exc.message}). "
-            f"Stop the other chatlabel run (or whatever else uses the token in "
-            f"{self.settings.token_env}), then start again"
-        )
+        fatal = ConfigError(_TOKEN_IN_USE.format(error=exc.message, env=self.settings.token_env))
         log.error("%s", fatal)
         if self.on_fatal is not None:
             self.on_fatal(fatal)
@@ -309,13 +266,15 @@ class TelegramTransport:
     async def stop(self) -> None:
         """Stop pushing and receiving, then close every connection; safe to call twice."""
         self._stop.set()
-        if self._outbox is not None:
-            self._outbox.closing = True
+        if self._outlet is not None:
+            self._outlet.closing = True
         task, self._push_task = self._push_task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._conversation is not None:
+            await self._conversation.close()
         app, self._app = self._app, None
         if app is None:
             return
@@ -355,44 +314,44 @@ class TelegramTransport:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    # -- command menus ----------------------------------------------------------------------
+
+    def _menu(self, names: tuple[str, ...], lang: str) -> list[BotCommand]:
+        t = self.catalog.texts(lang)
+        return [BotCommand(n, t(f"menu.{n}")[:256]) for n in names]
+
     async def _set_commands(self) -> None:
-        """Annotator commands for everyone, coordinator commands in coordinators' chats."""
-        await self.outbox.call(lambda: self.application.bot.set_my_commands(ANNOTATOR_COMMANDS))
-        for key in self.service.config.access.coordinators:
-            platform, _, uid = key.partition(":")
-            if platform == "telegram" and uid.lstrip("-").isdigit():
-                await self._set_coordinator_commands(int(uid))
+        """The command menu in every shipped language; coordinators' in their chats."""
+        bot = self.application.bot
+        for lang in self.catalog.languages:
+            menu = self._menu(ANNOTATOR, lang)
+            code = None if lang == self.catalog.languages[0] else lang  # the first is the default
+
+            def set_menu(m: list[BotCommand] = menu, c: str | None = code) -> Awaitable[bool]:
+                return bot.set_my_commands(m, language_code=c)
+
+            await self.outlet.call(set_menu)
+        for user in self.service.coordinators():
+            if user.platform == "telegram" and user.user_id.lstrip("-").isdigit():
+                await self._set_coordinator_commands(int(user.user_id))
 
     async def _set_coordinator_commands(self, chat_id: int) -> None:
         if chat_id in self._commands_set:
             return
         scope = BotCommandScopeChat(chat_id)
+        menu = self._menu(ANNOTATOR + COORDINATOR, self.catalog.languages[0])
         try:
-            await self.outbox.call(
-                lambda: self.application.bot.set_my_commands(COORDINATOR_COMMANDS, scope=scope)
-            )
+            await self.outlet.call(lambda: self.application.bot.set_my_commands(menu, scope=scope))
             self._commands_set.add(chat_id)
         except TelegramError as exc:
             # Telegram knows a chat only once the person has written to the bot; retried at
             # their /start.
             log.info("coordinator menu for chat %s not set yet: %s", chat_id, exc.message)
 
-    # -- plumbing -------------------------------------------------------------------------
+    # -- updates in -------------------------------------------------------------------------
 
-    def _lock(self, key: str) -> asyncio.Lock:
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        return lock
-
-    def _wrap(
-        self, fn: Callable[[Update, UserRef, Context], Awaitable[None]], *, coalesce: bool = False
-    ) -> Handler:
-        """A PTB callback that runs `fn` for the update's user, one update per user at a time.
-
-        With `coalesce`, a command is skipped when the same user sent it again meanwhile
-        (someone tapping /start while the bot is busy gets one answer, not five).
-        """
+    def _wrap(self, fn: Callable[[Update, Who], Awaitable[None]]) -> Handler:
+        """A PTB callback that turns the update's sender into a Who and runs `fn`."""
 
         async def callback(update: Update, context: Context) -> None:
             tg_user, chat = update.effective_user, update.effective_chat
@@ -400,76 +359,46 @@ class TelegramTransport:
                 return
             if not _own_chat(update):
                 return
+            if self._stop.is_set():
+                # Shutting down: leave it unanswered (like a crash would) rather than
+                # make the stop wait for every queued update under the rate limit.
+                self._dropped += 1
+                return
             user = UserRef("telegram", str(tg_user.id), tg_user.full_name, str(chat.id))
-            if coalesce:
-                self._queued[user.key] += 1
-            async with self._lock(user.key):
-                if coalesce:
-                    self._queued[user.key] -= 1
-                    later = self._queued[user.key] > 0
-                    if not later:
-                        del self._queued[user.key]
-                    if later:
-                        return
-                if self._stop.is_set():
-                    # Shutting down: leave it unanswered (like a crash would) rather than
-                    # make the stop wait for every queued update under the rate limit.
-                    self._dropped += 1
-                    return
-                await fn(update, user, context)
+            await fn(update, Who(user, tg_user.language_code))
 
         return callback
 
-    async def _push(self, push: Push) -> None:
-        async with self._lock(push.user.key):
-            await self.outbox.task(push.user, push.task)
-
-    # -- commands -------------------------------------------------------------------------
-
-    async def _on_start(self, update: Update, user: UserRef, context: Context) -> None:
-        if self.service.is_coordinator(user):
-            await self._set_coordinator_commands(chat_of(user))
-        await self.conversation.join(user, " ".join(context.args or []) or None)
-
-    async def _on_help(self, update: Update, user: UserRef, context: Context) -> None:
-        text = ANNOTATOR_HELP
-        if self.service.is_coordinator(user):
-            text += COORDINATOR_HELP
-        await self.outbox.text(user, text)
-
-    async def _on_stats(self, update: Update, user: UserRef, context: Context) -> None:
-        await self.outbox.text(user, stats_text(await self.reports.my_stats(user)))
-
-    async def _on_pause(self, update: Update, user: UserRef, context: Context) -> None:
-        await self.outbox.text(user, await self.service.set_paused(user, True))
-
-    async def _on_resume(self, update: Update, user: UserRef, context: Context) -> None:
-        text = await self.service.set_paused(user, False)
-        await self.outbox.text(user, text)
-        if not text.startswith("Send /start"):
-            await self.conversation.next(user)
-
-    async def _on_coordinator(self, update: Update, user: UserRef, context: Context) -> None:
+    async def _on_command(self, update: Update, who: Who) -> None:
         assert update.message is not None and update.message.text is not None
-        command = update.message.text.split()[0].lstrip("/").split("@")[0].lower()
-        arg = " ".join(context.args or []) or None
-        assert self._coordinator is not None
-        await self._coordinator.run(command, user, arg)
+        head, _, args = update.message.text.partition(" ")
+        name = head.lstrip("/").split("@")[0].lower()
+        if name == "start" and self.service.is_coordinator(who.user):
+            await self._set_coordinator_commands(chat_of(who.user))
+        await self.conversation.command(who, name, args.strip())
 
-    async def _on_unknown(self, update: Update, user: UserRef, context: Context) -> None:
-        await self.outbox.text(user, "I don't know that command. /help lists what I can do.")
+    async def _on_text(self, update: Update, who: Who) -> None:
+        message = update.message
+        assert message is not None and message.text is not None
+        source = f"{message.chat_id}:{message.message_id}"
+        await self.conversation.text(who, message.text, source=source)
 
-    # -- answers --------------------------------------------------------------------------
+    async def _on_edited(self, update: Update, who: Who) -> None:
+        message = update.edited_message
+        assert message is not None and message.text is not None
+        source = f"{message.chat_id}:{message.message_id}"
+        await self.conversation.edited(who, message.text, source=source)
 
-    async def _on_text(self, update: Update, user: UserRef, context: Context) -> None:
-        assert update.message is not None and update.message.text is not None
-        await self.conversation.text(user, update.message.text, update.message.message_id)
+    async def _on_other(self, update: Update, who: Who) -> None:
+        if update.message is not None:  # a photo, a sticker, a voice note...
+            await self.conversation.unsupported(who)
 
-    async def _on_button(self, update: Update, user: UserRef, context: Context) -> None:
-        assert update.callback_query is not None
-        await self.conversation.button(user, update.callback_query)
-
-    # -- membership and errors ------------------------------------------------------------
+    async def _on_button(self, update: Update, who: Who) -> None:
+        query = update.callback_query
+        assert query is not None
+        msg = query.message
+        ref = ref_of(msg.chat.id, msg.message_id) if msg is not None else None
+        await self.conversation.press(who, query.data or "", ref, query)
 
     async def _on_member(self, update: Update, context: Context) -> None:
         change = update.my_chat_member
@@ -478,18 +407,17 @@ class TelegramTransport:
         if change.new_chat_member.status == "kicked":
             who = change.from_user
             user = UserRef("telegram", str(who.id), who.full_name, str(change.chat.id))
-            await self.service.mark_blocked(user)
-            log.info("%s blocked the bot; no more pushes to them", user.key)
+            await self.conversation.blocked(Who(user))
 
     async def _on_error(self, update: object, context: Context) -> None:
         """Log a failed update with its cause (records pass the token filter)."""
         err = context.error
-        where = "an update"
+        who = "?"
         if isinstance(update, Update) and update.effective_user is not None:
-            where = f"an update from telegram:{update.effective_user.id}"
+            who = str(update.effective_user.id)
         log.error(
-            "handling %s failed: %s: %s",
-            where,
+            "handling an update from telegram:%s failed: %s: %s",
+            who,
             type(err).__name__,
             err,
             exc_info=err if not isinstance(err, TelegramError) else None,

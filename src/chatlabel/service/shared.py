@@ -1,4 +1,4 @@
-"""The service's state and the helpers every use case shares."""
+"""What every part of the service shares: config, rules, the database, the clock, wake-ups."""
 
 from __future__ import annotations
 
@@ -12,15 +12,16 @@ from collections.abc import Callable
 from ..config import Config, Project
 from ..core import access
 from ..core.model import Rules
+from ..mechanics import BoundedCache
 from ..storage import repo
 from ..storage.db import Database
-from .types import Media, ProjectInfo, Task, UserRef
+from .types import Media, ProjectInfo, ProjectTexts, Task, UserRef
 
 Row = sqlite3.Row
 
 
-class ServiceBase:
-    """Configuration, rules, the database and the wake-up signal the use cases share."""
+class Shared:
+    """Configuration, rules, the database and the wake-up signal the service's parts share."""
 
     def __init__(
         self,
@@ -36,15 +37,16 @@ class ServiceBase:
         self.rng = rng or random.Random()
         self.projects: dict[str, Project] = {p.name: p for p in config.project}
         self.rules: dict[str, Rules] = {p.name: p.rules() for p in config.project}
+        self._infos = {p.name: _info(p, self.rules[p.name]) for p in config.project}
         self.pids: dict[str, int] = {}
         self.names: dict[int, str] = {}
         self._changed = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         # Per project: the average annotator's gold accuracy, the prior of weighted votes. A
         # scan of every member, so cached until a gold answer or a suspension changes it.
-        self._pooled: dict[int, float] = {}
-        # Failed invite codes, per person and overall (in memory: a restart forgets them).
-        self.invite_attempts = access.AttemptLimiter()
+        self.pooled: dict[int, float] = {}
+        # The choices behind each assignment's buttons never change: a press needs no read.
+        self._choices: BoundedCache[int, tuple[str, ...]] = BoundedCache(50_000)
 
     async def start(self) -> None:
         """Create the project rows the config declares."""
@@ -57,12 +59,19 @@ class ServiceBase:
         self.pids = await self.db.write(tx)
         self.names = {pid: name for name, pid in self.pids.items()}
 
-    # -- helpers ---------------------------------------------------------------------------
+    # -- what adapters and the conversation may ask -----------------------------------------
+
+    def now(self) -> float:
+        """The service's clock (tests move it by hand)."""
+        return self.clock()
+
+    def project_names(self) -> list[str]:
+        """The projects in the config, in its order."""
+        return list(self.projects)
 
     def info(self, name: str) -> ProjectInfo:
         """A project as shown to people."""
-        p = self.projects[name]
-        return ProjectInfo(p.name, p.title, p.instructions, p.kind, self.rules[name].choices)
+        return self._infos[name]
 
     def role(self, user: UserRef) -> access.Role:
         """The user's role under the config."""
@@ -72,6 +81,14 @@ class ServiceBase:
     def is_coordinator(self, user: UserRef) -> bool:
         """True for coordinators listed in the config."""
         return self.role(user) == "coordinator"
+
+    def coordinators(self) -> list[UserRef]:
+        """The coordinators the config lists (platform and user id; nothing else is known)."""
+        out = []
+        for key in self.config.access.coordinators:
+            platform, _, uid = key.partition(":")
+            out.append(UserRef(platform, uid))
+        return out
 
     def notify(self) -> None:
         """Wake everyone waiting for work to appear; safe to call from the database thread."""
@@ -100,17 +117,22 @@ class ServiceBase:
             return False
         return True
 
-    def _current(self, conn: sqlite3.Connection, user: UserRef) -> tuple[Row, str] | None:
+    def current(self, conn: sqlite3.Connection, user: UserRef) -> tuple[Row, str] | None:
+        """The person's annotator row and the name of the project they work on now."""
         a = repo.get_annotator(conn, user.key)
         if a is None or a["project_id"] is None or a["project_id"] not in self.names:
             return None
         return a, self.names[a["project_id"]]
 
-    def _task(self, conn: sqlite3.Connection, assignment_id: int, answered: int) -> Task:
-        r = repo.get_assignment(conn, assignment_id)
+    def task(
+        self, conn: sqlite3.Connection, assignment_id: int, answered: int, r: Row | None = None
+    ) -> Task:
+        """The Task an assignment shows (`r`: its row from repo.get_assignment, if at hand)."""
+        r = r or repo.get_assignment(conn, assignment_id)
         assert r is not None
         name = self.names[r["project_id"]]
         media = Media(r["media_kind"], r["media_path"]) if r["media_kind"] else None
+        self._choices[assignment_id] = self.rules[name].choices
         return Task(
             assignment_id=assignment_id,
             project=self.info(name),
@@ -130,7 +152,7 @@ class ServiceBase:
         """The project the user works on now (None before they join one)."""
 
         def q(conn: sqlite3.Connection) -> str | None:
-            cur = self._current(conn, user)
+            cur = self.current(conn, user)
             return None if cur is None else cur[1]
 
         return await self.db.read(q)
@@ -139,6 +161,9 @@ class ServiceBase:
         """The choices behind an assignment's buttons (None for no such assignment).
 
         Ownership is checked where it matters, when the press is recorded."""
+        known = self._choices.get(assignment_id)
+        if known is not None:
+            return known
 
         def q(conn: sqlite3.Connection) -> tuple[str, ...] | None:
             r = repo.get_assignment(conn, assignment_id)
@@ -147,3 +172,21 @@ class ServiceBase:
             return self.rules[self.names[r["project_id"]]].choices
 
         return await self.db.read(q)
+
+
+def _info(p: Project, rules: Rules) -> ProjectInfo:
+    """A project as shown to people, from its config."""
+    translations = {
+        lang: ProjectTexts(t.title, t.instructions, dict(t.labels))
+        for lang, t in p.translations.items()
+    }
+    return ProjectInfo(
+        p.name,
+        p.title,
+        p.instructions,
+        p.kind,
+        rules.choices,
+        language=p.language or None,
+        translations=translations,
+        max_image_side=p.max_image_side,
+    )

@@ -1,0 +1,244 @@
+"""The conversation: one flow for every platform. Adapters feed it events; it sends views."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+
+from ..mechanics import BoundedCache, LockMap
+from ..service.health import StorageUnavailable
+from ..service.labeling import LabelingService
+from ..service.reports import Reports
+from .catalog import Catalog, Texts
+from .commands import Commands
+from .context import PEOPLE, Context, ExportResults
+from .events import MessageRef, Who
+from .flow import Flow
+from .ports import Outlet
+from .storage_alerts import StorageAlerts
+from .views import Home
+
+log = logging.getLogger("chatlabel.conversation")
+
+
+class TokenBucket:
+    """`rate` events a second on average, bursts up to `burst`."""
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.at = burst, now
+
+    def take(self, now: float) -> bool:
+        """Spend one token if there is one."""
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class Conversation:
+    """Everything people say to the bot and what it answers, on one platform.
+
+    Each person's events run one at a time and in order (a per-person lock), different
+    people's side by side. Typed messages and commands beyond a per-person rate are dropped
+    with one "slow down" reply: one person must not use up the bot's send budget for everyone.
+    """
+
+    # Typed messages and commands a person may send: 1 a second, bursts of 8.
+    inbound_rate, inbound_burst = 1.0, 8.0
+
+    def __init__(
+        self,
+        service: LabelingService,
+        reports: Reports,
+        catalog: Catalog,
+        outlet: Outlet,
+        *,
+        export_results: ExportResults | None = None,
+        inbound: tuple[float, float] | None = None,
+    ) -> None:
+        self.ctx = Context(service, reports, catalog, outlet, export_results)
+        if inbound is not None:
+            self.inbound_rate, self.inbound_burst = inbound
+        self.service = service
+        self.flow = Flow(self.ctx)
+        self.commands = Commands(self.ctx, self.flow)
+        self.locks = LockMap()
+        # Coordinators on this platform hear once when storage fails and once when it recovers.
+        self.alerts = StorageAlerts(self.ctx)
+        self._starts: Counter[str] = Counter()  # /start commands waiting per person
+        self._buckets: BoundedCache[str, TokenBucket] = BoundedCache(PEOPLE)
+        self._slowed: BoundedCache[str, bool] = BoundedCache(PEOPLE)
+
+    async def texts(self, who: Who) -> Texts:
+        """The catalog in the person's language (adapters word their mechanics with it)."""
+        return await self.ctx.texts(who)
+
+    # -- events ---------------------------------------------------------------------------------
+
+    async def start(self, who: Who, arg: str | None = None) -> None:
+        """/start [CODE or project]; taps queued meanwhile by the same person get one answer."""
+        key = who.user.key
+        self._starts[key] += 1
+        try:
+            async with self.locks.hold(key), self._storage_safe(who):
+                if self._starts[key] > 1:
+                    return  # a later /start of theirs is waiting: that one answers
+                if await self._flooding(who):
+                    return
+                await self.flow.start(who, arg)
+        finally:
+            self._starts[key] -= 1
+            if not self._starts[key]:
+                del self._starts[key]
+
+    async def command(self, who: Who, name: str, args: str = "") -> None:
+        """A command with its arguments ("progress", "animals")."""
+        if name.lower() == "start":
+            await self.start(who, args or None)
+            return
+        async with self.locks.hold(who.user.key), self._storage_safe(who):
+            if await self._flooding(who):
+                return
+            await self.commands.run(who, name, args)
+
+    async def quick_reply(self, who: Who, name: str, args: str = "") -> str | None:
+        """A command's whole reply when it needs no work (help, unknown, refused), else None."""
+        return await self.commands.quick(who, name, args)
+
+    async def press(
+        self,
+        who: Who,
+        data: str,
+        ref: MessageRef | None,
+        token: object,
+        ticked: tuple[str, ...] | None = None,
+    ) -> None:
+        """A pressed button (`token`: the adapter's handle to answer the press with a toast)."""
+        async with self.locks.hold(who.user.key), self._storage_safe(who, token):
+            if not await self.commands.press(who, data, ref, token):
+                await self.flow.press(who, data, ref, token, ticked)
+
+    async def text(
+        self,
+        who: Who,
+        text: str,
+        *,
+        source: str | None = None,
+        item: int | None = None,
+        ref: MessageRef | None = None,
+    ) -> None:
+        """A typed message: the answer to a free-text item (`item` when the platform knows it).
+
+        `source` names the platform message, so a redelivered one counts once; `ref` is the
+        item's message when the platform knows it (an answer form opened from it).
+        """
+        async with self.locks.hold(who.user.key), self._storage_safe(who):
+            if item is None and await self._flooding(who):
+                return
+            await self.flow.text(who, text, source, item, ref)
+
+    async def edited(self, who: Who, text: str, *, source: str | None = None) -> None:
+        """A typed message was edited: answers stay as recorded (Undo changes them)."""
+        async with self.locks.hold(who.user.key):
+            if await self._flooding(who):
+                return
+            t = await self.ctx.texts(who)
+            await self.ctx.tell(who, t("text.edited"))
+
+    async def unsupported(self, who: Who) -> None:
+        """Something the bot cannot take (a photo, a sticker): say what it can take."""
+        async with self.locks.hold(who.user.key):
+            if await self._flooding(who):
+                return
+            t = await self.ctx.texts(who)
+            await self.ctx.tell(who, t("text.unsupported", help=self.ctx.how.command("help")))
+
+    async def blocked(self, who: Who) -> None:
+        """The person blocked the bot: no more pushes, their items go back."""
+        with contextlib.suppress(StorageUnavailable):  # seen again at their next send
+            await self.service.mark_blocked(who.user)
+        log.info("%s blocked the bot; no more pushes to them", who.user.key)
+
+    async def home(self, who: Who) -> Home:
+        """The person's home page (for platforms that have one)."""
+        return await self.commands.home(who)
+
+    @contextlib.asynccontextmanager
+    async def _storage_safe(self, who: Who, press: object = None) -> AsyncIterator[None]:
+        """Storage refused (full disk, a lock, I/O errors): say so; nothing was stored."""
+        try:
+            yield
+        except StorageUnavailable:
+            # The service retried for a few seconds already; the item stays as it was, so
+            # pressing again works once storage is back. The incident is logged once by
+            # storage; coordinators hear of it through StorageAlerts.
+            try:
+                t = await self.ctx.texts(who)
+            except StorageUnavailable:
+                t = self.ctx.catalog.texts(self.ctx.catalog.best(who.locale))
+            if press is not None:
+                await self.ctx.outlet.toast(who.user, press, t("press.storage"), True)
+            else:
+                await self.ctx.tell(who, t("press.storage"))
+
+    # -- pushes ---------------------------------------------------------------------------------
+
+    async def push_loop(self, stop: asyncio.Event, interval: float = 5.0) -> None:
+        """Push items to people waiting for work whenever work may have appeared, until `stop`."""
+        platform = self.ctx.outlet.platform
+        while not stop.is_set():
+            # Wake on a change in this process, or every `interval` for leases that expired and
+            # items imported by another process.
+            await self.service.wait_for_change(interval)
+            if stop.is_set():
+                break
+            try:
+                pushes = await self.service.pushes(platform)
+            except asyncio.CancelledError:
+                raise
+            except StorageUnavailable:
+                continue  # storage logs the incident once; try again next round
+            except Exception:
+                log.exception("looking for work to push on %s failed; retrying shortly", platform)
+                await asyncio.sleep(min(interval, 1.0))
+                continue
+            for push in pushes:
+                try:
+                    async with self.locks.hold(push.user.key):
+                        await self.flow.push(push)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # One failed push must not strand the others of this round.
+                    log.exception("pushing an item to %s failed", push.user.key)
+                    await self.service.release(push.user, push.task.assignment_id)
+
+    async def close(self) -> None:
+        """Stop timers and alerts, and let last edits finish."""
+        self.alerts.close()
+        await self.flow.close()
+
+    # -- flood control --------------------------------------------------------------------------
+
+    async def _flooding(self, who: Who) -> bool:
+        """True when the person is over their rate: drop it, with one "slow down" per burst."""
+        # Real time, not the service's clock: this is about the machine's send budget.
+        key, now = who.user.key, time.monotonic()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(self.inbound_rate, self.inbound_burst, now)
+        if bucket.take(now):
+            self._slowed.pop(key)
+            return False
+        if key not in self._slowed:
+            self._slowed[key] = True
+            t = await self.ctx.texts(who)
+            await self.ctx.tell(who, t("text.slow_down"))
+        return True

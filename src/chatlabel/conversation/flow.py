@@ -1,0 +1,373 @@
+"""The labeling flow: join, items, answers, skips, toggles, undo, free text and pushes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+
+from ..mechanics import BoundedCache
+from ..service.types import Idle, JoinResult, Outcome, Push, Task
+from . import render
+from .buttons import Press, choice_of, decode, encode
+from .catalog import Texts
+from .context import PEOPLE, Context, Shown
+from .events import MessageRef, Who
+from .ports import MediaFailed, SendFailed
+from .views import Button, Message, Priority
+
+log = logging.getLogger("chatlabel.conversation")
+
+# A repeated "nothing for you right now" within this many seconds is not sent again.
+IDLE_QUIET = 30.0
+
+
+class Flow:
+    """One person's labeling, written once for every platform."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.service = ctx.service
+        # assignment -> the message that shows its recorded answer: a late duplicate copy of an
+        # item (a send retried after a timeout that went through after all) is told apart by it.
+        self._confirmed: BoundedCache[int, MessageRef] = BoundedCache(PEOPLE)
+        self._idle_sent: BoundedCache[str, tuple[str, float]] = BoundedCache(PEOPLE)
+        # Item messages that went out without their media, and the note that says so.
+        self._no_media: BoundedCache[MessageRef, str] = BoundedCache(PEOPLE)
+        self._undo_timers: dict[MessageRef, asyncio.TimerHandle] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- showing work --------------------------------------------------------------------------
+
+    async def show(
+        self, who: Who, got: Task | Idle, t: Texts, priority: Priority = Priority.INTERACTIVE
+    ) -> None:
+        """Send an item, or say why there is none (not twice in a row)."""
+        if isinstance(got, Task):
+            await self.show_task(who, got, t, priority)
+            return
+        key = who.user.key
+        last = self._idle_sent.get(key)
+        now = self.service.now()
+        if last is not None and last[0] == got.reason and now - last[1] < IDLE_QUIET:
+            return  # they were just told; a second copy would only be noise
+        self._idle_sent[key] = (got.reason, now)
+        await self.ctx.say(who, render.idle_text(t, got, self.ctx.how), priority)
+
+    async def show_task(
+        self,
+        who: Who,
+        task: Task,
+        t: Texts,
+        priority: Priority = Priority.INTERACTIVE,
+    ) -> MessageRef | None:
+        """Send one item and remember it as the person's latest."""
+        self._idle_sent.pop(who.user.key)
+        view = render.item_view(t, task, self.ctx.how)
+        try:
+            ref = await self.ctx.send(who, view, priority)
+        except MediaFailed as exc:
+            assert task.media is not None
+            log.error("item %s: cannot show its %s (%s)", task.item_id, task.media.kind, exc)
+            kind = t(f"item.{task.media.kind}")
+            missing = t("item.media_missing", kind=kind)
+            view = replace(view, media=None, text=f"{view.text}\n\n{missing}")
+            ref = await self.ctx.send(who, view, priority)
+            if ref is not None:
+                self._no_media[ref] = missing
+        if ref is not None:
+            self.ctx.shown[who.user.key] = Shown(task.assignment_id, ref)
+        return ref
+
+    async def next(self, who: Who, t: Texts) -> None:
+        """Show the person's current or next item, or why there is none."""
+        await self.show(who, await self.service.next_task(who.user), t)
+
+    # -- joining -------------------------------------------------------------------------------
+
+    async def start(self, who: Who, arg: str | None) -> JoinResult:
+        """/start [CODE or project]: welcome and first item, a choice of project, or a refusal."""
+        res = await self.service.join(who.user, arg)
+        project = res.project.name if res.project else None
+        t = await self.ctx.texts(who, project)
+        if res.status == "refused":
+            await self.ctx.tell(who, t(f"join.{res.refusal or 'no_projects'}"))
+        elif res.status == "choose":
+            names = self.service.project_names()
+            buttons = [
+                Button(render.cut(c.title_in(t.lang), 60), encode("project", names.index(c.name)))
+                for c in res.choices
+            ]
+            await self.ctx.send(who, Message(t("join.choose"), render.pack(buttons, fixed=1)))
+        else:
+            await self.ctx.say(who, self._welcome(t, res))
+            await self.next(who, t)
+        return res
+
+    def _welcome(self, t: Texts, res: JoinResult) -> str:
+        assert res.project is not None
+        parts = [t("join.welcome", title=res.project.title_in(t.lang))]
+        instructions = res.project.instructions_in(t.lang)
+        if instructions:
+            parts.append(instructions)
+        parts.append(t("join.how", help=self.ctx.how.command("help")))
+        if res.role == "coordinator":
+            parts.append(t("join.coordinator", help=self.ctx.how.command("help")))
+        return "\n\n".join(parts)
+
+    # -- presses -------------------------------------------------------------------------------
+
+    async def press(
+        self,
+        who: Who,
+        data: str,
+        ref: MessageRef | None,
+        token: object,
+        ticked: tuple[str, ...] | None = None,
+    ) -> None:
+        """A pressed button; the press is always answered (a toast) before anything is sent.
+
+        `ticked`: the toggle data of every choice the platform shows ticked (Slack's checkboxes
+        send their whole state with each press).
+        """
+        press = decode(data)
+        t = await self.ctx.texts(who)
+        toast = self.ctx.outlet.toast
+        if press is None or press.action in ("project", "language", "start", "export"):
+            # Those are the commands' presses (see Commands.press); anything else is forged.
+            await toast(who.user, token, t("press.dead"), False)
+        elif press.action == "undo":
+            await self._undo(who, press, ref, token, t)
+        elif press.action in ("toggle", "select"):
+            await self._toggle(who, press, ref, token, t, ticked)
+        elif press.action == "page":
+            await toast(who.user, token, None, False)
+            task = await self.service.open_task(who.user, press.ref)
+            if task is not None and ref is not None and press.index is not None:
+                view = render.item_view(t, task, self.ctx.how, page=press.index)
+                await self.ctx.outlet.edit(who.user, ref, view, Priority.INTERACTIVE)
+        else:
+            await self._answer(who, press, ref, token, t, ticked)
+
+    async def _labels(self, aid: int, ticked: tuple[str, ...] | None) -> list[str] | None:
+        """The labels ticked toggles of assignment `aid` stand for (None: nothing was sent)."""
+        if ticked is None:
+            return None
+        choices = await self.service.choices_for(aid) or ()
+        chosen = set()
+        for data in ticked:
+            p = decode(data)
+            if p is not None and p.action == "toggle" and p.ref == aid:
+                label = choice_of(choices, p.index)
+                if label is not None:
+                    chosen.add(label)
+        return [c for c in choices if c in chosen]
+
+    async def _answer(
+        self,
+        who: Who,
+        press: Press,
+        ref: MessageRef | None,
+        token: object,
+        t: Texts,
+        ticked: tuple[str, ...] | None,
+    ) -> None:
+        user = who.user
+        if press.action == "answer":
+            choice = choice_of(await self.service.choices_for(press.ref) or (), press.index)
+            if choice is None:
+                await self.ctx.outlet.toast(user, token, t("press.dead"), False)
+                return
+            out = await self.service.answer(user, press.ref, choice, then_next=True)
+        elif press.action == "done":
+            # What the platform shows ticked wins over ticks still on their way; without it,
+            # the selection stored so far (toggle buttons).
+            labels = await self._labels(press.ref, ticked)
+            out = await self.service.answer(user, press.ref, labels, then_next=True)
+        else:
+            out = await self.service.skip(user, press.ref, then_next=True)
+        await self._toast(who, token, out, t)
+        await self.after(who, out, ref, t)
+
+    async def _toast(self, who: Who, token: object, out: Outcome, t: Texts) -> None:
+        """Answer a press: silently when it did something, with why not otherwise."""
+        text = None if out.ok else outcome_text(t, out)
+        await self.ctx.outlet.toast(who.user, token, text, False)
+
+    async def after(self, who: Who, out: Outcome, ref: MessageRef | None, t: Texts) -> None:
+        """What follows an answer or skip: the item shows the choice, then the next item."""
+        aid = out.task.assignment_id if out.task is not None else None
+        shown = self.ctx.shown.get(who.user.key)
+        if shown is not None and aid is not None and shown.assignment_id == aid:
+            shown.open = False
+            ref = ref or shown.ref
+        if out.ok:
+            assert out.task is not None
+            if ref is not None:
+                self._confirmed[out.task.assignment_id] = ref
+                undo = not out.suspended and bool(out.undo_until)
+                await self._edit(who, ref, render.answered_view(t, out.task, out, undo=undo))
+                if undo:
+                    self._undo_later(who, ref, out, t)
+            else:
+                await self.ctx.send(who, Message(render.status_line(t, out.task.project, out)))
+            if out.suspended is not None:
+                text = t("idle.suspended_now", reason=render.reason_text(t, out.suspended))
+                await self.ctx.say(who, text)
+                return
+            # The next item was leased with the answer, in the same commit.
+            got = out.next if out.next is not None else await self.service.next_task(who.user)
+            await self.show(who, got, t)
+        elif out.status == "duplicate" and out.task is not None and ref is not None:
+            if self._confirmed.get(out.task.assignment_id, ref) != ref:
+                # A second copy of an answered item: show the recorded answer there too.
+                await self._edit(who, ref, render.answered_view(t, out.task, out, undo=False))
+        elif out.status == "stale" and out.detail == "timed_out":
+            # A timed-out item: take its dead buttons away and show what is current instead.
+            if ref is not None and out.task is not None:
+                await self._edit(who, ref, render.closed_view(t, out.task, "item.timed_out"))
+            await self.next(who, t)
+
+    async def _edit(
+        self, who: Who, ref: MessageRef, view: Message, priority: Priority = Priority.INTERACTIVE
+    ) -> None:
+        self._cancel_undo(ref)
+        missing = self._no_media.get(ref)
+        if missing is not None:
+            # It went out without its media: it stays that way, and says so.
+            view = replace(view, media=None, text=f"{view.text}\n\n{missing}")
+        await self.ctx.outlet.edit(who.user, ref, view, priority)
+
+    async def _toggle(
+        self,
+        who: Who,
+        press: Press,
+        ref: MessageRef | None,
+        token: object,
+        t: Texts,
+        ticked: tuple[str, ...] | None,
+    ) -> None:
+        user = who.user
+        if press.action == "select":
+            # The platform shows the ticks itself and sends them all (Slack's checkboxes).
+            labels = await self._labels(press.ref, ticked or ()) or []
+            out = await self.service.set_selection(user, press.ref, labels)
+            page = _page_of(out.task, labels[0]) if out.task and labels else 0
+        else:
+            choice = choice_of(await self.service.choices_for(press.ref) or (), press.index)
+            if choice is None:
+                await self.ctx.outlet.toast(user, token, t("press.dead"), False)
+                return
+            out = await self.service.toggle(user, press.ref, choice)
+            page = _page_of(out.task, choice) if out.task else 0
+        await self._toast(who, token, out, t)
+        if out.ok and out.task is not None and ref is not None:
+            # Shown as stored: what the person sees is what Done will record.
+            view = render.item_view(t, out.task, self.ctx.how, page=page)
+            await self.ctx.outlet.edit(user, ref, view, Priority.INTERACTIVE)
+
+    # -- undo ----------------------------------------------------------------------------------
+
+    async def _undo(
+        self, who: Who, press: Press, ref: MessageRef | None, token: object, t: Texts
+    ) -> None:
+        out = await self.service.undo(who.user, press.ref)
+        await self._toast(who, token, out, t)
+        if not out.ok or out.task is None:
+            return
+        task = out.task
+        shown = self.ctx.shown.get(who.user.key)
+        if shown is not None and shown.open and shown.assignment_id != task.assignment_id:
+            # The item sent after the undone answer stays theirs and comes back next;
+            # deleting it keeps one live copy of each item in the chat, and the undone one
+            # the last message again.
+            await self.ctx.outlet.delete(who.user, shown.ref)
+        if ref is None:
+            await self.show_task(who, task, t)
+            return
+        # Back where it was, buttons and all.
+        await self._edit(who, ref, render.item_view(t, task, self.ctx.how))
+        self.ctx.shown[who.user.key] = Shown(task.assignment_id, ref)
+
+    def _undo_later(self, who: Who, ref: MessageRef, out: Outcome, t: Texts) -> None:
+        """Take the Undo button away when the undo window closes."""
+        assert out.undo_until is not None and out.task is not None
+        delay = min(max(out.undo_until - self.service.now(), 0.0), 86400.0)
+        final = render.answered_view(t, out.task, out, undo=False)
+
+        def expire() -> None:
+            self._undo_timers.pop(ref, None)
+            job = asyncio.ensure_future(self._edit(who, ref, final, Priority.BULK))
+            self._background.add(job)
+            job.add_done_callback(self._background.discard)
+
+        self._undo_timers[ref] = asyncio.get_running_loop().call_later(delay, expire)
+
+    def _cancel_undo(self, ref: MessageRef) -> None:
+        handle = self._undo_timers.pop(ref, None)
+        if handle is not None:
+            handle.cancel()
+
+    async def close(self) -> None:
+        """Forget undo timers (the buttons stay; the service refuses late undos)."""
+        for handle in self._undo_timers.values():
+            handle.cancel()
+        self._undo_timers.clear()
+        if self._background:
+            await asyncio.wait(self._background, timeout=2.0)
+
+    # -- free text -----------------------------------------------------------------------------
+
+    async def text(
+        self, who: Who, text: str, source: str | None, item: int | None, ref: MessageRef | None
+    ) -> None:
+        """A typed answer: to `item` (a platform's answer form) or to the open free-text item."""
+        t = await self.ctx.texts(who)
+        if item is not None:
+            out = await self.service.answer(who.user, item, text, then_next=True)
+        else:
+            # The source (the platform message) makes a redelivered message count once.
+            out = await self.service.answer_text(who.user, text, source)
+        if out.status == "duplicate":
+            if item is not None:  # a form sent twice (a redelivered message stays silent)
+                await self.ctx.tell(who, outcome_text(t, out))
+            return
+        if not out.ok and item is None:
+            hint = t("text.hint", help=self.ctx.how.command("help"))
+            await self.ctx.tell(who, f"{outcome_text(t, out)} {hint}")
+            return
+        if not out.ok:
+            await self.ctx.tell(who, outcome_text(t, out))
+        await self.after(who, out, ref, t)
+
+    # -- pushes --------------------------------------------------------------------------------
+
+    async def push(self, push: Push) -> None:
+        """Deliver an item the service found for someone who was waiting for work."""
+        who = Who(push.user)
+        t = await self.ctx.texts(who, push.task.project.name)
+        try:
+            await self.show_task(who, push.task, t, Priority.PUSH)
+        except SendFailed as exc:
+            # Give the item back and keep them waiting: the next round tries again.
+            log.warning("pushing to %s failed (%s); they stay waiting", push.user.key, exc)
+            await self.service.release(push.user, push.task.assignment_id)
+
+
+def outcome_text(t: Texts, out: Outcome) -> str:
+    """What a press that changed nothing is told."""
+    if out.status == "duplicate":
+        return t("press.already_recorded")
+    if out.status == "forbidden":
+        return t("press.not_yours")
+    if out.detail == "bad_value":
+        return t("press.bad_value")
+    return t(f"press.{out.detail or 'dead'}")
+
+
+def _page_of(task: Task, choice: str) -> int:
+    """The page of the label list that holds `choice` (so a toggle keeps the page shown)."""
+    try:
+        return task.choices.index(choice) // render.PAGE
+    except ValueError:
+        return 0
