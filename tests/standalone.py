@@ -62,6 +62,9 @@ def install_guard() -> None:
     # With the repository right under / every system path would be "beside" it: no check then.
     if ROOT.parent != Path(ROOT.anchor) and not _INSTALLED:
         _INSTALLED.append(True)
+        # The first gettempdir() opens a probe file; from inside the hook that re-entered the
+        # hook and deadlocked on tempfile's lock (with -s nothing had called it before).
+        tempfile.gettempdir()
         sys.addaudithook(_audit)
 
 

@@ -14,14 +14,15 @@ import re
 import string
 import tomllib
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from importlib import resources
 from typing import Any
 
 from babel import Locale
-from babel.dates import format_timedelta
-from babel.numbers import format_decimal, format_percent
+from babel.dates import format_skeleton, format_time, format_timedelta
+from babel.numbers import format_compact_decimal, format_decimal, format_percent
+from babel.units import format_unit
 
 DEFAULT = "en"
 PLURAL_FORMS = ("zero", "one", "two", "few", "many", "other")
@@ -111,6 +112,33 @@ class Texts:
         return format_timedelta(
             timedelta(seconds=seconds), threshold=1.5, locale=self._locale, format="long"
         )
+
+    def size(self, n_bytes: float) -> str:
+        """A size in this language ("1.5 GB", "1,5 ГБ")."""
+        for unit, scale in (("gigabyte", 1e9), ("megabyte", 1e6), ("kilobyte", 1e3)):
+            if n_bytes >= scale:
+                value = round(n_bytes / scale, 1)
+                return format_unit(value, f"digital-{unit}", length="short", locale=self._locale)
+        return format_unit(int(n_bytes), "digital-byte", length="short", locale=self._locale)
+
+    def compact(self, x: float) -> str:
+        """A number shortened for an axis ("1.5K", "1,5 тыс."); small ones are written whole."""
+        return format_compact_decimal(
+            x, format_type="short", fraction_digits=1, locale=self._locale
+        )
+
+    def when(self, moment: datetime, date: str = "yMMMd", time: bool = True) -> str:
+        """A date and/or time written this language's way.
+
+        `date` is a CLDR skeleton ("yMMMd": "Nov 5, 2024"; "MMMd"; "E": a weekday), "" for no
+        date; `time` adds the hour in this language's short form ("3:04 PM", "15:04").
+        """
+        day = format_skeleton(date, moment, locale=self._locale) if date else ""
+        hour = format_time(moment, "short", locale=self._locale) if time else ""
+        if day and hour:
+            # CLDR's own glue ("{1}, {0}", "{1} {0}"): the order and comma differ by language.
+            return str(self._locale.datetime_formats["short"]).format(hour, day)
+        return day or hour
 
     def join(self, parts: Iterable[str]) -> str:
         """Items joined as a list in this language ("a, b, c")."""

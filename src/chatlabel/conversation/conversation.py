@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 
 from ..mechanics import BoundedCache, LockMap
+from ..service.health import StorageUnavailable
 from ..service.labeling import LabelingService
 from ..service.reports import Reports
 from ..service.types import Push
@@ -17,6 +20,7 @@ from .context import PEOPLE, Context, ExportResults
 from .events import MessageRef, Who
 from .flow import Flow
 from .ports import Outlet
+from .storage_alerts import StorageAlerts
 from .views import Home
 
 log = logging.getLogger("chatlabel.conversation")
@@ -69,6 +73,8 @@ class Conversation:
         self.flow = Flow(self.ctx)
         self.commands = Commands(self.ctx, self.flow)
         self.locks = LockMap()
+        # Coordinators on this platform hear once when storage fails and once when it recovers.
+        self.alerts = StorageAlerts(self.ctx)
         self._starts: Counter[str] = Counter()  # /start commands waiting per person
         self._buckets: BoundedCache[str, TokenBucket] = BoundedCache(PEOPLE)
         self._slowed: BoundedCache[str, bool] = BoundedCache(PEOPLE)
@@ -87,7 +93,7 @@ class Conversation:
             return
         self._starts[key] += 1
         try:
-            async with self.locks.hold(key):
+            async with self.locks.hold(key), self._storage_safe(who):
                 if self._starts[key] > 1:
                     return  # a later /start of theirs is waiting: that one answers
                 await self.flow.start(who, arg)
@@ -103,7 +109,7 @@ class Conversation:
             return
         if await self._flooding(who):
             return
-        async with self.locks.hold(who.user.key):
+        async with self.locks.hold(who.user.key), self._storage_safe(who):
             await self.commands.run(who, name, args)
 
     async def quick_reply(self, who: Who, name: str, args: str = "") -> str | None:
@@ -119,7 +125,7 @@ class Conversation:
         ticked: tuple[str, ...] | None = None,
     ) -> None:
         """A pressed button (`token`: the adapter's handle to answer the press with a toast)."""
-        async with self.locks.hold(who.user.key):
+        async with self.locks.hold(who.user.key), self._storage_safe(who, token):
             if not await self.commands.press(who, data, ref, token):
                 await self.flow.press(who, data, ref, token, ticked)
 
@@ -139,7 +145,7 @@ class Conversation:
         """
         if item is None and await self._flooding(who):
             return
-        async with self.locks.hold(who.user.key):
+        async with self.locks.hold(who.user.key), self._storage_safe(who):
             await self.flow.text(who, text, source, item, ref)
 
     async def edited(self, who: Who, text: str, *, source: str | None = None) -> None:
@@ -147,7 +153,7 @@ class Conversation:
         still offered; anything else changes nothing (and they are told so)."""
         if await self._flooding(who):
             return
-        async with self.locks.hold(who.user.key):
+        async with self.locks.hold(who.user.key), self._storage_safe(who):
             await self.flow.edited(who, text, source)
 
     async def unsupported(self, who: Who) -> None:
@@ -160,12 +166,31 @@ class Conversation:
 
     async def blocked(self, who: Who) -> None:
         """The person blocked the bot: no more pushes, their items go back."""
-        await self.service.mark_blocked(who.user)
+        with contextlib.suppress(StorageUnavailable):  # seen again at their next send
+            await self.service.mark_blocked(who.user)
         log.info("%s blocked the bot; no more pushes to them", who.user.key)
 
     async def home(self, who: Who) -> Home:
         """The person's home page (for platforms that have one)."""
         return await self.commands.home(who)
+
+    @contextlib.asynccontextmanager
+    async def _storage_safe(self, who: Who, press: object = None) -> AsyncIterator[None]:
+        """Storage refused (full disk, a lock, I/O errors): say so; nothing was stored."""
+        try:
+            yield
+        except StorageUnavailable:
+            # The service retried for a few seconds already; the item stays as it was, so
+            # pressing again works once storage is back. The incident is logged once by
+            # storage; coordinators hear of it through StorageAlerts.
+            try:
+                t = await self.ctx.texts(who)
+            except StorageUnavailable:
+                t = self.ctx.catalog.texts(self.ctx.catalog.best(who.locale))
+            if press is not None:
+                await self.ctx.outlet.toast(who.user, press, t("press.storage"), True)
+            else:
+                await self.ctx.tell(who, t("press.storage"))
 
     # -- pushes ---------------------------------------------------------------------------------
 
@@ -182,6 +207,8 @@ class Conversation:
                 pushes = await self.service.pushes(platform)
             except asyncio.CancelledError:
                 raise
+            except StorageUnavailable:
+                continue  # storage logs the incident once; try again next round
             except Exception:
                 log.exception("looking for work to push on %s failed; retrying shortly", platform)
                 await asyncio.sleep(min(interval, 1.0))
@@ -207,10 +234,11 @@ class Conversation:
             await self.service.release(push.user, push.task.assignment_id)
 
     async def close(self) -> None:
-        """Stop pushing, stop timers and let last edits finish."""
+        """Stop pushing, timers and alerts, and let last edits finish."""
         for task in list(self._pushing):
             task.cancel()
         await asyncio.gather(*self._pushing, return_exceptions=True)
+        self.alerts.close()
         await self.flow.close()
 
     # -- flood control --------------------------------------------------------------------------

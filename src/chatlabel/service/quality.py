@@ -15,6 +15,7 @@ from ..core.dawid_skene import dawid_skene
 from ..core.model import Verdict, Vote
 from ..core.verdict import decide, normalize_text
 from ..storage import quality_queries as qq
+from ..storage.health import StorageUnavailable
 from .labeling import LabelingService
 
 log = logging.getLogger("chatlabel.quality")
@@ -171,6 +172,8 @@ class BatchRecompute:
                 await self.check()
             except asyncio.CancelledError:
                 raise
+            except StorageUnavailable:
+                pass  # storage logs the incident once; the next round tries again
             except Exception:
                 log.exception("Dawid-Skene recompute failed; verdicts keep their online labels")
 
@@ -269,7 +272,7 @@ async def current_verdicts(service: LabelingService, project: str) -> dict[str, 
         if rules.method != "majority":
             ids = sorted({aid for vs in votes.values() for _, aid, _, _ in vs})
             # The service's own weights, so this is exactly what its online verdict would say.
-            weights = service._weights(conn, pid, rules, ids) if ids else {}
+            weights = service.settling.weights(conn, pid, rules, ids) if ids else {}
         out = {}
         for s in qq.item_states(conn, pid):
             if s["gold"] is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -12,7 +13,8 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from .schema import migrate
+from .health import IncidentTracker, fault_cause
+from .schema import check_version, migrate
 
 T = TypeVar("T")
 Job = tuple[Callable[..., Any], tuple[Any, ...]]
@@ -23,8 +25,23 @@ log = logging.getLogger("chatlabel.storage")
 # blocked (~0.3 ms a write) while still sharing a COMMIT among writes that arrive together.
 INLINE_GROUP = 32
 
+# A write that fails for a passing cause (another connection's lock, a full disk, an I/O
+# error) is tried again for this long after it first met the fault; then its caller hears
+# StorageUnavailable. A press must be answered within 5 s in all, round trips included.
+RETRY_SECONDS = 3.0
+# Long writes (imports, batch recomputes, coordinator commands) wait longer for a lock, as the
+# old 10 s busy timeout let them. On a full disk or an I/O error they are given up on at once:
+# another try would redo all their work, and a full disk seldom clears within seconds.
+RETRY_SECONDS_LONG = 10.0
+# Sleep between tries: 10 ms, doubling to 250 ms (SQLite's own busy handler sleeps up to 100).
+RETRY_FIRST, RETRY_MAX = 0.01, 0.25
+# What aiosqlite's thread waits for another process's lock in one try (the retries above do
+# the rest): a try never holds the writer for more than a small part of RETRY_SECONDS.
+THREAD_BUSY_MS = 250
 
-def _pragmas(conn: sqlite3.Connection) -> None:
+
+def pragmas(conn: sqlite3.Connection) -> None:
+    """Set up a connection as chatlabel runs it: WAL, synchronous=NORMAL, foreign keys."""
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA busy_timeout = 10000")
@@ -34,9 +51,9 @@ def _pragmas(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA wal_autocheckpoint = 0")
 
 
-def _inline_pragmas(conn: sqlite3.Connection) -> None:
-    """_pragmas for the connection that runs short writes on the event loop's thread."""
-    _pragmas(conn)
+def inline_pragmas(conn: sqlite3.Connection) -> None:
+    """The pragmas of the connection that runs short writes on the event loop's thread."""
+    pragmas(conn)
     # Never wait for a lock on the event loop: if another process is writing, the group goes
     # to aiosqlite's thread instead, which waits there (busy_timeout) for it.
     conn.execute("PRAGMA busy_timeout = 0")
@@ -69,12 +86,23 @@ class _Checkpointer(threading.Thread):
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA busy_timeout = 10000")
+            failing = False
             while not self.stopping.wait(self.every):
                 try:
                     self.checkpoint(conn)
-                except sqlite3.Error:
-                    log.exception("WAL checkpoint failed; retrying")
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                except sqlite3.Error as exc:
+                    # A full disk fails every round: one line when it starts, not one a second.
+                    if not failing:
+                        log.warning("%s: WAL checkpoints fail (%s); retrying", self.path, exc)
+                    failing = True
+                else:
+                    if failing:
+                        log.info("%s: WAL checkpoints work again", self.path)
+                    failing = False
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.Error as exc:  # the WAL stays and is replayed at the next open
+                log.warning("%s: last WAL checkpoint failed (%s)", self.path, exc)
         finally:
             conn.close()
 
@@ -116,6 +144,11 @@ class Database:
         self._queue: list[Queued] = []
         self._writer: asyncio.Task[None] | None = None
         self._checkpointer: _Checkpointer | None = None
+        # Passing faults (lock, full disk, I/O error): retries, incidents and their listeners.
+        self.incidents = IncidentTracker(self.path)
+        # Per write met by a fault: when its retries end (loop time). Only the careful path
+        # reads or writes it, so the normal path pays nothing for it.
+        self._deadlines: dict[asyncio.Future[Any], float] = {}
 
     async def open(self) -> Database:
         """Open the file, set the pragmas and migrate the schema."""
@@ -124,11 +157,15 @@ class Database:
         inline: sqlite3.Connection | None = None
         try:
             conn.row_factory = sqlite3.Row
-            await conn._execute(_pragmas, conn._conn)
+            # Before the pragmas: switching to WAL would already change a refused file.
+            await conn._execute(check_version, conn._conn, self.path)
+            await conn._execute(pragmas, conn._conn)
             await conn._execute(migrate, conn._conn)
+            # After the migrations (they may wait the full busy timeout for another process).
+            await conn._execute(_set_busy_timeout, conn._conn, THREAD_BUSY_MS)
             inline = sqlite3.connect(self.path, isolation_level=None)
             inline.row_factory = sqlite3.Row
-            _inline_pragmas(inline)
+            inline_pragmas(inline)
         except BaseException:
             if inline is not None:
                 inline.close()
@@ -153,6 +190,7 @@ class Database:
             self._checkpointer.stopping.set()
             await asyncio.to_thread(self._checkpointer.join)
             self._checkpointer = None
+        await self.incidents.close()
 
     async def __aenter__(self) -> Database:
         return await self.open()
@@ -175,6 +213,9 @@ class Database:
         only after the COMMIT. `short` (a button press: a few indexed statements, well under a
         millisecond) lets a group of only such writes run on the event loop's thread; others
         (imports, batch recomputes) run on aiosqlite's thread so the loop stays responsive.
+
+        A lock, a full disk or an I/O error is retried (RETRY_SECONDS for a short write); then
+        StorageUnavailable, and nothing of the write was stored.
         """
         if self._conn is None:
             raise RuntimeError("database is not open")
@@ -187,7 +228,12 @@ class Database:
         return await future
 
     async def _drain(self) -> None:
+        incidents = self.incidents
         while self._queue:
+            if incidents.troubled:
+                # Storage failed lately: every group goes the careful way until a write lands.
+                await self._careful([], None)
+                continue
             inline = self._inline is not None and self._queue[0][3]
             if inline:
                 # A run of short writes from the head of the queue, in arrival order.
@@ -202,8 +248,11 @@ class Database:
                 results = self._inline_group(jobs) if inline else None
                 if results is None:
                     conn = self.conn
-                    results = await conn._execute(_group, conn._conn, jobs)
+                    results = await conn._execute(run_group, conn._conn, jobs)
             except BaseException as exc:  # BEGIN or COMMIT failed: nothing in the group landed
+                if fault_cause(exc) is not None:  # a lock, a full disk: try again for a while
+                    await self._careful(batch, exc)
+                    continue
                 for _, _, future, _ in batch:
                     if not future.done():
                         future.set_exception(exc)
@@ -221,6 +270,87 @@ class Database:
                 # Let the callers just answered (and everything else on the loop) run before
                 # the next group: without this the loop could be held for group after group.
                 await asyncio.sleep(0)
+
+    async def _careful(self, batch: list[Queued], exc: BaseException | None) -> None:
+        """Run writes while storage fails: retry with backoff until they land or time is up.
+
+        Each write gets RETRY_SECONDS from when it first met the fault (writes that arrive
+        meanwhile join in), then its caller hears StorageUnavailable. Before each try the
+        connection is rolled back clean, so a try that failed half-way cannot wedge the next.
+        The first write that lands closes the incident; the rest go back to the normal path.
+        """
+        loop = asyncio.get_running_loop()
+        incidents = self.incidents
+        deadlines = self._deadlines = {f: d for f, d in self._deadlines.items() if not f.done()}
+        pending = list(batch)
+        delay = RETRY_FIRST
+        try:
+            while True:
+                if exc is not None:
+                    cause = incidents.failed(exc)
+                    now = loop.time()
+                    keep = []
+                    for q in pending:
+                        future, short = q[2], q[3]
+                        if future.done():  # its caller stopped waiting: nothing to answer
+                            continue
+                        until = deadlines.setdefault(
+                            future, now + (RETRY_SECONDS if short else RETRY_SECONDS_LONG)
+                        )
+                        if now >= until or (not short and cause != "locked"):
+                            future.set_exception(incidents.refuse(exc))
+                        else:
+                            keep.append(q)
+                    pending = keep
+                    if pending or self._queue:
+                        soonest = min((deadlines[q[2]] for q in pending), default=now + delay)
+                        await asyncio.sleep(max(0.0, min(delay, soonest - now)))
+                        delay = min(delay * 2, RETRY_MAX)
+                pending += self._queue  # writes that arrived meanwhile wait with the others
+                self._queue = []
+                pending = [q for q in pending if not q[2].done()]
+                if not pending:
+                    return
+                inline = self._inline
+                n = len(pending)
+                if inline is not None and pending[0][3]:
+                    n = 0
+                    while n < min(len(pending), INLINE_GROUP) and pending[n][3]:
+                        n += 1
+                tried = pending[:n]
+                jobs: list[Job] = [(fn, args) for fn, args, _, _ in tried]
+                try:
+                    if inline is not None and tried[0][3]:
+                        # busy_timeout is 0 here: a lock fails the try at once, the loop runs on.
+                        results = _careful_group(inline, jobs)
+                    else:
+                        conn = self.conn
+                        results = await conn._execute(_careful_group, conn._conn, jobs)
+                except Exception as e:
+                    if fault_cause(e) is not None:
+                        exc = e
+                        continue
+                    for q in tried:  # not the disk's fault: these writes fail as they would
+                        if not q[2].done():
+                            q[2].set_exception(e)
+                    pending, exc = pending[n:], None
+                    continue
+                _deliver(tried, results)
+                for q in tried:
+                    deadlines.pop(q[2], None)
+                incidents.recovered()
+                # The rest keep their deadlines (in `deadlines`) should the fault come back.
+                self._queue = pending[n:] + self._queue
+                return
+        except BaseException as e:  # cancelled, or Ctrl-C during an inline try
+            for q in pending:
+                if q[2].done():
+                    continue
+                if isinstance(e, asyncio.CancelledError):
+                    q[2].cancel()
+                else:
+                    q[2].set_exception(e)
+            raise
 
     def _inline_group(self, jobs: list[Job]) -> list[tuple[bool, Any]] | None:
         """Run a group on the event loop's thread; None if another process holds the lock.
@@ -243,9 +373,18 @@ class Database:
         return _jobs(conn, jobs)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run fn(sqlite3_conn, *args) for reading, in one hop to the connection's thread."""
+        """Run fn(sqlite3_conn, *args) for reading, in one hop to the connection's thread.
+
+        Raises StorageUnavailable for an I/O error (reads in WAL mode wait for no lock and need
+        no space), counted into the incident, not retried.
+        """
         conn = self.conn
-        return await conn._execute(fn, conn._conn, *args)
+        try:
+            return await conn._execute(fn, conn._conn, *args)
+        except sqlite3.OperationalError as exc:
+            if fault_cause(exc) is None:
+                raise
+            raise self.incidents.refuse(exc) from exc
 
     async def stream(
         self, sql: str, params: tuple[Any, ...] = (), batch: int = 2000
@@ -276,14 +415,43 @@ class Database:
                     yield list(rows)
 
 
-def _group(conn: sqlite3.Connection, jobs: list[Job]) -> list[tuple[bool, Any]]:
+def _set_busy_timeout(conn: sqlite3.Connection, ms: int) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {int(ms)}")
+
+
+def _deliver(batch: list[Queued], results: list[tuple[bool, Any]]) -> None:
+    """Hand each caller of a committed group its result or its own write's error."""
+    for (_, _, future, _), (ok, value) in zip(batch, results, strict=True):
+        if future.done():  # its caller gave up waiting; the write still happened
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back what a failed group left open; the group's own error is the one raised."""
+    if conn.in_transaction:
+        # If this fails too, the careful path rolls back again before its next try.
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+def _careful_group(conn: sqlite3.Connection, jobs: list[Job]) -> list[tuple[bool, Any]]:
+    """run_group on a connection a failed try may have left inside a transaction."""
+    _rollback(conn)
+    return run_group(conn, jobs)
+
+
+def run_group(conn: sqlite3.Connection, jobs: list[Job]) -> list[tuple[bool, Any]]:
     """Several writes in one transaction, each in its own savepoint; one COMMIT for all."""
     conn.execute("BEGIN IMMEDIATE")
     return _jobs(conn, jobs)
 
 
 def _jobs(conn: sqlite3.Connection, jobs: list[Job]) -> list[tuple[bool, Any]]:
-    """The body of _group, once BEGIN IMMEDIATE has succeeded: savepoints, then COMMIT."""
+    """The body of run_group, once BEGIN IMMEDIATE has succeeded: savepoints, then COMMIT."""
     out: list[tuple[bool, Any]] = []
     try:
         for fn, args in jobs:
@@ -291,6 +459,10 @@ def _jobs(conn: sqlite3.Connection, jobs: list[Job]) -> list[tuple[bool, Any]]:
             try:
                 result = fn(conn, *args)
             except Exception as exc:
+                if fault_cause(exc) is not None:
+                    # The disk or a lock, not this write; SQLite may have rolled back the whole
+                    # transaction already, so the group ends here and is tried again.
+                    raise
                 conn.execute("ROLLBACK TO job")
                 conn.execute("RELEASE job")
                 out.append((False, exc))
@@ -298,14 +470,15 @@ def _jobs(conn: sqlite3.Connection, jobs: list[Job]) -> list[tuple[bool, Any]]:
             conn.execute("RELEASE job")
             out.append((True, result))
     except BaseException:
-        conn.execute("ROLLBACK")
+        # After SQLITE_FULL or an I/O error SQLite may have rolled back already; a ROLLBACK
+        # then fails, and its error must not hide the one that says what happened.
+        _rollback(conn)
         raise
     try:
         conn.execute("COMMIT")
     except BaseException:
         # A COMMIT that fails can leave the transaction open, and then every later BEGIN on
         # this connection would fail too.
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
+        _rollback(conn)
         raise
     return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,7 +26,7 @@ from ..conversation import (
 )
 from ..conversation.render import cut
 from ..mechanics import BoundedCache, Pacer, Scope, SingleFlight
-from ..media import MediaError, fit_photo, prepare_image
+from ..media import MAX_UPLOAD_BYTES, MediaError, file_sha256, fit_photo, prepare_image
 from ..service.labeling import LabelingService
 from ..service.types import UserRef
 
@@ -37,7 +36,6 @@ PLATFORM = "telegram"
 TEXT_LIMIT = 4096
 CAPTION_LIMIT = 1024
 _VOICE_SUFFIXES = (".ogg", ".oga", ".opus")
-UPLOAD_LIMIT = 50 * 1024 * 1024  # bots upload at most 50 MB a file
 # Bot API error descriptions, matched case-insensitively (never shown to anyone):
 # the person's chat is gone for good,
 _GONE = ("chat not found", "user is deactivated", "bot was blocked", "peer_id_invalid")
@@ -406,7 +404,7 @@ class TelegramOutlet:
             if method == "audio" and src.suffix.lower() in _VOICE_SUFFIXES:
                 method = "voice"
             size = (await asyncio.to_thread(src.stat)).st_size
-            if size > UPLOAD_LIMIT:  # Telegram would answer 413 however often we tried
+            if size > MAX_UPLOAD_BYTES:  # Telegram answers 413 however often it is tried
                 raise MediaError(f"{src}: {size / 2**20:.1f} MiB is over Telegram's 50 MB")
         digest = await self._digest(path)
         send = self._sender(method, chat, body(view, CAPTION_LIMIT), markup)
@@ -432,10 +430,14 @@ class TelegramOutlet:
             known = await by_file_id()
             if known is not None:
                 return known
-            data = await asyncio.to_thread(path.read_bytes)
-            message = await self._to(
-                to, lambda: send(InputFile(data, filename=path.name)), priority
-            )
+
+            async def stream() -> TgMessage:
+                # Streamed from disk by the HTTP layer, never read whole; reopened for each
+                # attempt, since a retried attempt must start from the file's beginning.
+                with path.open("rb") as f:
+                    return await send(InputFile(f, filename=path.name, read_file_handle=False))
+
+            message = await self._to(to, stream, priority)
             new_id = _file_id(message)
             if new_id:
                 await self.service.save_media_file_id(digest, PLATFORM, new_id)
@@ -468,8 +470,7 @@ class TelegramOutlet:
         """The sha256 of a file's bytes, computed once per path."""
         digest = self._hashes.get(path)
         if digest is None:
-            data = await asyncio.to_thread(path.read_bytes)
-            digest = self._hashes[path] = hashlib.sha256(data).hexdigest()
+            digest = self._hashes[path] = await asyncio.to_thread(file_sha256, path)
         return digest
 
 
