@@ -98,6 +98,7 @@ async def test_telegram_and_slack_label_one_project_together(tmp_path: Path) -> 
                 slack_emu.token,
                 SECRET,
                 media_cache=tmp_path / "cache",
+                limits={},  # the emulator has no rate limits
             )
             await tg.start()
             await slack.start()
