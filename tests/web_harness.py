@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from yarl import URL
 
 from chatlabel.config import Config, Web, parse_config
 from chatlabel.service import LabelingService, Reports
@@ -78,6 +79,11 @@ class Visitor:
             self.session = await r.json()
         self.token = self.session["token"]
         return self.session
+
+    def set_cookie(self, name: str, value: str) -> None:
+        """Replace the browser's cookies with this one (for this server)."""
+        self.http.cookie_jar.clear()
+        self.http.cookie_jar.update_cookies({name: value}, response_url=URL(self.base))
 
     @property
     def person(self) -> str:
@@ -237,7 +243,7 @@ class WebBench:
         self.visitors.append(v)
         if person is not None:
             cookie = self.transport.sessions.cookie(person, self.clock())
-            v.http.cookie_jar.update_cookies({self.transport.cookie_name: cookie})
+            v.set_cookie(self.transport.cookie_name, cookie)
         await v.open()
         if connect:
             await v.connect()
