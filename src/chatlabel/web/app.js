@@ -253,7 +253,11 @@
         button.type = "button";
         if (b.selected === true || b.selected === false) {
           button.setAttribute("aria-pressed", String(b.selected));
-          if (b.selected) button.append(el("span", "tick", "✓"));
+          if (b.selected) {
+            const tick = el("span", "tick", "✓");
+            tick.setAttribute("aria-hidden", "true");  // aria-pressed says it already
+            button.append(tick);
+          }
         }
         button.append(el("span", "", b.text));
         if (b.key) {
