@@ -213,6 +213,11 @@ def buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
     return [b for row in message.get("rows", []) for b in row]
 
 
+def captions_of_all(messages: list[dict[str, Any]]) -> list[str]:
+    """Every button caption on these messages."""
+    return [b["text"] for m in messages for b in buttons(m)]
+
+
 def captions(message: dict[str, Any]) -> list[str]:
     """The captions of a message's buttons (a ticked toggle shows ✓, as on Telegram)."""
     return [("✓ " if b.get("selected") else "") + b["text"] for b in buttons(message)]
