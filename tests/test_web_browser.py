@@ -15,9 +15,11 @@ from aiohttp import web
 from PIL import Image
 from playwright.async_api import Page, expect
 
+from chatlabel.config import Web
 from chatlabel.conversation import Catalog
+from chatlabel.transports.web import WebTransport
 from tests.browser import PHONE, chromium, overflow, phone
-from tests.web_harness import project, running_web
+from tests.web_harness import SECRET, project, running_web
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -275,3 +277,39 @@ async def test_forged_posts_from_the_page_or_another_site_change_nothing(tmp_pat
             await runner.cleanup()
         person = (await b.query("SELECT key FROM annotators"))[0][0]
         assert await b.answers() == [(person, "t1", "cat")]
+
+
+async def test_a_dropped_stream_catches_up_and_a_restarted_server_picks_up(tmp_path: Path) -> None:
+    async with running_web(tmp_path, [project(overlap=1)]) as b:
+        await b.add_items("animals", [{"id": "t1", "text": "Meow, says it."}])
+        async with chromium() as browser:
+            page = await phone(browser)
+            await page.goto(b.base + "/")
+            await item_box(page, "Meow, says it.").get_by_role("button", name="cat").click()
+            await expect(page.locator("li.msg").last).to_have_text(EN("idle.no_work"))
+            # The connection drops (a tunnel, a flaky network); meanwhile work arrives.
+            b.transport.outlet.close()
+            await b.add_items("animals", [{"id": "t2", "text": "Woof, says it."}])
+            await expect(page.locator("#conn")).to_have_text(EN("web.connecting"))
+            woof = item_box(page, "Woof, says it.")
+            await expect(woof.get_by_role("button", name="dog")).to_be_visible()
+            await expect(page.locator("#conn")).to_have_text(EN("web.reconnected"))
+            await expect(page.locator("li.msg", has_text="Woof, says it.")).to_have_count(1)
+
+            # The server restarts (its screens are gone): the page starts the chat again.
+            before = await woof.get_attribute("data-ref")
+            port = b.transport.port
+            await b.transport.stop()
+            b.transport = WebTransport(
+                b.service, b.reports, Web(port=port), secret=SECRET,
+                secret_path=tmp_path / "s", media_cache=tmp_path / "cache",
+            )  # fmt: skip
+            await b.transport.start()
+            await expect(page.locator(f'li[data-ref="{before}"]')).to_have_count(0, timeout=15_000)
+            await expect(page.locator("li.msg").first).to_contain_text("Welcome to Animals!")
+            woof = item_box(page, "Woof, says it.")  # the open item, shown again
+            await woof.get_by_role("button", name="dog").click()
+            await expect(woof.locator(".status")).to_have_text("✅ dog")
+            assert page.errors == []  # type: ignore[attr-defined]
+        person = (await b.query("SELECT key FROM annotators"))[0][0]
+        assert await b.answers() == [(person, "t1", "cat"), (person, "t2", "dog")]

@@ -369,7 +369,7 @@ class WebTransport:
             # missed or sent twice.
             boot, _, seq = last.partition("-")
             backlog = inbox.since(int(seq)) if boot == self.outlet.boot and seq.isdigit() else None
-            out = [b"retry: 3000\n\n"]
+            out = [b"retry: 2000\n\n"]
             if backlog is None:
                 out += [_sse({"op": "reset"})] + [_sse(e) for e in inbox.snapshot()]
             else:

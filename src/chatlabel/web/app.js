@@ -8,6 +8,7 @@
   const form = $("composer"), box = $("text"), menu = $("menu");
   const URL_OK = /^\/(media|files)\/[A-Za-z0-9_-]+$/;
   let token = "", source = null, started = false, down = false, connTimer = 0;
+  let rebuilt = true;  // the screen was just built from nothing (a new page, a reset)
 
   const joined = location.pathname.match(/^\/join\/([^/]+)\/?$/);
   let code = null;
@@ -127,6 +128,7 @@
   function handle(event) {
     if (event.op === "reset") {
       log.replaceChildren();
+      rebuilt = true;
     } else if (event.op === "add") {
       const follow = nearBottom() || event.msg.item || event.msg.own;
       // Focus follows the person's work (their pressed item was replaced), never jumps there
@@ -162,12 +164,15 @@
     } else if (event.op === "toast") {
       toast(event.text, event.alert);
     } else if (event.op === "ready") {
-      if (!started) {
-        started = true;
-        if (code !== null || event.fresh) post("/api/start", { code: code });
-        if (code !== null) history.replaceState(null, "", "/");
-        main.scrollTop = main.scrollHeight;
+      // An empty screen (a first visit, or the server restarted) or an invite link: /start.
+      if (rebuilt && (event.fresh || code !== null)) post("/api/start", { code: code });
+      if (code !== null) {
+        history.replaceState(null, "", "/");  // a reload must not join again
+        code = null;
       }
+      if (rebuilt) main.scrollTop = main.scrollHeight;
+      rebuilt = false;
+      started = true;
     }
   }
 
@@ -289,7 +294,7 @@
   function toast(text, alert) {
     if (!text) return;
     const t = el("div", "toast");
-    t.setAttribute("role", alert ? "alert" : "status");
+    if (alert) t.setAttribute("role", "alert");  // the others: the toasts' live region
     t.append(el("span", "", text));
     const close = el("button", "", T.close);
     close.type = "button";
