@@ -447,7 +447,9 @@ async def test_a_pushed_item_speaks_the_persons_language_on_every_platform(
         )  # fmt: skip
         slack_sim = bot.emu.user("U7", name="ana", locale="es-ES")
         await slack_sim.slash("/label", "")
-        await slack_sim.wait_for(lambda: es("idle.no_work") in slack_sim.messages[-1].text)
+        await slack_sim.wait_for(
+            lambda: any(es("idle.no_work") in m.text for m in slack_sim.messages)
+        )
         await bot.add_items("animals", later)
         person = SlackPerson(slack_sim)
         item = (await person.wait(lambda: person.items()))[0]
