@@ -163,7 +163,7 @@ class WebTransport:
         app.router.add_get("/join/{code}", self._page)
         app.router.add_get("/static/{name}", self._static_file)
         app.router.add_post("/api/session", self._session_post)
-        app.router.add_get("/api/events", self._events)
+        app.router.add_get("/api/events", self._events, allow_head=False)
         app.router.add_post("/api/start", self._start_post)
         app.router.add_post("/api/press", self._press_post)
         app.router.add_post("/api/text", self._text_post)
