@@ -193,9 +193,12 @@ async def test_forged_replayed_and_other_peoples_presses_change_nothing(tmp_path
         assert (await ann.post("/api/press", {"ref": item["ref"], "data": cat}))[0] == 200
         await ann.wait_for(lambda: ann.toasts[-1] == EN("press.already_recorded"))
         assert await b.answers() == [(f"web:{ann.person}", "t1", "cat")]
-        # Bob's own copy is still open and still his.
-        assert await bob.press(bobs, "dog") == 200
+        # Bob's own copy is still open and still his; sent with Ann's message as its ref, his
+        # press counts for him, and the ref is taken for what it is: not his message.
+        dog = buttons(bobs)[1]["data"]
+        assert (await bob.post("/api/press", {"ref": item["ref"], "data": dog}))[0] == 200
         await bob.wait_for(lambda: bob.screen[bobs["ref"]]["status"] == "✅ dog")
+        assert ann.screen[item["ref"]]["status"] == "✅ cat"
         assert sorted(await b.answers()) == sorted(
             [(f"web:{ann.person}", "t1", "cat"), (f"web:{bob.person}", "t1", "dog")]
         )
