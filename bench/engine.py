@@ -9,7 +9,7 @@ connection.
 
 Phases, run on the large project and again on one of --compare-items items:
 
-  floor      the same two transaction functions (the service's _answer_tx and _next_tx inside
+  floor      the same two transaction functions (the service's answer_in and next_in inside
              storage.db's BEGIN IMMEDIATE wrapper) on a plain sqlite3 connection set up like
              storage.db's write connection, in one thread, annotators taking turns: what this SQL
              can reach with no event loop
@@ -50,7 +50,7 @@ from chatlabel.app import tune_gc_for_serving
 from chatlabel.config import Config, parse_config
 from chatlabel.service.labeling import LabelingService
 from chatlabel.service.types import Task, UserRef
-from chatlabel.storage.db import Database, _group, _inline_pragmas
+from chatlabel.storage.db import Database, inline_pragmas, run_group
 from chatlabel.storage.schema import migrate
 
 LABELS = ("positive", "negative", "neutral")
@@ -374,7 +374,7 @@ class Phase:
 
 def _transaction(conn: sqlite3.Connection, fn: Any, args: tuple[Any, ...]) -> Any:
     """One write transaction on a plain connection, exactly as storage.db runs it."""
-    ((ok, value),) = _group(conn, [(fn, args)])
+    ((ok, value),) = run_group(conn, [(fn, args)])
     if not ok:
         raise value
     return value
@@ -391,10 +391,10 @@ def floor_cycle(
     """One cycle with plain sqlite3: the service's two transaction functions, or both in one."""
 
     def answer(c: sqlite3.Connection) -> Any:
-        return svc._answer_tx(c, u, assignment, value, time.time(), False)
+        return svc.answer_in(c, u, assignment, value, time.time())
 
     def lease(c: sqlite3.Connection) -> Any:
-        return svc._next_tx(c, u, svc.role(u), time.time(), svc.rng.random())
+        return svc.next_in(c, u, time.time())
 
     if combined:
         return _transaction(conn, lambda c: (answer(c), lease(c)), ())
@@ -426,14 +426,14 @@ def run_floor(
     conn.row_factory = sqlite3.Row
     # Set up as storage.db sets up the connection a button press writes through (its page
     # cache included), so that the floor and the service run the same SQL on the same terms.
-    _inline_pragmas(conn)
+    inline_pragmas(conn)
     svc = LabelingService(None, config, rng=random.Random(seed))  # type: ignore[arg-type]
-    svc.pids = dict(pids)
-    svc.names = {v: k for k, v in pids.items()}
+    svc.shared.pids = dict(pids)
+    svc.shared.names = {v: k for k, v in pids.items()}
     rng = random.Random(seed)
     tasks: dict[UserRef, Any] = {}
     for u in users:
-        tasks[u] = _transaction(conn, svc._next_tx, (u, svc.role(u), time.time(), svc.rng.random()))
+        tasks[u] = _transaction(conn, svc.next_in, (u, time.time()))
     lat: list[float] = []
     errors = 0
     live = [u for u in users if isinstance(tasks[u], Task)]

@@ -191,11 +191,11 @@ def phase_import(db: Path, data: Path, workers: str = "auto") -> dict[str, Any]:
 def phase_import_floor(db: Path, data: Path) -> dict[str, Any]:
     """The same INSERT with plain sqlite3: json.loads per line, executemany in one transaction."""
     from chatlabel.storage import repo
-    from chatlabel.storage.db import _pragmas
+    from chatlabel.storage.db import pragmas
     from chatlabel.storage.schema import migrate
 
     conn = sqlite3.connect(db, isolation_level=None)
-    _pragmas(conn)
+    pragmas(conn)
     migrate(conn)
     conn.execute("INSERT INTO projects (id, name, created_at) VALUES (1, 'bench', 0)")
     insert = repo._INSERT_ITEM

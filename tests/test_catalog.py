@@ -31,6 +31,8 @@ SAME_AS_ENGLISH = {
     ("es", "item.no_button"),  # "❌ No": the same word on the button
     ("es", "item.audio"),  # "audio" is the Spanish word too
     ("pt", "web.menu"),  # "Menu" is the Portuguese word too
+    ("pt", "report.item"),  # "Item": the report's column, the Portuguese word the catalog uses
+    ("pt", "report.status"),  # "Status": as in the Portuguese /annotators header
 }
 
 # Parameters that are numbers (they choose plural forms); every other placeholder is a string.

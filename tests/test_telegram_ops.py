@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
+from chatlabel.charts import progress_png
 from chatlabel.config import ConfigError, Telegram
 from chatlabel.conversation import Catalog
 from chatlabel.emulators.telegram import ApiError, Faults
@@ -84,6 +85,27 @@ async def test_coordinator_commands_answer_coordinators_and_refuse_others(
         await ann.wait_for(lambda: len(ann.messages) == before + len(COORDINATOR_COMMANDS))
         assert [m.content for m in ann.messages[before:]] == [NOT_ALLOWED] * 7
         assert (await b.reports.progress("animals")).paused is False
+
+
+async def test_progress_chart_is_drawn_in_the_coordinators_language(tmp_path: Path) -> None:
+    translated = project(translations={"es": {"title": "Animales"}})
+    async with running_bot(tmp_path, [translated]) as b:
+        await b.add_items("animals", ITEMS)
+        ann = b.user(1, "Ann")
+        item = await b.start(ann)
+        await ann.press(item, "cat")
+        await next_item(ann, item.message_id)
+        jefa = b.emu.user(COORDINATOR_ID, "Jefa", language_code="es")
+        await jefa.send("/progress")
+        reply = await new_message(jefa, 0, lambda m: m.kind == "photo")
+        assert reply.content.startswith("📈 Animales")
+        [upload] = [u for u in b.emu.uploads if u.method == "sendPhoto"]
+        sent = b.emu.files[upload.file_id].data
+        p = await b.reports.progress("animals")
+        es, en = Catalog().texts("es"), Catalog().texts("en")
+        # The very chart drawn for a Spanish reader, with the Spanish title: not the English one.
+        assert sent == progress_png(p, es, "Animales")
+        assert sent != progress_png(p, en, "Animales")
 
 
 async def test_stale_forged_and_double_presses_change_nothing(tmp_path: Path) -> None:

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 
+from chatlabel.cli import main
 from chatlabel.config import Web
 from chatlabel.conversation import Catalog, Message
 from chatlabel.service.types import UserRef
@@ -434,9 +437,21 @@ async def test_the_page_and_its_files(tmp_path: Path) -> None:
                 b.base + "/api/session", json={}, headers={"Origin": "https://label.example.org"}
             ) as r:
                 assert r.status == 200 and "Secure" in r.headers["Set-Cookie"]
-    access = {"mode": "invite", "invite_codes": ["a b", "z"]}
+    access = {"mode": "invite", "invite_codes": ["spring a b", "zzzzzzzz"]}
     async with running_web(tmp_path / "2", access=access) as b:
         assert b.transport.links() == [
-            f"http://127.0.0.1:{b.transport.port}/join/a%20b",
-            f"http://127.0.0.1:{b.transport.port}/join/z",
+            f"http://127.0.0.1:{b.transport.port}/join/spring%20a%20b",
+            f"http://127.0.0.1:{b.transport.port}/join/zzzzzzzz",
         ]
+
+
+def test_chatlabel_invite_prints_the_web_link(tmp_path: Path) -> None:
+    config = tmp_path / "chatlabel.toml"
+    config.write_text(
+        "[[project]]\nname = 'p'\nlabels = ['a', 'b']\n[web]\nbase_url = 'https://l.example.org/'\n"
+    )
+    result = CliRunner().invoke(main, ["invite", str(config)])
+    assert result.exit_code == 0, result.output
+    code = re.search(r"Invite code: (\S+)", result.output)
+    assert code is not None
+    assert f"Web link: https://l.example.org/join/{code.group(1)}" in result.output

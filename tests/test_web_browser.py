@@ -35,7 +35,7 @@ async def test_a_volunteer_joins_by_invite_and_labels_with_taps_keys_and_undo(
     tmp_path: Path,
 ) -> None:
     gold = {"qualification": 1, "min_gold_accuracy": 0.0, "gold_feedback": True}
-    access = {"mode": "invite", "invite_codes": ["JOIN-ME"]}
+    access = {"mode": "invite", "invite_codes": ["JOIN-ME-NOW"]}
     async with running_web(tmp_path, [project(overlap=1, quality=gold)], access=access) as b:
         await b.add_items("animals", [
             {"id": "g1", "text": "It barks at the postman.", "gold": "dog", "gold_reason": "Barking."},
@@ -44,7 +44,7 @@ async def test_a_volunteer_joins_by_invite_and_labels_with_taps_keys_and_undo(
         ])  # fmt: skip
         async with chromium() as browser:
             page = await phone(browser)
-            await page.goto(b.base + "/join/JOIN-ME")
+            await page.goto(b.base + "/join/JOIN-ME-NOW")
             await expect(page.locator("li.msg").first).to_contain_text("Welcome to Animals!")
             assert page.url == b.base + "/"  # the code does not stay in the address bar
 

@@ -1,12 +1,18 @@
-"""Progress and quality charts as PNG bytes, drawn with Pillow alone (no matplotlib)."""
+"""Progress and quality charts as PNG bytes, drawn with Pillow alone (no matplotlib).
+
+Every word and number on a chart is in the reader's language: the functions take that
+language's `Texts` and word titles, legends and notes from the catalog's [chart] section.
+"""
 
 from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
+from typing import TYPE_CHECKING
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -14,14 +20,19 @@ from chatlabel.media import load_font
 
 from .service.types import Progress
 
+if TYPE_CHECKING:  # the conversation package imports this module: no import cycle at run time
+    from .conversation.catalog import Texts
+
 __all__ = [
     "ESCALATED_COLOUR",
     "LABEL_COLOUR",
     "REMAINING_COLOUR",
     "RESOLVED_COLOUR",
     "bar_chart_png",
+    "fit_text",
     "heatmap_png",
     "progress_chart",
+    "progress_png",
 ]
 
 RGB = tuple[int, int, int]
@@ -76,6 +87,7 @@ class _Style:
 def progress_chart(
     title: str,
     *,
+    t: Texts,
     total: int,
     resolved: int,
     escalated: int,
@@ -104,9 +116,10 @@ def progress_chart(
     y = _draw_title(draw, title, st, width)
 
     done = resolved + escalated
-    summary = f"{resolved:,} of {total:,} items resolved" if total else "no items yet"
+    parts = [t("chart.resolved_of", resolved=resolved, n=total) if total else t("chart.no_items")]
     if pending_answers:
-        summary += f" · {pending_answers:,} answers pending"
+        parts.append(t("chart.pending", n=pending_answers))
+    summary = fit_text(draw, " · ".join(parts), st.body, width - 2 * m)
     draw.text((m, y), summary, font=st.body, fill=_MUTED)
     y += _line_height(st.body) + round(10 * st.scale)
 
@@ -117,14 +130,14 @@ def progress_chart(
         (escalated, ESCALATED_COLOUR),
         (remaining, REMAINING_COLOUR),
     ]
-    _draw_stacked_bar(draw, (m, y, width - m, y + bar_h), segments, total, st.body)
+    _draw_stacked_bar(draw, (m, y, width - m, y + bar_h), segments, total, st.body, t)
     y += bar_h + round(10 * st.scale)
     legend = [
-        ("resolved", resolved, RESOLVED_COLOUR),
-        ("escalated", escalated, ESCALATED_COLOUR),
-        ("remaining", remaining, REMAINING_COLOUR),
+        (t("verdict.resolved"), resolved, RESOLVED_COLOUR),
+        (t("verdict.escalated"), escalated, ESCALATED_COLOUR),
+        (t("chart.remaining"), remaining, REMAINING_COLOUR),
     ]
-    y = _draw_legend(draw, (m, y, width - m), legend, total, st)
+    y = _draw_legend(draw, (m, y, width - m), legend, total, st, t)
     y += round(22 * st.scale)
 
     label_box = (m, y, width - m, height - m)
@@ -137,8 +150,8 @@ def progress_chart(
             split = y + round((height - m - y) * 0.55)
             label_box = (m, y, width - m, split - round(14 * st.scale))
             time_box = (m, split, width - m, height - m)
-        _draw_timeline(draw, time_box, timeline, st)
-    _draw_labels(draw, label_box, labels, st)
+        _draw_timeline(draw, time_box, timeline, st, t)
+    _draw_labels(draw, label_box, labels, st, t)
     return _png(im)
 
 
@@ -146,13 +159,18 @@ def bar_chart_png(
     title: str,
     values: Mapping[str, float],
     *,
-    fmt: str = "{:.0%}",
+    t: Texts,
+    fmt: Callable[[float], str] | None = None,
     width: int = 900,
     height: int | None = None,
     max_value: float | None = None,
     colour: RGB = RESOLVED_COLOUR,
 ) -> bytes:
-    """PNG of a horizontal bar chart, largest value first; height grows with the rows if None."""
+    """PNG of a horizontal bar chart, largest value first; height grows with the rows if None.
+
+    `fmt` writes each value (default: a percentage in the reader's language).
+    """
+    show = fmt or t.percent
     st = _Style.for_size(width, 600)
     row_h = round(_line_height(st.body) * 1.7)
     top = st.margin + _line_height(st.title) + round(20 * st.scale)
@@ -165,16 +183,17 @@ def bar_chart_png(
     box = (st.margin, y, width - st.margin, height - st.margin)
     finite = [v for v in values.values() if math.isfinite(v)]
     if not finite:
-        _draw_empty(draw, box, "no data", st)
+        _draw_empty(draw, box, t("chart.no_data"), st)
         return _png(im)
     if max_value is None:
         max_value = 1.0 if all(0 <= v <= 1 for v in finite) else max(max(finite), 0.0)
     ordered = sorted(values.items(), key=lambda kv: (not math.isfinite(kv[1]), -_num(kv[1]), kv[0]))
-    rows = [(k, v, fmt.format(v) if math.isfinite(v) else "n/a") for k, v in ordered]
+    na = t("common.not_available")
+    rows = [(k, v, show(v) if math.isfinite(v) else na) for k, v in ordered]
     fit = _rows_that_fit(box, st)
     if len(rows) > fit:
         hidden = len(rows) - fit + 1
-        rows = rows[: fit - 1] + [(f"… {hidden} more", math.nan, "")]
+        rows = rows[: fit - 1] + [(t("chart.more", n=hidden), math.nan, "")]
     _draw_hbars(draw, box, rows, max_value or 1.0, colour, st)
     return _png(im)
 
@@ -185,11 +204,15 @@ def heatmap_png(
     row_labels: Sequence[str],
     col_labels: Sequence[str],
     *,
-    fmt: str | None = None,
+    t: Texts,
+    fmt: Callable[[float], str] | None = None,
     row_title: str = "",
     col_title: str = "",
 ) -> bytes:
-    """PNG of a matrix (e.g. a confusion matrix) as shaded cells with their values written in."""
+    """PNG of a matrix (e.g. a confusion matrix) as shaded cells with their values written in.
+
+    `fmt` writes each value (default: whole numbers for counts, else two decimals).
+    """
     if len(matrix) != len(row_labels):
         raise ValueError(f"matrix has {len(matrix)} rows but {len(row_labels)} row labels")
     for i, row in enumerate(matrix):
@@ -198,14 +221,16 @@ def heatmap_png(
     n_rows, n_cols = len(row_labels), len(col_labels)
     flat = [float(v) for row in matrix for v in row]
     if fmt is None:
-        fmt = "{:.0f}" if all(math.isfinite(v) and v == int(v) for v in flat) else "{:.2f}"
+        counts = all(math.isfinite(v) and v == int(v) for v in flat)
+        digits = 0 if counts else 2
+        fmt = partial(t.number, digits=digits)
     cell = max(40, min(90, 720 // max(n_rows, n_cols, 1)))
     st = _Style.for_size(900, 600)
     cell_font = load_font(max(11, min(24, round(cell * 0.3))))
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     label_cap = round(220 * st.scale)
-    row_w = min(label_cap, max((probe.textlength(t, font=st.small) for t in row_labels), default=0))
-    col_w = min(label_cap, max((probe.textlength(t, font=st.small) for t in col_labels), default=0))
+    row_w = min(label_cap, max((probe.textlength(r, font=st.small) for r in row_labels), default=0))
+    col_w = min(label_cap, max((probe.textlength(c, font=st.small) for c in col_labels), default=0))
     rotate = col_w > cell - 8
     col_h = int(col_w) if rotate else _line_height(st.small)
     m = st.margin
@@ -213,7 +238,9 @@ def heatmap_png(
     left = m + side + int(row_w) + 12
     top = m + _line_height(st.title) + round(20 * st.scale)
     top += (_line_height(st.small) + 8 if col_title else 0) + col_h + 8
-    width = max(left + n_cols * cell + m, 360)
+    # Wide enough for the title too (up to a page), so a short word list keeps its heading.
+    title_w = min(900, math.ceil(probe.textlength(title, font=st.title)) + 2 * m)
+    width = max(left + n_cols * cell + m, 360, title_w)
     height = top + n_rows * cell + m
     im = Image.new("RGB", (width, height), _BG)
     draw = ImageDraw.Draw(im)
@@ -228,7 +255,7 @@ def heatmap_png(
     vmax = max([v for v in finite if v > 0], default=1.0)
     for j, label in enumerate(col_labels):
         cx = left + j * cell + cell // 2
-        text = _fit(draw, label, st.small, label_cap if rotate else cell - 6)
+        text = fit_text(draw, label, st.small, label_cap if rotate else cell - 6)
         if rotate:
             _paste_text(im, (cx, top - 8), text, st.small, _INK, 90, "mb")
         else:
@@ -237,7 +264,7 @@ def heatmap_png(
         cy = top + i * cell + cell // 2
         draw.text(
             (left - 12, cy),
-            _fit(draw, label, st.small, label_cap),
+            fit_text(draw, label, st.small, label_cap),
             font=st.small,
             fill=_INK,
             anchor="rm",
@@ -245,20 +272,20 @@ def heatmap_png(
         for j, v in enumerate(matrix[i]):
             x0, y0 = left + j * cell, top + i * cell
             if math.isfinite(v):
-                t = max(0.0, min(1.0, v / vmax))
-                fill, text = _ramp(t), fmt.format(v)
-                ink = _BG if t > 0.55 else _INK
+                t_ = max(0.0, min(1.0, v / vmax))
+                fill, text = _ramp(t_), fmt(v)
+                ink = _BG if t_ > 0.55 else _INK
             else:
                 fill, text, ink = _GRID, "–", _MUTED
             draw.rectangle((x0, y0, x0 + cell - 1, y0 + cell - 1), fill=fill, outline=_BG)
-            text = _fit(draw, text, cell_font, cell - 6)
+            text = fit_text(draw, text, cell_font, cell - 6)
             draw.text((x0 + cell / 2, y0 + cell / 2), text, font=cell_font, fill=ink, anchor="mm")
     return _png(im)
 
 
 def _draw_title(draw: ImageDraw.ImageDraw, title: str, st: _Style, width: int) -> int:
     m = st.margin
-    draw.text((m, m), _fit(draw, title, st.title, width - 2 * m), font=st.title, fill=_INK)
+    draw.text((m, m), fit_text(draw, title, st.title, width - 2 * m), font=st.title, fill=_INK)
     return m + _line_height(st.title) + round(12 * st.scale)
 
 
@@ -268,6 +295,7 @@ def _draw_stacked_bar(
     segments: list[tuple[int, RGB]],
     total: int,
     font: Font,
+    t: Texts,
 ) -> None:
     x0, y0, x1, y1 = box
     draw.rectangle(box, fill=REMAINING_COLOUR)
@@ -279,7 +307,7 @@ def _draw_stacked_bar(
         if w <= 0:
             continue
         draw.rectangle((round(x), y0, round(x + w) - 1, y1), fill=colour)
-        text = _pct(count, total)
+        text = _pct(t, count, total)
         if draw.textlength(text, font=font) + 12 <= w:
             draw.text((x + w / 2, (y0 + y1) / 2), text, font=font, fill=_on(colour), anchor="mm")
         x += w
@@ -291,6 +319,7 @@ def _draw_legend(
     entries: list[tuple[str, int, RGB]],
     total: int,
     st: _Style,
+    t: Texts,
 ) -> int:
     """Legend entries left to right, wrapping when they do not fit; returns the y below it."""
     x0, y, x1 = box
@@ -299,7 +328,8 @@ def _draw_legend(
     gap = round(26 * st.scale)
     x = x0
     for name, count, colour in entries:
-        text = f"{name} {count:,} ({_pct(count, total)})"
+        text = t("chart.legend", name=name, n=count, share=_pct(t, count, total))
+        text = fit_text(draw, text, st.small, x1 - x0 - sq - 8)
         w = sq + 8 + draw.textlength(text, font=st.small)
         if x > x0 and x + w > x1:
             x, y = x0, y + lh + 8
@@ -319,13 +349,16 @@ def _draw_labels(
     box: tuple[int, int, int, int],
     labels: Mapping[str, int],
     st: _Style,
+    t: Texts,
 ) -> None:
     x0, y0, x1, y1 = box
-    draw.text((x0, y0), "Labels", font=st.head, fill=_INK)
+    draw.text(
+        (x0, y0), fit_text(draw, t("chart.labels"), st.head, x1 - x0), font=st.head, fill=_INK
+    )
     box = (x0, y0 + _line_height(st.head) + round(10 * st.scale), x1, y1)
     answers = sum(labels.values())
     if not answers and not labels:
-        _draw_empty(draw, box, "no answers yet", st)
+        _draw_empty(draw, box, t("chart.no_labels"), st)
         return
     ordered = sorted(labels.items(), key=lambda kv: (-kv[1], kv[0]))
     vmax = max(ordered[0][1], 1)
@@ -334,10 +367,11 @@ def _draw_labels(
     if len(ordered) > fit:
         rest = ordered[fit - 1 :]
         ordered = ordered[: fit - 1]
-        other = (f"other ({len(rest)})", sum(n for _, n in rest))
-    rows = [(k, float(n), f"{n:,} · {_pct(n, answers)}") for k, n in ordered]
+        other = (t("chart.other", n=len(rest)), sum(n for _, n in rest))
+    rows = [(k, float(n), f"{t.number(n)} · {_pct(t, n, answers)}") for k, n in ordered]
     if other:
-        rows.append((other[0], float(other[1]), f"{other[1]:,} · {_pct(other[1], answers)}"))
+        n = other[1]
+        rows.append((other[0], float(n), f"{t.number(n)} · {_pct(t, n, answers)}"))
     # "other" is scaled like the rest (capped at full width) and greyed, so it cannot
     # squash the real labels' bars.
     _draw_hbars(draw, box, rows, vmax, LABEL_COLOUR, st, last_colour=_OTHER if other else None)
@@ -370,7 +404,7 @@ def _draw_hbars(
     for i, (name, value, text) in enumerate(rows):
         cy = y0 + row_h * i + row_h / 2
         draw.text(
-            (bar_x - gap, cy), _fit(draw, name, font, name_w), font=font, fill=_INK, anchor="rm"
+            (bar_x - gap, cy), fit_text(draw, name, font, name_w), font=font, fill=_INK, anchor="rm"
         )
         end = bar_x
         if math.isfinite(value) and value > 0:
@@ -387,15 +421,17 @@ def _draw_timeline(
     box: tuple[int, int, int, int],
     timeline: Sequence[tuple[float, int]],
     st: _Style,
+    t: Texts,
 ) -> None:
     x0, y0, x1, y1 = box
-    draw.text((x0, y0), "Answers over time", font=st.head, fill=_INK)
-    pts = sorted((float(t), float(n)) for t, n in timeline)
+    heading = fit_text(draw, t("chart.answers_over_time"), st.head, x1 - x0)
+    draw.text((x0, y0), heading, font=st.head, fill=_INK)
+    pts = sorted((float(at), float(n)) for at, n in timeline)
     font, lh = st.small, _line_height(st.small)
     top = y0 + _line_height(st.head) + round(14 * st.scale)
     ymax = _nice_ceil(max(n for _, n in pts))
     ticks = [0.0, ymax / 2, ymax]
-    tick_text = [_short_number(v) for v in ticks]
+    tick_text = [t.compact(v) for v in ticks]
     left = x0 + max(draw.textlength(t, font=font) for t in tick_text) + 10
     bottom = y1 - lh - 8
     right = x1 - 4
@@ -408,11 +444,11 @@ def _draw_timeline(
     t0, t1 = pts[0][0], pts[-1][0]
     span = t1 - t0 or 1.0
 
-    def xy(t: float, n: float) -> tuple[float, float]:
-        x = (left + right) / 2 if t1 == t0 else left + (right - left) * (t - t0) / span
+    def xy(at: float, n: float) -> tuple[float, float]:
+        x = (left + right) / 2 if t1 == t0 else left + (right - left) * (at - t0) / span
         return x, bottom - (bottom - top) * n / ymax
 
-    line = [xy(t, n) for t, n in pts]
+    line = [xy(at, n) for at, n in pts]
     lw = max(2, round(4 * st.scale))
     if len(line) > 1:
         tint = tuple(round(c + (255 - c) * 0.82) for c in RESOLVED_COLOUR)
@@ -422,13 +458,17 @@ def _draw_timeline(
         cx, cy = line[0]
         draw.ellipse((cx - lw * 2, cy - lw * 2, cx + lw * 2, cy + lw * 2), fill=RESOLVED_COLOUR)
     draw.line((left, bottom, right, bottom), fill=_MUTED, width=1)
-    time_fmt = "%H:%M" if span <= 12 * 3600 else "%a %H:%M" if span < 6 * 86400 else "%d %b"
+    # Within half a day the hour says it all; within a week the weekday and hour; else the day.
+    day, hour = (
+        ("", True) if span <= 12 * 3600 else ("E", True) if span < 6 * 86400 else ("MMMd", False)
+    )
     stamps = [(t0, "mt")] if t1 == t0 else [(t0, "lt"), ((t0 + t1) / 2, "mt"), (t1, "rt")]
-    texts = [datetime.fromtimestamp(t).strftime(time_fmt) for t, _ in stamps]
-    if len(stamps) == 3 and sum(draw.textlength(t, font=font) + 24 for t in texts) > right - left:
+    # Local time, as people read a clock.
+    texts = [t.when(datetime.fromtimestamp(at), day, hour) for at, _ in stamps]
+    if len(stamps) == 3 and sum(draw.textlength(s, font=font) + 24 for s in texts) > right - left:
         del stamps[1], texts[1]  # no room for a middle time stamp
-    for (t, anchor), text in zip(stamps, texts, strict=True):
-        draw.text((xy(t, 0)[0], bottom + 6), text, font=font, fill=_MUTED, anchor=anchor)
+    for (at, anchor), text in zip(stamps, texts, strict=True):
+        draw.text((xy(at, 0)[0], bottom + 6), text, font=font, fill=_MUTED, anchor=anchor)
 
 
 def _draw_empty(
@@ -458,7 +498,7 @@ def _paste_text(
     im.paste(Image.new("RGB", layer.size, fill), (round(x), round(y)), layer)
 
 
-def _fit(draw: ImageDraw.ImageDraw, text: str, font: Font, max_w: float) -> str:
+def fit_text(draw: ImageDraw.ImageDraw, text: str, font: Font, max_w: float) -> str:
     """`text`, cut with an ellipsis so that it is at most `max_w` pixels wide."""
     if draw.textlength(text, font=font) <= max_w:
         return text
@@ -472,16 +512,16 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font: Font, max_w: float) -> str:
     return text[:lo].rstrip() + "…"
 
 
-def _pct(part: float, whole: float) -> str:
+def _pct(t: Texts, part: float, whole: float) -> str:
     """Share as a whole percentage that never claims 0% or 100% unless it is exactly that."""
     if whole <= 0 or part <= 0:
-        return "0%"
+        return t.percent(0)
     p = part / whole
     if p >= 1:
-        return "100%"
+        return t.percent(1)
     if p < 0.01:
-        return "<1%"
-    return f"{min(99, max(1, round(p * 100)))}%"
+        return "<" + t.percent(0.01)  # "<" reads the same in every shipped language
+    return t.percent(min(99, max(1, round(p * 100))) / 100)
 
 
 def _nice_ceil(v: float) -> float:
@@ -489,14 +529,6 @@ def _nice_ceil(v: float) -> float:
         return 1.0
     exp = 10 ** math.floor(math.log10(v))
     return next(s * exp for s in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10) if s * exp >= v)
-
-
-def _short_number(v: float) -> str:
-    if v >= 10_000:
-        return f"{v / 1000:.0f}k"
-    if v >= 1000:
-        return f"{v / 1000:.1f}k".replace(".0k", "k")
-    return f"{v:.0f}" if v == int(v) else f"{v:.1f}"
 
 
 def _ramp(t: float) -> RGB:
@@ -537,10 +569,14 @@ def _png(im: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def progress_png(p: Progress) -> bytes:
-    """The chart of a project's progress figures: what /progress sends and the report shows."""
+def progress_png(p: Progress, t: Texts, title: str | None = None) -> bytes:
+    """The chart of a project's progress figures: what /progress sends and the report shows.
+
+    `title`: the project's title in the reader's language (default: the configured one).
+    """
     return progress_chart(
-        p.title,
+        p.title if title is None else title,
+        t=t,
         total=p.items,
         resolved=p.resolved,
         escalated=p.escalated,

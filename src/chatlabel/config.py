@@ -7,9 +7,18 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .core.model import Rules
+
+MIN_INVITE_CODE = 8
 
 
 class ConfigError(Exception):
@@ -26,6 +35,10 @@ class Storage(_Section):
     database: Path = Field(Path("chatlabel.db"), description="SQLite file (relative to this file)")
     media_cache: Path = Field(
         Path("media-cache"), description="Folder for prepared images (relative to this file)"
+    )
+    media_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders media may come from besides the data file's own (import)",
     )
     # Free space is low under the smaller of the two: 500 MiB on a big disk, 10 % on a small one.
     min_free_mb: float = Field(
@@ -155,11 +168,24 @@ class Access(_Section):
         "open", description="open | invite | allowlist"
     )
     invite_codes: list[str] = Field(
-        default_factory=list, description="Codes accepted by /start CODE"
+        default_factory=list,
+        description="Codes accepted by /start CODE (8+ characters; chatlabel invite makes one)",
     )
     coordinators: list[str] = Field(default_factory=list, description="platform:user ids")
     experts: list[str] = Field(default_factory=list, description="platform:user ids who settle")
     allowlist: list[str] = Field(default_factory=list, description="platform:user ids allowed in")
+
+    @field_validator("invite_codes")
+    @classmethod
+    def _strong_codes(cls, codes: list[str]) -> list[str]:
+        # A short code falls to guessing even at a few tries per person and minute.
+        for n, code in enumerate(codes, start=1):
+            if len(code.strip()) < MIN_INVITE_CODE:
+                raise ValueError(
+                    f"invite code {n} has {len(code.strip())} characters; use at least "
+                    f"{MIN_INVITE_CODE} (`chatlabel invite CONFIG` prints a strong one)"
+                )
+        return codes
 
 
 class Telegram(_Section):
@@ -174,6 +200,11 @@ class Telegram(_Section):
     webhook_port: int = Field(8443, ge=1, le=65535, description="Port the webhook server binds")
     secret_token_env: str = Field(
         "CHATLABEL_TELEGRAM_WEBHOOK_SECRET", description="Variable holding the webhook secret"
+    )
+    bot_username: str = Field(
+        "",
+        pattern=r"^@?([A-Za-z][A-Za-z0-9_]{3,31})?$",
+        description="The bot's @username, for invite links (chatlabel invite)",
     )
 
 
@@ -248,6 +279,10 @@ class Config(_Section):
         """Where a generated cookie-signing secret is kept: beside the database."""
         db = self.database_path()
         return db.with_name(db.stem + ".web-secret")
+
+    def media_roots_paths(self) -> list[Path]:
+        """Extra folders imported media may come from, resolved against the config's folder."""
+        return [self._resolve(p) for p in self.storage.media_roots]
 
     def _resolve(self, p: Path) -> Path:
         return p if p.is_absolute() else (self.base_dir / p)

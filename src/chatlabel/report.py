@@ -1,4 +1,8 @@
-"""The coordinators' report: one self-contained HTML file, and the same figures as PNG files."""
+"""The coordinators' report: one self-contained HTML file, and the same figures as PNG files.
+
+Written in one language (the project's, or the one asked for): headings, captions and chart
+words come from the catalog's [report] and [chart] sections, numbers and dates from Babel.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,11 @@ import io
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageDraw
 
@@ -20,20 +26,23 @@ from .charts import (
     REMAINING_COLOUR,
     RESOLVED_COLOUR,
     bar_chart_png,
+    fit_text,
     heatmap_png,
     progress_png,
 )
 from .conversation import Catalog
+from .conversation.catalog import Texts
 from .conversation.render import reason_text
 from .media import load_font
 from .service import quality
 from .service.labeling import LabelingService
 from .service.reports import Reports
-from .service.types import AnnotatorRow, Disagreement, Progress
+from .service.types import AnnotatorRow, Disagreement, Progress, ProjectInfo
 
 MAX_CONFUSIONS = 12  # per-annotator confusion matrices drawn, most gold answers first
 MAX_KAPPA = 20  # annotators in the pairwise kappa heatmap, most answers first
 MIN_SHARED = 5  # items two annotators must share for their Cohen's kappa to be shown
+INTERVAL = 0.95  # the confidence level of the accuracy intervals (core.gold's Wilson interval)
 _INK, _MUTED, _GRID = (34, 34, 34), (110, 110, 110), (225, 225, 225)
 
 
@@ -51,7 +60,7 @@ class ReportData:
     """Everything the report shows, read from the service in one go."""
 
     project: str
-    title: str
+    info: ProjectInfo  # the title in each language
     kind: str
     method: str
     generated: datetime
@@ -84,7 +93,7 @@ async def gather(service: LabelingService, project: str) -> ReportData:
     reports = Reports(service)
     return ReportData(
         project=project,
-        title=service.projects[project].title,
+        info=service.info(project),
         kind=rules.kind,
         method=rules.method,
         generated=datetime.fromtimestamp(service.clock()),
@@ -102,21 +111,22 @@ async def gather(service: LabelingService, project: str) -> ReportData:
     )
 
 
-def figures(d: ReportData) -> list[Figure]:
-    """The report's charts, in the order the HTML shows them."""
+def figures(d: ReportData, t: Texts) -> list[Figure]:
+    """The report's charts in `t`'s language, in the order the HTML shows them."""
     p = d.progress
+    title = d.info.title_in(t.lang)
     out = [
         Figure(
             "progress.png",
-            "Progress, label distribution and answers over time (the chart /progress sends).",
-            progress_png(p),
+            t("report.caption_progress", command="/progress"),
+            progress_png(p, t, title),
         )
     ]
     out.append(
         Figure(
             "settled.png",
-            "Items settled (resolved or escalated) over time.",
-            settled_chart(f"Items settled — {p.title}", d.settled, p.items),
+            t("report.caption_settled"),
+            settled_chart(t("chart.settled_title", title=title), d.settled, p.items, t=t),
         )
     )
     total = sum(p.labels.values())
@@ -124,18 +134,20 @@ def figures(d: ReportData) -> list[Figure]:
     out.append(
         Figure(
             "labels.png",
-            f"Label distribution over {total} resolved items.",
-            bar_chart_png("Label distribution", shares),
+            t("report.caption_labels", n=p.resolved),
+            bar_chart_png(t("chart.labels_title"), shares, t=t),
         )
     )
     scored = [a for a in d.annotators if a.gold_answers]
     out.append(
         Figure(
             "accuracy.png",
-            "Gold accuracy per annotator with its 95% interval; "
-            f"the dashed line is the {d.min_gold_accuracy:.0%} minimum, orange marks "
-            "suspended annotators.",
-            accuracy_chart(scored, d.min_gold_accuracy),
+            t(
+                "report.caption_accuracy",
+                level=t.percent(INTERVAL),
+                min=t.percent(d.min_gold_accuracy),
+            ),
+            accuracy_chart(scored, d.min_gold_accuracy, t=t),
         )
     )
     pooled = _pool(list(d.confusions.values()))
@@ -143,9 +155,8 @@ def figures(d: ReportData) -> list[Figure]:
         out.append(
             Figure(
                 "confusion-all.png",
-                f"All annotators against gold: {pooled.correct} "
-                f"of {pooled.total} right; rows are the gold label, columns the answer.",
-                _heatmap("All annotators", pooled),
+                t("report.caption_confusion_all", correct=pooled.correct, n=pooled.total),
+                _heatmap(t("chart.all_annotators"), pooled, t),
             )
         )
     names = _names(d)
@@ -154,8 +165,8 @@ def figures(d: ReportData) -> list[Figure]:
         out.append(
             Figure(
                 f"confusion-{_slug(key)}.png",
-                f"{names[key]} against gold: {conf.correct} of {conf.total} right.",
-                _heatmap(names[key], conf),
+                t("report.caption_confusion", name=names[key], correct=conf.correct, n=conf.total),
+                _heatmap(names[key], conf, t),
             )
         )
     kappa = _kappa_matrix(d)
@@ -165,26 +176,38 @@ def figures(d: ReportData) -> list[Figure]:
         out.append(
             Figure(
                 "kappa.png",
-                f"Cohen's kappa for annotator pairs sharing at least "
-                f"{MIN_SHARED} items (– where they share fewer).",
-                heatmap_png("Pairwise Cohen's kappa", matrix, shown, shown, fmt="{:.2f}"),
+                t("report.caption_kappa", n=MIN_SHARED),
+                heatmap_png(
+                    t("chart.kappa_title"),
+                    matrix,
+                    shown,
+                    shown,
+                    t=t,
+                    fmt=lambda v: t.decimal(v, 2),
+                ),
             )
         )
     return out
 
 
-async def write_report(service: LabelingService, project: str, out_dir: Path | str) -> Written:
-    """Write report.html (figures embedded) and each figure as a PNG file into `out_dir`."""
+async def write_report(
+    service: LabelingService, project: str, out_dir: Path | str, language: str | None = None
+) -> Written:
+    """Write report.html (figures embedded) and each figure as a PNG file into `out_dir`.
+
+    `language`: a shipped language code; default the project's configured language, else English.
+    """
     data = await gather(service, project)
+    t = Catalog().texts(language or data.info.language)
     # Drawing and writing take a while on a big project; keep them off the event loop.
-    return await asyncio.to_thread(_write, Path(out_dir), data)
+    return await asyncio.to_thread(_write, Path(out_dir), data, t)
 
 
-def _write(out: Path, data: ReportData) -> Written:
+def _write(out: Path, data: ReportData, t: Texts) -> Written:
     out.mkdir(parents=True, exist_ok=True)
-    figs = figures(data)
+    figs = figures(data, t)
     paths = [_atomic_write(out / f.name, f.png) for f in figs]
-    page = _atomic_write(out / "report.html", render_html(data, figs).encode("utf-8"))
+    page = _atomic_write(out / "report.html", render_html(data, figs, t).encode("utf-8"))
     return Written(page, paths)
 
 
@@ -209,10 +232,14 @@ figcaption{color:#555;font-size:.92em}.grid{display:flex;flex-wrap:wrap;gap:1em}
 """
 
 
-def _fmt(x: float | int | None, spec: str = "{:.3f}") -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "n/a"
-    return spec.format(x)
+def _html(t: Texts, key: str, markup: Mapping[str, str] | None = None, **plain: Any) -> str:
+    """A catalog text as HTML: the text and `plain` values escaped, `markup` values as they are."""
+    # Markup goes in through stand-ins, so the catalog's own text is escaped like any value.
+    stand_in = {name: f"\x00{i}\x00" for i, name in enumerate(markup or {})}
+    text = html.escape(t(key, **plain, **stand_in))
+    for name, token in stand_in.items():
+        text = text.replace(token, (markup or {})[name])
+    return text
 
 
 def _img(f: Figure) -> str:
@@ -231,37 +258,57 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def render_html(d: ReportData, figs: list[Figure]) -> str:
-    """The report page; every value from the data is escaped, every figure embedded."""
+def _count(t: Texts, x: float | int | None) -> str:
+    """A count (or a weighted vote) in `t`'s language: whole, or with two decimals."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return t("common.not_available")
+    return t.number(x, 0 if float(x).is_integer() else 2)
+
+
+def render_html(d: ReportData, figs: list[Figure], t: Texts) -> str:
+    """The report page in `t`'s language; every value escaped, every figure embedded."""
     e = html.escape
     p = d.progress
     by_name = {f.name: f for f in figs}
-    eta = "n/a" if p.eta_seconds is None else f"{p.eta_seconds / 3600:.1f} h"
+    title = d.info.title_in(t.lang)
+    method = _word(t, "report.method", d.method)
     summary = _table(
         ["", ""],
         [
             [e(k), e(v)]
             for k, v in [
-                ("items", f"{p.items} (+ {p.gold_items} gold)"),
-                ("resolved", str(p.resolved)),
-                ("escalated", str(p.escalated)),
-                ("open", str(p.pending)),
-                ("answers", str(p.answers)),
-                ("answers in the last hour", str(p.answers_last_hour)),
-                ("ETA", eta),
-                ("annotators", f"{p.annotators_active} active today of {p.annotators_total}"),
-                ("suspended", str(p.suspended)),
-                ("verdict method", d.method),
+                (t("report.items"), t.number(p.items)),
+                (t("report.gold_items"), t.number(p.gold_items)),
+                (t("report.resolved"), t.number(p.resolved)),
+                (t("report.escalated"), t.number(p.escalated)),
+                (t("report.open"), t.number(p.pending)),
+                (t("report.answers"), t.number(p.answers)),
+                (t("report.last_hour"), t.number(p.answers_last_hour)),
+                (t("report.eta"), t.duration(p.eta_seconds)),
+                (
+                    t("report.annotators"),
+                    t("report.annotators_value", active=p.annotators_active, n=p.annotators_total),
+                ),
+                (t("report.suspended"), t.number(p.suspended)),
+                (t("report.verdict_method"), method),
             ]
         ],
     )
+    kind = _word(t, "report.kind", d.kind)
+    subtitle = _html(
+        t,
+        "report.subtitle",
+        {"project": f"<code>{e(d.project)}</code>"},
+        kind=kind,
+        when=t.when(d.generated),
+    )
     parts = [
-        "<!doctype html><html lang=en><head><meta charset=utf-8>",
+        f'<!doctype html><html lang="{e(t.lang)}"><head><meta charset=utf-8>',
         '<meta name=viewport content="width=device-width,initial-scale=1">',
-        f"<title>{e(d.title)} — chatlabel report</title><style>{_CSS}</style></head><body>",
-        f"<h1>{e(d.title)}</h1><p class=muted>Project <code>{e(d.project)}</code> · "
-        f"{e(d.kind)} · generated {d.generated:%Y-%m-%d %H:%M}</p>",
-        "<h2>Progress</h2>",
+        f"<title>{e(t('report.page_title', title=title))}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{e(title)}</h1><p class=muted>{subtitle}</p>",
+        f"<h2>{e(t('report.progress'))}</h2>",
         summary,
         _img(by_name["progress.png"]),
         _img(by_name["settled.png"]),
@@ -269,28 +316,38 @@ def render_html(d: ReportData, figs: list[Figure]) -> str:
     ]
     if d.recompute is not None and d.recompute.ran:
         r = d.recompute
-        parts.append(
-            f"<p>Dawid-Skene recomputed for this report: {r.items} items, {r.answers} answers, "
-            f"{r.anchors} anchored by gold or experts, {r.written} verdicts written "
-            f"({r.changed} changed label), {r.iterations} iterations"
-            f"{'' if r.converged else ' (not converged)'}.</p>"
+        said = t(
+            "report.recomputed",
+            items=r.items,
+            answers=r.answers,
+            anchors=r.anchors,
+            written=r.written,
+            changed=r.changed,
+            iterations=r.iterations,
         )
-    parts += ["<h2>Annotators</h2>", _annotator_table(d), _img(by_name["accuracy.png"])]
+        if not r.converged:
+            said += " " + t("report.not_converged")
+        parts.append(f"<p>{e(said)}</p>")
+    parts += [
+        f"<h2>{e(t('report.annotators'))}</h2>",
+        _annotator_table(d, t),
+        _img(by_name["accuracy.png"]),
+    ]
     confusions = [f for f in figs if f.name.startswith("confusion-")]
     if confusions:
-        parts.append("<h2>Confusion against gold</h2><div class=grid>")
+        parts.append(f"<h2>{e(t('report.confusion'))}</h2><div class=grid>")
         parts += [_img(f) for f in confusions]
         parts.append("</div>")
     a = d.agreement
     parts += [
-        "<h2>Agreement</h2>",
+        f"<h2>{e(t('report.agreement'))}</h2>",
         _table(
-            ["measure", "value"],
+            [t("report.measure"), t("report.value")],
             [
-                ["Fleiss' kappa", _fmt(a.get("fleiss_kappa"))],
-                ["Krippendorff's alpha", _fmt(a.get("krippendorff_alpha"))],
-                ["items with 2+ answers", _fmt(a.get("items"), "{}")],
-                ["answers", _fmt(a.get("answers"), "{}")],
+                [e(t("report.fleiss")), e(t.decimal(a.get("fleiss_kappa")))],
+                [e(t("report.krippendorff")), e(t.decimal(a.get("krippendorff_alpha")))],
+                [e(t("report.items_multi")), e(_count(t, a.get("items")))],
+                [e(t("report.answers")), e(_count(t, a.get("answers")))],
             ],
         ),
     ]
@@ -299,9 +356,9 @@ def render_html(d: ReportData, figs: list[Figure]) -> str:
         rows = sorted(d.kappas.items(), key=lambda kv: (-kv[1][1], kv[0]))[:30]
         parts.append(
             _table(
-                ["pair", "Cohen's kappa", "shared items"],
+                [t("report.pair"), t("report.cohen"), t("report.shared")],
                 [
-                    [e(f"{names.get(x, x)} · {names.get(y, y)}"), _fmt(k), str(n)]
+                    [e(f"{names.get(x, x)} · {names.get(y, y)}"), e(t.decimal(k)), e(t.number(n))]
                     for (x, y), (k, n) in rows
                 ],
             )
@@ -310,20 +367,20 @@ def render_html(d: ReportData, figs: list[Figure]) -> str:
         parts.append(_img(by_name["kappa.png"]))
     if d.disagreements:
         parts += [
-            "<h2>Disagreements</h2>",
+            f"<h2>{e(t('report.disagreements'))}</h2>",
             _table(
-                ["item", "status", "votes", "confidence"],
+                [t("report.item"), t("report.status"), t("report.votes"), t("report.confidence")],
                 [
                     [
                         e(x.item_id),
-                        e(x.status),
+                        e(_word(t, "verdict", x.status)),
                         e(
-                            ", ".join(
-                                f"{k}: {v:g}"
+                            t.join(
+                                f"{k}: {_count(t, v)}"
                                 for k, v in sorted(x.votes.items(), key=lambda kv: -kv[1])
                             )
                         ),
-                        _fmt(x.confidence, "{:.2f}"),
+                        e(t.decimal(x.confidence, 2)),
                     ]
                     for x in d.disagreements
                 ],
@@ -333,41 +390,59 @@ def render_html(d: ReportData, figs: list[Figure]) -> str:
     return "\n".join(parts)
 
 
-def _annotator_table(d: ReportData) -> str:
+def _word(t: Texts, section: str, value: str) -> str:
+    """A status, role or verdict in `t`'s language (the stored value if the catalog has none)."""
+    try:
+        return t(f"{section}.{value}")
+    except KeyError:
+        return value
+
+
+def _annotator_table(d: ReportData, t: Texts) -> str:
     e = html.escape
     rows = []
     for a in d.annotators:
-        acc = "n/a"
+        acc = t("common.not_available")
         if a.gold_accuracy is not None:
-            acc = (
-                f"{a.gold_accuracy:.0%} of {a.gold_answers} "
-                f"({_fmt(a.accuracy_low, '{:.0%}')}–{_fmt(a.accuracy_high, '{:.0%}')})"
-            )
+            of = t("annotators.accuracy_of", accuracy=t.percent(a.gold_accuracy), n=a.gold_answers)
+            acc = f"{of} ({t.percent(a.accuracy_low)}–{t.percent(a.accuracy_high)})"
         share, n = d.with_verdict.get(a.key, (None, 0))
-        agree = "n/a" if share is None else f"{share:.0%} of {n}"
-        status = e(a.status) if a.status == "active" else f"<span class=sus>{e(a.status)}</span>"
+        agree = (
+            t("common.not_available")
+            if share is None
+            else t("annotators.accuracy_of", accuracy=t.percent(share), n=n)
+        )
+        word = _word(t, "status", a.status)
+        if a.role != "annotator":
+            word += f" ({_word(t, 'role', a.role)})"
+        status = e(word) if a.status == "active" else f"<span class=sus>{e(word)}</span>"
         if a.reason:
-            status += f" <span class=muted>{e(reason_text(Catalog().texts('en'), a.reason))}</span>"
+            status += f" <span class=muted>{e(reason_text(t, a.reason))}</span>"
+        seconds = (
+            t("common.not_available")
+            if a.median_seconds is None
+            else t("annotators.seconds", seconds=t.number(a.median_seconds, 1))
+        )
         rows.append(
             [
                 e(a.name or a.key),
-                str(a.answers),
-                str(a.skips),
-                acc,
-                agree,
-                _fmt(a.median_seconds, "{:.1f} s"),
+                e(t.number(a.answers)),
+                e(t.number(a.skips)),
+                e(acc),
+                e(agree),
+                e(seconds),
                 status,
             ]
         )
     return _table(
         [
-            "annotator",
-            "answers",
-            "skips",
-            "gold accuracy (95% interval)",
-            "agrees with verdict",
-            "median time",
-            "status",
+            t("report.annotator"),
+            t("report.answers"),
+            t("report.skips"),
+            t("report.gold_accuracy", level=t.percent(INTERVAL)),
+            t("report.agrees"),
+            t("report.median_time"),
+            t("report.status"),
         ],
         rows,
     )
@@ -401,8 +476,16 @@ def _pool(confs: list[quality.Confusion]) -> quality.Confusion | None:
     return quality.Confusion(tuple(labels), tuple(tuple(r) for r in total))
 
 
-def _heatmap(title: str, c: quality.Confusion) -> bytes:
-    return heatmap_png(title, c.counts, c.labels, c.labels, row_title="gold", col_title="answered")
+def _heatmap(title: str, c: quality.Confusion, t: Texts) -> bytes:
+    return heatmap_png(
+        title,
+        c.counts,
+        c.labels,
+        c.labels,
+        t=t,
+        row_title=t("chart.gold_axis"),
+        col_title=t("chart.answered_axis"),
+    )
 
 
 def _kappa_matrix(d: ReportData) -> tuple[list[str], list[list[float]]] | None:
@@ -428,7 +511,9 @@ def _png(im: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def accuracy_chart(rows: list[AnnotatorRow], threshold: float, width: int = 900) -> bytes:
+def accuracy_chart(
+    rows: list[AnnotatorRow], threshold: float, *, t: Texts, width: int = 900
+) -> bytes:
     """PNG: one line per annotator, a dot at their gold accuracy and a bar for its interval."""
     title_f, body_f, small_f = load_font(30, bold=True), load_font(20), load_font(17)
     row_h, top, margin = 34, 80, 30
@@ -436,12 +521,13 @@ def accuracy_chart(rows: list[AnnotatorRow], threshold: float, width: int = 900)
     height = top + max(1, len(rows)) * row_h + 60
     im = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(im)
-    draw.text((margin, margin - 8), "Gold accuracy per annotator", font=title_f, fill=_INK)
+    heading = fit_text(draw, t("chart.accuracy_title"), title_f, width - 2 * margin)
+    draw.text((margin, margin - 8), heading, font=title_f, fill=_INK)
     if not rows:
-        draw.text((margin, top), "no gold answers yet", font=body_f, fill=_MUTED)
+        draw.text((margin, top), t("chart.no_gold"), font=body_f, fill=_MUTED)
         return _png(im)
     widest = max(draw.textlength(a.name or a.key, font=body_f) for a in rows)
-    name_w = int(min(260, widest)) + 20
+    name_w = math.ceil(min(260, widest)) + 20  # ceil: the widest name must not lose a letter
     x0, x1 = margin + name_w, width - margin - 90
     bottom = top + len(rows) * row_h
 
@@ -450,15 +536,13 @@ def accuracy_chart(rows: list[AnnotatorRow], threshold: float, width: int = 900)
 
     for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
         draw.line((x(tick), top - 6, x(tick), bottom), fill=_GRID)
-        draw.text((x(tick), bottom + 6), f"{tick:.0%}", font=small_f, fill=_MUTED, anchor="mt")
+        draw.text((x(tick), bottom + 6), t.percent(tick), font=small_f, fill=_MUTED, anchor="mt")
     for y in range(top - 6, bottom, 10):  # dashed: the suspension threshold
         draw.line((x(threshold), y, x(threshold), min(y + 5, bottom)), fill=ESCALATED_COLOUR)
     for i, a in enumerate(rows):
         cy = top + i * row_h + row_h // 2
         colour = ESCALATED_COLOUR if a.status == "suspended" else RESOLVED_COLOUR
-        label = a.name or a.key
-        while draw.textlength(label, font=body_f) > name_w - 20 and len(label) > 2:
-            label = label[:-2] + "…"
+        label = fit_text(draw, a.name or a.key, body_f, name_w - 20)
         draw.text((x0 - 10, cy), label, font=body_f, fill=_INK, anchor="rm")
         lo, hi = a.accuracy_low or 0.0, a.accuracy_high or 1.0
         draw.line((x(lo), cy, x(hi), cy), fill=colour, width=4)
@@ -467,50 +551,55 @@ def accuracy_chart(rows: list[AnnotatorRow], threshold: float, width: int = 900)
         v = a.gold_accuracy or 0.0
         draw.ellipse((x(v) - 7, cy - 7, x(v) + 7, cy + 7), fill=colour, outline=(255, 255, 255))
         right = round(v * a.gold_answers)
-        draw.text(
-            (x1 + 14, cy), f"{right}/{a.gold_answers}", font=small_f, fill=_MUTED, anchor="lm"
-        )
+        score = f"{t.number(right)}/{t.number(a.gold_answers)}"
+        draw.text((x1 + 14, cy), score, font=small_f, fill=_MUTED, anchor="lm")
     return _png(im)
 
 
 def settled_chart(
-    title: str, times: list[float], total: int, width: int = 900, height: int = 420
+    title: str, times: list[float], total: int, *, t: Texts, width: int = 900, height: int = 420
 ) -> bytes:
     """PNG: cumulative items settled over time, against the number of items."""
     title_f, small_f = load_font(30, bold=True), load_font(17)
     im = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(im)
     margin = 30
-    draw.text((margin, margin - 8), title, font=title_f, fill=_INK)
+    draw.text(
+        (margin, margin - 8),
+        fit_text(draw, title, title_f, width - 2 * margin),
+        font=title_f,
+        fill=_INK,
+    )
     if not times:
-        draw.text((margin, 90), "nothing settled yet", font=small_f, fill=_MUTED)
+        draw.text((margin, 90), t("chart.nothing_settled"), font=small_f, fill=_MUTED)
         return _png(im)
     ymax = max(total, len(times), 1)
     left, right, top, bottom = margin + 60, width - margin, 80, height - margin - 30
     t0, t1 = times[0], times[-1]
     span = (t1 - t0) or 1.0
 
-    def xy(t: float, n: float) -> tuple[float, float]:
-        return left + (right - left) * (t - t0) / span, bottom - (bottom - top) * n / ymax
+    def xy(at: float, n: float) -> tuple[float, float]:
+        return left + (right - left) * (at - t0) / span, bottom - (bottom - top) * n / ymax
 
     for frac in (0.0, 0.5, 1.0):
         y = bottom - (bottom - top) * frac
         draw.line((left, y, right, y), fill=_GRID)
-        draw.text((left - 8, y), f"{round(ymax * frac):,}", font=small_f, fill=_MUTED, anchor="rm")
+        tick = t.number(round(ymax * frac))
+        draw.text((left - 8, y), tick, font=small_f, fill=_MUTED, anchor="rm")
     # A step line: the count only moves when an item settles.
     points = [xy(t0, 0)]
-    for n, t in enumerate(times, start=1):
-        points += [xy(t, n - 1), xy(t, n)]
+    for n, at in enumerate(times, start=1):
+        points += [xy(at, n - 1), xy(at, n)]
     points.append(xy(t1, len(times)))
     draw.polygon([(points[0][0], bottom), *points, (points[-1][0], bottom)], fill=REMAINING_COLOUR)
     draw.line(points, fill=RESOLVED_COLOUR, width=3)
-    fmt = "%H:%M" if span <= 12 * 3600 else "%d %b %H:%M"
-    for t, anchor in ((t0, "lt"), (t1, "rt")):
-        stamp = datetime.fromtimestamp(t).strftime(fmt)  # local time, as the progress chart
-        draw.text((xy(t, 0)[0], bottom + 8), stamp, font=small_f, fill=_MUTED, anchor=anchor)
+    day = "" if span <= 12 * 3600 else "MMMd"  # within half a day the hour says it all
+    for at, anchor in ((t0, "lt"), (t1, "rt")):
+        stamp = t.when(datetime.fromtimestamp(at), day)  # local time, as the progress chart
+        draw.text((xy(at, 0)[0], bottom + 8), stamp, font=small_f, fill=_MUTED, anchor=anchor)
     draw.text(
         (right, top - 4),
-        f"{len(times):,} of {total:,} settled",
+        t("chart.settled_of", settled=len(times), total=total),
         font=small_f,
         fill=_INK,
         anchor="rb",

@@ -20,8 +20,8 @@ from importlib import resources
 from typing import Any
 
 from babel import Locale
-from babel.dates import format_datetime, format_timedelta
-from babel.numbers import format_decimal, format_percent
+from babel.dates import format_skeleton, format_time, format_timedelta
+from babel.numbers import format_compact_decimal, format_decimal, format_percent
 from babel.units import format_unit
 
 DEFAULT = "en"
@@ -121,9 +121,24 @@ class Texts:
                 return format_unit(value, f"digital-{unit}", length="short", locale=self._locale)
         return format_unit(int(n_bytes), "digital-byte", length="short", locale=self._locale)
 
-    def moment(self, timestamp: float) -> str:
-        """A date and time in this language's short form (the machine's time zone)."""
-        return format_datetime(datetime.fromtimestamp(timestamp), "short", locale=self._locale)
+    def compact(self, x: float) -> str:
+        """A number shortened for an axis ("1.5K", "1,5 тыс."); small ones are written whole."""
+        return format_compact_decimal(
+            x, format_type="short", fraction_digits=1, locale=self._locale
+        )
+
+    def when(self, moment: datetime, date: str = "yMMMd", time: bool = True) -> str:
+        """A date and/or time written this language's way.
+
+        `date` is a CLDR skeleton ("yMMMd": "Nov 5, 2024"; "MMMd"; "E": a weekday), "" for no
+        date; `time` adds the hour in this language's short form ("3:04 PM", "15:04").
+        """
+        day = format_skeleton(date, moment, locale=self._locale) if date else ""
+        hour = format_time(moment, "short", locale=self._locale) if time else ""
+        if day and hour:
+            # CLDR's own glue ("{1}, {0}", "{1} {0}"): the order and comma differ by language.
+            return str(self._locale.datetime_formats["short"]).format(hour, day)
+        return day or hour
 
     def join(self, parts: Iterable[str]) -> str:
         """Items joined as a list in this language ("a, b, c")."""

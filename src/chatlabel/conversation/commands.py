@@ -158,9 +158,10 @@ class Commands:
     async def _progress(self, who: Who, arg: str, t: Texts) -> None:
         async def one(name: str) -> None:
             p = await self.reports.progress(name)
+            title = self._title(name, t)
             # Pillow drawing is CPU-bound: keep it off the event loop.
-            png = await asyncio.to_thread(progress_png, p)
-            text = render.progress_text(t, p, self._title(name, t))
+            png = await asyncio.to_thread(progress_png, p, t, title)
+            text = render.progress_text(t, p, title)
             chart = Chart(png, f"{name}-progress.png")
             await self.ctx.send(who, Message(text, chart=chart))
 

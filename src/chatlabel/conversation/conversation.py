@@ -10,9 +10,9 @@ from collections import Counter
 from collections.abc import AsyncIterator
 
 from ..mechanics import BoundedCache, LockMap
+from ..service.health import StorageUnavailable
 from ..service.labeling import LabelingService
 from ..service.reports import Reports
-from ..storage.health import StorageUnavailable
 from .catalog import Catalog, Texts
 from .commands import Commands
 from .context import PEOPLE, Context, ExportResults

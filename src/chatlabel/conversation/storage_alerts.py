@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 
-from ..service.types import UserRef
-from ..storage.health import (
+from ..service.health import (
     IncidentCleared,
     IncidentStarted,
     LowSpace,
     SpaceRecovered,
     StorageEvent,
 )
+from ..service.types import UserRef
 from .catalog import Texts
 from .context import Context
 from .events import Who
@@ -56,7 +57,12 @@ class StorageAlerts:
         if isinstance(event, IncidentStarted):
             i = event.incident
             cause = t(f"storage.cause_{i.cause}")
-            return t("storage.down", since=t.moment(i.since), cause=cause, n=i.refused)
+            return t(
+                "storage.down",
+                since=t.when(datetime.fromtimestamp(i.since)),
+                cause=cause,
+                n=i.refused,
+            )
         if isinstance(event, IncidentCleared):
             i = event.incident
             took = (i.cleared_at or i.since) - i.since

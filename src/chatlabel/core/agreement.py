@@ -285,3 +285,31 @@ def agreement_with_verdict(
         totals[annotator] = totals.get(annotator, 0) + 1
         hits[annotator] = hits.get(annotator, 0) + (label == verdicts[item])
     return {a: (hits[a] / n, n) for a, n in totals.items()}
+
+
+def agreement_figures(rows: list[tuple[int, int, str]], kind: str) -> dict[str, float | int]:
+    """Fleiss' kappa and Krippendorff's alpha for (item, annotator, value) rows."""
+    by_item: dict[int, dict[str, str]] = {}
+    for item, annotator, value in rows:
+        by_item.setdefault(item, {})[str(annotator)] = value
+    shared = {k: list(v.values()) for k, v in by_item.items() if len(v) >= 2}
+    cats = sorted({v for vs in shared.values() for v in vs})
+    out: dict[str, float | int] = {"items": len(shared), "answers": len(rows)}
+    if not shared or kind in ("multi", "text"):
+        out.update(fleiss_kappa=float("nan"), krippendorff_alpha=float("nan"))
+        return out
+    index = {c: i for i, c in enumerate(cats)}
+    counts = np.zeros((len(shared), len(cats)))
+    for r, vs in enumerate(shared.values()):
+        for v in vs:
+            counts[r, index[v]] += 1
+    out["fleiss_kappa"] = fleiss_kappa(counts)
+    units = {str(item): by_item[item] for item in shared}
+    level: Level = "interval" if kind == "rating" else "nominal"
+    if kind == "rating":
+        out["krippendorff_alpha"] = krippendorff_alpha(
+            {u: {c: float(v) for c, v in cs.items()} for u, cs in units.items()}, level=level
+        )
+    else:
+        out["krippendorff_alpha"] = krippendorff_alpha(units, level=level)
+    return out

@@ -11,6 +11,24 @@ Status = Literal["pending", "resolved", "escalated"]
 
 VERIFY_LABELS = ("yes", "no")
 
+# The fields of a new item, in the order the importer builds its rows and storage inserts them.
+ITEM_FIELDS = (
+    "project_id",
+    "ext_id",
+    "text",
+    "media_kind",
+    "media_path",
+    "context",
+    "gold",
+    "gold_reason",
+    "suggestion",
+    "boxes",
+    "meta",
+    "needed",
+    "seq",
+    "created_at",
+)
+
 
 @dataclass(frozen=True)
 class Rules:

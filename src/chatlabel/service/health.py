@@ -41,6 +41,7 @@ __all__ = [
     "StorageIncident",
     "StorageStatus",
     "StorageUnavailable",
+    "human_bytes",
 ]
 
 log = logging.getLogger("chatlabel.storage")

@@ -1,174 +1,161 @@
-"""The labeling use cases: join, next item, answer, skip, toggle, undo, pushes."""
+"""The labeling service: one object for the conversation and the CLI, composed of its parts.
+
+The parts (leases, answers, settling, people, media ids, health) share one `Shared` state; this
+class only wires them and is the single public face: callers never reach into a part.
+"""
 
 from __future__ import annotations
 
-import json
+import random
 import sqlite3
-from dataclasses import replace
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
-from ..core import access
-from ..core.assignment import MemberRecord, can_undo, lease_deadline, wants_gold
-from ..core.suspension import Reason
-from ..core.values import canonical, matches_gold
-from ..storage import repo
-from .base import Row
+from ..config import Config, Project
+from ..core.model import Rules
+from ..storage.db import Database
+from ..storage.exports import ExportFormat, ExportWhat
+from .answers import Answers
+from .health import Health
+from .items import ImportSummary, Items, Produce
+from .leases import Leases
+from .media_ids import MediaIds
 from .people import People
-from .settling import member_record
-from .types import Feedback, Idle, JoinResult, Outcome, Push, Task, UserRef
+from .settling import Settling
+from .shared import Shared
+from .types import Idle, JoinResult, Outcome, ProjectInfo, Push, Task, UserRef
 
 
-class LabelingService(People):
-    """The one place labeling happens; transports call it, it calls storage and the core."""
+class LabelingService:
+    """The one place labeling happens; the conversation calls it, it calls storage and the core."""
 
-    # -- join ------------------------------------------------------------------------------
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.shared = Shared(db, config, clock=clock, rng=rng)
+        self.settling = Settling(self.shared)
+        self.leases = Leases(self.shared)
+        self.answers = Answers(self.shared, self.settling, self.leases)
+        self.people = People(self.shared, self.settling)
+        self.media = MediaIds(self.shared)
+        self.items = Items(self.shared)
+        # The database's incidents and free space: subscribe, status, the free-space watch.
+        self.health = Health(db, config.storage)
+
+    async def start(self) -> None:
+        """Create the project rows the config declares."""
+        await self.shared.start()
+
+    # -- what the configuration says (read-only) ------------------------------------------------
+
+    @property
+    def db(self) -> Database:
+        """The database (for the importer, exporter and reports of this package)."""
+        return self.shared.db
+
+    @property
+    def config(self) -> Config:
+        """The validated configuration."""
+        return self.shared.config
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock (tests move it by hand)."""
+        return self.shared.clock
+
+    @property
+    def rng(self) -> random.Random:
+        """The random source of gold draws (seeded in tests)."""
+        return self.shared.rng
+
+    @property
+    def projects(self) -> dict[str, Project]:
+        """The projects' configuration, by name."""
+        return self.shared.projects
+
+    @property
+    def rules(self) -> dict[str, Rules]:
+        """Each project's rules as the core sees them."""
+        return self.shared.rules
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """Each project's row id."""
+        return self.shared.pids
+
+    def now(self) -> float:
+        """The service's clock reading."""
+        return self.shared.now()
+
+    def project_names(self) -> list[str]:
+        """The projects in the config, in its order."""
+        return self.shared.project_names()
+
+    def info(self, name: str) -> ProjectInfo:
+        """A project as shown to people."""
+        return self.shared.info(name)
+
+    def role(self, user: UserRef) -> str:
+        """The person's role under the config."""
+        return self.shared.role(user)
+
+    def is_coordinator(self, user: UserRef) -> bool:
+        """True for coordinators listed in the config."""
+        return self.shared.is_coordinator(user)
+
+    def coordinators(self) -> list[UserRef]:
+        """The coordinators the config lists."""
+        return self.shared.coordinators()
+
+    def notify(self) -> None:
+        """Wake everyone waiting for work (new items, freed leases)."""
+        self.shared.notify()
+
+    async def wait_for_change(self, timeout: float) -> bool:  # noqa: ASYNC109
+        """Wait until something may have produced work (or the timeout); True if signalled."""
+        return await self.shared.wait_for_change(timeout)
+
+    async def current_project(self, user: UserRef) -> str | None:
+        """The project the person works on now (None before they join one)."""
+        return await self.shared.current_project(user)
+
+    async def choices_for(self, assignment_id: int) -> tuple[str, ...] | None:
+        """The choices behind an assignment's buttons (None for no such assignment)."""
+        return await self.shared.choices_for(assignment_id)
+
+    # -- work -----------------------------------------------------------------------------------
 
     async def join(self, user: UserRef, arg: str | None = None) -> JoinResult:
         """Start (or resume) labeling; `arg` is a project name or an invite code."""
-        now = self.clock()
-        role = self.role(user)
-        arg = (arg or "").strip() or None
-
-        def tx(conn: sqlite3.Connection) -> JoinResult:
-            a = repo.upsert_annotator(conn, user.key, user.platform, user.address, user.name, now)
-            acc = self.config.access
-            if arg and arg in acc.invite_codes and not a["invited"]:
-                # Kept, so choosing among several projects after the code needs no code again.
-                repo.set_invited(conn, a["id"])
-                a = repo.upsert_annotator(conn, user.key, user.platform, None, "", now)
-            name: str | None = None
-            if arg in self.projects:
-                name = arg
-            elif len(self.projects) == 1:
-                name = next(iter(self.projects))
-            elif a["project_id"] in self.names:
-                name = self.names[a["project_id"]]
-            if name is None:
-                if not self.projects:
-                    return JoinResult("refused", role=role, refusal="no_projects")
-                choices = tuple(self.info(n) for n in self.projects)
-                return JoinResult("choose", choices=choices, role=role)
-            pid = self.pids[name]
-            member = repo.get_member(conn, pid, a["id"])
-            refusal = access.join_refusal(
-                user.key,
-                acc.mode,
-                code=arg,
-                invite_codes=acc.invite_codes,
-                allowlist=acc.allowlist,
-                role=role,
-                already_member=member is not None or bool(a["invited"]),
-            )
-            if refusal:
-                return JoinResult("refused", role=role, refusal=refusal)
-            repo.add_member(conn, pid, a["id"], now)
-            repo.set_current_project(conn, a["id"], pid)
-            return JoinResult("joined", project=self.info(name), role=role)
-
-        return await self.db.write(tx, short=True)
-
-    # -- next item -------------------------------------------------------------------------
+        return await self.leases.join(user, arg)
 
     async def next_task(self, user: UserRef) -> Task | Idle:
-        """The annotator's current item, or a new lease, or why there is none."""
-        now = self.clock()
-        role = self.role(user)
-        draw = self.rng.random()
-        return await self.db.write(self._next_tx, user, role, now, draw, short=True)
-
-    def _member(
-        self, conn: sqlite3.Connection, user: UserRef, now: float
-    ) -> tuple[Row, str, Row] | Idle:
-        """The annotator, their project and membership, or why they get no item now.
-
-        Overdue leases expire first, so what follows sees the pool as it really is."""
-        if repo.expire_leases(conn, now):
-            self.notify()
-        cur = self._current(conn, user)
-        if cur is None:
-            return Idle("not_joined")
-        a, name = cur
-        pid = self.pids[name]
-        m = repo.get_member(conn, pid, a["id"])
-        if m is None:
-            return Idle("not_joined")
-        if m["status"] == "suspended":
-            return Idle("suspended", Reason.decode(m["reason"]))
-        if any(p["id"] == pid and p["paused"] for p in repo.project_rows(conn)):
-            # Waiting, so the push loop brings them back when the project resumes.
-            repo.update_member(conn, pid, a["id"], waiting=1)
-            return Idle("project_paused")
-        if m["paused"]:
-            return Idle("paused")
-        return a, name, m
-
-    def _next_tx(
-        self, conn: sqlite3.Connection, user: UserRef, role: str, now: float, draw: float
-    ) -> Task | Idle:
-        got = self._member(conn, user, now)
-        if isinstance(got, Idle):
-            return got
-        a, name, m = got
-        pid = self.pids[name]
-        open_row = repo.open_assignment(conn, a["id"], pid)
-        if open_row is not None:
-            return self._task(conn, int(open_row["id"]), m["answers"])
-        item_id = self._pick(conn, pid, a["id"], role, member_record(m), draw)
-        if item_id is None:
-            repo.update_member(conn, pid, a["id"], waiting=1)
-            return Idle("no_work")
-        project = self.projects[name]
-        asg = repo.create_assignment(
-            conn, item_id, a["id"], now, lease_deadline(now, project.lease_seconds)
-        )
-        if m["waiting"]:
-            repo.update_member(conn, pid, a["id"], waiting=0)
-        return self._task(conn, asg, m["answers"])
-
-    def _pick(
-        self, conn: sqlite3.Connection, pid: int, aid: int, role: str, m: MemberRecord, draw: float
-    ) -> int | None:
-        rules = self.rules[self.names[pid]]
-        settles = role == "expert" or (role == "coordinator" and not self.config.access.experts)
-        if settles:
-            item = repo.next_escalated_item(conn, pid, aid)
-            if item is not None:
-                return item
-        queue = repo.next_queue_item(conn, pid, aid)
-        # Gold is mixed into real work; only qualification may use gold when the queue is dry.
-        if (queue is not None or m.qualification_answers < rules.qualification) and wants_gold(
-            rules, m, draw
-        ):
-            gold = repo.next_gold_item(conn, pid, aid)
-            if gold is not None:
-                return gold
-        return queue
+        """The person's current item, or a new lease, or why there is none."""
+        return await self.leases.next_task(user)
 
     async def lease(self, user: UserRef, item_id: str) -> Task | Idle:
-        """Lease one named item (by its import id) to an annotator, if it is open to them.
+        """Lease one named item (by its import id) to a person, if it is open to them."""
+        return await self.leases.lease(user, item_id)
 
-        For replaying recorded crowd answers: each worker must get the item they answered.
-        Everything else (suspension, pauses, one open item at a time) is as in next_task.
-        """
-        now = self.clock()
+    async def open_task(self, user: UserRef, assignment_id: int) -> Task | None:
+        """The person's own assignment as a Task while it is open (None otherwise)."""
+        return await self.leases.open_task(user, assignment_id)
 
-        def tx(conn: sqlite3.Connection) -> Task | Idle:
-            got = self._member(conn, user, now)
-            if isinstance(got, Idle):
-                return got
-            a, name, m = got
-            pid = self.pids[name]
-            if repo.open_assignment(conn, a["id"], pid) is not None:
-                return Idle("busy")
-            target = repo.open_item(conn, pid, a["id"], item_id)
-            if target is None:
-                return Idle("not_needed")
-            lease = lease_deadline(now, self.projects[name].lease_seconds)
-            asg = repo.create_assignment(conn, target, a["id"], now, lease)
-            return self._task(conn, asg, m["answers"])
+    async def release(self, user: UserRef, assignment_id: int) -> None:
+        """Give back an item that could not be shown; its person keeps waiting for work."""
+        await self.leases.release(user, assignment_id)
 
-        return await self.db.write(tx, short=True)
+    async def pushes(self, platform: str, limit: int = 50) -> list[Push]:
+        """Items for people on `platform` who were waiting for work and now have some."""
+        return await self.leases.pushes(platform, limit)
 
-    # -- answers ---------------------------------------------------------------------------
+    # -- answers --------------------------------------------------------------------------------
 
     async def answer(
         self,
@@ -178,309 +165,91 @@ class LabelingService(People):
         *,
         then_next: bool = False,
     ) -> Outcome:
-        """Record an answer (multi: None means 'the selection so far').
-
-        With then_next, the next item is leased in the same transaction (Outcome.next): a
-        button press costs one commit, not two.
-        """
-        return await self._record(user, assignment_id, value, False, then_next)
+        """Record an answer (multi: None means the selection so far); then_next leases the next."""
+        return await self.answers.answer(user, assignment_id, value, then_next=then_next)
 
     async def skip(self, user: UserRef, assignment_id: int, *, then_next: bool = False) -> Outcome:
-        """Skip an assignment: the item goes to someone else and never comes back to this user."""
-        return await self._record(user, assignment_id, None, True, then_next)
-
-    async def _record(
-        self,
-        user: UserRef,
-        assignment_id: int,
-        value: str | list[str] | None,
-        skipping: bool,
-        then_next: bool,
-    ) -> Outcome:
-        now = self.clock()
-        role = self.role(user)
-        draw = self.rng.random()
-
-        def tx(conn: sqlite3.Connection) -> Outcome:
-            out = self._answer_tx(conn, user, assignment_id, value, now, skipping)
-            if (
-                not then_next
-                or out.status in ("forbidden", "invalid", "duplicate")
-                or out.suspended
-            ):
-                return out
-            return replace(out, next=self._next_tx(conn, user, role, now, draw))
-
-        out = await self.db.write(tx, short=True)
-        if out.ok:
-            self.notify()
-        return out
+        """Skip an item: it goes to someone else and never comes back to this person."""
+        return await self.answers.skip(user, assignment_id, then_next=then_next)
 
     async def answer_text(self, user: UserRef, text: str, source: str | None = None) -> Outcome:
-        """A free-text message: the answer to the annotator's open text item, if they have one.
-
-        `source` names the platform message (e.g. chat and message id): the same message
-        delivered again is recognised and counts once, instead of answering the next item.
-        """
-        now = self.clock()
-        role = self.role(user)
-        draw = self.rng.random()
-
-        def tx(conn: sqlite3.Connection) -> Outcome:
-            cur = self._current(conn, user)
-            if cur is None:
-                return Outcome("stale", "no_text_item")
-            a, name = cur
-            if source is not None:
-                prev = repo.answer_from_source(conn, a["id"], source)
-                if prev is not None:
-                    return Outcome("duplicate", project=name, value=prev["value"])
-            row = repo.open_assignment(conn, a["id"], self.pids[name])
-            if self.rules[name].kind != "text" or row is None:
-                return Outcome("stale", "no_text_item", project=name)
-            out = self._answer_tx(conn, user, int(row["id"]), text, now, False, source)
-            if not out.ok or out.suspended:
-                return out
-            return replace(out, next=self._next_tx(conn, user, role, now, draw))
-
-        out = await self.db.write(tx, short=True)
-        if out.ok:
-            self.notify()
-        return out
-
-    def _check(self, conn: sqlite3.Connection, user: UserRef, assignment_id: int) -> Row | Outcome:
-        r = repo.get_assignment(conn, assignment_id)
-        if r is None or r["annotator_key"] != user.key:
-            return Outcome("forbidden", "not_yours")
-        return r
-
-    def _answer_tx(
-        self,
-        conn: sqlite3.Connection,
-        user: UserRef,
-        assignment_id: int,
-        raw: str | list[str] | None,
-        now: float,
-        skipping: bool,
-        source: str | None = None,
-    ) -> Outcome:
-        r = self._check(conn, user, assignment_id)
-        if isinstance(r, Outcome):
-            return r
-        name = self.names[r["project_id"]]
-        rules, project = self.rules[name], self.projects[name]
-        if r["state"] != "pending":
-            # The item as it was shown, so a second copy of it can show the outcome too.
-            shown = self._task(conn, assignment_id, 0, r)
-            prev = repo.answer_for_assignment(conn, assignment_id)
-            if prev is not None:
-                skipped = prev["value"] is None
-                return Outcome(
-                    "duplicate", project=name, value=prev["value"], skipped=skipped, task=shown
-                )
-            return Outcome("stale", "timed_out", project=name, task=shown)
-        if r["expires_at"] <= now:
-            repo.expire_leases(conn, now)
-            self.notify()
-            return Outcome(
-                "stale", "timed_out", project=name, task=self._task(conn, assignment_id, 0, r)
-            )
-        member = repo.get_member(conn, r["project_id"], r["annotator_id"])
-        if member is None or member["status"] != "active":
-            return Outcome("stale", "cannot_answer", project=name)
-        value: str | None = None
-        if not skipping:
-            if raw is None and rules.kind == "multi":
-                raw = json.loads(r["draft"]) if r["draft"] else []
-            if raw is None:
-                return Outcome("invalid", "no_choice", project=name)
-            try:
-                value = canonical(rules, raw)
-            except ValueError as exc:
-                return Outcome("invalid", "bad_value", project=name, problem=str(exc))
-        is_gold = r["gold"] is not None
-        expert = r["status"] == "escalated"
-        correct = None if value is None or not is_gold else matches_gold(rules, value, r["gold"])
-        seconds = max(0.0, now - r["leased_at"])
-        answer_id = repo.insert_answer(
-            conn,
-            item_id=r["id"],
-            annotator_id=r["annotator_id"],
-            assignment_id=assignment_id,
-            value=value,
-            is_gold=int(is_gold),
-            correct=None if correct is None else int(correct),
-            expert=int(expert),
-            seconds=seconds,
-            answered_at=now,
-            source=source,
-        )
-        repo.close_assignment(conn, assignment_id, r["id"], "skipped" if skipping else "answered")
-        if skipping:
-            repo.bump_member(conn, r["project_id"], r["annotator_id"], skips=1)
-            # The skipper may have been the last one who could answer an item that has its
-            # planned answers (see stranded); a skip changes no vote, so nothing else to redo.
-            if not is_gold and r["n_answers"] >= rules.overlap:
-                self._settle(conn, r["project_id"], r["id"], rules, now)
-            return Outcome(
-                "recorded",
-                project=name,
-                skipped=True,
-                task=self._task(conn, assignment_id, member["answers"], r),
-                answer_id=answer_id,
-                undo_until=now + project.undo_seconds,
-            )
-        assert value is not None
-        suspended = self._score(conn, r, rules, project, value, correct, seconds, now)
-        repo.bump_member(conn, r["project_id"], r["annotator_id"], answers=1)
-        if is_gold:
-            # Counting gold answers rotates gold items ("least used first") across annotators.
-            repo.bump_item_answers(conn, r["id"], 1)
-        else:
-            self._settle(conn, r["project_id"], r["id"], rules, now)
-        feedback = None
-        if correct is False and project.quality.gold_feedback:
-            feedback = Feedback(r["gold"], r["gold_reason"])
-        return Outcome(
-            "recorded",
-            project=name,
-            value=value,
-            task=self._task(conn, assignment_id, member["answers"] + 1, r),
-            answer_id=answer_id,
-            undo_until=None if suspended else now + project.undo_seconds,
-            feedback=feedback,
-            suspended=suspended,
-        )
-
-    # -- multi-choice toggles and undo -----------------------------------------------------
+        """A typed message: the answer to the person's open free-text item, if any."""
+        return await self.answers.answer_text(user, text, source)
 
     async def toggle(self, user: UserRef, assignment_id: int, label: str) -> Outcome:
         """Add or remove one label of a multi-choice selection."""
-        now = self.clock()
-
-        def tx(conn: sqlite3.Connection) -> Outcome:
-            r = self._check(conn, user, assignment_id)
-            if isinstance(r, Outcome):
-                return r
-            name = self.names[r["project_id"]]
-            if r["state"] != "pending" or r["expires_at"] <= now:
-                return Outcome("stale", "done", project=name)
-            if self.rules[name].kind != "multi" or label not in self.rules[name].labels:
-                return Outcome("invalid", "wrong_button", project=name)
-            chosen = set(json.loads(r["draft"]) if r["draft"] else [])
-            chosen ^= {label}
-            repo.set_draft(conn, assignment_id, [x for x in self.rules[name].labels if x in chosen])
-            m = repo.get_member(conn, r["project_id"], r["annotator_id"])
-            task = self._task(conn, assignment_id, m["answers"] if m else 0)
-            return Outcome("recorded", project=name, task=task)
-
-        return await self.db.write(tx, short=True)
+        return await self.answers.toggle(user, assignment_id, label)
 
     async def set_selection(self, user: UserRef, assignment_id: int, labels: list[str]) -> Outcome:
-        """Make a multi-choice selection exactly `labels` (a platform that shows ticks itself)."""
-        now = self.clock()
-
-        def tx(conn: sqlite3.Connection) -> Outcome:
-            r = self._check(conn, user, assignment_id)
-            if isinstance(r, Outcome):
-                return r
-            name = self.names[r["project_id"]]
-            rules = self.rules[name]
-            if r["state"] != "pending" or r["expires_at"] <= now:
-                return Outcome("stale", "done", project=name)
-            if rules.kind != "multi" or not set(labels) <= set(rules.labels):
-                return Outcome("invalid", "wrong_button", project=name)
-            repo.set_draft(conn, assignment_id, [x for x in rules.labels if x in set(labels)])
-            m = repo.get_member(conn, r["project_id"], r["annotator_id"])
-            task = self._task(conn, assignment_id, m["answers"] if m else 0)
-            return Outcome("recorded", project=name, task=task)
-
-        return await self.db.write(tx, short=True)
-
-    async def open_task(self, user: UserRef, assignment_id: int) -> Task | None:
-        """The person's own assignment as a Task while it is open (None otherwise)."""
-        now = self.clock()
-
-        def q(conn: sqlite3.Connection) -> Task | None:
-            r = repo.get_assignment(conn, assignment_id)
-            if r is None or r["annotator_key"] != user.key:
-                return None
-            if r["state"] != "pending" or r["expires_at"] <= now:
-                return None
-            return self._task(conn, assignment_id, 0, r)
-
-        return await self.db.read(q)
-
-    async def release(self, user: UserRef, assignment_id: int) -> None:
-        """Give back an item that could not be shown; its person keeps waiting for work."""
-
-        def tx(conn: sqlite3.Connection) -> None:
-            r = repo.get_assignment(conn, assignment_id)
-            if r is None or r["annotator_key"] != user.key or r["state"] != "pending":
-                return
-            repo.close_assignment(conn, assignment_id, r["id"], "expired")
-            repo.update_member(conn, r["project_id"], r["annotator_id"], waiting=1)
-
-        await self.db.write(tx)
+        """Make a multi-choice selection exactly `labels`."""
+        return await self.answers.set_selection(user, assignment_id, labels)
 
     async def undo(self, user: UserRef, answer_id: int) -> Outcome:
-        """Take back an answer within the project's undo window; returns the item again."""
-        now = self.clock()
+        """Take back an answer within the undo window; returns the item again."""
+        return await self.answers.undo(user, answer_id)
 
-        def tx(conn: sqlite3.Connection) -> Outcome:
-            x = repo.get_answer(conn, answer_id)
-            if x is None:
-                return Outcome("stale", "nothing_to_undo")
-            if x["annotator_key"] != user.key:
-                return Outcome("forbidden", "not_yours")
-            item = repo.get_item(conn, x["item_id"])
-            name = self.names[item["project_id"]]
-            project, rules = self.projects[name], self.rules[name]
-            if not can_undo(x["answered_at"], now, project.undo_seconds):
-                return Outcome("stale", "too_late", project=name)
-            pid, aid = item["project_id"], x["annotator_id"]
-            m = repo.get_member(conn, pid, aid)
-            if m is None or m["status"] != "active":
-                return Outcome("stale", "cannot_answer", project=name)
-            settled_by_expert = any(v["expert"] for v in repo.item_votes(conn, item["id"]))
-            if settled_by_expert and not x["expert"]:
-                return Outcome("stale", "settled_by_expert", project=name)
-            repo.delete_answer(conn, answer_id)
-            repo.reopen_assignment(
-                conn, x["assignment_id"], x["item_id"], lease_deadline(now, project.lease_seconds)
-            )
-            deltas = {"skips": -1} if x["value"] is None else {"answers": -1}
-            if x["is_gold"] and x["value"] is not None:
-                repo.bump_item_answers(conn, x["item_id"], -1)
-                self._pooled.pop(pid, None)
-            if x["correct"] is not None:
-                deltas.update(gold_answers=-1, gold_correct=-int(x["correct"]))
-                # Undoing a qualification answer gives back its qualification slot too.
-                gold_before = m["gold_answers"] - 1
-                if gold_before < rules.qualification:
-                    deltas.update(qual_answers=-1, qual_correct=-int(x["correct"]))
-            repo.bump_member(conn, pid, aid, **deltas)
-            repo.update_member(conn, pid, aid, same_run=max(0, m["same_run"] - 1))
-            if x["value"] is not None and not x["is_gold"]:
-                self._settle(conn, pid, x["item_id"], rules, now)
-            task = self._task(conn, x["assignment_id"], m["answers"] + deltas.get("answers", 0))
-            return Outcome("recorded", project=name, task=task)
+    # -- people ---------------------------------------------------------------------------------
 
-        return await self.db.write(tx, short=True)
+    async def set_paused(self, user: UserRef, paused: bool) -> bool:
+        """Pause or resume pushes for oneself; False when they have not joined a project."""
+        return await self.people.set_paused(user, paused)
 
-    async def pushes(self, platform: str, limit: int = 50) -> list[Push]:
-        """Items for annotators on `platform` who were told to wait and now have work."""
-        now = self.clock()
+    async def set_project_paused(self, name: str, paused: bool) -> None:
+        """Pause or resume a whole project (coordinators)."""
+        await self.people.set_project_paused(name, paused)
 
-        def tx(conn: sqlite3.Connection) -> list[Push]:
-            out = []
-            for w in repo.waiting_members(conn, platform, limit):
-                platform_, _, uid = w["key"].partition(":")
-                user = UserRef(platform_, uid, w["name"], w["address"])
-                role = self.role(user)
-                got = self._next_tx(conn, user, role, now, self.rng.random())
-                if isinstance(got, Task):
-                    out.append(Push(user, got))
-            return out
+    async def mark_blocked(self, user: UserRef) -> None:
+        """The person blocked the bot: stop pushing and give their items back."""
+        await self.people.mark_blocked(user)
 
-        return await self.db.write(tx)
+    async def suspend(self, project: str, key: str, note: str | None = None) -> bool:
+        """Suspend an annotator by hand (coordinators), with their note on why."""
+        return await self.people.suspend(project, key, note)
+
+    async def reinstate(self, project: str, key: str) -> bool:
+        """Let a suspended annotator label again (coordinators)."""
+        return await self.people.reinstate(project, key)
+
+    async def language(self, user: UserRef) -> str | None:
+        """The language the person chose (None: not chosen)."""
+        return await self.people.language(user)
+
+    async def set_language(self, user: UserRef, language: str | None) -> bool:
+        """Remember the person's language; False when they are not known yet."""
+        return await self.people.set_language(user, language)
+
+    # -- media ----------------------------------------------------------------------------------
+
+    async def media_file_id(self, sha256: str, platform: str) -> str | None:
+        """A platform's file id for a prepared media file, if uploaded before."""
+        return await self.media.media_file_id(sha256, platform)
+
+    async def save_media_file_id(self, sha256: str, platform: str, file_id: str) -> None:
+        """Remember a platform's file id so the file is uploaded once."""
+        await self.media.save_media_file_id(sha256, platform, file_id)
+
+    # -- items in bulk --------------------------------------------------------------------------
+
+    async def add_items(
+        self, project: str, produce: Produce, progress: Callable[[int], None] | None = None
+    ) -> ImportSummary:
+        """Add the items `produce` yields in one transaction (all or none); wakes the waiting."""
+        return await self.items.add(project, produce, progress)
+
+    def export_batches(
+        self, project: str, what: ExportWhat, fmt: ExportFormat
+    ) -> AsyncIterator[list[Any]]:
+        """An export's rows in batches, from a read-only connection (writes go on meanwhile)."""
+        return self.items.export_batches(project, what, fmt)
+
+    # -- for benchmarks: a use case's transaction body on a connection --------------------------
+
+    def answer_in(
+        self, conn: sqlite3.Connection, user: UserRef, assignment_id: int, value: str, now: float
+    ) -> Outcome:
+        """Record an answer inside a transaction the caller opened (bench/engine.py's floor)."""
+        return self.answers.answer_in(conn, user, assignment_id, value, now, False)
+
+    def next_in(self, conn: sqlite3.Connection, user: UserRef, now: float) -> Task | Idle:
+        """Lease the next item inside a transaction the caller opened (bench/engine.py)."""
+        return self.leases.next_in(conn, user, self.role(user), now, self.rng.random())

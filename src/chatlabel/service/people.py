@@ -1,4 +1,4 @@
-"""People management: pausing, blocked users, suspensions by hand, media file ids."""
+"""People: pausing, languages, blocked users, suspensions and reinstatements by hand."""
 
 from __future__ import annotations
 
@@ -7,28 +7,33 @@ import sqlite3
 from ..core.suspension import Reason
 from ..storage import repo
 from .settling import Settling
+from .shared import Shared
 from .types import UserRef
 
 
-class People(Settling):
+class People:
     """Use cases about annotators rather than items."""
+
+    def __init__(self, shared: Shared, settling: Settling) -> None:
+        self.s = shared
+        self.settling = settling
 
     async def set_paused(self, user: UserRef, paused: bool) -> bool:
         """Pause or resume pushes for oneself; False when they have not joined a project."""
 
         def tx(conn: sqlite3.Connection) -> bool:
-            cur = self._current(conn, user)
+            cur = self.s.current(conn, user)
             if cur is None:
                 return False
             a, name = cur
-            repo.update_member(conn, self.pids[name], a["id"], paused=int(paused), waiting=0)
+            repo.update_member(conn, self.s.pids[name], a["id"], paused=int(paused), waiting=0)
             return True
 
-        return await self.db.write(tx, short=True)
+        return await self.s.db.write(tx, short=True)
 
     async def language(self, user: UserRef) -> str | None:
         """The language the person chose with /language (None: not chosen)."""
-        return await self.db.read(repo.get_language, user.key)
+        return await self.s.db.read(repo.get_language, user.key)
 
     async def set_language(self, user: UserRef, language: str | None) -> bool:
         """Remember the person's language; False when they are not known yet (nothing written)."""
@@ -40,13 +45,13 @@ class People(Settling):
             repo.set_language(conn, a["id"], language)
             return True
 
-        return await self.db.write(tx, short=True)
+        return await self.s.db.write(tx, short=True)
 
     async def set_project_paused(self, name: str, paused: bool) -> None:
         """Pause or resume a whole project (coordinators)."""
-        await self.db.write(lambda c: repo.set_project_paused(c, self.pids[name], paused))
+        await self.s.db.write(lambda c: repo.set_project_paused(c, self.s.pids[name], paused))
         if not paused:
-            self.notify()
+            self.s.notify()
 
     async def mark_blocked(self, user: UserRef) -> None:
         """The user blocked the bot: stop pushing and give their items back."""
@@ -57,8 +62,8 @@ class People(Settling):
                 repo.set_blocked(conn, a["id"])
                 repo.release_assignments(conn, a["id"])
 
-        await self.db.write(tx, short=True)
-        self.notify()
+        await self.s.db.write(tx, short=True)
+        self.s.notify()
 
     async def suspend(self, project: str, key: str, note: str | None = None) -> bool:
         """Suspend an annotator by hand (coordinators), with their note on why."""
@@ -70,17 +75,17 @@ class People(Settling):
         return await self._set_status(project, key, "active", None)
 
     async def _set_status(self, project: str, key: str, status: str, reason: Reason | None) -> bool:
-        now = self.clock()
-        pid = self.pids[project]
+        now = self.s.clock()
+        pid = self.s.pids[project]
 
         def tx(conn: sqlite3.Connection) -> bool:
             a = repo.get_annotator(conn, key)
             if a is None or repo.get_member(conn, pid, a["id"]) is None:
                 return False
             if status == "suspended":
-                self._suspend(conn, pid, a["id"], reason or Reason("by_coordinator"), now)
+                self.settling.suspend(conn, pid, a["id"], reason or Reason("by_coordinator"), now)
             else:
-                self._pooled.pop(pid, None)
+                self.s.pooled.pop(pid, None)
                 # A fresh start: gold counters restart, so they qualify again on new gold.
                 repo.update_member(
                     conn,
@@ -98,14 +103,6 @@ class People(Settling):
                 )
             return True
 
-        ok = await self.db.write(tx)
-        self.notify()
+        ok = await self.s.db.write(tx)
+        self.s.notify()
         return ok
-
-    async def media_file_id(self, sha256: str, platform: str) -> str | None:
-        """A platform's file id for a prepared media file, if uploaded before."""
-        return await self.db.read(repo.media_file_id, sha256, platform)
-
-    async def save_media_file_id(self, sha256: str, platform: str, file_id: str) -> None:
-        """Remember a platform's file id so the file is uploaded once."""
-        await self.db.write(repo.save_media_file_id, sha256, platform, file_id, short=True)

@@ -272,7 +272,7 @@ async def current_verdicts(service: LabelingService, project: str) -> dict[str, 
         if rules.method != "majority":
             ids = sorted({aid for vs in votes.values() for _, aid, _, _ in vs})
             # The service's own weights, so this is exactly what its online verdict would say.
-            weights = service._weights(conn, pid, rules, ids) if ids else {}
+            weights = service.settling.weights(conn, pid, rules, ids) if ids else {}
         out = {}
         for s in qq.item_states(conn, pid):
             if s["gold"] is not None:

@@ -12,13 +12,16 @@ from ..core.model import Rules, Vote
 from ..core.suspension import Conduct, Reason, suspension
 from ..core.verdict import decide, stranded
 from ..storage import quality_queries, repo
-from .base import Row, ServiceBase
+from .shared import Row, Shared
 
 
-class Settling(ServiceBase):
-    """Quality counters, suspensions and verdicts, inside the answer's transaction."""
+class Settling:
+    """Quality counters, suspensions and verdicts, inside the transaction of what set them off."""
 
-    def _score(
+    def __init__(self, shared: Shared) -> None:
+        self.s = shared
+
+    def score(
         self,
         conn: sqlite3.Connection,
         r: Row,
@@ -36,7 +39,7 @@ class Settling(ServiceBase):
         deltas: dict[str, int] = {}
         if correct is not None:
             deltas.update(gold_answers=1, gold_correct=int(correct))
-            self._pooled.pop(pid, None)
+            self.s.pooled.pop(pid, None)
             if m["qual_answers"] < rules.qualification:
                 deltas.update(qual_answers=1, qual_correct=int(correct))
         if rules.min_seconds and seconds < rules.min_seconds:
@@ -56,31 +59,33 @@ class Settling(ServiceBase):
         )
         reason = suspension(rules, conduct)
         if reason is not None:
-            self._suspend(conn, pid, aid, reason, now)
+            self.suspend(conn, pid, aid, reason, now)
         return reason
 
-    def _suspend(
+    def suspend(
         self, conn: sqlite3.Connection, pid: int, aid: int, reason: Reason, now: float
     ) -> None:
-        self._pooled.pop(pid, None)
+        """Stop giving someone work: their open items go back, their open votes stop counting."""
+        self.s.pooled.pop(pid, None)
         repo.update_member(conn, pid, aid, status="suspended", reason=reason.encode(), waiting=0)
         repo.release_assignments(conn, aid)
-        rules = self.rules[self.names[pid]]
+        rules = self.s.rules[self.s.names[pid]]
         # Their votes on unsettled items stop counting; those items reopen for others.
         reopened = repo.uncount_open_answers(conn, pid, aid)
         # And undecided items only they could still have answered go to the experts.
         for item_id in {*reopened, *repo.undecided_items(conn, pid, rules.overlap)}:
-            self._settle(conn, pid, item_id, rules, now)
-        self.notify()
+            self.settle(conn, pid, item_id, rules, now)
+        self.s.notify()
 
-    def _weights(
+    def weights(
         self, conn: sqlite3.Connection, pid: int, rules: Rules, ids: list[int]
     ) -> dict[int, float]:
+        """Vote weights of these annotators, from their gold accuracy (weighted methods)."""
         n = len(rules.choices) or 2
         # Unscored annotators weigh like this project's average one, not a fixed guess.
-        prior = self._pooled.get(pid)
+        prior = self.s.pooled.get(pid)
         if prior is None:
-            prior = self._pooled[pid] = crowd_accuracy(*quality_queries.pooled_gold(conn, pid))
+            prior = self.s.pooled[pid] = crowd_accuracy(*quality_queries.pooled_gold(conn, pid))
         return {
             int(g["annotator_id"]): reliability_weight(
                 g["gold_correct"], g["gold_answers"], n, prior
@@ -88,14 +93,14 @@ class Settling(ServiceBase):
             for g in repo.gold_counts(conn, pid, ids)
         }
 
-    def _settle(
+    def settle(
         self, conn: sqlite3.Connection, pid: int, item_id: int, rules: Rules, now: float
     ) -> None:
         """Recompute an item's verdict from its counted votes."""
         rows = repo.item_votes(conn, item_id)
         weights = None
         if rules.method != "majority" and rows:
-            by_id = self._weights(conn, pid, rules, [r["annotator_id"] for r in rows])
+            by_id = self.weights(conn, pid, rules, [r["annotator_id"] for r in rows])
             weights = {r["key"]: by_id.get(r["annotator_id"], 1.0) for r in rows}
         votes = [Vote(r["key"], r["value"], bool(r["expert"])) for r in rows]
         v = decide(rules, votes, weights)

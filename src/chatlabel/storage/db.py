@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from .health import IncidentTracker, fault_cause
-from .schema import migrate
+from .schema import check_version, migrate
 
 T = TypeVar("T")
 Job = tuple[Callable[..., Any], tuple[Any, ...]]
@@ -40,7 +40,8 @@ RETRY_FIRST, RETRY_MAX = 0.01, 0.25
 THREAD_BUSY_MS = 250
 
 
-def _pragmas(conn: sqlite3.Connection) -> None:
+def pragmas(conn: sqlite3.Connection) -> None:
+    """Set up a connection as chatlabel runs it: WAL, synchronous=NORMAL, foreign keys."""
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA busy_timeout = 10000")
@@ -50,9 +51,9 @@ def _pragmas(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA wal_autocheckpoint = 0")
 
 
-def _inline_pragmas(conn: sqlite3.Connection) -> None:
-    """_pragmas for the connection that runs short writes on the event loop's thread."""
-    _pragmas(conn)
+def inline_pragmas(conn: sqlite3.Connection) -> None:
+    """The pragmas of the connection that runs short writes on the event loop's thread."""
+    pragmas(conn)
     # Never wait for a lock on the event loop: if another process is writing, the group goes
     # to aiosqlite's thread instead, which waits there (busy_timeout) for it.
     conn.execute("PRAGMA busy_timeout = 0")
@@ -156,13 +157,15 @@ class Database:
         inline: sqlite3.Connection | None = None
         try:
             conn.row_factory = sqlite3.Row
-            await conn._execute(_pragmas, conn._conn)
+            # Before the pragmas: switching to WAL would already change a refused file.
+            await conn._execute(check_version, conn._conn, self.path)
+            await conn._execute(pragmas, conn._conn)
             await conn._execute(migrate, conn._conn)
             # After the migrations (they may wait the full busy timeout for another process).
             await conn._execute(_set_busy_timeout, conn._conn, THREAD_BUSY_MS)
             inline = sqlite3.connect(self.path, isolation_level=None)
             inline.row_factory = sqlite3.Row
-            _inline_pragmas(inline)
+            inline_pragmas(inline)
         except BaseException:
             if inline is not None:
                 inline.close()
@@ -245,7 +248,7 @@ class Database:
                 results = self._inline_group(jobs) if inline else None
                 if results is None:
                     conn = self.conn
-                    results = await conn._execute(_group, conn._conn, jobs)
+                    results = await conn._execute(run_group, conn._conn, jobs)
             except BaseException as exc:  # BEGIN or COMMIT failed: nothing in the group landed
                 if fault_cause(exc) is not None:  # a lock, a full disk: try again for a while
                     await self._careful(batch, exc)
@@ -436,19 +439,19 @@ def _rollback(conn: sqlite3.Connection) -> None:
 
 
 def _careful_group(conn: sqlite3.Connection, jobs: list[Job]) -> list[tuple[bool, Any]]:
-    """_group on a connection a failed try may have left inside a transaction."""
+    """run_group on a connection a failed try may have left inside a transaction."""
     _rollback(conn)
-    return _group(conn, jobs)
+    return run_group(conn, jobs)
 
 
-def _group(conn: sqlite3.Connection, jobs: list[Job]) -> list[tuple[bool, Any]]:
+def run_group(conn: sqlite3.Connection, jobs: list[Job]) -> list[tuple[bool, Any]]:
     """Several writes in one transaction, each in its own savepoint; one COMMIT for all."""
     conn.execute("BEGIN IMMEDIATE")
     return _jobs(conn, jobs)
 
 
 def _jobs(conn: sqlite3.Connection, jobs: list[Job]) -> list[tuple[bool, Any]]:
-    """The body of _group, once BEGIN IMMEDIATE has succeeded: savepoints, then COMMIT."""
+    """The body of run_group, once BEGIN IMMEDIATE has succeeded: savepoints, then COMMIT."""
     out: list[tuple[bool, Any]] = []
     try:
         for fn, args in jobs:

@@ -7,6 +7,8 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
+from ..core.model import ITEM_FIELDS
+
 Row = sqlite3.Row
 
 
@@ -308,6 +310,17 @@ def answer_from_source(conn: sqlite3.Connection, annotator_id: int, source: str)
     ).fetchone()
 
 
+def set_answer_value(
+    conn: sqlite3.Connection, answer_id: int, value: str, now: float, source: str | None
+) -> None:
+    """Change the recorded value of an answer (not its scoring: `correct` stays)."""
+    conn.execute(
+        """UPDATE answers SET value = ?, answered_at = ?, source = COALESCE(?, source)
+           WHERE id = ?""",
+        (value, now, source, answer_id),
+    )
+
+
 def delete_answer(conn: sqlite3.Connection, answer_id: int) -> None:
     """Remove an answer (undo)."""
     conn.execute("DELETE FROM answers WHERE id = ?", (answer_id,))
@@ -408,22 +421,7 @@ def save_media_file_id(conn: sqlite3.Connection, sha256: str, platform: str, fil
 
 # -- import -------------------------------------------------------------------------------
 
-ITEM_COLUMNS = (
-    "project_id",
-    "ext_id",
-    "text",
-    "media_kind",
-    "media_path",
-    "context",
-    "gold",
-    "gold_reason",
-    "suggestion",
-    "boxes",
-    "meta",
-    "needed",
-    "seq",
-    "created_at",
-)
+ITEM_COLUMNS = ITEM_FIELDS  # the importer builds rows in this order
 _INSERT_ITEM = (
     f"INSERT INTO items ({', '.join(ITEM_COLUMNS)}) VALUES ({', '.join('?' * len(ITEM_COLUMNS))})"
     " ON CONFLICT (project_id, ext_id) DO NOTHING"

@@ -1,4 +1,4 @@
-"""The service's state and the helpers every use case shares."""
+"""What every part of the service shares: config, rules, the database, the clock, wake-ups."""
 
 from __future__ import annotations
 
@@ -12,16 +12,16 @@ from collections.abc import Callable
 from ..config import Config, Project
 from ..core import access
 from ..core.model import Rules
+from ..mechanics import BoundedCache
 from ..storage import repo
 from ..storage.db import Database
-from .health import Health
 from .types import Media, ProjectInfo, ProjectTexts, Task, UserRef
 
 Row = sqlite3.Row
 
 
-class ServiceBase:
-    """Configuration, rules, the database and the wake-up signal the use cases share."""
+class Shared:
+    """Configuration, rules, the database and the wake-up signal the service's parts share."""
 
     def __init__(
         self,
@@ -44,9 +44,9 @@ class ServiceBase:
         self._loop: asyncio.AbstractEventLoop | None = None
         # Per project: the average annotator's gold accuracy, the prior of weighted votes. A
         # scan of every member, so cached until a gold answer or a suspension changes it.
-        self._pooled: dict[int, float] = {}
-        # The database's incidents and free space: subscribe, status, the free-space watch.
-        self.health = Health(db, config.storage)
+        self.pooled: dict[int, float] = {}
+        # The choices behind each assignment's buttons never change: a press needs no read.
+        self._choices: BoundedCache[int, tuple[str, ...]] = BoundedCache(50_000)
 
     async def start(self) -> None:
         """Create the project rows the config declares."""
@@ -117,13 +117,14 @@ class ServiceBase:
             return False
         return True
 
-    def _current(self, conn: sqlite3.Connection, user: UserRef) -> tuple[Row, str] | None:
+    def current(self, conn: sqlite3.Connection, user: UserRef) -> tuple[Row, str] | None:
+        """The person's annotator row and the name of the project they work on now."""
         a = repo.get_annotator(conn, user.key)
         if a is None or a["project_id"] is None or a["project_id"] not in self.names:
             return None
         return a, self.names[a["project_id"]]
 
-    def _task(
+    def task(
         self, conn: sqlite3.Connection, assignment_id: int, answered: int, r: Row | None = None
     ) -> Task:
         """The Task an assignment shows (`r`: its row from repo.get_assignment, if at hand)."""
@@ -131,6 +132,7 @@ class ServiceBase:
         assert r is not None
         name = self.names[r["project_id"]]
         media = Media(r["media_kind"], r["media_path"]) if r["media_kind"] else None
+        self._choices[assignment_id] = self.rules[name].choices
         return Task(
             assignment_id=assignment_id,
             project=self.info(name),
@@ -150,7 +152,7 @@ class ServiceBase:
         """The project the user works on now (None before they join one)."""
 
         def q(conn: sqlite3.Connection) -> str | None:
-            cur = self._current(conn, user)
+            cur = self.current(conn, user)
             return None if cur is None else cur[1]
 
         return await self.db.read(q)
@@ -159,6 +161,9 @@ class ServiceBase:
         """The choices behind an assignment's buttons (None for no such assignment).
 
         Ownership is checked where it matters, when the press is recorded."""
+        known = self._choices.get(assignment_id)
+        if known is not None:
+            return known
 
         def q(conn: sqlite3.Connection) -> tuple[str, ...] | None:
             r = repo.get_assignment(conn, assignment_id)
