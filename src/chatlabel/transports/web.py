@@ -31,6 +31,7 @@ from ..conversation import Catalog, Conversation, Texts, Who
 from ..conversation.commands import ANNOTATOR, COORDINATOR
 from ..conversation.conversation import TokenBucket
 from ..mechanics import BoundedCache
+from ..mechanics.redact import hide
 from ..service.labeling import LabelingService
 from ..service.reports import Reports
 from ..service.types import UserRef
@@ -151,6 +152,7 @@ class WebTransport:
     async def start(self) -> None:
         """Load the secret and the page, serve it, and start pushing items."""
         secret = await asyncio.to_thread(load_secret, self._secret, self._secret_path)
+        hide(secret.decode())  # whoever might log it, it never reaches a log line
         self._sessions = Sessions(secret, self.settings.session_days * 86400)
         self._load_static()
         self._stop.clear()
