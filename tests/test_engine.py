@@ -656,6 +656,19 @@ async def test_invite_code_then_choice_of_projects(service_factory: Any) -> None
     assert await svc.current_project(U(2)) is None
 
 
+async def test_a_refused_stranger_leaves_nothing_behind(service_factory: Any) -> None:
+    svc = await service_factory(
+        [{"name": "one", "labels": ["a", "b"]}, {"name": "two", "labels": ["a", "b"]}],
+        access={"mode": "invite", "invite_codes": ["c0de-c0de"], "allowlist": []},
+    )
+    for guess in (None, "one", "wrong-code", "c0de-c0dX"):
+        assert (await svc.join(U(5), guess)).status in ("refused", "choose")
+    assert await sql(svc, "SELECT COUNT(*) FROM annotators") == [(0,)]
+    assert (await svc.join(U(5), "c0de-c0de")).status == "choose"  # the code is remembered
+    assert await sql(svc, "SELECT key, invited FROM annotators") == [("telegram:5", 1)]
+    assert (await svc.join(U(5), "one")).status == "joined"
+
+
 async def test_schema_is_migrated_and_versioned(service_factory: Any) -> None:
     from chatlabel.storage.schema import MIGRATIONS
 

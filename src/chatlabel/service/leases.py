@@ -38,10 +38,22 @@ class Leases:
         valid = arg is not None and access.code_matches(arg, codes)
 
         def tx(conn: sqlite3.Connection) -> JoinResult:
+            res = joining(conn)
+            if res.status != "joined" and not newly_invited:
+                # Nothing is kept for someone who is not let in (or has yet to choose): a
+                # stranger's /start must not leave a row behind. The savepoint rolls it back.
+                raise _Unwritten(res)
+            return res
+
+        newly_invited = False
+
+        def joining(conn: sqlite3.Connection) -> JoinResult:
+            nonlocal newly_invited
             a = repo.upsert_annotator(conn, user.key, user.platform, user.address, user.name, now)
             if valid and not a["invited"]:
                 # Kept, so choosing among several projects after the code needs no code again.
                 repo.set_invited(conn, a["id"])
+                newly_invited = True
                 a = repo.upsert_annotator(conn, user.key, user.platform, None, "", now)
             name: str | None = None
             if arg in self.s.projects:
@@ -72,7 +84,10 @@ class Leases:
             repo.set_current_project(conn, a["id"], pid)
             return JoinResult("joined", project=self.s.info(name), role=role)
 
-        res = await self.s.db.write(tx, short=True)
+        try:
+            res = await self.s.db.write(tx, short=True)
+        except _Unwritten as unwritten:
+            res = unwritten.result
         if guess and res.status == "refused":
             if locked:
                 return replace(res, refusal="too_many_attempts")
@@ -223,3 +238,11 @@ class Leases:
             return out
 
         return await self.s.db.write(tx)
+
+
+class _Unwritten(Exception):
+    """A join that changes nothing: its result, with the transaction's writes rolled back."""
+
+    def __init__(self, result: JoinResult) -> None:
+        super().__init__(result.status)
+        self.result = result
