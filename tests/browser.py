@@ -10,6 +10,7 @@ import contextlib
 import shutil
 from collections.abc import AsyncIterator
 
+import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -30,6 +31,9 @@ WAIT_MS = 10_000
 @contextlib.asynccontextmanager
 async def chromium() -> AsyncIterator[Browser]:
     """A headless Chromium for one test."""
+    if not shutil.which(CHROMIUM):
+        # Not a skip: the browser tests are part of the suite. Say what is missing instead.
+        pytest.fail(f"no Chromium at {CHROMIUM}: install it (Debian: apt-get install chromium)")
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=30_000)
         try:
