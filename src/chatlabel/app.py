@@ -176,6 +176,23 @@ async def build(
                         catalog=catalog,
                     )
                 )
+        if config.web is not None:
+            from .transports.web import WebTransport
+
+            # Without a secret in the environment, one is generated and kept beside the
+            # database, so sessions survive restarts.
+            rt.transports.append(
+                WebTransport(
+                    service,
+                    rt.reports,
+                    config.web,
+                    secret=_env(env, config.web.secret_env),
+                    secret_path=config.web_secret_path(),
+                    media_cache=config.media_cache_path(),
+                    export_results=export_results,
+                    catalog=catalog,
+                )
+            )
     except BaseException:
         await rt.close()
         raise
@@ -187,8 +204,8 @@ async def serve(rt: Runtime, stop: asyncio.Event) -> None:
     try:
         if not rt.transports:
             raise ConfigError(
-                f"{rt.config.path}: no platform to run: configure [telegram] or [slack] and set "
-                "their token variables"
+                f"{rt.config.path}: no platform to run: configure [telegram], [slack] or [web] "
+                "(and set the bots' token variables)"
             )
         for t in rt.transports:
             await t.start()

@@ -342,6 +342,11 @@ def invite(config: str, project: str | None, bot: str | None) -> None:
         )
     if cfg.slack is not None:
         click.echo(f"Slack: {cfg.slack.command} {code}")
+    if cfg.web is not None:
+        w = cfg.web
+        host = "THIS-MACHINE" if w.host in ("", "0.0.0.0", "::") else w.host
+        base = w.base_url.rstrip("/") or f"http://{host}:{w.port}"
+        click.echo(f"Web link: {base}/join/{code}")
     click.echo(
         f"\nTo use it, add it to {cfg.path} under [access], next to any codes already there,\n"
         "and restart chatlabel run (codes are read at start):\n\n"
@@ -399,19 +404,57 @@ def run(config: str, verbose: bool) -> None:
     show_default=True,
     help="Which bot to run against its emulated platform.",
 )
-def demo(annotators: int, items: int, keep: Path | None, seed: int, platform: str) -> None:
+@click.option(
+    "--web",
+    is_flag=True,
+    help="Also serve the web chat: label in your browser beside the crowd, until Ctrl-C.",
+)
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="With --web: the page's port on 127.0.0.1 (a free one if taken).",
+)
+def demo(
+    annotators: int, items: int, keep: Path | None, seed: int, platform: str, web: bool, port: int
+) -> None:
     """Run everything locally: the real bot, an emulated Telegram or Slack, simulated people."""
     from .demo import run_demo
 
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    _run(
-        run_demo(
+    if not web:
+        _run(
+            run_demo(
+                annotators=annotators,
+                items=items,
+                keep=keep,
+                seed=seed,
+                platform=platform,
+                console=Console(),
+            )
+        )
+        return
+    if platform != "telegram":
+        raise click.UsageError("--web runs beside the emulated Telegram crowd: drop --platform")
+    from .demo_web import run_web_demo
+
+    async def go() -> None:
+        # Ctrl-C ends the demo the normal way: results printed, everything closed, exit 0.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await run_web_demo(
             annotators=annotators,
             items=items,
             keep=keep,
             seed=seed,
-            platform=platform,
+            port=port,
+            stop=stop,
             console=Console(),
         )
-    )
+
+    _run(go())

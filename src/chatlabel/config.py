@@ -241,6 +241,25 @@ class Slack(_Section):
     command: str = Field("/label", pattern=r"^/[a-z0-9_-]+$", description="The slash command")
 
 
+class Web(_Section):
+    """The browser chat: a page where people label without Telegram or Slack."""
+
+    host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 = every network)")
+    port: int = Field(8080, ge=0, le=65535, description="Port to listen on")
+    base_url: str = Field(
+        "",
+        pattern=r"^(https?://[^/?#\s]+/?)?$",
+        description="Public address in links (https://label.example.org); empty = http://HOST:PORT",
+    )
+    secret_env: str = Field(
+        "CHATLABEL_WEB_SECRET",
+        description="Variable: cookie-signing secret (unset = one generated beside the database)",
+    )
+    session_days: float = Field(
+        30, gt=0, le=3650, description="How long a browser stays signed in after its last visit"
+    )
+
+
 class Config(_Section):
     """A whole deployment."""
 
@@ -249,6 +268,7 @@ class Config(_Section):
     access: Access = Field(default_factory=Access, description="Who may do what")
     telegram: Telegram | None = Field(None, description="Telegram bot (absent = off)")
     slack: Slack | None = Field(None, description="Slack bot (absent = off)")
+    web: Web | None = Field(None, description="Browser chat (absent = off)")
     path: Path = Field(Path("."), exclude=True, description="The file this came from")
 
     @model_validator(mode="after")
@@ -271,6 +291,11 @@ class Config(_Section):
     def media_cache_path(self) -> Path:
         """The prepared-media folder, resolved against the config's folder."""
         return self._resolve(self.storage.media_cache)
+
+    def web_secret_path(self) -> Path:
+        """Where a generated cookie-signing secret is kept: beside the database."""
+        db = self.database_path()
+        return db.with_name(db.stem + ".web-secret")
 
     def media_roots_paths(self) -> list[Path]:
         """Extra folders imported media may come from, resolved against the config's folder."""
@@ -410,4 +435,5 @@ def example_toml() -> str:
     _section("[access]", Access, {}, out)
     _section("[telegram]", Telegram, {}, out)
     _section("[slack]", Slack, {}, out)
+    _section("[web]", Web, {}, out)
     return "\n".join(out) + "\n"
