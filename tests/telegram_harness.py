@@ -17,6 +17,7 @@ from typing import Any
 
 from chatlabel.config import Config, Telegram, parse_config
 from chatlabel.emulators.telegram import BotApiEmulator, ChatMessage, SimUser
+from chatlabel.mechanics import Limit
 from chatlabel.service import LabelingService, Reports
 from chatlabel.storage.db import Database
 from chatlabel.transports.telegram import TelegramTransport
@@ -83,39 +84,7 @@ class Bench:
 
     async def add_items(self, name: str, rows: list[dict[str, Any]]) -> None:
         """Insert items straight into the database (the importer's job in production)."""
-        pid = self.service.pids[name]
-        needed = self.service.projects[name].overlap
-        now = self.clock()
-
-        def tx(conn: sqlite3.Connection) -> None:
-            seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM items").fetchone()[0]
-            for n, r in enumerate(rows, start=seq + 1):
-                gold = r.get("gold")
-                if isinstance(gold, list):
-                    gold = json.dumps(gold)
-                conn.execute(
-                    """INSERT INTO items (project_id, ext_id, text, media_kind, media_path,
-                         context, gold, gold_reason, suggestion, boxes, needed, seq, created_at)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    (
-                        pid,
-                        r["id"],
-                        r.get("text"),
-                        r.get("media_kind"),
-                        r.get("media_path"),
-                        r.get("context"),
-                        gold,
-                        r.get("gold_reason"),
-                        r.get("suggestion"),
-                        json.dumps(r["boxes"]) if r.get("boxes") else None,
-                        needed,
-                        n,
-                        now,
-                    ),
-                )
-
-        await self.db.write(tx)
-        self.service.notify()  # as the importer does: waiting annotators get pushes
+        await insert_items(self.db, self.service, self.clock(), name, rows)
 
     async def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         """Rows of a read-only query, for assertions on database state."""
@@ -140,6 +109,44 @@ class Bench:
         await user.send(f"/start {arg}".strip())
         await user.wait_for(lambda: len(user.messages) >= before + 2, what="welcome and item")
         return user.messages[-1]
+
+
+async def insert_items(
+    db: Database, service: LabelingService, now: float, name: str, rows: list[dict[str, Any]]
+) -> None:
+    """Insert items straight into the database, then wake the push loops (as the importer does)."""
+    pid = service.pids[name]
+    needed = service.projects[name].overlap
+
+    def tx(conn: sqlite3.Connection) -> None:
+        seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM items").fetchone()[0]
+        for n, r in enumerate(rows, start=seq + 1):
+            gold = r.get("gold")
+            if isinstance(gold, list):
+                gold = json.dumps(gold)
+            conn.execute(
+                """INSERT INTO items (project_id, ext_id, text, media_kind, media_path,
+                     context, gold, gold_reason, suggestion, boxes, needed, seq, created_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (
+                    pid,
+                    r["id"],
+                    r.get("text"),
+                    r.get("media_kind"),
+                    r.get("media_path"),
+                    r.get("context"),
+                    gold,
+                    r.get("gold_reason"),
+                    r.get("suggestion"),
+                    json.dumps(r["boxes"]) if r.get("boxes") else None,
+                    needed,
+                    n,
+                    now,
+                ),
+            )
+
+    await db.write(tx)
+    service.notify()
 
 
 def is_item(m: ChatMessage) -> bool:
@@ -174,7 +181,8 @@ async def running_bot(
     *,
     access: dict[str, Any] | None = None,
     retry_delays: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4, 0.8),
-    max_rate: float = 1000.0,
+    max_rate: float = 0.0,
+    chat_limit: Limit | None = None,
 ) -> AsyncIterator[Bench]:
     """Start emulator, database, service and bot; close all of them afterwards."""
     config = make_config(tmp, projects or [project()], **(access or {}))
@@ -193,10 +201,12 @@ async def running_bot(
                 media_cache=config.media_cache_path(),
                 export_results=export_stub,
             )
-            transport.max_rate = max_rate  # the emulator has no flood limit; keep tests quick
+            # The emulator has no flood limits unless a test sets emu.flood: keep tests quick.
+            transport.max_rate = max_rate
+            transport.chat_limit = chat_limit
             transport.push_interval = 0.2  # the lease-expiry timer, shortened
             transport.retry_delays = retry_delays
-            # Tests type fast; flood control has tests of its own (test_flood_control.py).
+            # Tests type fast; flood control is tested in test_faults_limits.py.
             transport.inbound = (1000.0, 1000.0)
             await transport.start()
             try:

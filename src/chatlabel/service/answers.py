@@ -14,7 +14,7 @@ from .leases import Leases
 from .settling import Settling
 from .shared import Row, Shared
 from .suggestions import Suggestions
-from .types import Feedback, Outcome, UserRef
+from .types import Feedback, Idle, Outcome, Task, UserRef
 
 # How a check's yes or no is read: the verify kind's values.
 _CHECK = Rules(kind="verify")
@@ -111,6 +111,91 @@ class Answers:
             self.s.notify()
         return out
 
+    async def edit_text(self, user: UserRef, source: str, text: str) -> Outcome:
+        """A free-text answer edited on the platform: it becomes the new text while the answer
+        may still be undone, and the item is settled again.
+
+        On a gold item the new text is shown, but the first answer stays the one scored.
+        """
+        now = self.s.clock()
+
+        def tx(conn: sqlite3.Connection) -> Outcome:
+            a = repo.get_annotator(conn, user.key)
+            prev = repo.answer_from_source(conn, a["id"], source) if a is not None else None
+            if prev is None or prev["value"] is None:
+                return Outcome("stale", "not_an_answer")
+            item = repo.get_item(conn, prev["item_id"])
+            pid = item["project_id"]
+            name = self.s.names[pid]
+            project, rules = self.s.projects[name], self.s.rules[name]
+            if not can_undo(prev["answered_at"], now, project.undo_seconds):
+                return Outcome("stale", "too_late", project=name)
+            m = repo.get_member(conn, pid, prev["annotator_id"])
+            if m is None or m["status"] != "active":
+                return Outcome("stale", "cannot_answer", project=name)
+            if not prev["expert"] and any(v["expert"] for v in repo.item_votes(conn, item["id"])):
+                return Outcome("stale", "settled_by_expert", project=name)
+            try:
+                value = canonical(rules, text)
+            except ValueError as exc:
+                return Outcome("invalid", "bad_value", project=name, problem=str(exc))
+            task = self.s.task(conn, prev["assignment_id"], m["answers"])
+            if value == prev["value"]:
+                return Outcome("duplicate", project=name, value=value, task=task)
+            # The same moment of answering: an edit does not lengthen the undo window.
+            repo.set_answer_value(conn, prev["id"], value, prev["answered_at"], None)
+            if not prev["is_gold"] and prev["counted"]:
+                self.settling.settle(conn, pid, item["id"], rules, now)
+            return Outcome(
+                "recorded",
+                project=name,
+                value=value,
+                task=task,
+                answer_id=prev["id"],
+                undo_until=prev["answered_at"] + project.undo_seconds,
+            )
+
+        return await self.s.db.write(tx, short=True)
+
+    async def unshowable(self, user: UserRef, assignment_id: int) -> Task | Idle:
+        """An item whose media could not be shown to this person: theirs no more, ever.
+
+        Nobody may answer an item blind, and the person should not wait on it: it is recorded
+        as a skip of theirs that counts nowhere (not in their skips, not in any vote), the
+        item goes to others, and their next item comes in the same transaction.
+        """
+        now = self.s.clock()
+        role = self.s.role(user)
+        draw = self.s.rng.random()
+
+        def tx(conn: sqlite3.Connection) -> Task | Idle:
+            r = self._check(conn, user, assignment_id)
+            if not isinstance(r, Outcome) and r["state"] == "pending":
+                is_gold = r["gold"] is not None
+                repo.insert_answer(
+                    conn,
+                    item_id=r["id"],
+                    annotator_id=r["annotator_id"],
+                    assignment_id=assignment_id,
+                    value=None,
+                    is_gold=int(is_gold),
+                    correct=None,
+                    expert=int(r["status"] == "escalated"),
+                    counted=0,
+                    seconds=0.0,
+                    answered_at=now,
+                )
+                repo.close_assignment(conn, assignment_id, r["id"], "skipped")
+                rules = self.s.rules[self.s.names[r["project_id"]]]
+                # As after a skip: they may have been the last who could answer it.
+                if not is_gold and r["n_answers"] >= rules.overlap:
+                    self.settling.settle(conn, r["project_id"], r["id"], rules, now)
+            return self.leases.next_in(conn, user, role, now, draw)
+
+        got = await self.s.db.write(tx, short=True)
+        self.s.notify()
+        return got
+
     def _check(self, conn: sqlite3.Connection, user: UserRef, assignment_id: int) -> Row | Outcome:
         r = repo.get_assignment(conn, assignment_id)
         if r is None or r["annotator_key"] != user.key:
@@ -151,6 +236,7 @@ class Answers:
         member = repo.get_member(conn, r["project_id"], r["annotator_id"])
         if member is None or member["status"] != "active":
             return Outcome("stale", "cannot_answer", project=name)
+        scored = repo.answer_for_assignment(conn, assignment_id) if r["gold"] is not None else None
         value: str | None = None
         checking = bool(r["checking"])  # a yes/no to a confident item's suggestion
         if not skipping:
@@ -162,6 +248,8 @@ class Answers:
                 value = canonical(_CHECK if checking else rules, raw)
             except ValueError as exc:
                 return Outcome("invalid", "bad_value", project=name, problem=str(exc))
+        if scored is not None:
+            return self._answer_again(conn, r, member, scored, value, now, source)
         is_gold = r["gold"] is not None
         expert = r["status"] == "escalated"
         stored = value
@@ -227,6 +315,37 @@ class Answers:
             undo_until=None if suspended else now + project.undo_seconds,
             feedback=feedback,
             suspended=suspended,
+        )
+
+    def _answer_again(
+        self,
+        conn: sqlite3.Connection,
+        r: Row,
+        member: Row,
+        scored: Row,
+        value: str | None,
+        now: float,
+        source: str | None,
+    ) -> Outcome:
+        """A new answer to a gold item whose scored answer was undone: shown, never scored.
+
+        The first answer to a gold item is the one scored; after Undo the person may change
+        the recorded label (for display), but the score, the counters and the absence of a
+        second feedback stay as they were. A skip keeps the recorded answer.
+        """
+        name = self.s.names[r["project_id"]]
+        assignment_id = int(r["assignment_id"])
+        repo.close_assignment(conn, assignment_id, r["id"], "answered")
+        if value is not None:
+            repo.set_answer_value(conn, scored["id"], value, now, source)
+        return Outcome(
+            "recorded",
+            project=name,
+            value=value,
+            skipped=value is None,
+            task=self.s.task(conn, assignment_id, member["answers"], r),
+            answer_id=int(scored["id"]),
+            undo_until=now + self.s.projects[name].undo_seconds,
         )
 
     # -- multi-choice toggles and undo -----------------------------------------------------
@@ -302,10 +421,16 @@ class Answers:
             checked = x["checked"] and x["value"] is not None
             if checked and not self.suggestions.undo_check(conn, item, bool(x["counted"])):
                 return Outcome("stale", "too_late", project=name)
+            lease = lease_deadline(now, project.lease_seconds)
+            if x["is_gold"] and x["value"] is not None:
+                # A scored gold answer stays: Undo lets them answer again (feedback may have
+                # shown the right answer) but the score is the first answer's, and the kept
+                # row means the item is never leased to them again.
+                repo.reopen_assignment(conn, x["assignment_id"], x["item_id"], lease)
+                task = self.s.task(conn, x["assignment_id"], m["answers"])
+                return Outcome("recorded", project=name, task=task)
             repo.delete_answer(conn, answer_id)
-            repo.reopen_assignment(
-                conn, x["assignment_id"], x["item_id"], lease_deadline(now, project.lease_seconds)
-            )
+            repo.reopen_assignment(conn, x["assignment_id"], x["item_id"], lease)
             deltas = {"skips": -1} if x["value"] is None else {"answers": -1}
             if x["is_gold"] and x["value"] is not None:
                 repo.bump_item_answers(conn, x["item_id"], -1)

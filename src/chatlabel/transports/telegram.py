@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from telegram import BotCommand, BotCommandScopeChat, Update
-from telegram.error import InvalidToken, TelegramError
+from telegram.error import Conflict, InvalidToken, TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -30,12 +30,13 @@ from telegram.request import BaseRequest
 from ..config import ConfigError, Telegram
 from ..conversation import Catalog, Conversation, Who
 from ..conversation.commands import ANNOTATOR, COORDINATOR
+from ..mechanics import Limit, Pacer
 from ..mechanics.redact import hide
 from ..service.labeling import LabelingService
 from ..service.reports import Reports
 from ..service.types import UserRef
 from .telegram_http import AiohttpRequest
-from .telegram_outlet import MessageRateLimiter, TelegramOutlet, chat_of, ref_of
+from .telegram_outlet import TelegramOutlet, chat_of, ref_of
 from .telegram_webhook import WebhookServer
 
 log = logging.getLogger("chatlabel.telegram")
@@ -45,14 +46,57 @@ ExportResults = Callable[[str], Awaitable[tuple[str, bytes]]]
 _UPDATES = [Update.MESSAGE, Update.EDITED_MESSAGE, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER]
 
 
+def _own_chat(update: Update) -> bool:
+    """True for an update from a person in their own private chat with the bot.
+
+    Replies go to the update's chat: a forged update with a coordinator's `from` and someone
+    else's `chat` would send them the coordinator's export. In a private chat, chat id and
+    user id are the same; anything else is dropped (and logged).
+    """
+    user, chat = update.effective_user, update.effective_chat
+    if user is None or chat is None:
+        return False
+    if chat.type == "private" and chat.id == user.id:
+        return True
+    log.warning(
+        "dropped update %s: from user %s in %s chat %s (the bot answers only in a person's "
+        "own private chat)",
+        update.update_id,
+        user.id,
+        chat.type,
+        chat.id,
+    )
+    return False
+
+
+# For the operator (the run stops with it), not for people in chat.
+_TOKEN_IN_USE = (
+    "Telegram says another process is receiving this bot's updates ({error}). Stop the other "
+    "chatlabel run (or whatever else uses the token in {env}), then start again"
+)
+
+
+class _QuietConflict(logging.Filter):
+    """Drops records about a 409 Conflict (already reported, and the run is stopping)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], Conflict))
+
+
 class TelegramTransport:
     """A Telegram bot in front of the conversation (manual lifecycle: start / stop)."""
 
     name = "telegram"
     # PTB's HTTP layer (aiohttp: a third of httpx's CPU per call); tests swap in short timeouts.
     request_class: Callable[..., BaseRequest] = AiohttpRequest
-    rate_limit_retries = 5  # RetryAfter answers AIORateLimiter waits out before giving up
-    max_rate = 30.0  # messages per second for the whole bot (Telegram's broadcast limit)
+    # Telegram's limits as the bot paces its calls (each counted from Telegram's answer, so a
+    # call held up on its way cannot make the next look early): new messages for the whole
+    # bot (Telegram's ~30 a second; 0: unpaced), and sends and edits per chat, of which
+    # pushes and bulk messages may use 2 of 3 (the last is kept for replies to presses).
+    # Callback answers are never paced: they stop a button's spinner. Tests against an
+    # emulator without limits turn them off (max_rate 0, chat_limit None).
+    max_rate = 30.0
+    chat_limit: Limit | None = Limit(3, 1.05, reserve=1)
     poll_timeout = 10  # seconds a getUpdates long poll may hang
     push_interval = 5.0  # how often the push loop looks for expired leases without a signal
     retry_delays: tuple[float, ...] = TelegramOutlet.retry_delays  # backoff after network errors
@@ -72,8 +116,12 @@ class TelegramTransport:
         media_cache: Path,
         export_results: ExportResults | None = None,
         catalog: Catalog | None = None,
+        on_fatal: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.service = service
+        # Told when the bot cannot go on (another process polls the token); the app stops.
+        self.on_fatal = on_fatal
+        self._conflict = False  # a 409 Conflict was reported (once)
         self.reports = reports
         self.settings = settings
         self._token = token
@@ -113,6 +161,17 @@ class TelegramTransport:
             raise RuntimeError("start() the Telegram transport first")
         return self._app
 
+    def limits(self) -> dict[str, Limit]:
+        """The pacer's limits: "all" for new messages bot-wide, "chat" per chat."""
+        limits: dict[str, Limit] = {}
+        if self.max_rate > 0:
+            count = max(1, round(self.max_rate))
+            # A sixth of the bot-wide budget stays free for replies to what people just did.
+            limits["all"] = Limit(count, 1.05, reserve=count // 6)
+        if self.chat_limit is not None:
+            limits["chat"] = self.chat_limit
+        return limits
+
     def _build(self) -> Application[Any, Any, Any, Any, Any, Any]:
         def request(pool: int) -> BaseRequest:
             # The session ignores HTTP(S)_PROXY: a proxy would swallow loopback traffic.
@@ -124,11 +183,9 @@ class TelegramTransport:
             .token(self._token)
             .request(self._requests[0])
             .get_updates_request(self._requests[1])
-            .rate_limiter(
-                MessageRateLimiter(
-                    overall_max_rate=self.max_rate, max_retries=self.rate_limit_retries
-                )
-            )
+            # No rate limiter of python-telegram-bot's: while it waits out a 429 it holds every
+            # request of the bot. The outlet's pacer paces each call and holds only the chat
+            # that got the 429.
             # Updates from different people are handled side by side; one person's in order
             # (the conversation holds a lock per person).
             .concurrent_updates(self.max_concurrent_updates)
@@ -142,11 +199,12 @@ class TelegramTransport:
         app = builder.build()
         app.add_handler(ChatMemberHandler(self._on_member, ChatMemberHandler.MY_CHAT_MEMBER))
         app.add_handler(CallbackQueryHandler(self._wrap(self._on_button)))
-        private = filters.ChatType.PRIVATE
+        # New messages only: an edited one (a command or text) is an edit, whatever it says.
+        private = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
         app.add_handler(MessageHandler(private & filters.COMMAND, self._wrap(self._on_command)))
         app.add_handler(
             MessageHandler(
-                private & filters.UpdateType.EDITED_MESSAGE & filters.TEXT,
+                filters.ChatType.PRIVATE & filters.UpdateType.EDITED_MESSAGE & filters.TEXT,
                 self._wrap(self._on_edited),
             )
         )
@@ -161,6 +219,7 @@ class TelegramTransport:
             raise RuntimeError("the Telegram transport is already running")
         hide(self._token)
         self._stop.clear()
+        self._conflict = False
         app = self._build()
         self._app = app
         try:
@@ -176,7 +235,7 @@ class TelegramTransport:
                 ) from None
             await app.start()
             self._outlet = TelegramOutlet(
-                app.bot, self.service, self.media_cache, self.retry_delays
+                app.bot, self.service, self.media_cache, self.retry_delays, Pacer(self.limits())
             )
             self._conversation = Conversation(
                 self.service,
@@ -192,7 +251,11 @@ class TelegramTransport:
                 await self._webhook.start()
             else:
                 assert app.updater is not None
-                await app.updater.start_polling(timeout=self.poll_timeout, allowed_updates=_UPDATES)
+                await app.updater.start_polling(
+                    timeout=self.poll_timeout,
+                    allowed_updates=_UPDATES,
+                    error_callback=self._polling_error,
+                )
             self._push_task = asyncio.create_task(
                 self._conversation.push_loop(self._stop, self.push_interval),
                 name="telegram-push",
@@ -202,11 +265,26 @@ class TelegramTransport:
             raise
         log.info("Telegram bot @%s started (%s)", app.bot.username, self.settings.mode)
 
+    def _polling_error(self, exc: TelegramError) -> None:
+        """A failed getUpdates: PTB retries it, except a 409 Conflict, which stops the run."""
+        if not isinstance(exc, Conflict):
+            log.warning("polling for updates failed (retrying): %s", exc.message)
+            return
+        if self._conflict or self._stop.is_set():
+            return
+        # Another process polls this token (maybe on another host): retrying would only
+        # take turns with it, each of them missing updates the other one took.
+        self._conflict = True
+        fatal = ConfigError(_TOKEN_IN_USE.format(error=exc.message, env=self.settings.token_env))
+        log.error("%s", fatal)
+        if self.on_fatal is not None:
+            self.on_fatal(fatal)
+
     async def stop(self) -> None:
         """Stop pushing and receiving, then close every connection; safe to call twice."""
         self._stop.set()
         if self._outlet is not None:
-            self._outlet.closing = True
+            self._outlet.close()
         task, self._push_task = self._push_task, None
         if task is not None:
             task.cancel()
@@ -222,7 +300,17 @@ class TelegramTransport:
                 await self._webhook.stop()
                 self._webhook = None
             if app.updater is not None and app.updater.running:
-                await app.updater.stop()
+                # After a Conflict, PTB's last getUpdates on stop gets one too, and it logs
+                # that with a traceback; the cause was reported once already.
+                quiet = _QuietConflict() if self._conflict else None
+                updater_log = logging.getLogger("telegram.ext.Updater")
+                if quiet is not None:
+                    updater_log.addFilter(quiet)
+                try:
+                    await app.updater.stop()
+                finally:
+                    if quiet is not None:
+                        updater_log.removeFilter(quiet)
             if app.running:
                 await app.stop()
         finally:
@@ -286,11 +374,7 @@ class TelegramTransport:
             tg_user, chat = update.effective_user, update.effective_chat
             if tg_user is None or chat is None or tg_user.is_bot:
                 return
-            if chat.type == "private" and chat.id != tg_user.id:
-                # A private chat is always with its sender: anything else is forged.
-                log.warning(
-                    "dropped an update from telegram:%s for private chat %s", tg_user.id, chat.id
-                )
+            if not _own_chat(update):
                 return
             if self._stop.is_set():
                 # Shutting down: leave it unanswered (like a crash would) rather than
@@ -335,7 +419,7 @@ class TelegramTransport:
 
     async def _on_member(self, update: Update, context: Context) -> None:
         change = update.my_chat_member
-        if change is None or change.chat.type != "private":
+        if change is None or change.chat.type != "private" or not _own_chat(update):
             return
         if change.new_chat_member.status == "kicked":
             who = change.from_user
