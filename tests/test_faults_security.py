@@ -121,7 +121,13 @@ async def test_undo_after_gold_feedback_never_changes_the_score(tmp_path: Path) 
     strict = project(
         undo_seconds=60,
         lease_seconds=600,
-        quality={"qualification": 4, "min_gold_accuracy": 0.7, "gold_feedback": True},
+        # The absolute gate: the fixed 70 % bar is the one the notice names.
+        quality={
+            "qualification": 4,
+            "min_gold_accuracy": 0.7,
+            "gate": "absolute",
+            "gold_feedback": True,
+        },
     )
     gold = [{"id": f"g{n}", "text": f"Gold item {n}.", "gold": "cat"} for n in range(4)]
     plain = [{"id": f"t{n}", "text": f"Plain item {n}."} for n in range(4)]
