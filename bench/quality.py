@@ -145,7 +145,7 @@ def _project(ds: Dataset, method: str, args: argparse.Namespace) -> dict[str, An
             "qualification": 0,
             "gold_rate": 0.0,
             "gold_feedback": False,
-            "min_gold_accuracy": args.min_gold_accuracy,
+            **args.quality_,
             "suspend_confidence": 0.95,
         },
     }
@@ -243,7 +243,14 @@ def crowdkit_accuracy(ds: Dataset, gold: set[str]) -> tuple[float, float]:
     return out[0], out[1]
 
 
-GATES = {"on": 0.7, "off": 0.0}  # min_gold_accuracy: the product default, and no suspension
+# Quality settings per gate: the product default, no suspension, and (only when asked for with
+# -g abs) the fixed 70 % bar chatlabel had before the relative one.
+GATES: dict[str, dict[str, Any]] = {
+    "on": {"min_gold_accuracy": 0.7},
+    "off": {"min_gold_accuracy": 0.0},
+    "abs": {"min_gold_accuracy": 0.7, "gate": "absolute"},
+}
+DEFAULT_GATES = ("on", "off")
 
 
 async def _bench(ds: Dataset, args: argparse.Namespace) -> dict[str, Any]:
@@ -253,7 +260,7 @@ async def _bench(ds: Dataset, args: argparse.Namespace) -> dict[str, Any]:
         for gate in args.gates:
             runs[gate] = []
             for method in args.methods:
-                a = argparse.Namespace(**{**vars(args), "min_gold_accuracy": GATES[gate]})
+                a = argparse.Namespace(**{**vars(args), "quality_": GATES[gate]})
                 workdir = Path(tmp) / gate
                 workdir.mkdir(exist_ok=True)
                 r = await replay(ds, gold, method, a, workdir)
@@ -330,7 +337,7 @@ async def simulate_one(crowd: Crowd, method: str, args: argparse.Namespace, fold
                     "undo_seconds": 0,
                     # Only the bar differs between the gates; qualification and gold_rate are
                     # the product's defaults.
-                    "quality": {"min_gold_accuracy": args.min_gold_accuracy},
+                    "quality": dict(args.quality_),
                 }
             ],
         },
@@ -419,7 +426,7 @@ async def _simulate(args: argparse.Namespace) -> dict[str, Any]:
         for gate in args.gates:
             runs[gate] = []
             for method in args.methods:
-                a = argparse.Namespace(**{**vars(args), "min_gold_accuracy": GATES[gate]})
+                a = argparse.Namespace(**{**vars(args), "quality_": GATES[gate]})
                 r = await simulate_one(crowd, method, a, Path(tmp) / gate / method)
                 runs[gate].append(r)
                 line(SIM, gate, r)
@@ -550,7 +557,8 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         choices=tuple(GATES),
         dest="gates_",
-        help="quality gate: on (suspend below 70%% gold accuracy) or off (repeatable)",
+        help="quality gate: on (the default), off (never suspend), abs (the old fixed 70%% "
+        "bar); repeatable (default: on and off)",
     )
     p.add_argument(
         "--gold-every",
@@ -590,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7, help="the simulation's seed (7)")
     args = p.parse_args(argv)
     args.methods = tuple(args.methods_ or METHODS)
-    args.gates = tuple(args.gates_ or GATES)
+    args.gates = tuple(args.gates_ or DEFAULT_GATES)
     found = (
         sorted(
             d.name
@@ -624,7 +632,8 @@ def main(argv: list[str] | None = None) -> int:
         f"settings: gold = every {args.gold_every}th task of truth.csv, dynamic target "
         f"{args.target}, agreement {args.agreement}, gate on = the default (suspend when 95% "
         f"sure that gold accuracy is below halfway from chance to the crowd, at most "
-        f"{GATES['on']:.0%}); {SIM}: {args.sim_items} items, {args.sim_honest} honest workers "
+        f"{GATES['on']['min_gold_accuracy']:.0%}); {SIM}: {args.sim_items} items, "
+        f"{args.sim_honest} honest workers "
         f"at 50-65%, {args.sim_spammers} spammers, seed {args.seed}; "
         f"{time.perf_counter() - started:.0f} s in all"
     )
