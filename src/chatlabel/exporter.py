@@ -13,7 +13,7 @@ from .service.items import ExportWhat
 from .service.labeling import LabelingService
 from .service.reports import Reports
 
-What = Literal["results", "answers", "annotators"]
+What = Literal["results", "answers", "annotators", "reports"]
 Format = Literal["jsonl", "csv"]
 
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -27,6 +27,17 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "correct",
         "seconds",
         "answered_at",
+        "skip_reason",
+        "comment",
+    ),
+    "reports": (
+        "item_id",
+        "annotator",
+        "reason",
+        "comment",
+        "reported_at",
+        "item_status",
+        "decision",
     ),
     "annotators": (
         "id",
@@ -46,7 +57,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 
 async def rows(service: LabelingService, project: str, what: What) -> AsyncIterator[dict[str, Any]]:
     """The export's rows as dicts, streamed from a read-only connection."""
-    if what in ("results", "answers"):
+    if what in ("results", "answers", "reports"):
         async for batch in _sql_batches(service, project, what, "jsonl"):
             for (line,) in batch:
                 yield json.loads(line)
@@ -98,7 +109,7 @@ async def write(
     service: LabelingService, project: str, what: What, fmt: Format, out: TextIO
 ) -> int:
     """Write an export to a text stream; returns the number of rows."""
-    if what in ("results", "answers"):
+    if what in ("results", "answers", "reports"):
         return await _sql_export(service, project, what, fmt, out)
     n = 0
     if fmt == "jsonl":
