@@ -243,14 +243,14 @@ async def test_the_same_script_shows_the_same_things_on_both_platforms(tmp_path:
     tg, sl = transcripts
     assert tg.first_seen == sl.first_seen
     assert [t for t, _ in tg.first_seen] == [r["text"] for r in ITEMS]
-    assert tg.first_seen[0][1] == ["cat", "dog", "bird", "Skip"]
+    assert tg.first_seen[0][1] == ["cat", "dog", "bird", "Skip", "Report"]
     assert [(s.text, s.status, s.note) for s in tg.final] == [
         (s.text, s.status, s.note) for s in sl.final
     ]
     assert [s.status for s in tg.final] == ["✅ cat", "✅ bird", "⏭ Skipped", "✅ dog"]
     assert tg.final[0].note == "ℹ️ The expected answer was: dog\nBarking."
     assert tg.stats == sl.stats and "Answers: 3 (skipped 1)" in tg.stats
-    assert tg.help == sl.help and "stats — your figures" in tg.help
+    assert tg.help == sl.help and "me — your figures" in tg.help
     assert stored[0] == stored[1] == [("g1", "cat"), ("t1", "bird"), ("t2", None), ("t3", "dog")]
 
 

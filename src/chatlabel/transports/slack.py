@@ -30,6 +30,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from ..config import ConfigError, Slack
 from ..conversation import Catalog, Conversation, Who
+from ..conversation.bulk import stop_outbox
 from ..conversation.buttons import decode
 from ..mechanics import BoundedCache
 from ..mechanics.redact import redacted_logger
@@ -78,6 +79,8 @@ def modal_text(view: dict[str, Any]) -> str:
 
 class SlackTransport:
     """Translates Slack commands, button presses, modals, DMs and App Home to the conversation."""
+
+    outbox_interval = 5.0  # how often the outbox sender looks for due copies without a signal
 
     def __init__(
         self,
@@ -132,6 +135,7 @@ class SlackTransport:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self._push_task: asyncio.Task[None] | None = None
+        self._outbox_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._port: int | None = None
@@ -171,6 +175,9 @@ class SlackTransport:
                 "Slack bot %s for %s listening on %s", me.get("user"), me.get("team"), self.url
             )
         self._push_task = asyncio.create_task(self.conversation.push_loop(self._stop))
+        self._outbox_task = asyncio.create_task(
+            self.conversation.outbox_loop(self._stop, self.outbox_interval)
+        )
 
     async def stop(self) -> None:
         """Stop serving, let in-flight work finish briefly, and close every connection."""
@@ -179,6 +186,8 @@ class SlackTransport:
             self._push_task.cancel()
             await asyncio.gather(self._push_task, return_exceptions=True)
             self._push_task = None
+        await stop_outbox(self._outbox_task)
+        self._outbox_task = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -450,7 +459,10 @@ class SlackTransport:
                 return
             # The message's own id makes a redelivered event count once, across restarts too.
             source = f"{channel}:{event.get('ts')}"
-            await self.conversation.text(who, text, source=source)
+            # A reply in an item's thread may be a comment on that item.
+            thread = event.get("thread_ts")
+            reply_to = f"{channel}:{thread}" if thread and thread != event.get("ts") else None
+            await self.conversation.text(who, text, source=source, reply_to=reply_to)
 
     async def _on_other_event(self, event: dict[str, Any]) -> None:
         log.debug("ignoring a Slack %s event", event.get("type"))

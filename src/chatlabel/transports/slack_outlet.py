@@ -36,6 +36,7 @@ from .slack_blocks import JSON, esc, image_block, message_blocks, notification
 log = logging.getLogger("chatlabel.slack")
 
 PEOPLE = 20_000  # DM channels and locales remembered
+HANDLE_EVENT = "chatlabel_outbox"  # the metadata event type that carries a bulk copy's handle
 # Errors that mean we can no longer write to this person.
 GONE = frozenset(
     {
@@ -174,9 +175,15 @@ class SlackOutlet:
 
     async def _post(self, channel: str, view: Message, image: JSON | None) -> str:
         blocks = message_blocks(view, image)
+        # A bulk copy carries its handle as message metadata: `delivered` finds it after a crash.
+        meta = (
+            {"event_type": HANDLE_EVENT, "event_payload": {"handle": view.handle}}
+            if view.handle
+            else None
+        )
         try:
             sent = await self.client.chat_postMessage(
-                channel=channel, text=notification(view), blocks=blocks
+                channel=channel, text=notification(view), blocks=blocks, metadata=meta
             )
         except SlackApiError as e:
             if image is None or e.response.get("error") != "invalid_blocks":
@@ -186,11 +193,32 @@ class SlackOutlet:
             await asyncio.sleep(1.5)
             try:
                 sent = await self.client.chat_postMessage(
-                    channel=channel, text=notification(view), blocks=blocks
+                    channel=channel, text=notification(view), blocks=blocks, metadata=meta
                 )
             except SlackApiError:
                 raise MediaFailed("Slack refused the image block") from None
         return str(sent["ts"])
+
+    async def delivered(self, to: UserRef, handle: str) -> bool | None:
+        """Whether a message carrying `handle` is among the latest in the person's DM.
+
+        Read from the DM's history (scope im:history); None when Slack cannot tell us. A copy
+        in flight at a crash is among the last few messages sent there, so 200 are plenty.
+        """
+        try:
+            channel = await self.dm(to)
+            found = await self.client.conversations_history(
+                channel=channel, include_all_metadata=True, limit=200
+            )
+        except (SlackApiError, Unreachable, SendFailed) as e:
+            log.info("cannot look for %s in %s's DM: %s", handle, to.key, e)
+            return None
+        for m in found.get("messages") or []:
+            meta = m.get("metadata") or {}
+            payload = meta.get("event_payload") or {}
+            if meta.get("event_type") == HANDLE_EVENT and payload.get("handle") == handle:
+                return True
+        return False
 
     async def edit(
         self, to: UserRef, ref: MessageRef, view: Message, priority: Priority = Priority.INTERACTIVE

@@ -1,0 +1,196 @@
+"""The sender of bulk messages: the outbox rows of one platform, worded and sent at BULK priority.
+
+Each copy is claimed (pending -> sending) before it is sent and settled (sent, retry later,
+failed) after: a copy is sent at most once per claim. What a crash leaves claimed but unsettled
+is settled at the next start (`reconcile`) by asking the platform when its outlet can tell
+(`outlet.delivered(to, handle)`: True, False, or None for "cannot tell"), else by kind
+(the service's RESEND_WHEN_UNSURE). Interactive replies go first because every copy asks for
+its turn at BULK priority (`outlet.ready`, where the platform paces its calls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+from ..charts import progress_png
+from ..service.health import StorageUnavailable
+from ..service.types import UserRef
+from ..service.volunteer_types import OutboxItem
+from . import volunteer_words as words
+from .context import Context
+from .events import MessageRef, Who
+from .ports import MediaFailed, SendFailed, Unreachable
+from .views import Chart, Message, Priority
+
+log = logging.getLogger("chatlabel.conversation")
+
+Delivered = Callable[[UserRef, str], Awaitable[bool | None]]
+STOP_GRACE = 3.0  # seconds copies in flight get to settle when a transport stops
+
+
+class OutboxSender:
+    """Sends this platform's outbox (see the module); `run_once` for tests, `run` to serve."""
+
+    concurrency = 4  # copies in flight at once (what a crash can leave unsettled)
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.service = ctx.service
+        self.platform = ctx.outlet.platform
+        self._inflight: set[int] = set()
+        self._reconciled = False
+        self._stop: asyncio.Event | None = None
+        self.sent = 0  # copies the platform accepted, since this sender started
+
+    async def reconcile(self) -> int:
+        """Settle copies a crash left claimed; how many are to be sent again."""
+        delivered: Delivered | None = getattr(self.ctx.outlet, "delivered", None)
+        again = 0
+        for item in await self.service.outbox_unsettled(self.platform):
+            answer = None
+            if delivered is not None:
+                answer = await delivered(item.user, item.handle)
+            resend = await self.service.outbox_settle(item, answer)
+            again += resend
+            # The platform said whether it arrived (True/False) or cannot tell (None).
+            log.info(
+                "outbox copy %d (%s to %s) was in flight at a crash; arrived: %s; resent: %s",
+                item.id,
+                item.kind,
+                item.user.key,
+                answer,
+                resend,
+            )
+        self._reconciled = True
+        return again
+
+    async def run_once(self) -> int:
+        """Send every copy due now, waiting for each one's turn; how many went out."""
+        if not self._reconciled:
+            await self.reconcile()
+        before = self.sent
+        slots = asyncio.Semaphore(self.concurrency)
+        ready: Callable[..., Awaitable[None]] | None = getattr(self.ctx.outlet, "ready", None)
+        jobs: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                items = await self.service.outbox_due(self.platform, 50, tuple(self._inflight))
+                if not items or (self._stop is not None and self._stop.is_set()):
+                    break
+                for item in items:
+                    if self._stop is not None and self._stop.is_set():
+                        break  # stopping: copies in flight settle, no new ones start
+                    if ready is not None:
+                        await ready(item.user, Priority.BULK)  # only take what can go now
+                    await slots.acquire()
+                    self._inflight.add(item.id)
+                    job = asyncio.create_task(self._deliver(item, slots))
+                    jobs.add(job)
+                    job.add_done_callback(jobs.discard)
+            if jobs:
+                await asyncio.gather(*jobs)
+        finally:
+            for job in jobs:
+                job.cancel()
+        return self.sent - before
+
+    async def run(self, stop: asyncio.Event, interval: float = 5.0) -> None:
+        """Send copies as they come due until `stop`; storage faults skip a round quietly."""
+        self._stop = stop
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except StorageUnavailable:
+                pass  # storage logs the incident once; the next round tries again
+            except Exception:
+                log.exception("sending bulk messages on %s failed; retrying shortly", self.platform)
+            if stop.is_set():
+                break
+            wait = interval
+            try:
+                at = await self.service.outbox_next_due(self.platform)
+                if at is not None:
+                    wait = min(interval, max(0.05, at - self.service.now()))
+            except StorageUnavailable:
+                pass
+            await self.service.outbox_wait(wait)
+
+    async def _deliver(self, item: OutboxItem, slots: asyncio.Semaphore) -> None:
+        try:
+            claimed = await self.service.outbox_claim(item)
+            if claimed is None:
+                return  # sent meanwhile, cancelled, or no longer wanted (they came back)
+            try:
+                view = await self.view(claimed)
+            except Exception as exc:
+                log.exception("cannot word outbox copy %d (%s)", item.id, item.kind)
+                await self.service.outbox_failed(claimed, repr(exc), retry=False)
+                return
+            await self._send(claimed, view)
+        except StorageUnavailable:
+            pass  # the copy stays as it was; the next round takes it again
+        finally:
+            self._inflight.discard(item.id)
+            slots.release()
+
+    async def _send(self, item: OutboxItem, view: Message) -> None:
+        try:
+            ref: MessageRef | None = await self.ctx.outlet.send(item.user, view, Priority.BULK)
+        except Unreachable as exc:
+            log.info("%s cannot be reached (%s); no more messages to them", item.user.key, exc)
+            await self.service.mark_blocked(item.user)
+            await self.service.outbox_failed(item, f"unreachable: {exc}", retry=False)
+        except (SendFailed, MediaFailed) as exc:
+            await self.service.outbox_failed(item, str(exc), retry=isinstance(exc, SendFailed))
+        except Exception as exc:  # an adapter bug must not lose the copy silently
+            log.exception("sending outbox copy %d to %s failed", item.id, item.user.key)
+            await self.service.outbox_failed(item, repr(exc), retry=True)
+        else:
+            self.sent += 1
+            await self.service.outbox_sent(item, ref)
+
+    async def view(self, item: OutboxItem) -> Message:
+        """The copy as its reader sees it, in their language."""
+        name = item.project
+        if name is None or name not in self.service.project_names():
+            raise LookupError(f"outbox copy {item.id}: project {name!r} is not in the config")
+        info = self.service.info(name)
+        t = await self.ctx.texts(Who(item.user), name)
+        how = self.ctx.how
+        if item.kind == "reminder":
+            view = words.reminder_view(t, item, info, how)
+        elif item.kind == "announcement":
+            view = Message(words.announcement_text(t, item, info))
+        elif item.kind == "announced":
+            view = Message(words.announced_text(t, item, info))
+        elif item.kind == "pulled":
+            view = Message(words.pulled_text(t, item, info, how))
+        else:
+            p = await self.ctx.reports.progress(name)
+            title = info.title_in(t.lang)
+            # Pillow drawing is CPU-bound: keep it off the event loop.
+            png = await asyncio.to_thread(progress_png, p, t, title)
+            chart = Chart(png, f"{name}-digest.png")
+            view = Message(words.digest_text(t, item, info, how), chart=chart)
+        return replace(view, handle=item.handle)
+
+
+async def stop_outbox(task: asyncio.Task[None] | None, grace: float = STOP_GRACE) -> None:
+    """Stop a sender's loop (its stop event is set already): copies in flight settle first.
+
+    A copy cut off between the platform's acceptance and its "sent" row would be resent (or
+    dropped) at the next start; a short grace lets the ones in flight finish instead.
+    """
+    if task is None:
+        return
+    done, _ = await asyncio.wait({task}, timeout=grace)
+    if not done:
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
