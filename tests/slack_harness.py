@@ -177,7 +177,9 @@ def open_items(user: SlackSimUser) -> list[SlackMessage]:
         m
         for m in items(user)
         if any(
-            str(e.get("value", "")).startswith("s:") for b in m.blocks for e in b.get("elements", [])
+            str(e.get("value", "")).startswith("s:")
+            for b in m.blocks
+            for e in b.get("elements", [])
         )
     ]
 

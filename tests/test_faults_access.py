@@ -328,7 +328,9 @@ async def test_slack_presses_on_someone_elses_items_are_refused(stack: Any, tmp_
     await told(ann, "isn't yours", count=len(forged) + 1)
     await asyncio.sleep(0.2)
     assert await bot.state() == before
-    assert current.button_texts == ["Done", "Skip", "Report"] and open_items(bob)[0].ts == current.ts
+    assert (
+        current.button_texts == ["Done", "Skip", "Report"] and open_items(bob)[0].ts == current.ts
+    )
 
 
 async def test_slack_allowlist_keeps_everyone_else_out(stack: Any, tmp_path: Path) -> None:

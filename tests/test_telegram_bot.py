@@ -113,7 +113,14 @@ async def test_multi_choice_toggles_in_place_then_done(tmp_path: Path) -> None:
         ann = b.user(1)
         item = await b.start(ann)
         assert "Pick all that apply" in item.content
-        assert [btn["text"] for btn in item.buttons] == ["red", "green", "blue", "Done", "Skip", "Report"]
+        assert [btn["text"] for btn in item.buttons] == [
+            "red",
+            "green",
+            "blue",
+            "Done",
+            "Skip",
+            "Report",
+        ]
         for press, shown in (("red", "✓ red"), ("green", "✓ green"), ("✓ red", "red")):
             await ann.press(item, press)
             await ann.wait_for(lambda s=shown: s in [x["text"] for x in item.buttons])  # type: ignore[misc]
