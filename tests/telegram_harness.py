@@ -83,39 +83,7 @@ class Bench:
 
     async def add_items(self, name: str, rows: list[dict[str, Any]]) -> None:
         """Insert items straight into the database (the importer's job in production)."""
-        pid = self.service.pids[name]
-        needed = self.service.projects[name].overlap
-        now = self.clock()
-
-        def tx(conn: sqlite3.Connection) -> None:
-            seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM items").fetchone()[0]
-            for n, r in enumerate(rows, start=seq + 1):
-                gold = r.get("gold")
-                if isinstance(gold, list):
-                    gold = json.dumps(gold)
-                conn.execute(
-                    """INSERT INTO items (project_id, ext_id, text, media_kind, media_path,
-                         context, gold, gold_reason, suggestion, boxes, needed, seq, created_at)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    (
-                        pid,
-                        r["id"],
-                        r.get("text"),
-                        r.get("media_kind"),
-                        r.get("media_path"),
-                        r.get("context"),
-                        gold,
-                        r.get("gold_reason"),
-                        r.get("suggestion"),
-                        json.dumps(r["boxes"]) if r.get("boxes") else None,
-                        needed,
-                        n,
-                        now,
-                    ),
-                )
-
-        await self.db.write(tx)
-        self.service.notify()  # as the importer does: waiting annotators get pushes
+        await insert_items(self.db, self.service, self.clock(), name, rows)
 
     async def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         """Rows of a read-only query, for assertions on database state."""
@@ -140,6 +108,44 @@ class Bench:
         await user.send(f"/start {arg}".strip())
         await user.wait_for(lambda: len(user.messages) >= before + 2, what="welcome and item")
         return user.messages[-1]
+
+
+async def insert_items(
+    db: Database, service: LabelingService, now: float, name: str, rows: list[dict[str, Any]]
+) -> None:
+    """Insert items straight into the database, then wake the push loops (as the importer does)."""
+    pid = service.pids[name]
+    needed = service.projects[name].overlap
+
+    def tx(conn: sqlite3.Connection) -> None:
+        seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM items").fetchone()[0]
+        for n, r in enumerate(rows, start=seq + 1):
+            gold = r.get("gold")
+            if isinstance(gold, list):
+                gold = json.dumps(gold)
+            conn.execute(
+                """INSERT INTO items (project_id, ext_id, text, media_kind, media_path,
+                     context, gold, gold_reason, suggestion, boxes, needed, seq, created_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (
+                    pid,
+                    r["id"],
+                    r.get("text"),
+                    r.get("media_kind"),
+                    r.get("media_path"),
+                    r.get("context"),
+                    gold,
+                    r.get("gold_reason"),
+                    r.get("suggestion"),
+                    json.dumps(r["boxes"]) if r.get("boxes") else None,
+                    needed,
+                    n,
+                    now,
+                ),
+            )
+
+    await db.write(tx)
+    service.notify()
 
 
 def is_item(m: ChatMessage) -> bool:

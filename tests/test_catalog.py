@@ -30,6 +30,7 @@ SAME_AS_ENGLISH = {
     ("es", "item.no"),  # "no" is Spanish for no
     ("es", "item.no_button"),  # "❌ No": the same word on the button
     ("es", "item.audio"),  # "audio" is the Spanish word too
+    ("pt", "web.menu"),  # "Menu" is the Portuguese word too
     ("pt", "report.item"),  # "Item": the report's column, the Portuguese word the catalog uses
     ("pt", "report.status"),  # "Status": as in the Portuguese /annotators header
 }

@@ -21,7 +21,7 @@ def test_example_is_generated_from_the_models() -> None:
 def test_example_loads_with_every_section() -> None:
     cfg = load_config(ROOT / "config" / "example.toml")
     assert cfg.project[0].name == "tweet-sentiment"
-    assert cfg.telegram is not None and cfg.slack is not None
+    assert cfg.telegram is not None and cfg.slack is not None and cfg.web is not None
     assert cfg.database_path() == ROOT / "config" / "chatlabel.db"
 
 

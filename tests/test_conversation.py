@@ -1,9 +1,10 @@
-"""One conversation, two platforms: the same script on Telegram and Slack shows the same things.
+"""One conversation, three platforms: the same script on Telegram, Slack and the web chat.
 
 Each script runs against the real bot of each platform (python-telegram-bot and slack-bolt over
-their loopback emulators) and what the person was shown is read back from the emulator, the way
-a phone would show it: the items in order, their buttons, the line an answer leaves, gold
-feedback, /stats. The two transcripts must match, and so must what was stored.
+their loopback emulators, the web chat over real HTTP and server-sent events) and what the
+person was shown is read back the way a phone would show it: the items in order, their buttons,
+the line an answer leaves, gold feedback, /stats. The transcripts must match, and so must what
+was stored.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from chatlabel.emulators.slack import SlackMessage, SlackSimUser
 from chatlabel.emulators.telegram import ChatMessage, SimUser
 from tests import slack_harness as sh
 from tests import telegram_harness as th
+from tests import web_harness as wh
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -161,6 +163,41 @@ class SlackPerson:
         return self.sim.ephemerals[-1].text.replace("/label ", "")
 
 
+class WebPerson:
+    """A person in a browser, as the page's script sees the server's events."""
+
+    def __init__(self, visitor: wh.Visitor) -> None:
+        self.v = visitor
+        self._items: list[str] = []  # refs of item messages, as they arrive
+
+    async def start(self) -> None:
+        await self.v.start()
+
+    def items(self) -> list[dict[str, Any]]:
+        for ref, m in self.v.screen.items():
+            if any(b["data"].startswith("s:") for b in wh.buttons(m)) and ref not in self._items:
+                self._items.append(ref)
+        return [self.v.screen[ref] for ref in self._items if ref in self.v.screen]
+
+    def seen(self, item: dict[str, Any]) -> Seen:
+        return Seen(item["text"], wh.captions(item), item["status"], item["note"])
+
+    async def press(self, item: dict[str, Any], caption: str) -> None:
+        assert await self.v.press(item, caption) == 200
+
+    async def wait(self, predicate: Any) -> Any:
+        return await self.v.wait_for(predicate)
+
+    def last_text(self) -> str:
+        return self.v.last_text()
+
+    async def command(self, name: str) -> str:
+        before = len(self.v.messages())
+        assert await self.v.type(f"/{name}") == 200
+        await self.v.wait_for(lambda: len(self.v.messages()) > before)
+        return self.v.last_text().replace("/", "")
+
+
 def gold_project() -> dict[str, Any]:
     return th.project(
         "animals",
@@ -191,6 +228,17 @@ async def slack(tmp: Path) -> AsyncIterator[tuple[Person, Any]]:
             return [(r[1], r[2]) for r in await bot.answers()]
 
         yield SlackPerson(bot.emu.user("U1", name="ann")), answers
+
+
+@contextlib.asynccontextmanager
+async def website(tmp: Path) -> AsyncIterator[tuple[Person, Any]]:
+    async with wh.running_web(tmp, [gold_project()]) as b:
+        await b.add_items("animals", ITEMS)
+
+        async def answers() -> list[tuple[str, str | None]]:
+            return [(item, value) for _, item, value in await b.answers()]
+
+        yield WebPerson(await b.visitor()), answers
 
 
 async def script(person: Person) -> Transcript:
@@ -234,13 +282,19 @@ async def script(person: Person) -> Transcript:
     return out
 
 
-async def test_the_same_script_shows_the_same_things_on_both_platforms(tmp_path: Path) -> None:
+async def test_the_same_script_shows_the_same_things_on_every_platform(tmp_path: Path) -> None:
     transcripts, stored = [], []
-    for platform in (telegram, slack):
+    for platform in (telegram, slack, website):
         async with platform(tmp_path / platform.__name__) as (person, answers):
             transcripts.append(await script(person))
             stored.append(await answers())
-    tg, sl = transcripts
+    tg, sl, www = transcripts
+    # The web shows exactly what Telegram shows: buttons, texts, statuses, notes, commands.
+    assert www.first_seen == tg.first_seen
+    assert [(s.text, s.captions, s.status, s.note) for s in www.final] == [
+        (s.text, s.captions, s.status, s.note) for s in tg.final
+    ]
+    assert www.stats == tg.stats and www.help == tg.help
     assert tg.first_seen == sl.first_seen
     assert [t for t, _ in tg.first_seen] == [r["text"] for r in ITEMS]
     assert tg.first_seen[0][1] == ["cat", "dog", "bird", "Skip", "Report"]
@@ -251,7 +305,8 @@ async def test_the_same_script_shows_the_same_things_on_both_platforms(tmp_path:
     assert tg.final[0].note == "ℹ️ The expected answer was: dog\nBarking."
     assert tg.stats == sl.stats and "Answers: 3 (skipped 1)" in tg.stats
     assert tg.help == sl.help and "me — your figures" in tg.help
-    assert stored[0] == stored[1] == [("g1", "cat"), ("t1", "bird"), ("t2", None), ("t3", "dog")]
+    assert stored[0] == stored[1] == stored[2]
+    assert stored[0] == [("g1", "cat"), ("t1", "bird"), ("t2", None), ("t3", "dog")]
 
 
 # -- in the person's language ------------------------------------------------------------------
@@ -293,6 +348,13 @@ def slack_saw(sim: SlackSimUser) -> list[str]:
     return texts + [sh.shown(v) for v in sim.views]
 
 
+def web_saw(v: wh.Visitor) -> list[str]:
+    texts = [m["text"] for m in v.messages()]
+    texts += [x for m in v.messages() for x in (m["status"], m["note"], m["footer"]) if x]
+    texts += wh.captions_of_all(v.messages())
+    return texts + v.toasts + [v.session["id"]] + [c["label"] for c in v.session["commands"]]
+
+
 def no_english(seen: list[str], lang: str) -> list[str]:
     fragments = english_fragments(lang)
     return [f"{f!r} in {text!r}" for text in seen for f in fragments if f in text]
@@ -314,7 +376,7 @@ async def spanish_session(person: Person) -> None:
     await person.command("help")
 
 
-async def test_a_spanish_volunteer_reads_no_english_on_either_platform(tmp_path: Path) -> None:
+async def test_a_spanish_volunteer_reads_no_english_on_any_platform(tmp_path: Path) -> None:
     es = Catalog().texts("es")
     project = {**gold_project(), "translations": TRANSLATED}
     async with th.running_bot(tmp_path / "tg", [project]) as b:
@@ -345,3 +407,58 @@ async def test_a_spanish_volunteer_reads_no_english_on_either_platform(tmp_path:
         await slack_sim.slash("/label", "language pt")
         pt_set = Catalog().texts("pt")("language.set")
         await slack_sim.wait_for(lambda: any(pt_set in m.text for m in slack_sim.ephemerals))
+
+    async with wh.running_web(
+        tmp_path / "web", [{**project, "quality": quality.model_dump()}]
+    ) as b:
+        await b.add_items("animals", ITEMS)
+        visitor = await b.visitor("es-ES,es;q=0.9")
+        await spanish_session(WebPerson(visitor))
+        assert es("idle.no_work") in [m["text"] for m in visitor.messages()]
+        assert no_english(web_saw(visitor), "es") == []
+        async with visitor.http.get(b.base + "/", headers={"Accept-Language": "es"}) as r:
+            page = await r.text()
+        assert '<html lang="es">' in page and es("web.type_answer") in page
+        assert await visitor.type("/language pt") == 200
+        await visitor.wait_for(lambda: visitor.last_text() == Catalog().texts("pt")("language.set"))
+
+
+async def test_a_pushed_item_speaks_the_persons_language_on_every_platform(
+    tmp_path: Path,
+) -> None:
+    """Pushes carry no language hint of their own: the one the platform gave last is used."""
+    es = Catalog().texts("es")
+    no_gold = gold_project() | {"quality": {"qualification": 0, "gold_rate": 0.0}}
+    later = [{"id": "n1", "text": "Quack, says it."}]
+
+    async with th.running_bot(tmp_path / "tg", [no_gold]) as b:
+        sim = b.emu.user(7, "Ana", language_code="es")
+        await sim.send("/start")
+        await sim.wait_for(lambda: any(m.content == es("idle.no_work") for m in sim.messages))
+        await b.add_items("animals", later)
+        pushed = await th.next_item(sim)
+        assert [x["text"] for x in pushed.buttons][-1] == es("item.skip")
+
+    quality = Quality(**no_gold["quality"])
+    async with contextlib.AsyncExitStack() as stack:
+        bot = await sh.make_bot(
+            stack, tmp_path / "sl", sh.project(**{**no_gold, "quality": quality}),
+            items={"animals": []},
+        )  # fmt: skip
+        slack_sim = bot.emu.user("U7", name="ana", locale="es-ES")
+        await slack_sim.slash("/label", "")
+        await slack_sim.wait_for(
+            lambda: any(es("idle.no_work") in m.text for m in slack_sim.messages)
+        )
+        await bot.add_items("animals", later)
+        person = SlackPerson(slack_sim)
+        item = (await person.wait(lambda: person.items()))[0]
+        assert person.seen(item).captions[-1] == es("item.skip")
+
+    async with wh.running_web(tmp_path / "web", [no_gold]) as w:
+        visitor = await w.visitor("es")
+        await visitor.start()
+        await visitor.wait_for(lambda: visitor.last_text() == es("idle.no_work"))
+        await w.add_items("animals", later)
+        item = (await visitor.wait_for(visitor.open_items))[0]
+        assert wh.captions(item)[-1] == es("item.skip")

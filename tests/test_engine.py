@@ -569,11 +569,11 @@ async def test_blocked_users_release_items_and_get_no_pushes(
 
 async def test_access_modes(service_factory: Any, tmp_path: Path) -> None:
     svc = await service_factory(
-        access={"mode": "invite", "invite_codes": ["s3cret"], "coordinators": ["telegram:7"]}
+        access={"mode": "invite", "invite_codes": ["s3cret-code"], "coordinators": ["telegram:7"]}
     )
     assert (await svc.join(U(1))).status == "refused"
     assert (await svc.join(U(1), "wrong")).status == "refused"
-    assert (await svc.join(U(1), "s3cret")).status == "joined"
+    assert (await svc.join(U(1), "s3cret-code")).status == "joined"
     assert (await svc.join(U(1))).status == "joined", "members come back without the code"
     assert (await svc.join(U(7))).status == "joined", "coordinators need no code"
     assert isinstance(await svc.next_task(U(2)), Idle)
@@ -647,13 +647,26 @@ async def test_many_annotators_concurrently(service_factory: Any, tmp_path: Path
 async def test_invite_code_then_choice_of_projects(service_factory: Any) -> None:
     svc = await service_factory(
         [{"name": "one", "labels": ["a", "b"]}, {"name": "two", "labels": ["a", "b"]}],
-        access={"mode": "invite", "invite_codes": ["c0de"]},
+        access={"mode": "invite", "invite_codes": ["c0de-c0de"]},
     )
     assert (await svc.join(U(1), "two")).status == "refused"
-    assert (await svc.join(U(1), "c0de")).status == "choose"
+    assert (await svc.join(U(1), "c0de-c0de")).status == "choose"
     assert (await svc.join(U(1), "two")).status == "joined"
     assert await svc.current_project(U(1)) == "two"
     assert await svc.current_project(U(2)) is None
+
+
+async def test_a_refused_stranger_leaves_nothing_behind(service_factory: Any) -> None:
+    svc = await service_factory(
+        [{"name": "one", "labels": ["a", "b"]}, {"name": "two", "labels": ["a", "b"]}],
+        access={"mode": "invite", "invite_codes": ["c0de-c0de"], "allowlist": []},
+    )
+    for guess in (None, "one", "wrong-code", "c0de-c0dX"):
+        assert (await svc.join(U(5), guess)).status in ("refused", "choose")
+    assert await sql(svc, "SELECT COUNT(*) FROM annotators") == [(0,)]
+    assert (await svc.join(U(5), "c0de-c0de")).status == "choose"  # the code is remembered
+    assert await sql(svc, "SELECT key, invited FROM annotators") == [("telegram:5", 1)]
+    assert (await svc.join(U(5), "one")).status == "joined"
 
 
 async def test_schema_is_migrated_and_versioned(service_factory: Any) -> None:

@@ -1,4 +1,4 @@
-"""Telegram and Slack annotators labeling one project at the same time, in one process."""
+"""Telegram, Slack and web annotators labeling one project at the same time, in one process."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import Page, expect
 
-from chatlabel.config import Access, Config, Slack, Telegram
+from chatlabel.config import Access, Config, Quality, Slack, Telegram, Web
 from chatlabel.emulators.slack import SlackApiEmulator, SlackSimUser
 from chatlabel.emulators.telegram import BotApiEmulator, ChatMessage, SimUser
 from chatlabel.importer import import_file
@@ -18,10 +19,12 @@ from chatlabel.service.reports import Reports
 from chatlabel.storage.db import Database
 from chatlabel.transports.slack import SlackTransport
 from chatlabel.transports.telegram import TelegramTransport
+from chatlabel.transports.web import WebTransport
+from tests.browser import chromium, phone
 from tests.slack_harness import SECRET, open_items, project, shown
 from tests.telegram_harness import is_item
 
-pytestmark = pytest.mark.timeout(40)
+pytestmark = pytest.mark.timeout(90)
 
 TRUTH = {f"m{n}": ("spam" if n % 3 == 0 else "ham") for n in range(1, 9)}
 
@@ -30,8 +33,13 @@ def text_of(item_id: str) -> str:
     return f"Message number {item_id[1:]} for triage"
 
 
+GOLD_TEXT, GOLD_LABEL = "A check item: clearly spam", "spam"
+
+
 def truth_in(body: str) -> str:
-    """The right label for the item whose text appears in `body`."""
+    """The right label for the item whose text appears in `body` (the gold item's too)."""
+    if GOLD_TEXT in body:
+        return GOLD_LABEL
     return next(label for item, label in TRUTH.items() if text_of(item) in body)
 
 
@@ -140,5 +148,106 @@ async def test_telegram_and_slack_label_one_project_together(tmp_path: Path) -> 
                 (item, "resolved", label, 2) for item, label in TRUTH.items()
             ]
             assert all(set(v[4].split(",")) == {"telegram", "slack"} for v in verdicts)
+        finally:
+            await db.close()
+
+
+async def browser_worker(page: Page) -> int:
+    """Answer every item the web chat shows in Chromium until it says there is nothing left."""
+    for answered in range(len(TRUTH) + 2):
+        waiting = page.locator("li.msg", has=page.get_by_role("button", name="Skip"))
+        idle = page.locator("li.msg", has_text="everything for now")
+        await expect(waiting.or_(idle).first).to_be_visible()
+        if not await waiting.count():
+            return answered
+        item = waiting.first
+        ref = await item.get_attribute("data-ref")
+        text = await item.locator("p.text").inner_text()
+        await item.get_by_role("button", name=truth_in(text), exact=True).click()
+        await expect(page.locator(f'li[data-ref="{ref}"] .status')).to_be_visible()
+    raise AssertionError("the web chat kept sending items")
+
+
+async def test_a_browser_a_telegram_and_a_slack_user_label_one_project(tmp_path: Path) -> None:
+    gold = Quality(qualification=1, gold_rate=0.0, min_gold_accuracy=0.5)
+    async with BotApiEmulator() as tg_emu, SlackApiEmulator() as slack_emu:
+        config = Config(
+            project=[project(overlap=3, max_overlap=3, agreement=0.6, quality=gold)],
+            access=Access(coordinators=["slack:UBOSS"]),
+            telegram=Telegram(base_url=tg_emu.base_url),
+            slack=Slack(port=0, base_url=slack_emu.base_url),
+            web=Web(port=0),
+        )
+        db = await Database(tmp_path / "chatlabel.db").open()
+        try:
+            service = LabelingService(db, config, rng=random.Random(5))
+            await service.start()
+            reports = Reports(service)
+            rows = f'{{"id": "g1", "text": "{GOLD_TEXT}", "gold": "{GOLD_LABEL}"}}\n'
+            rows += "".join(f'{{"id": "{item}", "text": "{text_of(item)}"}}\n' for item in TRUTH)
+            (tmp_path / "items.jsonl").write_text(rows)
+            await import_file(service, "triage", tmp_path / "items.jsonl")
+            assert config.telegram and config.slack and config.web
+            cache = tmp_path / "cache"
+            tg = TelegramTransport(
+                service, reports, config.telegram, tg_emu.token, media_cache=cache
+            )
+            tg.max_rate = 1000.0  # the emulator has no flood limit
+            slack = SlackTransport(
+                service, reports, config.slack, slack_emu.token, SECRET, media_cache=cache
+            )
+            www = WebTransport(
+                service, reports, config.web, secret="x" * 40,
+                secret_path=config.web_secret_path(), media_cache=cache,
+            )  # fmt: skip
+            for transport in (tg, slack, www):
+                await transport.start()
+            try:
+                slack_emu.configure_bot(slack.url, SECRET)
+                ted, sam = tg_emu.user(101, "Ted"), slack_emu.user("U1", "sam")
+                async with chromium() as browser:
+                    page = await phone(browser)
+                    await ted.send("/start")
+                    await sam.slash("/label")
+                    await page.goto(f"http://127.0.0.1:{www.port}/")
+                    counts = await asyncio.wait_for(
+                        asyncio.gather(
+                            telegram_worker(ted), slack_worker(sam), browser_worker(page)
+                        ),
+                        timeout=40,
+                    )
+                assert counts == [len(TRUTH) + 1] * 3  # the gold item, then every item
+            finally:
+                for transport in (www, slack, tg):
+                    await transport.stop()
+
+            def q(conn: Any) -> list[tuple[Any, ...]]:
+                return [
+                    tuple(r)
+                    for r in conn.execute(
+                        """SELECT i.ext_id, v.status, v.label, COUNT(x.id),
+                              GROUP_CONCAT(DISTINCT a.platform)
+                       FROM items i JOIN verdicts v ON v.item_id = i.id
+                       JOIN answers x ON x.item_id = i.id
+                       JOIN annotators a ON a.id = x.annotator_id
+                       GROUP BY i.id ORDER BY i.seq"""
+                    ).fetchall()
+                ]
+
+            verdicts = await db.read(q)
+            assert [(v[0], v[1], v[2], v[3]) for v in verdicts] == [
+                (item, "resolved", label, 3) for item, label in TRUTH.items()
+            ]
+            assert all(set(v[4].split(",")) == {"telegram", "slack", "web"} for v in verdicts)
+            scored = await db.read(
+                lambda c: sorted(
+                    tuple(r)
+                    for r in c.execute(
+                        """SELECT a.platform, m.gold_answers, m.gold_correct FROM members m
+                           JOIN annotators a ON a.id = m.annotator_id"""
+                    )
+                )
+            )
+            assert scored == [("slack", 1, 1), ("telegram", 1, 1), ("web", 1, 1)]
         finally:
             await db.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "chatlabel"
@@ -19,7 +20,7 @@ SCANNED_FILES = ["charts.py", "report.py"]
 # Three words in a row: prose, not an identifier, a code or a format.
 PROSE = re.compile(r"[A-Za-z']{2,} [A-Za-z']{2,} [A-Za-z']{2,}")
 # Module constants that hold platforms' error texts to match, or words for operators' errors.
-NOT_CHAT = {"_GONE", "_BENIGN", "_OTHER_EDIT", "_FILE_REFUSED", "_TOKEN_KINDS"}
+NOT_CHAT = {"_GONE", "_BENIGN", "_OTHER_EDIT", "_FILE_REFUSED", "_TOKEN_KINDS", "_TOKEN_IN_USE"}
 
 
 def _quiet_nodes(tree: ast.AST) -> set[int]:
@@ -79,3 +80,59 @@ def test_no_sentence_outside_the_catalog() -> None:
              for hit in prose_in(f)]  # fmt: skip
     found += [hit for name in SCANNED_FILES for hit in prose_in(SRC / name)]
     assert found == [], "\n".join(found)
+
+
+# -- the web chat's page: its words come from the catalog too ------------------------------------
+
+WEB = SRC / "web"
+SHOWN_ATTRIBUTES = ("aria-label", "title", "placeholder", "alt", "value")
+
+
+def prose_in_script(source: str) -> list[str]:
+    """String literals of the page's script that read as sentences (comments are not shown)."""
+    code = re.sub(r"(?m)^\s*//.*$|\s//\s.*$", "", source)
+    literals = re.findall(
+        r'"((?:[^"\\\n]|\\.)*)"|\'((?:[^\'\\\n]|\\.)*)\'|`((?:[^`\\]|\\.)*)`', code
+    )
+    return [lit for groups in literals for lit in groups if lit and PROSE.search(lit)]
+
+
+class _Words(HTMLParser):
+    """Words a page shows on its own: text and shown attributes outside ${placeholders}."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def _check(self, text: str) -> None:
+        bare = re.sub(r"\$\{[a-z_]+\}", "", text)
+        if re.search(r"[^\W\d_]", bare):
+            self.found.append(text.strip())
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in SHOWN_ATTRIBUTES and value:
+                self._check(value)
+
+    def handle_data(self, data: str) -> None:
+        if self.lasttag not in ("script", "style"):
+            self._check(data)
+
+
+def words_in_page(source: str) -> list[str]:
+    """Words in the page's HTML that no translator would see."""
+    parser = _Words()
+    parser.feed(source)
+    return parser.found
+
+
+def test_the_scans_of_the_page_find_words() -> None:
+    assert prose_in_script('const a = "Press the button now";\n// a comment is fine\n') == [
+        "Press the button now"
+    ]
+    assert words_in_page('<p title="${x}">${y}</p><button aria-label="Send">➤</button>') == ["Send"]
+
+
+def test_the_web_page_has_no_words_of_its_own() -> None:
+    assert prose_in_script((WEB / "app.js").read_text(encoding="utf-8")) == []
+    assert words_in_page((WEB / "index.html").read_text(encoding="utf-8")) == []

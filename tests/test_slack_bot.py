@@ -167,13 +167,13 @@ async def test_invite_only_project_refuses_without_code(stack: Any, tmp_path: Pa
         stack,
         tmp_path,
         items={"triage": MESSAGES},
-        access=Access(mode="invite", invite_codes=["sesame"]),
+        access=Access(mode="invite", invite_codes=["sesame-street"]),
     )
     eve = bot.emu.user("UEVE")
     await eve.slash("/label")
     await eve.wait_for(lambda: any("invite-only" in m.text for m in eve.ephemerals))
     assert items(eve) == []
-    await eve.slash("/label", "start sesame")
+    await eve.slash("/label", "start sesame-street")
     await eve.wait_for(lambda: open_items(eve))
 
 

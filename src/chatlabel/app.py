@@ -16,6 +16,7 @@ from .service.labeling import LabelingService
 from .service.quality import BatchRecompute
 from .service.reports import Reports
 from .storage.db import Database
+from .storage.lock import RunLock
 
 log = logging.getLogger("chatlabel")
 
@@ -40,9 +41,18 @@ class Runtime:
     reports: Reports
     transports: list[Transport] = field(default_factory=list)
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    lock: RunLock | None = None  # this process's claim on the database
+    failure: BaseException | None = None  # why a transport gave up, ending the run
+    failed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def fail(self, exc: BaseException) -> None:
+        """A transport cannot go on (e.g. another process polls its token): end the run."""
+        if self.failure is None:
+            self.failure = exc
+        self.failed.set()
 
     async def close(self) -> None:
-        """Stop background work and the transports, then close the database."""
+        """Stop background work and the transports, close the database, release its lock."""
         for task in self.background:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
@@ -51,7 +61,11 @@ class Runtime:
                 await t.stop()
             except Exception:
                 log.exception("stopping %s failed", _name(t))
-        await self.db.close()
+        try:
+            await self.db.close()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
 
 
 def _name(t: Transport) -> str:
@@ -96,9 +110,18 @@ async def open_service(
 async def build(
     config: Config, env: Mapping[str, str], *, clock: Callable[[], float] | None = None
 ) -> Runtime:
-    """Open storage and the service, and create a transport per configured platform."""
-    db, service = await open_service(config, clock=clock)
-    rt = Runtime(config, db, service, Reports(service))
+    """Open storage and the service, and create a transport per configured platform.
+
+    The database's lock is taken first: a second `chatlabel run` on it stops here
+    (DatabaseInUse names the holder) before it touches anything.
+    """
+    lock = RunLock(config.database_path()).acquire()
+    try:
+        db, service = await open_service(config, clock=clock)
+    except BaseException:
+        lock.release()
+        raise
+    rt = Runtime(config, db, service, Reports(service), lock=lock)
 
     async def export_results(project: str) -> tuple[str, bytes]:
         return await exporter.results_file(service, project)
@@ -125,6 +148,7 @@ async def build(
                         media_cache=config.media_cache_path(),
                         export_results=export_results,
                         catalog=catalog,
+                        on_fatal=rt.fail,
                     )
                 )
         if config.slack is not None:
@@ -152,6 +176,23 @@ async def build(
                         catalog=catalog,
                     )
                 )
+        if config.web is not None:
+            from .transports.web import WebTransport
+
+            # Without a secret in the environment, one is generated and kept beside the
+            # database, so sessions survive restarts.
+            rt.transports.append(
+                WebTransport(
+                    service,
+                    rt.reports,
+                    config.web,
+                    secret=_env(env, config.web.secret_env),
+                    secret_path=config.web_secret_path(),
+                    media_cache=config.media_cache_path(),
+                    export_results=export_results,
+                    catalog=catalog,
+                )
+            )
     except BaseException:
         await rt.close()
         raise
@@ -163,8 +204,8 @@ async def serve(rt: Runtime, stop: asyncio.Event) -> None:
     try:
         if not rt.transports:
             raise ConfigError(
-                f"{rt.config.path}: no platform to run: configure [telegram] or [slack] and set "
-                "their token variables"
+                f"{rt.config.path}: no platform to run: configure [telegram], [slack] or [web] "
+                "(and set the bots' token variables)"
             )
         for t in rt.transports:
             await t.start()
@@ -184,7 +225,14 @@ async def serve(rt: Runtime, stop: asyncio.Event) -> None:
             ", ".join(_name(t) for t in rt.transports),
             rt.config.database_path(),
         )
-        await stop.wait()
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(rt.failed.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        if rt.failure is not None:
+            raise rt.failure
         log.info("stopping")
     finally:
         await rt.close()

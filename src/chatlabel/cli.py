@@ -1,4 +1,4 @@
-"""The chatlabel command line: init, import, status, export, report, run, demo."""
+"""The chatlabel command line: init, import, status, export, report, backup, invite, run, demo."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import signal
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,10 +30,18 @@ def _run(coro: Awaitable[T]) -> T:
     """Run a coroutine; turn the errors users can fix into a clean message and exit 1."""
     from .importer import ImportError_
     from .service.health import StorageUnavailable
+    from .storage.lock import DatabaseInUse
+    from .storage.schema import UnusableDatabase
 
     try:
         return asyncio.run(coro)  # type: ignore[arg-type]
-    except (ConfigError, ImportError_, StorageUnavailable) as exc:
+    except (
+        ConfigError,
+        ImportError_,
+        StorageUnavailable,
+        UnusableDatabase,
+        DatabaseInUse,
+    ) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -87,7 +96,14 @@ def init(directory: Path, items: int) -> None:
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--project", "-p", help="Project to import into (needed with several).")
-def import_(config: str, data: Path, project: str | None) -> None:
+@click.option(
+    "--media-root",
+    "media_roots",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also allow media files under DIR (default: only under the data file's folder).",
+)
+def import_(config: str, data: Path, project: str | None, media_roots: tuple[Path, ...]) -> None:
     """Import items from a JSONL or CSV file, or a folder of images (all rows or none)."""
     from .importer import import_file
 
@@ -105,7 +121,11 @@ def import_(config: str, data: Path, project: str | None) -> None:
         ) as bar:
             task = bar.add_task("import", total=None)
             return await import_file(
-                service, name, data, progress=lambda n: bar.update(task, completed=n)
+                service,
+                name,
+                data,
+                progress=lambda n: bar.update(task, completed=n),
+                media_roots=media_roots,
             )
 
     s = _run(_with_service(cfg, go))
@@ -268,6 +288,81 @@ def report(config: str, project: str | None, out_dir: Path | None, language: str
 
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The copy to write (replaced if it exists).",
+)
+def backup(config: str, output: Path) -> None:
+    """Copy the database safely while chatlabel run keeps serving (SQLite's online backup)."""
+    from .storage.backup import BackupError
+    from .storage.backup import backup as copy_database
+    from .storage.schema import UnusableDatabase
+
+    cfg = _config(config)
+    try:
+        s = copy_database(cfg.database_path(), output)
+    except (BackupError, UnusableDatabase) as exc:
+        raise click.ClickException(str(exc)) from None
+    except sqlite3.Error as exc:
+        raise click.ClickException(f"{cfg.database_path()}: backup failed: {exc}") from None
+    counts = ", ".join(f"{n:,} {table}" for table, n in s.counts.items())
+    click.echo(
+        f"Backed up {s.source} to {s.target}: {s.bytes / 2**20:.1f} MiB ({s.pages:,} pages, "
+        f"schema version {s.schema_version}) in {s.seconds:.2f} s; integrity check ok.\n"
+        f"It holds {counts or 'no tables yet'}."
+    )
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option(
+    "--project", "-p", help="Project the invitation is for (checked; needed with several)."
+)
+@click.option(
+    "--bot", "bot", help="The Telegram bot's username (default: [telegram] bot_username)."
+)
+def invite(config: str, project: str | None, bot: str | None) -> None:
+    """Print a fresh, strong invite code and its Telegram link (the config is not changed)."""
+    import secrets
+
+    cfg = _config(config)
+    name = _project(cfg, project)
+    # 128 random bits in Telegram's deep-link alphabet (A-Z a-z 0-9 _ -), 22 characters.
+    code = secrets.token_urlsafe(16)
+    username = (bot or (cfg.telegram.bot_username if cfg.telegram else "")).lstrip("@")
+    click.echo(f"Invite code: {code}")
+    if username:
+        click.echo(f"Telegram link: https://t.me/{username}?start={code}")
+    else:
+        click.echo(
+            "Telegram link: give the bot's username with --bot NAME or [telegram] bot_username"
+        )
+    if cfg.slack is not None:
+        click.echo(f"Slack: {cfg.slack.command} {code}")
+    if cfg.web is not None:
+        w = cfg.web
+        host = "THIS-MACHINE" if w.host in ("", "0.0.0.0", "::") else w.host
+        base = w.base_url.rstrip("/") or f"http://{host}:{w.port}"
+        click.echo(f"Web link: {base}/join/{code}")
+    click.echo(
+        f"\nTo use it, add it to {cfg.path} under [access], next to any codes already there,\n"
+        "and restart chatlabel run (codes are read at start):\n\n"
+        f'  [access]\n  mode = "invite"\n  invite_codes = ["{code}"]'
+    )
+    if len(cfg.project) > 1:
+        click.echo(
+            f"\nA code admits to every project; with {len(cfg.project)} projects the person "
+            f"then chooses {name} from the list."
+        )
+    if cfg.access.mode != "invite":
+        click.echo(f'\nNote: access.mode is "{cfg.access.mode}"; codes matter only in "invite".')
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
 def run(config: str, verbose: bool) -> None:
     """Run the bots configured in CONFIG until Ctrl-C or SIGTERM."""
@@ -309,19 +404,57 @@ def run(config: str, verbose: bool) -> None:
     show_default=True,
     help="Which bot to run against its emulated platform.",
 )
-def demo(annotators: int, items: int, keep: Path | None, seed: int, platform: str) -> None:
+@click.option(
+    "--web",
+    is_flag=True,
+    help="Also serve the web chat: label in your browser beside the crowd, until Ctrl-C.",
+)
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="With --web: the page's port on 127.0.0.1 (a free one if taken).",
+)
+def demo(
+    annotators: int, items: int, keep: Path | None, seed: int, platform: str, web: bool, port: int
+) -> None:
     """Run everything locally: the real bot, an emulated Telegram or Slack, simulated people."""
     from .demo import run_demo
 
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    _run(
-        run_demo(
+    if not web:
+        _run(
+            run_demo(
+                annotators=annotators,
+                items=items,
+                keep=keep,
+                seed=seed,
+                platform=platform,
+                console=Console(),
+            )
+        )
+        return
+    if platform != "telegram":
+        raise click.UsageError("--web runs beside the emulated Telegram crowd: drop --platform")
+    from .demo_web import run_web_demo
+
+    async def go() -> None:
+        # Ctrl-C ends the demo the normal way: results printed, everything closed, exit 0.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await run_web_demo(
             annotators=annotators,
             items=items,
             keep=keep,
             seed=seed,
-            platform=platform,
+            port=port,
+            stop=stop,
             console=Console(),
         )
-    )
+
+    _run(go())

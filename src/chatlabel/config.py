@@ -9,10 +9,19 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .core.model import Rules
 from .core.timing import ReminderRule, parse_clock, parse_duration, parse_quiet_hours
+
+MIN_INVITE_CODE = 8
 
 
 class ConfigError(Exception):
@@ -29,6 +38,10 @@ class Storage(_Section):
     database: Path = Field(Path("chatlabel.db"), description="SQLite file (relative to this file)")
     media_cache: Path = Field(
         Path("media-cache"), description="Folder for prepared images (relative to this file)"
+    )
+    media_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders media may come from besides the data file's own (import)",
     )
     # Free space is low under the smaller of the two: 500 MiB on a big disk, 10 % on a small one.
     min_free_mb: float = Field(
@@ -256,11 +269,24 @@ class Access(_Section):
         "open", description="open | invite | allowlist"
     )
     invite_codes: list[str] = Field(
-        default_factory=list, description="Codes accepted by /start CODE"
+        default_factory=list,
+        description="Codes accepted by /start CODE (8+ characters; chatlabel invite makes one)",
     )
     coordinators: list[str] = Field(default_factory=list, description="platform:user ids")
     experts: list[str] = Field(default_factory=list, description="platform:user ids who settle")
     allowlist: list[str] = Field(default_factory=list, description="platform:user ids allowed in")
+
+    @field_validator("invite_codes")
+    @classmethod
+    def _strong_codes(cls, codes: list[str]) -> list[str]:
+        # A short code falls to guessing even at a few tries per person and minute.
+        for n, code in enumerate(codes, start=1):
+            if len(code.strip()) < MIN_INVITE_CODE:
+                raise ValueError(
+                    f"invite code {n} has {len(code.strip())} characters; use at least "
+                    f"{MIN_INVITE_CODE} (`chatlabel invite CONFIG` prints a strong one)"
+                )
+        return codes
 
 
 class Telegram(_Section):
@@ -275,6 +301,11 @@ class Telegram(_Section):
     webhook_port: int = Field(8443, ge=1, le=65535, description="Port the webhook server binds")
     secret_token_env: str = Field(
         "CHATLABEL_TELEGRAM_WEBHOOK_SECRET", description="Variable holding the webhook secret"
+    )
+    bot_username: str = Field(
+        "",
+        pattern=r"^@?([A-Za-z][A-Za-z0-9_]{3,31})?$",
+        description="The bot's @username, for invite links (chatlabel invite)",
     )
 
 
@@ -294,6 +325,25 @@ class Slack(_Section):
     command: str = Field("/label", pattern=r"^/[a-z0-9_-]+$", description="The slash command")
 
 
+class Web(_Section):
+    """The browser chat: a page where people label without Telegram or Slack."""
+
+    host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 = every network)")
+    port: int = Field(8080, ge=0, le=65535, description="Port to listen on")
+    base_url: str = Field(
+        "",
+        pattern=r"^(https?://[^/?#\s]+/?)?$",
+        description="Public address in links (https://label.example.org); empty = http://HOST:PORT",
+    )
+    secret_env: str = Field(
+        "CHATLABEL_WEB_SECRET",
+        description="Variable: cookie-signing secret (unset = one generated beside the database)",
+    )
+    session_days: float = Field(
+        30, gt=0, le=3650, description="How long a browser stays signed in after its last visit"
+    )
+
+
 class Config(_Section):
     """A whole deployment."""
 
@@ -302,6 +352,7 @@ class Config(_Section):
     access: Access = Field(default_factory=Access, description="Who may do what")
     telegram: Telegram | None = Field(None, description="Telegram bot (absent = off)")
     slack: Slack | None = Field(None, description="Slack bot (absent = off)")
+    web: Web | None = Field(None, description="Browser chat (absent = off)")
     path: Path = Field(Path("."), exclude=True, description="The file this came from")
 
     @model_validator(mode="after")
@@ -324,6 +375,15 @@ class Config(_Section):
     def media_cache_path(self) -> Path:
         """The prepared-media folder, resolved against the config's folder."""
         return self._resolve(self.storage.media_cache)
+
+    def web_secret_path(self) -> Path:
+        """Where a generated cookie-signing secret is kept: beside the database."""
+        db = self.database_path()
+        return db.with_name(db.stem + ".web-secret")
+
+    def media_roots_paths(self) -> list[Path]:
+        """Extra folders imported media may come from, resolved against the config's folder."""
+        return [self._resolve(p) for p in self.storage.media_roots]
 
     def _resolve(self, p: Path) -> Path:
         return p if p.is_absolute() else (self.base_dir / p)
@@ -468,4 +528,5 @@ def example_toml() -> str:
     _section("[access]", Access, {}, out)
     _section("[telegram]", Telegram, {}, out)
     _section("[slack]", Slack, {}, out)
+    _section("[web]", Web, {}, out)
     return "\n".join(out) + "\n"

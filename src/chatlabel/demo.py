@@ -197,13 +197,19 @@ def _elements(m: SlackMessage) -> list[dict[str, Any]]:
     return [e for b in m.blocks for e in b.get("elements", []) if isinstance(e, dict)]
 
 
-class _Crowd:
+class Crowd:
     """The simulated annotators: each reads only its own screen and presses real buttons."""
 
     def __init__(
-        self, screens: list[_Screen], people: list[Persona], truth: dict[str, str], seed: int
+        self,
+        screens: list[_Screen],
+        people: list[Persona],
+        truth: dict[str, str],
+        seed: int,
+        pace: tuple[float, float] = (0.0, 0.03),
     ) -> None:
         self.people = people
+        self.pace = pace  # seconds each takes to read an item (the --web demo: a person's pace)
         self.truth = truth  # item text as shown -> true label
         self.screens = screens
         self.rngs = [random.Random(seed * 1000 + i) for i in range(len(people))]
@@ -229,7 +235,7 @@ class _Crowd:
                 continue
             self.idle_since[screen.key] = None
             handled.add(item_id)
-            await asyncio.sleep(rng.uniform(0.0, 0.03))  # a moment to read
+            await asyncio.sleep(rng.uniform(*self.pace))  # a moment to read
             await screen.press(item_id, self.choose(text, labels, person, rng))
 
     def choose(self, text: str, labels: list[str], person: Persona, rng: random.Random) -> str:
@@ -242,7 +248,7 @@ class _Crowd:
         return rng.choice([label for label in labels if label != right])
 
 
-def _truth_by_text(directory: Path) -> dict[str, str]:
+def truth_by_text(directory: Path) -> dict[str, str]:
     """What each item's message shows, mapped to its hidden true label."""
     truth = json.loads((directory / "truth.json").read_text(encoding="utf-8"))
     out = {}
@@ -254,7 +260,8 @@ def _truth_by_text(directory: Path) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def _folder(keep: Path | None) -> AsyncIterator[Path]:
+async def folder(keep: Path | None) -> AsyncIterator[Path]:
+    """The folder to keep the demo in, or a temporary one removed afterwards."""
     if keep is not None:
         await asyncio.to_thread(keep.mkdir, parents=True, exist_ok=True)
         yield keep
@@ -276,7 +283,7 @@ async def run_demo(
     console = console or Console()
     people = personas(annotators)
     started = time.monotonic()
-    async with _folder(keep) as directory, _stage(platform, directory, items, seed) as stage:
+    async with folder(keep) as directory, stage_for(platform, directory, items, seed) as stage:
         rt = await build(stage.config, stage.env)
         try:
             name = stage.config.project[0].name
@@ -290,19 +297,19 @@ async def run_demo(
                 await transport.start()
             stage.started(rt)
             screens = [stage.screen(FIRST_ANNOTATOR_ID + i, p.name) for i, p in enumerate(people)]
-            crowd = _Crowd(screens, people, _truth_by_text(directory), seed)
+            crowd = Crowd(screens, people, truth_by_text(directory), seed)
             timed_out = await _label(rt, name, crowd, console)
             boss = stage.screen(COORDINATOR_ID, "Coordinator")
             exports = await _exports(rt, name, boss, directory) if keep is not None else []
-            result = await _results(rt, name, crowd, directory, started, timed_out, keep, exports)
+            result = await results(rt, name, crowd, directory, started, timed_out, keep, exports)
         finally:
             await rt.close()
-    _print(console, result, stage.config.project[0].title)
+    print_results(console, result, stage.config.project[0].title)
     return result
 
 
 @dataclass
-class _Stage:
+class Stage:
     """The sample config pointed at an emulated platform, and how to make its people."""
 
     config: Config
@@ -313,7 +320,8 @@ class _Stage:
 
 
 @contextlib.asynccontextmanager
-async def _stage(platform: str, directory: Path, items: int, seed: int) -> AsyncIterator[_Stage]:
+async def stage_for(platform: str, directory: Path, items: int, seed: int) -> AsyncIterator[Stage]:
+    """The sample project written to `directory`, with the platform's emulator running."""
     config = load_config(write_sample(directory, items, seed=seed))
     if platform == "telegram":
         async with BotApiEmulator() as emu:
@@ -321,7 +329,7 @@ async def _stage(platform: str, directory: Path, items: int, seed: int) -> Async
             env = {config.telegram.token_env: emu.token}
             config = config.model_copy(update={"telegram": Telegram(base_url=emu.base_url)})
             where = f"Telegram emulated at {emu.base_url.removesuffix('/bot')}"
-            yield _Stage(config, env, where, lambda uid, name: _TelegramScreen(emu, uid, name))
+            yield Stage(config, env, where, lambda uid, name: _TelegramScreen(emu, uid, name))
         return
     async with SlackApiEmulator() as slack:
         settings = Slack(base_url=slack.base_url, port=0)
@@ -336,12 +344,12 @@ async def _stage(platform: str, directory: Path, items: int, seed: int) -> Async
             slack.configure_bot(bot.url, secret)
 
         where = f"Slack emulated at {slack.base_url}"
-        yield _Stage(
+        yield Stage(
             config, env, where, lambda uid, name: _SlackScreen(slack, f"U{uid}", name), started
         )
 
 
-async def _label(rt: Runtime, name: str, crowd: _Crowd, console: Console) -> bool:
+async def _label(rt: Runtime, name: str, crowd: Crowd, console: Console) -> bool:
     """Let the crowd work until every item is settled; True if the time limit hit first."""
     workers = [asyncio.create_task(crowd.work(i)) for i in range(len(crowd.screens))]
     deadline = time.monotonic() + TIME_LIMIT
@@ -386,16 +394,17 @@ async def _exports(rt: Runtime, name: str, boss: _Screen, directory: Path) -> li
     return out
 
 
-async def _results(
+async def results(
     rt: Runtime,
     name: str,
-    crowd: _Crowd,
+    crowd: Crowd,
     directory: Path,
     started: float,
     timed_out: bool,
     keep: Path | None,
     exports: list[Path],
 ) -> DemoResult:
+    """What the crowd achieved: verdicts against the hidden truth, each annotator, agreement."""
     truth = json.loads((directory / "truth.json").read_text(encoding="utf-8"))
     resolved = escalated = pending = correct = 0
     async for row in exporter.rows(rt.service, name, "results"):
@@ -441,7 +450,7 @@ def _fmt(x: float | None, pct: bool = False) -> str:
     return f"{x:.0%}" if pct else f"{x:.3f}"
 
 
-def _print(console: Console, r: DemoResult, title: str) -> None:
+def print_results(console: Console, r: DemoResult, title: str) -> None:
     """The results, as a person running the demo wants to read them."""
     summary = Table(title=f"Results: {title}", show_header=False)
     summary.add_row("items", str(r.items))

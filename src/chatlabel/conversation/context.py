@@ -51,6 +51,8 @@ class Context:
         self.export_results = export_results
         # The language each person chose ("" when they chose none), read once from storage.
         self._chosen: BoundedCache[str, str] = BoundedCache(PEOPLE)
+        # The platform's language hint last seen with each person: pushes come without one.
+        self._hints: BoundedCache[str, str] = BoundedCache(PEOPLE)
         self.shown: BoundedCache[str, Shown] = BoundedCache(PEOPLE)
         # Item messages sent by this process: a reply to one is a comment on its item.
         self.items_by_ref: BoundedCache[MessageRef, int] = BoundedCache(PEOPLE)
@@ -66,7 +68,9 @@ class Context:
         if chosen is None:
             chosen = await self.service.language(who.user) or ""
             self._chosen[key] = chosen
-        lang = self.catalog.best(chosen, who.locale)
+        if who.locale:
+            self._hints[key] = who.locale
+        lang = self.catalog.best(chosen, who.locale or self._hints.get(key))
         if lang is None and self._defaults:
             # Only then is the project's own default worth a lookup.
             project = project or await self.service.current_project(who.user)

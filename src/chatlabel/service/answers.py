@@ -158,6 +158,7 @@ class Answers:
         member = repo.get_member(conn, r["project_id"], r["annotator_id"])
         if member is None or member["status"] != "active":
             return Outcome("stale", "cannot_answer", project=name)
+        scored = repo.answer_for_assignment(conn, assignment_id) if r["gold"] is not None else None
         value: str | None = None
         if not skipping:
             if raw is None and rules.kind == "multi":
@@ -168,6 +169,8 @@ class Answers:
                 value = canonical(rules, raw)
             except ValueError as exc:
                 return Outcome("invalid", "bad_value", project=name, problem=str(exc))
+        if scored is not None:
+            return self._answer_again(conn, r, member, scored, value, now, source)
         is_gold = r["gold"] is not None
         expert = r["status"] == "escalated"
         correct = None if value is None or not is_gold else matches_gold(rules, value, r["gold"])
@@ -227,6 +230,37 @@ class Answers:
             feedback=feedback,
             suspended=suspended,
             milestone=None if suspended else reached,
+        )
+
+    def _answer_again(
+        self,
+        conn: sqlite3.Connection,
+        r: Row,
+        member: Row,
+        scored: Row,
+        value: str | None,
+        now: float,
+        source: str | None,
+    ) -> Outcome:
+        """A new answer to a gold item whose scored answer was undone: shown, never scored.
+
+        The first answer to a gold item is the one scored; after Undo the person may change
+        the recorded label (for display), but the score, the counters and the absence of a
+        second feedback stay as they were. A skip keeps the recorded answer.
+        """
+        name = self.s.names[r["project_id"]]
+        assignment_id = int(r["assignment_id"])
+        repo.close_assignment(conn, assignment_id, r["id"], "answered")
+        if value is not None:
+            repo.set_answer_value(conn, scored["id"], value, now, source)
+        return Outcome(
+            "recorded",
+            project=name,
+            value=value,
+            skipped=value is None,
+            task=self.s.task(conn, assignment_id, member["answers"], r),
+            answer_id=int(scored["id"]),
+            undo_until=now + self.s.projects[name].undo_seconds,
         )
 
     # -- multi-choice toggles and undo -----------------------------------------------------
@@ -298,15 +332,21 @@ class Answers:
             settled_by_expert = any(v["expert"] for v in repo.item_votes(conn, item["id"]))
             if settled_by_expert and not x["expert"]:
                 return Outcome("stale", "settled_by_expert", project=name)
+            lease = lease_deadline(now, project.lease_seconds)
+            if x["is_gold"] and x["value"] is not None:
+                # A scored gold answer stays: Undo lets them answer again (feedback may have
+                # shown the right answer) but the score is the first answer's, and the kept
+                # row means the item is never leased to them again.
+                repo.reopen_assignment(conn, x["assignment_id"], x["item_id"], lease)
+                task = self.s.task(conn, x["assignment_id"], m["answers"])
+                return Outcome("recorded", project=name, task=task)
             repo.delete_answer(conn, answer_id)
             if x["value"] is None and x["skip_reason"] is not None:
                 # Their report goes with the skip; an item it held comes back below the quorum.
                 fq.drop_report(conn, x["item_id"], aid)
                 if not pulled(fq.open_reports(conn, x["item_id"]), project.report_quorum):
                     fq.release(conn, x["item_id"])
-            repo.reopen_assignment(
-                conn, x["assignment_id"], x["item_id"], lease_deadline(now, project.lease_seconds)
-            )
+            repo.reopen_assignment(conn, x["assignment_id"], x["item_id"], lease)
             deltas = {"skips": -1} if x["value"] is None else {"answers": -1}
             if x["is_gold"] and x["value"] is not None:
                 repo.bump_item_answers(conn, x["item_id"], -1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 
 from ..core import access
 from ..core.assignment import MemberRecord, lease_deadline, wants_gold
@@ -18,6 +19,8 @@ class Leases:
 
     def __init__(self, shared: Shared) -> None:
         self.s = shared
+        # Failed invite codes, per person and overall (in memory: a restart forgets them).
+        self.invite_attempts = access.AttemptLimiter()
 
     # -- join ------------------------------------------------------------------------------
 
@@ -26,13 +29,31 @@ class Leases:
         now = self.s.clock()
         role = self.s.role(user)
         arg = (arg or "").strip() or None
+        acc = self.s.config.access
+        # An argument that is not a project name is an invite code (or a guess at one).
+        guess = arg is not None and arg not in self.s.projects and acc.mode == "invite"
+        # Someone locked out is not compared against the codes at all: the right code waits.
+        locked = guess and self.invite_attempts.locked(user.key, now)
+        codes = () if locked else acc.invite_codes
+        valid = arg is not None and access.code_matches(arg, codes)
 
         def tx(conn: sqlite3.Connection) -> JoinResult:
+            res = joining(conn)
+            if res.status != "joined" and not newly_invited:
+                # Nothing is kept for someone who is not let in (or has yet to choose): a
+                # stranger's /start must not leave a row behind. The savepoint rolls it back.
+                raise _Unwritten(res)
+            return res
+
+        newly_invited = False
+
+        def joining(conn: sqlite3.Connection) -> JoinResult:
+            nonlocal newly_invited
             a = repo.upsert_annotator(conn, user.key, user.platform, user.address, user.name, now)
-            acc = self.s.config.access
-            if arg and arg in acc.invite_codes and not a["invited"]:
+            if valid and not a["invited"]:
                 # Kept, so choosing among several projects after the code needs no code again.
                 repo.set_invited(conn, a["id"])
+                newly_invited = True
                 a = repo.upsert_annotator(conn, user.key, user.platform, None, "", now)
             name: str | None = None
             if arg in self.s.projects:
@@ -52,7 +73,7 @@ class Leases:
                 user.key,
                 acc.mode,
                 code=arg,
-                invite_codes=acc.invite_codes,
+                invite_codes=codes,
                 allowlist=acc.allowlist,
                 role=role,
                 already_member=member is not None or bool(a["invited"]),
@@ -65,7 +86,15 @@ class Leases:
             repo.set_current_project(conn, a["id"], pid)
             return JoinResult("joined", project=self.s.info(name), role=role)
 
-        return await self.s.db.write(tx, short=True)
+        try:
+            res = await self.s.db.write(tx, short=True)
+        except _Unwritten as unwritten:
+            res = unwritten.result
+        if guess and res.status == "refused":
+            if locked:
+                return replace(res, refusal="too_many_attempts")
+            self.invite_attempts.failed(user.key, now)
+        return res
 
     # -- next item -------------------------------------------------------------------------
 
@@ -218,3 +247,11 @@ class Leases:
             return out
 
         return await self.s.db.write(tx)
+
+
+class _Unwritten(Exception):
+    """A join that changes nothing: its result, with the transaction's writes rolled back."""
+
+    def __init__(self, result: JoinResult) -> None:
+        super().__init__(result.status)
+        self.result = result

@@ -109,7 +109,12 @@ class Idle:
     why: Reason | None = None  # suspended: the reason
 
 
-Refusal = Literal["invite_only", "allowlist_only", "no_projects"]
+Refusal = Literal[
+    "invite_only",
+    "allowlist_only",
+    "no_projects",
+    "too_many_attempts",  # invite mode: too many wrong codes lately (from them, or from all)
+]
 
 
 @dataclass(frozen=True)

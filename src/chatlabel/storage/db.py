@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from .health import IncidentTracker, fault_cause
-from .schema import migrate
+from .schema import check_version, migrate
 
 T = TypeVar("T")
 Job = tuple[Callable[..., Any], tuple[Any, ...]]
@@ -157,6 +157,8 @@ class Database:
         inline: sqlite3.Connection | None = None
         try:
             conn.row_factory = sqlite3.Row
+            # Before the pragmas: switching to WAL would already change a refused file.
+            await conn._execute(check_version, conn._conn, self.path)
             await conn._execute(pragmas, conn._conn)
             await conn._execute(migrate, conn._conn)
             # After the migrations (they may wait the full busy timeout for another process).

@@ -310,6 +310,17 @@ def answer_from_source(conn: sqlite3.Connection, annotator_id: int, source: str)
     ).fetchone()
 
 
+def set_answer_value(
+    conn: sqlite3.Connection, answer_id: int, value: str, now: float, source: str | None
+) -> None:
+    """Change the recorded value of an answer (not its scoring: `correct` stays)."""
+    conn.execute(
+        """UPDATE answers SET value = ?, answered_at = ?, source = COALESCE(?, source)
+           WHERE id = ?""",
+        (value, now, source, answer_id),
+    )
+
+
 def delete_answer(conn: sqlite3.Connection, answer_id: int) -> None:
     """Remove an answer (undo)."""
     conn.execute("DELETE FROM answers WHERE id = ?", (answer_id,))

@@ -224,6 +224,28 @@ MIGRATIONS: list[str] = [
 ]
 
 
+class UnusableDatabase(Exception):
+    """A database file this chatlabel must not touch; the message names the file and why."""
+
+
+def check_version(conn: sqlite3.Connection, path: object) -> int:
+    """The file's schema version; UnusableDatabase if it is not ours or newer than this code.
+
+    Runs before any pragma that writes (journal_mode = WAL rewrites the file header), so a
+    refused file is left byte for byte as it was.
+    """
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    except sqlite3.DatabaseError as exc:
+        raise UnusableDatabase(f"{path}: not a chatlabel database ({exc})") from None
+    if version > len(MIGRATIONS):
+        raise UnusableDatabase(
+            f"{path}: the database is from a newer chatlabel (schema version {version}; this "
+            f"one knows up to {len(MIGRATIONS)}): upgrade chatlabel; the file was not changed"
+        )
+    return version
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema up to date; returns the resulting version."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]

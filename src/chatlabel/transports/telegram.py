@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from telegram import BotCommand, BotCommandScopeChat, Update
-from telegram.error import InvalidToken, TelegramError
+from telegram.error import Conflict, InvalidToken, TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -46,6 +46,43 @@ ExportResults = Callable[[str], Awaitable[tuple[str, bytes]]]
 _UPDATES = [Update.MESSAGE, Update.EDITED_MESSAGE, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER]
 
 
+def _own_chat(update: Update) -> bool:
+    """True for an update from a person in their own private chat with the bot.
+
+    Replies go to the update's chat: a forged update with a coordinator's `from` and someone
+    else's `chat` would send them the coordinator's export. In a private chat, chat id and
+    user id are the same; anything else is dropped (and logged).
+    """
+    user, chat = update.effective_user, update.effective_chat
+    if user is None or chat is None:
+        return False
+    if chat.type == "private" and chat.id == user.id:
+        return True
+    log.warning(
+        "dropped update %s: from user %s in %s chat %s (the bot answers only in a person's "
+        "own private chat)",
+        update.update_id,
+        user.id,
+        chat.type,
+        chat.id,
+    )
+    return False
+
+
+# For the operator (the run stops with it), not for people in chat.
+_TOKEN_IN_USE = (
+    "Telegram says another process is receiving this bot's updates ({error}). Stop the other "
+    "chatlabel run (or whatever else uses the token in {env}), then start again"
+)
+
+
+class _QuietConflict(logging.Filter):
+    """Drops records about a 409 Conflict (already reported, and the run is stopping)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], Conflict))
+
+
 class TelegramTransport:
     """A Telegram bot in front of the conversation (manual lifecycle: start / stop)."""
 
@@ -74,8 +111,12 @@ class TelegramTransport:
         media_cache: Path,
         export_results: ExportResults | None = None,
         catalog: Catalog | None = None,
+        on_fatal: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.service = service
+        # Told when the bot cannot go on (another process polls the token); the app stops.
+        self.on_fatal = on_fatal
+        self._conflict = False  # a 409 Conflict was reported (once)
         self.reports = reports
         self.settings = settings
         self._token = token
@@ -164,6 +205,7 @@ class TelegramTransport:
             raise RuntimeError("the Telegram transport is already running")
         hide(self._token)
         self._stop.clear()
+        self._conflict = False
         app = self._build()
         self._app = app
         try:
@@ -195,7 +237,11 @@ class TelegramTransport:
                 await self._webhook.start()
             else:
                 assert app.updater is not None
-                await app.updater.start_polling(timeout=self.poll_timeout, allowed_updates=_UPDATES)
+                await app.updater.start_polling(
+                    timeout=self.poll_timeout,
+                    allowed_updates=_UPDATES,
+                    error_callback=self._polling_error,
+                )
             self._push_task = asyncio.create_task(
                 self._conversation.push_loop(self._stop, self.push_interval),
                 name="telegram-push",
@@ -208,6 +254,21 @@ class TelegramTransport:
             await self.stop()
             raise
         log.info("Telegram bot @%s started (%s)", app.bot.username, self.settings.mode)
+
+    def _polling_error(self, exc: TelegramError) -> None:
+        """A failed getUpdates: PTB retries it, except a 409 Conflict, which stops the run."""
+        if not isinstance(exc, Conflict):
+            log.warning("polling for updates failed (retrying): %s", exc.message)
+            return
+        if self._conflict or self._stop.is_set():
+            return
+        # Another process polls this token (maybe on another host): retrying would only
+        # take turns with it, each of them missing updates the other one took.
+        self._conflict = True
+        fatal = ConfigError(_TOKEN_IN_USE.format(error=exc.message, env=self.settings.token_env))
+        log.error("%s", fatal)
+        if self.on_fatal is not None:
+            self.on_fatal(fatal)
 
     async def stop(self) -> None:
         """Stop pushing and receiving, then close every connection; safe to call twice."""
@@ -231,7 +292,17 @@ class TelegramTransport:
                 await self._webhook.stop()
                 self._webhook = None
             if app.updater is not None and app.updater.running:
-                await app.updater.stop()
+                # After a Conflict, PTB's last getUpdates on stop gets one too, and it logs
+                # that with a traceback; the cause was reported once already.
+                quiet = _QuietConflict() if self._conflict else None
+                updater_log = logging.getLogger("telegram.ext.Updater")
+                if quiet is not None:
+                    updater_log.addFilter(quiet)
+                try:
+                    await app.updater.stop()
+                finally:
+                    if quiet is not None:
+                        updater_log.removeFilter(quiet)
             if app.running:
                 await app.stop()
         finally:
@@ -295,11 +366,7 @@ class TelegramTransport:
             tg_user, chat = update.effective_user, update.effective_chat
             if tg_user is None or chat is None or tg_user.is_bot:
                 return
-            if chat.type == "private" and chat.id != tg_user.id:
-                # A private chat is always with its sender: anything else is forged.
-                log.warning(
-                    "dropped an update from telegram:%s for private chat %s", tg_user.id, chat.id
-                )
+            if not _own_chat(update):
                 return
             if self._stop.is_set():
                 # Shutting down: leave it unanswered (like a crash would) rather than
@@ -351,7 +418,7 @@ class TelegramTransport:
 
     async def _on_member(self, update: Update, context: Context) -> None:
         change = update.my_chat_member
-        if change is None or change.chat.type != "private":
+        if change is None or change.chat.type != "private" or not _own_chat(update):
             return
         if change.new_chat_member.status == "kicked":
             who = change.from_user

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import timedelta
@@ -27,7 +26,7 @@ from ..conversation import (
 )
 from ..conversation.render import cut
 from ..mechanics import BoundedCache, SingleFlight
-from ..media import MediaError, prepare_image
+from ..media import MediaError, file_sha256, prepare_image
 from ..service.labeling import LabelingService
 from ..service.types import UserRef
 
@@ -335,8 +334,14 @@ class TelegramOutlet:
             known = await by_file_id()
             if known is not None:
                 return known
-            data = await asyncio.to_thread(path.read_bytes)
-            message = await self._to(to, lambda: send(InputFile(data, filename=path.name)))
+
+            async def stream() -> TgMessage:
+                # Streamed from disk by the HTTP layer, never read whole; reopened for each
+                # attempt, since a retried attempt must start from the file's beginning.
+                with path.open("rb") as f:
+                    return await send(InputFile(f, filename=path.name, read_file_handle=False))
+
+            message = await self._to(to, stream)
             new_id = _file_id(message)
             if new_id:
                 await self.service.save_media_file_id(digest, PLATFORM, new_id)
@@ -369,8 +374,7 @@ class TelegramOutlet:
         """The sha256 of a file's bytes, computed once per path."""
         digest = self._hashes.get(path)
         if digest is None:
-            data = await asyncio.to_thread(path.read_bytes)
-            digest = self._hashes[path] = hashlib.sha256(data).hexdigest()
+            digest = self._hashes[path] = await asyncio.to_thread(file_sha256, path)
         return digest
 
 

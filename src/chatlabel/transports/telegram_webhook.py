@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,13 +36,17 @@ class WebhookServer:
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
-        """Listen, then tell Telegram where to post (with the secret token, when set)."""
+        """Listen, then tell Telegram where to post, with a secret token (generated if unset)."""
         url = self.settings.webhook_url
         if not url:
             raise ValueError("telegram.webhook_url is required when telegram.mode = 'webhook'")
         if self.secret is None:
+            # Never without a secret: anyone who learned the URL could post updates in
+            # anyone's name. One for this run, registered with Telegram just below.
+            self.secret = secrets.token_urlsafe(32)
             log.warning(
-                "no webhook secret in $%s: anyone who learns the URL can post updates",
+                "no webhook secret in $%s: generated one for this run and registered it with "
+                "Telegram (set the variable to keep one across restarts)",
                 self.settings.secret_token_env,
             )
         elif not _SECRET.fullmatch(self.secret):
@@ -59,6 +64,16 @@ class WebhookServer:
             url, secret_token=self.secret, allowed_updates=self.allowed_updates
         )
 
+    def _authentic(self, given: str) -> bool:
+        """The secret header matches, compared as bytes in constant time."""
+        # compare_digest refuses non-ASCII str with a TypeError (a 500 and a traceback);
+        # aiohttp decodes header bytes with surrogateescape, so this gets the bytes back.
+        try:
+            raw = given.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return False
+        return self.secret is not None and hmac.compare_digest(raw, self.secret.encode())
+
     async def stop(self) -> None:
         """Stop listening (the webhook stays registered, so updates queue up until restart)."""
         runner, self._runner = self._runner, None
@@ -66,8 +81,7 @@ class WebhookServer:
             await runner.cleanup()
 
     async def _handle(self, request: web.Request) -> web.Response:
-        given = request.headers.get(_HEADER, "")
-        if self.secret is not None and not hmac.compare_digest(given, self.secret):
+        if not self._authentic(request.headers.get(_HEADER, "")):
             return web.Response(status=403)
         if request.content_type != "application/json":
             return web.Response(status=415)
