@@ -44,6 +44,7 @@ class OutboxSender:
         self._inflight: set[int] = set()
         self._reconciled = False
         self._stop: asyncio.Event | None = None
+        self.lock = asyncio.Lock()  # held while a round sends; whoever holds it holds the sender
         self.sent = 0  # copies the platform accepted, since this sender started
 
     async def reconcile(self) -> int:
@@ -70,6 +71,10 @@ class OutboxSender:
 
     async def run_once(self) -> int:
         """Send every copy due now, waiting for each one's turn; how many went out."""
+        async with self.lock:  # one round at a time (the loop's, or a caller's)
+            return await self._round()
+
+    async def _round(self) -> int:
         if not self._reconciled:
             await self.reconcile()
         before = self.sent
@@ -101,6 +106,7 @@ class OutboxSender:
     async def run(self, stop: asyncio.Event, interval: float = 5.0) -> None:
         """Send copies as they come due until `stop`; storage faults skip a round quietly."""
         self._stop = stop
+        woken = self.service.outbox_listen()
         while not stop.is_set():
             try:
                 await self.run_once()
@@ -116,10 +122,11 @@ class OutboxSender:
             try:
                 at = await self.service.outbox_next_due(self.platform)
                 if at is not None:
-                    wait = min(interval, max(0.05, at - self.service.now()))
+                    wait = min(interval, max(1.0, at - self.service.now()))
             except StorageUnavailable:
                 pass
-            await self.service.outbox_wait(wait)
+            await _first(woken, stop, wait)
+            woken.clear()
 
     async def _deliver(self, item: OutboxItem, slots: asyncio.Semaphore) -> None:
         try:
@@ -194,3 +201,13 @@ async def stop_outbox(task: asyncio.Task[None] | None, grace: float = STOP_GRACE
         task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def _first(a: asyncio.Event, b: asyncio.Event, timeout: float) -> None:  # noqa: ASYNC109
+    """Wait until either event is set, or the timeout."""
+    waits = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()

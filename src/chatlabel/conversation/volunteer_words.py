@@ -87,11 +87,9 @@ def reminder_view(t: Texts, item: OutboxItem, info: ProjectInfo, how: Mechanics)
     """A nudge: how much waits, a Continue button, and how to stop them."""
     n = int(item.payload.get("waiting", 1))
     button = Button(t("reminder.continue"), encode("continue", 0), "primary")
-    return Message(
-        t("reminder.text", n=n, title=info.title_in(t.lang)),
-        ((button,),),
-        footer=t("reminder.footer", mute=how.command("mute")),
-    )
+    # How to stop them is part of the text: not every platform shows a footer.
+    text = t("reminder.text", n=n, title=info.title_in(t.lang))
+    return Message(f"{text}\n\n{t('reminder.footer', mute=how.command('mute'))}", ((button,),))
 
 
 def announcement_text(t: Texts, item: OutboxItem, info: ProjectInfo) -> str:

@@ -363,9 +363,9 @@ class LabelingService:
         """Settle a copy a crash left in flight; True when it is to be sent (again)."""
         return await self.outbox.settle(item, delivered)
 
-    async def outbox_wait(self, timeout: float) -> bool:  # noqa: ASYNC109
-        """Wait until copies are added (or the timeout)."""
-        return await self.outbox.wait(timeout)
+    def outbox_listen(self) -> asyncio.Event:
+        """An event set whenever copies are added (a sender's own: it clears it)."""
+        return self.outbox.listen()
 
     # -- media ----------------------------------------------------------------------------------
 

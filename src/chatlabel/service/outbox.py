@@ -40,7 +40,7 @@ class Outbox:
 
     def __init__(self, shared: Shared) -> None:
         self.s = shared
-        self._changed: asyncio.Event | None = None
+        self._listeners: list[asyncio.Event] = []
 
     def item(self, r: Row) -> OutboxItem:
         """A row as the conversation reads it."""
@@ -58,20 +58,16 @@ class Outbox:
 
     # -- waking senders -------------------------------------------------------------------------
 
-    def notify(self) -> None:
-        """New rows are due: wake the senders."""
-        if self._changed is not None:
-            self._changed.set()
+    def listen(self) -> asyncio.Event:
+        """An event of one's own that every `notify` sets (each sender clears its own)."""
+        event = asyncio.Event()
+        self._listeners.append(event)
+        return event
 
-    async def wait(self, timeout: float) -> bool:  # noqa: ASYNC109
-        """Wait until rows were added (or the timeout); True if woken."""
-        if self._changed is None or self._changed.is_set():
-            self._changed = asyncio.Event()
-        try:
-            await asyncio.wait_for(self._changed.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+    def notify(self) -> None:
+        """New rows are due: wake the senders (a sender busy sending sees it when it next waits)."""
+        for event in self._listeners:
+            event.set()
 
     # -- taking rows ----------------------------------------------------------------------------
 
@@ -112,19 +108,18 @@ class Outbox:
 
     def _unwanted(self, conn: sqlite3.Connection, r: Row, now: float) -> str:
         """Why a queued copy should not go out any more ('' when it should)."""
-        if r["expires_at"] is not None and r["expires_at"] <= now:
-            return "expired"
+        if r["kind"] == "reminder":
+            m = oq.member_for_reminder(conn, r["recipient"], r["project_id"])
+            if m is None or m["status"] != "active" or m["paused"] or m["blocked"] or m["halted"]:
+                return "not_available"
+            if not m["current"]:
+                return "other_project"
+            if m["last_active"] is not None and m["last_active"] > r["created_at"]:
+                return "came_back"  # they answered since it was queued: nothing to remind of
         if r["kind"] in FOR_MEMBERS and oq.muted(conn, r["recipient"]):
             return "muted"
-        if r["kind"] != "reminder":
-            return ""
-        m = oq.member_for_reminder(conn, r["recipient"], r["project_id"])
-        if m is None or m["status"] != "active" or m["paused"] or m["blocked"] or m["halted"]:
-            return "not_available"
-        if not m["current"]:
-            return "other_project"
-        if m["last_active"] is not None and m["last_active"] > r["created_at"]:
-            return "came_back"  # they answered since it was queued: nothing to remind of
+        if r["expires_at"] is not None and r["expires_at"] <= now:
+            return "expired"
         return ""
 
     # -- settling rows --------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from ..config import ConfigError, Slack
 from ..conversation import Catalog, Conversation, Who
+from ..conversation.bulk import STOP_GRACE as OUTBOX_GRACE
 from ..conversation.bulk import stop_outbox
 from ..conversation.buttons import decode
 from ..mechanics import BoundedCache
@@ -81,6 +82,7 @@ class SlackTransport:
     """Translates Slack commands, button presses, modals, DMs and App Home to the conversation."""
 
     outbox_interval = 5.0  # how often the outbox sender looks for due copies without a signal
+    outbox_grace = OUTBOX_GRACE  # seconds bulk copies in flight get to settle at stop()
 
     def __init__(
         self,
@@ -186,7 +188,7 @@ class SlackTransport:
             self._push_task.cancel()
             await asyncio.gather(self._push_task, return_exceptions=True)
             self._push_task = None
-        await stop_outbox(self._outbox_task)
+        await stop_outbox(self._outbox_task, self.outbox_grace)
         self._outbox_task = None
         if self._runner is not None:
             await self._runner.cleanup()

@@ -29,6 +29,7 @@ from telegram.request import BaseRequest
 
 from ..config import ConfigError, Telegram
 from ..conversation import Catalog, Conversation, Who
+from ..conversation.bulk import STOP_GRACE as OUTBOX_GRACE
 from ..conversation.bulk import stop_outbox
 from ..conversation.commands import ANNOTATOR, COORDINATOR
 from ..mechanics.redact import hide
@@ -94,6 +95,7 @@ class TelegramTransport:
     poll_timeout = 10  # seconds a getUpdates long poll may hang
     push_interval = 5.0  # how often the push loop looks for expired leases without a signal
     outbox_interval = 5.0  # how often the outbox sender looks for due copies without a signal
+    outbox_grace = OUTBOX_GRACE  # seconds bulk copies in flight get to settle at stop()
     retry_delays: tuple[float, ...] = TelegramOutlet.retry_delays  # backoff after network errors
     # Updates handled at once. The rate limiter caps throughput anyway; more in flight would
     # only queue inside it and make a shutdown wait for them.
@@ -280,7 +282,7 @@ class TelegramTransport:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await stop_outbox(self._outbox_task)
+        await stop_outbox(self._outbox_task, self.outbox_grace)
         self._outbox_task = None
         if self._conversation is not None:
             await self._conversation.close()

@@ -28,6 +28,7 @@ from aiohttp import web
 
 from ..config import Web
 from ..conversation import Catalog, Conversation, Texts, Who
+from ..conversation.bulk import STOP_GRACE as OUTBOX_GRACE
 from ..conversation.bulk import stop_outbox
 from ..conversation.commands import ANNOTATOR, COORDINATOR
 from ..conversation.conversation import TokenBucket
@@ -71,6 +72,7 @@ class WebTransport:
 
     name = "web"
     push_interval = 5.0  # how often the push loop looks for expired leases without a signal
+    outbox_grace = OUTBOX_GRACE  # seconds bulk copies in flight get to settle at stop()
     # Typed messages a person may send (per second, burst); None: the conversation's default.
     inbound: tuple[float, float] | None = None
 
@@ -199,7 +201,7 @@ class WebTransport:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await stop_outbox(self._outbox_task)
+        await stop_outbox(self._outbox_task, self.outbox_grace)
         self._outbox_task = None
         self.outlet.close()
         runner, self._runner = self._runner, None
