@@ -136,3 +136,15 @@ class Tick:
 
     reminders: int = 0
     digests: int = 0
+
+
+@dataclass(frozen=True)
+class ReportedItem:
+    """An item people reported, for the coordinators' HTML report."""
+
+    item_id: str
+    text: str | None
+    status: str  # the item's status now: held, removed, pending, resolved...
+    reports: int
+    reasons: tuple[str, ...]
+    decision: str | None  # restored | removed, None while waiting
