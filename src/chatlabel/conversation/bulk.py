@@ -45,6 +45,9 @@ class OutboxSender:
         self._reconciled = False
         self._stop: asyncio.Event | None = None
         self.lock = asyncio.Lock()  # held while a round sends; whoever holds it holds the sender
+        self._trouble = False  # storage refused during this round: end it
+        # What became of copies the platform answered for, when storage refused to write it.
+        self._unsettled: list[Callable[[], Awaitable[None]]] = []
         self.sent = 0  # copies the platform accepted, since this sender started
 
     async def reconcile(self) -> int:
@@ -77,21 +80,28 @@ class OutboxSender:
     async def _round(self) -> int:
         if not self._reconciled:
             await self.reconcile()
+        while self._unsettled:  # settlings storage refused last round: before anything new
+            await self._unsettled[0]()
+            self._unsettled.pop(0)
         before = self.sent
         slots = asyncio.Semaphore(self.concurrency)
         ready: Callable[..., Awaitable[None]] | None = getattr(self.ctx.outlet, "ready", None)
         jobs: set[asyncio.Task[None]] = set()
+        tried: set[int] = set()  # each copy once a round, whatever became of it
+        self._trouble = False
         try:
-            while True:
-                items = await self.service.outbox_due(self.platform, 50, tuple(self._inflight))
-                if not items or (self._stop is not None and self._stop.is_set()):
+            while not self._stopping() and not self._trouble:
+                skip = tuple(self._inflight | tried)
+                items = await self.service.outbox_due(self.platform, 50, skip)
+                if not items:
                     break
                 for item in items:
-                    if self._stop is not None and self._stop.is_set():
-                        break  # stopping: copies in flight settle, no new ones start
+                    if self._stopping() or self._trouble:
+                        break  # copies in flight settle; no new ones start
                     if ready is not None:
                         await ready(item.user, Priority.BULK)  # only take what can go now
                     await slots.acquire()
+                    tried.add(item.id)
                     self._inflight.add(item.id)
                     job = asyncio.create_task(self._deliver(item, slots))
                     jobs.add(job)
@@ -102,6 +112,9 @@ class OutboxSender:
             for job in jobs:
                 job.cancel()
         return self.sent - before
+
+    def _stopping(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
 
     async def run(self, stop: asyncio.Event, interval: float = 5.0) -> None:
         """Send copies as they come due until `stop`; storage faults skip a round quietly."""
@@ -141,26 +154,43 @@ class OutboxSender:
                 return
             await self._send(claimed, view)
         except StorageUnavailable:
-            pass  # the copy stays as it was; the next round takes it again
+            # The copy stays as it was; the round ends and the next one takes it again.
+            self._trouble = True
         finally:
             self._inflight.discard(item.id)
             slots.release()
 
     async def _send(self, item: OutboxItem, view: Message) -> None:
+        service = self.service
         try:
             ref: MessageRef | None = await self.ctx.outlet.send(item.user, view, Priority.BULK)
         except Unreachable as exc:
             log.info("%s cannot be reached (%s); no more messages to them", item.user.key, exc)
-            await self.service.mark_blocked(item.user)
-            await self.service.outbox_failed(item, f"unreachable: {exc}", retry=False)
+            await service.mark_blocked(item.user)
+            why = f"unreachable: {exc}"
+            await self._settle(lambda: service.outbox_failed(item, why, retry=False))
         except (SendFailed, MediaFailed) as exc:
-            await self.service.outbox_failed(item, str(exc), retry=isinstance(exc, SendFailed))
+            why, again = str(exc), isinstance(exc, SendFailed)
+            await self._settle(lambda: service.outbox_failed(item, why, retry=again))
         except Exception as exc:  # an adapter bug must not lose the copy silently
             log.exception("sending outbox copy %d to %s failed", item.id, item.user.key)
-            await self.service.outbox_failed(item, repr(exc), retry=True)
+            why = repr(exc)
+            await self._settle(lambda: service.outbox_failed(item, why, retry=True))
         else:
             self.sent += 1
-            await self.service.outbox_sent(item, ref)
+            await self._settle(lambda: service.outbox_sent(item, ref))
+
+    async def _settle(self, settle: Callable[[], Awaitable[None]]) -> None:
+        """Write what became of a copy; if storage refuses, keep it to write next round.
+
+        The platform has answered already: forgetting its answer would send the copy again
+        (or lose it) at the next start.
+        """
+        try:
+            await settle()
+        except StorageUnavailable:
+            self._unsettled.append(settle)
+            raise
 
     async def view(self, item: OutboxItem) -> Message:
         """The copy as its reader sees it, in their language."""

@@ -141,15 +141,18 @@ class Nudges:
         now = self.s.clock()
 
         def tx(conn: sqlite3.Connection) -> int:
-            day = digest_due(at, tz, now, vq.last_digest_day(conn, pid))
+            last_day, last_at = vq.last_digest(conn, pid)
+            day = digest_due(at, tz, now, last_day)
             if day is None:
                 return 0
-            since = day_start(now, tz)
-            c = report_queries.project_counts(conn, pid, now - HOUR, since)
+            midnight = day_start(now, tz)
+            c = report_queries.project_counts(conn, pid, now - HOUR, midnight)
             pending = c.by_status.get("pending", 0)
+            # Suspensions since the last digest (none yet: since midnight), so none is missed.
+            since = midnight if last_at is None else min(float(last_at), midnight)
             payload = {
                 "day": day,
-                "settled_today": vq.settled_since(conn, pid, since),
+                "settled_today": vq.settled_since(conn, pid, midnight),
                 "eta": eta_seconds(c.answers_needed, c.answers_since, pending),
                 "suspended": [r["name"] or r["key"] for r in vq.suspended_since(conn, pid, since)],
                 "held": c.by_status.get("held", 0),

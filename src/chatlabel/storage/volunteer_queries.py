@@ -106,11 +106,11 @@ def suspended_since(conn: sqlite3.Connection, project_id: int, since: float) -> 
     ).fetchall()
 
 
-def last_digest_day(conn: sqlite3.Connection, project_id: int) -> int | None:
-    """The local day of the project's latest digest (None: never sent)."""
+def last_digest(conn: sqlite3.Connection, project_id: int) -> tuple[int | None, float | None]:
+    """The local day of the project's latest digest and when it was queued (None: never)."""
     row = conn.execute(
-        """SELECT MAX(CAST(json_extract(payload, '$.day') AS INTEGER)) FROM outbox
-           WHERE kind = 'digest' AND project_id = ?""",
+        """SELECT MAX(CAST(json_extract(payload, '$.day') AS INTEGER)), MAX(created_at)
+           FROM outbox WHERE kind = 'digest' AND project_id = ?""",
         (project_id,),
     ).fetchone()
-    return None if row[0] is None else int(row[0])
+    return (None if row[0] is None else int(row[0])), row[1]
