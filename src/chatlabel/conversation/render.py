@@ -13,7 +13,6 @@ from ..service.types import (
     AnnotatorRow,
     Disagreement,
     Idle,
-    MyStats,
     Outcome,
     Progress,
     ProjectInfo,
@@ -306,35 +305,6 @@ def idle_text(t: Texts, idle: Idle, how: Mechanics) -> str:
     if idle.reason in ("not_joined", "blocked"):
         return t("idle.not_joined", start=how.command("start"))
     return t(f"idle.{idle.reason}")
-
-
-def stats_text(t: Texts, s: MyStats | None, how: Mechanics, info: ProjectInfo | None) -> str:
-    """Someone's own figures (/stats), in their project (`info`)."""
-    if s is None or info is None:
-        return t("stats.not_started", start=how.command("start"))
-    lines = [
-        t("stats.title", project=info.title_in(t.lang)),
-        t("stats.answers", n=s.answers, skips=s.skips),
-    ]
-    if s.gold_answers:
-        lines.append(
-            t(
-                "stats.accuracy",
-                accuracy=t.percent(s.gold_accuracy),
-                n=s.gold_answers,
-                low=t.percent(s.accuracy_low),
-                high=t.percent(s.accuracy_high),
-            )
-        )
-    lines.append(t("stats.rank", rank=s.rank, of=s.of))
-    if s.status != "active":
-        why, status = reason_text(t, s.reason), t(f"status.{s.status}")
-        lines.append(
-            t("stats.status_because", status=status, reason=why)
-            if why
-            else t("stats.status", status=status)
-        )
-    return "\n".join(lines)
 
 
 # -- coordinators ----------------------------------------------------------------------------
