@@ -133,7 +133,7 @@ async def test_telegram_presses_on_someone_elses_buttons_are_refused(tmp_path: P
         assert before[3][-1][4] == '["green"]'
 
         stolen = [str(x["callback_data"]) for x in bob_item.buttons] + [undo]
-        assert {d.split(":")[0] for d in stolen} == {"t", "d", "s", "u"}
+        assert {d.split(":")[0] for d in stolen} == {"t", "d", "s", "r", "u"}
         for data in stolen:
             for message_id in (ann_item.message_id, bob_item.message_id):
                 query = await ann.press_raw(message_id, data)

@@ -210,3 +210,26 @@ async def test_the_html_report_lists_reported_items(
     page = spanish.html.read_text(encoding="utf-8")
     es = Catalog().texts("es")
     assert f"<h2>{es('report.reported')}</h2>" in page and "archivo roto" in page
+
+
+async def test_someone_elses_report_and_reason_buttons_change_nothing(tmp_path: Path) -> None:
+    not_yours = EN("press.not_yours")
+    async with th.running_bot(tmp_path, [th.project(report_quorum=1)]) as b:
+        await b.add_items("animals", ITEMS)
+        ann, bob = b.user(1, "Ann"), b.user(2, "Bob")
+        item = await b.start(ann)
+        await ann.press(item, "Skip")
+        await ann.wait_for(lambda: "🤷 Not sure" in [x["text"] for x in item.buttons])
+        why = next(str(x["callback_data"]) for x in item.buttons if x["text"] == "❓ Unclear")
+        nxt = await th.next_item(ann, item.message_id)
+        aid = next(str(x["callback_data"]) for x in nxt.buttons if x["text"] == "Report")[2:]
+        bobs = await b.start(bob)
+        dead = EN("press.dead")
+        tries = {f"r:{aid}": not_yours, f"c:{aid}:0": not_yours, why: not_yours,
+                 "c:999999:0": not_yours, f"c:{aid}:9": dead, "y:1:77": dead}  # fmt: skip
+        for data, expected in tries.items():
+            query = await bob.press_raw(bobs.message_id, data)
+            assert await bob.wait_for_answer(query) == expected, data
+        assert await b.query("SELECT COUNT(*) FROM item_reports") == [(0,)]
+        assert await b.query("SELECT skip_reason FROM answers") == [(None,)]
+        assert "Report" in [x["text"] for x in bobs.buttons]  # Bob's own item is as it was

@@ -141,10 +141,13 @@ class Flow:
             # The others are the commands' and the reports' presses; anything else is forged.
             await toast(who.user, token, t("press.dead"), False)
         elif press.action == "report":
-            await toast(who.user, token, None, False)
-            task = await self.service.open_task(who.user, press.ref)
-            if task is not None and ref is not None:
-                await self.edit(who, ref, render.reasons_view(t, task))
+            # Only an item still open can be reported this way (an answered one: reply to it).
+            out = await self.service.reportable(who.user, press.ref)
+            await self._toast(who, token, out, t)
+            if out.ok and out.task is not None and ref is not None:
+                await self.edit(who, ref, render.reasons_view(t, out.task))
+            elif out.detail == "timed_out":
+                await self.after(who, out, ref, t)  # the fresh item instead
         elif press.action == "undo":
             await self._undo(who, press, ref, token, t)
         elif press.action in ("toggle", "select"):

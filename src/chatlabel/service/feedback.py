@@ -55,6 +55,23 @@ class Feedback:
         self._woken(out)
         return out
 
+    async def reportable(self, user: UserRef, assignment_id: int) -> Outcome:
+        """Whether the person may report this item now: its Task, or why not."""
+        now = self.s.clock()
+
+        def q(conn: sqlite3.Connection) -> Outcome:
+            r = repo.get_assignment(conn, assignment_id)
+            if r is None or r["annotator_key"] != user.key:
+                return Outcome("forbidden", "not_yours")
+            name = self.s.names[r["project_id"]]
+            if r["state"] != "pending":
+                return Outcome("stale", "done", project=name)
+            if r["expires_at"] <= now:
+                return Outcome("stale", "timed_out", project=name)
+            return Outcome("recorded", project=name, task=self.s.task(conn, assignment_id, 0, r))
+
+        return await self.s.db.read(q)
+
     async def skip_reason(self, user: UserRef, answer_id: int, reason: str) -> Outcome:
         """Say why an item was skipped; a reason that is a problem with the item reports it."""
         if reason not in SKIP_REASONS:

@@ -271,6 +271,10 @@ class LabelingService:
         """Report an open item (it is skipped with the reason); the next item is leased."""
         return await self.feedback.report(user, assignment_id, reason, ref=ref)
 
+    async def reportable(self, user: UserRef, assignment_id: int) -> Outcome:
+        """The item behind a Report button while its person may report it (`task`), or why not."""
+        return await self.feedback.reportable(user, assignment_id)
+
     async def skip_reason(self, user: UserRef, answer_id: int, reason: str) -> Outcome:
         """Say why an item was skipped; a problem with the item reports it."""
         return await self.feedback.skip_reason(user, answer_id, reason)

@@ -141,7 +141,7 @@ class Nudges:
         now = self.s.clock()
 
         def tx(conn: sqlite3.Connection) -> int:
-            last_day, last_at = vq.last_digest(conn, pid)
+            last_day, last_at = vq.last_digest(conn, name)
             day = digest_due(at, tz, now, last_day)
             if day is None:
                 return 0

@@ -106,11 +106,18 @@ def suspended_since(conn: sqlite3.Connection, project_id: int, since: float) -> 
     ).fetchall()
 
 
-def last_digest(conn: sqlite3.Connection, project_id: int) -> tuple[int | None, float | None]:
-    """The local day of the project's latest digest and when it was queued (None: never)."""
+def last_digest(conn: sqlite3.Connection, project: str) -> tuple[int | None, float | None]:
+    """The local day of the project's latest digest and when it was queued (None: never).
+
+    Read through the unique `dedupe` index ("digest:PROJECT:DAY:KEY"): the outbox grows by a row
+    per reminder, and this runs every minute.
+    """
+    prefix = f"digest:{project}:"
     row = conn.execute(
-        """SELECT MAX(CAST(json_extract(payload, '$.day') AS INTEGER)), MAX(created_at)
-           FROM outbox WHERE kind = 'digest' AND project_id = ?""",
-        (project_id,),
+        """SELECT dedupe, created_at FROM outbox WHERE dedupe >= ? AND dedupe < ?
+           ORDER BY dedupe DESC LIMIT 1""",
+        (prefix, prefix[:-1] + ";"),  # ';' sorts right after ':'
     ).fetchone()
-    return (None if row[0] is None else int(row[0])), row[1]
+    if row is None:
+        return None, None
+    return int(str(row[0])[len(prefix) :].split(":", 1)[0]), float(row[1])
