@@ -138,9 +138,10 @@ async def test_a_queued_reminder_is_dropped_when_it_no_longer_fits(
             await w.service.tick()
             # Ann comes back first; Bob's reminder would now land in the quiet hours.
             w.clock.now = when("2024-05-06 21:55")
-            seen = len(ann.texts())
-            await ann.start()  # coming back counts, answered or not
-            await ann.wait(lambda: len(ann.texts()) > seen)
+            seen = len(ann.open_items())
+            await ann.start()  # her old item's lease ran out: /start brings a fresh one
+            await ann.wait(lambda: len(ann.open_items()) > seen)
+            await answer_one(ann)
             w.clock.now = when("2024-05-06 22:01")
         await w.flush()
         assert await queued(w, ann) == [("dropped", "came_back")]

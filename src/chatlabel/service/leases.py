@@ -81,8 +81,10 @@ class Leases:
             if refusal:
                 return JoinResult("refused", role=role, refusal=refusal)
             repo.add_member(conn, pid, a["id"], now)
-            # Coming back counts as activity: reminders start their count from here.
-            repo.update_member(conn, pid, a["id"], last_active=now)
+            if member is None:
+                # Reminders count a newcomer's idle time from joining; after that, from their
+                # latest answer or skip (a /start alone changes nothing, as it always did).
+                repo.update_member(conn, pid, a["id"], last_active=now)
             repo.set_current_project(conn, a["id"], pid)
             return JoinResult("joined", project=self.s.info(name), role=role)
 
