@@ -5,7 +5,7 @@ failed) after: a copy is sent at most once per claim. What a crash leaves claime
 is settled at the next start (`reconcile`) by asking the platform when its outlet can tell
 (`outlet.delivered(to, handle)`: True, False, or None for "cannot tell"), else by kind
 (the service's RESEND_WHEN_UNSURE). Interactive replies go first because every copy asks for
-its turn at BULK priority (`outlet.ready`, where the platform paces its calls).
+its turn at BULK priority (`outlet.ready`: the platform's pacer).
 """
 
 from __future__ import annotations
@@ -85,7 +85,6 @@ class OutboxSender:
             self._unsettled.pop(0)
         before = self.sent
         slots = asyncio.Semaphore(self.concurrency)
-        ready: Callable[..., Awaitable[None]] | None = getattr(self.ctx.outlet, "ready", None)
         jobs: set[asyncio.Task[None]] = set()
         tried: set[int] = set()  # each copy once a round, whatever became of it
         self._trouble = False
@@ -98,8 +97,10 @@ class OutboxSender:
                 for item in items:
                     if self._stopping() or self._trouble:
                         break  # copies in flight settle; no new ones start
-                    if ready is not None:
-                        await ready(item.user, Priority.BULK)  # only take what can go now
+                    # Only take a copy out when it can go at once: interactive calls go first.
+                    await self.ctx.outlet.ready(item.user, Priority.BULK)
+                    if self._stopping():
+                        break
                     await slots.acquire()
                     tried.add(item.id)
                     self._inflight.add(item.id)
