@@ -4,15 +4,15 @@ The real Telegram bot against the Bot API emulator with Telegram's flood limits 
 messages a second bot-wide, a few calls a second per chat, 429 with retry_after), the bot pacing
 its calls by priority, in this process. Phases, in one run so they share the machine's mood:
 
-  quiet      8 annotators labeling at a human pace (0.8 s to read an item), nothing else
-  reminders  the same 8, with 5,000 idle members due a reminder: the scheduler queues 5,000
+  quiet      10 annotators labeling at a human pace (0.8 s to read an item), nothing else
+  reminders  the same 10, with 5,000 idle members due a reminder: the scheduler queues 5,000
              outbox rows (timed), and the sender drains them at BULK priority meanwhile
 
 Reported per phase: press -> next item p50 / p99 / max, the reminders the platform accepted
 per second, 429s; and the ratio of the two p99s. The target: p99 under 1 s with the queue full.
 
-    python bench/reminders.py                 # ~40 s
-    python bench/reminders.py --seconds 10 --reminders 5000
+    python bench/reminders.py                 # ~60 s
+    python bench/reminders.py --seconds 10 --reminders 1000
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ sys.path.append(str(_HERE))
 from _util import human, load, machine, pct, table  # noqa: E402
 
 LABELS = ("cat", "dog", "bird")
+PEOPLE = 10  # annotators labeling at a human pace
 T0 = 1_714_986_000.0  # 2024-05-06 09:00 UTC: no quiet hours in the way
 IDLE_SINCE = T0 - 6 * 3600  # the 5,000 answered last six hours ago
 
@@ -118,8 +119,8 @@ async def bot(tmp: Path, idle: int) -> AsyncIterator[Bot]:
                 {
                     "name": "animals",
                     "labels": list(LABELS),
-                    "overlap": 8,
-                    "max_overlap": 8,
+                    "overlap": PEOPLE,
+                    "max_overlap": PEOPLE,
                     "undo_seconds": 2,
                     "quality": {"qualification": 0, "gold_rate": 0.0},
                     "reminders": {"after": "2h", "every": "1d", "quiet_hours": ""},
@@ -164,8 +165,8 @@ def _fill(c: sqlite3.Connection, pid: int, idle: int) -> None:
     """400 items; `idle` members who answered six hours ago and have work waiting."""
     c.executemany(
         """INSERT INTO items (project_id, ext_id, text, needed, seq, created_at)
-           VALUES (?, ?, ?, 8, ?, ?)""",
-        [(pid, f"i{n}", f"Item number {n}.", n + 1, T0) for n in range(400)],
+           VALUES (?, ?, ?, ?, ?, ?)""",
+        [(pid, f"i{n}", f"Item number {n}.", PEOPLE, n + 1, T0) for n in range(400)],
     )
     c.executemany(
         """INSERT INTO annotators (key, platform, address, name, project_id, created_at)
@@ -181,9 +182,9 @@ def _fill(c: sqlite3.Connection, pid: int, idle: int) -> None:
 
 
 async def phase(tmp: Path, seconds: float, idle: int) -> dict[str, Any]:
-    """8 people at a human pace for `seconds`; with `idle` reminders queued first."""
+    """PEOPLE people at a human pace for `seconds`; with `idle` reminders queued first."""
     async with bot(tmp, idle) as b:
-        people = [Person(b.emu.user(300 + n, f"c{n}")) for n in range(8)]
+        people = [Person(b.emu.user(300 + n, f"c{n}")) for n in range(PEOPLE)]
         stop = asyncio.Event()
         tasks = [asyncio.create_task(p.run(stop)) for p in people]
         await asyncio.sleep(1.5)  # everyone has joined and holds an item
@@ -225,7 +226,7 @@ async def main(seconds: float, reminders: int) -> None:
         quiet = await phase(tmp / "a", seconds, 0)
         busy = await phase(tmp / "b", seconds, reminders)
     print(f"# load after the run: {load()}")
-    print(f"\n8 annotators reading 0.8 s per item, phases of {seconds:g} s")
+    print(f"\n{PEOPLE} annotators reading 0.8 s per item, phases of {seconds:g} s")
     rows = [
         (name, r["presses"], f"{r['p50']:.3f} / {r['p99']:.3f} / {r['max']:.3f}",
          f"{r['reminders/s']:.1f}", r["429"])
@@ -245,7 +246,7 @@ async def main(seconds: float, reminders: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
     parser.add_argument("--reminders", type=int, default=5000, help="reminders queued")
     args = parser.parse_args()
     asyncio.run(main(args.seconds, args.reminders))
