@@ -90,9 +90,13 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 # One match() per cell: a formula start, or a control character (CR included) anywhere.
 _RISKY = re.compile(r"[=+\-@\t\r]|.*[\x00-\x08\x0b-\x1f\x7f-\x9f]", re.S)
-# Columns that can hold outside text (item ids from the data file, labels and free-text
-# answers, annotator keys); the others are numbers, fixed words or JSON chatlabel wrote.
-_TEXT_COLUMNS: dict[str, tuple[int, ...]] = {"results": (0, 1), "answers": (0, 1, 2)}
+# Columns that can hold outside text (item ids from the data file, labels, free-text answers
+# and comments, annotator keys); the others are numbers, fixed words or JSON chatlabel wrote.
+_TEXT_COLUMNS: dict[str, tuple[int, ...]] = {
+    "results": (0, 1),
+    "answers": (0, 1, 2, 9),
+    "reports": (0, 1, 3),
+}
 
 
 def csv_cell(value: Any) -> Any:
