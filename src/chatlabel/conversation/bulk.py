@@ -171,6 +171,10 @@ class OutboxSender:
             why = f"unreachable: {exc}"
             await self._settle(lambda: service.outbox_failed(item, why, retry=False))
         except (SendFailed, MediaFailed) as exc:
+            if isinstance(exc, SendFailed) and self._stopping():
+                # Not the platform's refusal: the bot is stopping. The next start sends it.
+                await self._settle(lambda: service.outbox_put_back(item))
+                return
             why, again = str(exc), isinstance(exc, SendFailed)
             await self._settle(lambda: service.outbox_failed(item, why, retry=again))
         except Exception as exc:  # an adapter bug must not lose the copy silently

@@ -367,6 +367,10 @@ class LabelingService:
         """A copy did not go: later (`retry`), or never."""
         await self.outbox.failed(item, error, retry=retry)
 
+    async def outbox_put_back(self, item: OutboxItem) -> None:
+        """A claimed copy not sent because the bot is stopping: pending again, untried."""
+        await self.outbox.put_back(item)
+
     async def outbox_unsettled(self, platform: str) -> list[OutboxItem]:
         """Copies a crash left in flight on `platform`."""
         return await self.outbox.unsettled(platform)

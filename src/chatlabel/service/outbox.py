@@ -154,6 +154,18 @@ class Outbox:
         if await self.s.db.write(tx, short=True):
             self.notify()
 
+    async def put_back(self, item: OutboxItem) -> None:
+        """A claimed copy that did not go because the bot is stopping: pending again, as if
+        never tried (the next start sends it without waiting)."""
+
+        def tx(conn: sqlite3.Connection) -> None:
+            row = oq.get(conn, item.id)
+            if row is not None and row["state"] == "sending":
+                attempts = max(0, int(row["attempts"]) - 1)
+                oq.set_state(conn, item.id, "pending", attempts=attempts)
+
+        await self.s.db.write(tx, short=True)
+
     async def unsettled(self, platform: str) -> list[OutboxItem]:
         """Copies a sender claimed and never settled: what a crash left in flight."""
         rows = await self.s.db.read(oq.sending, platform)
