@@ -31,7 +31,9 @@ async def test_a_window_never_holds_more_than_its_count() -> None:
     started = time.monotonic()
     await asyncio.gather(*(call() for _ in range(9)))
     assert len(granted) == 9
-    assert _max_in_window(granted, 0.2) == 3
+    # Seen from here a grant can arrive late on a busy machine (the loop ran other work first),
+    # which makes two rounds look closer than they were: 50 ms of slack for that.
+    assert _max_in_window(granted, 0.15) == 3
     # 3 at once, 3 after 0.2 s, 3 after 0.4 s.
     assert 0.38 <= time.monotonic() - started < 1.0
 
