@@ -225,6 +225,9 @@ async def serve(rt: Runtime, stop: asyncio.Event) -> None:
         if rt.models is not None:
             # Models train in their worker and write in small transactions: presses go first.
             rt.background.append(asyncio.create_task(rt.models.run(stop)))
+        if rt.service.schedules():
+            # Reminders and digests: queued into the outbox when due; each platform sends its own.
+            rt.background.append(asyncio.create_task(rt.service.run_schedule(stop)))
         batch = BatchRecompute(rt.service)
         if batch.projects():
             # Dawid-Skene is a batch method: recompute after bursts of answers, never per press.

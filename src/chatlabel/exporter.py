@@ -15,7 +15,7 @@ from .service.items import ExportFormat, ExportWhat
 from .service.labeling import LabelingService
 from .service.reports import Reports
 
-What = Literal["results", "answers", "annotators"]
+What = Literal["results", "answers", "annotators", "reports"]
 Format = Literal["jsonl", "csv", "label-studio"]
 
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -41,6 +41,17 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "seconds",
         "answered_at",
         "check",
+        "skip_reason",
+        "comment",
+    ),
+    "reports": (
+        "item_id",
+        "annotator",
+        "reason",
+        "comment",
+        "reported_at",
+        "item_status",
+        "decision",
     ),
     "annotators": (
         "id",
@@ -61,7 +72,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 
 async def rows(service: LabelingService, project: str, what: What) -> AsyncIterator[dict[str, Any]]:
     """The export's rows as dicts, streamed from a read-only connection."""
-    if what in ("results", "answers"):
+    if what in ("results", "answers", "reports"):
         async for batch in _sql_batches(service, project, what, "jsonl"):
             for (line,) in batch:
                 yield json.loads(line)
@@ -95,9 +106,13 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 # One match() per cell: a formula start, or a control character (CR included) anywhere.
 _RISKY = re.compile(r"[=+\-@\t\r]|.*[\x00-\x08\x0b-\x1f\x7f-\x9f]", re.S)
-# Columns that can hold outside text (item ids from the data file, labels and free-text
-# answers, annotator keys); the others are numbers, fixed words or JSON chatlabel wrote.
-_TEXT_COLUMNS: dict[str, tuple[int, ...]] = {"results": (0, 1), "answers": (0, 1, 2)}
+# Columns that can hold outside text (item ids from the data file, labels, free-text answers
+# and comments, annotator keys); the others are numbers, fixed words or JSON chatlabel wrote.
+_TEXT_COLUMNS: dict[str, tuple[int, ...]] = {
+    "results": (0, 1, 7, 9),  # id, label, suggestion, model
+    "answers": (0, 1, 2, 10),  # item_id, annotator, label, comment
+    "reports": (0, 1, 3),
+}
 
 
 def csv_cell(value: Any) -> Any:
@@ -180,7 +195,7 @@ async def write(
         if what != "results":
             raise ValueError("Label Studio's format holds tasks and their results only")
         return await label_studio_tasks(service, project, out)
-    if what in ("results", "answers"):
+    if what in ("results", "answers", "reports"):
         return await _sql_export(service, project, what, fmt, out)
     n = 0
     if fmt == "jsonl":

@@ -81,6 +81,10 @@ class Leases:
             if refusal:
                 return JoinResult("refused", role=role, refusal=refusal)
             repo.add_member(conn, pid, a["id"], now)
+            if member is None:
+                # Reminders count a newcomer's idle time from joining; after that, from their
+                # latest answer or skip (a /start alone changes nothing, as it always did).
+                repo.update_member(conn, pid, a["id"], last_active=now)
             repo.set_current_project(conn, a["id"], pid)
             return JoinResult("joined", project=self.s.info(name), role=role)
 
@@ -169,6 +173,15 @@ class Leases:
         if repo.checker_around(conn, pid, aid, crowd, since):
             return None
         return repo.next_queue_item(conn, pid, aid, check=True)
+
+    def has_work(
+        self, conn: sqlite3.Connection, pid: int, aid: int, role: str, m: Row, now: float
+    ) -> bool:
+        """Whether a member has an item open or one to take now (without leasing it)."""
+        if repo.open_assignment(conn, aid, pid) is not None:
+            return True
+        # A draw of 1.0 asks for gold only where qualification needs it.
+        return self._pick(conn, pid, aid, role, member_record(m), 1.0, now) is not None
 
     def _pick(
         self,

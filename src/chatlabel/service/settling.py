@@ -52,11 +52,9 @@ class Settling:
         if deltas:
             repo.bump_member(conn, pid, aid, **deltas)
         run = m["same_run"]
-        if check:
-            repo.update_member(conn, pid, aid, last_answer_at=now)
-        else:
+        if not check:
             run = run + 1 if m["last_label"] == value else 1
-            repo.update_member(conn, pid, aid, last_label=value, same_run=run, last_answer_at=now)
+            repo.update_member(conn, pid, aid, last_label=value, same_run=run)
         m = repo.get_member(conn, pid, aid)
         assert m is not None
         # The relative gate's bar moves with the crowd, so it is read when gold is scored.
@@ -79,7 +77,9 @@ class Settling:
     ) -> None:
         """Stop giving someone work: their open items go back, their open votes stop counting."""
         self.s.pooled.pop(pid, None)
-        repo.update_member(conn, pid, aid, status="suspended", reason=reason.encode(), waiting=0)
+        repo.update_member(
+            conn, pid, aid, status="suspended", reason=reason.encode(), waiting=0, suspended_at=now
+        )
         repo.release_assignments(conn, aid)
         rules = self.s.rules[self.s.names[pid]]
         # Their votes on unsettled items stop counting; those items reopen for others.

@@ -9,6 +9,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import tzinfo
 
 from ..config import Config, Project
 from ..core import access
@@ -41,6 +42,8 @@ class Shared:
         self.projects: dict[str, Project] = {p.name: p for p in config.project}
         self.rules: dict[str, Rules] = {p.name: p.rules() for p in config.project}
         self.routing: dict[str, Routing | None] = {p.name: p.routing() for p in config.project}
+        # Each project's time zone: streak days, quiet hours and the digest's hour are local.
+        self.zones: dict[str, tzinfo] = {p.name: p.zone() for p in config.project}
         self._infos = {p.name: _info(p, self.rules[p.name]) for p in config.project}
         # A check shows a confident item as a verify item: its suggestion, yes and no.
         self._check_infos = {n: replace(i, kind="verify") for n, i in self._infos.items()}

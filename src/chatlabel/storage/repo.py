@@ -191,12 +191,12 @@ def checker_around(
     conn: sqlite3.Connection, project_id: int, annotator_id: int, crowd: float, since: float
 ) -> bool:
     """True when another active member who may check (core.assignment.may_check: gold
-    accuracy at least `crowd`) has answered since `since` and could take a check now."""
+    accuracy at least `crowd`) has been active since `since` and could take a check now."""
     row = conn.execute(
         """SELECT EXISTS (
                SELECT 1 FROM members m JOIN annotators a ON a.id = m.annotator_id
                WHERE m.project_id = :p AND m.annotator_id != :a AND m.status = 'active'
-                 AND m.paused = 0 AND a.blocked = 0 AND m.last_answer_at >= :since
+                 AND m.paused = 0 AND a.blocked = 0 AND m.last_active >= :since
                  AND m.gold_answers > 0
                  AND (m.gold_correct + 1.0) / (m.gold_answers + 2) >= :crowd)""",
         {"p": project_id, "a": annotator_id, "since": since, "crowd": crowd},
@@ -208,7 +208,7 @@ def next_gold_item(conn: sqlite3.Connection, project_id: int, annotator_id: int)
     """The least-used gold item this annotator has not seen."""
     row = conn.execute(
         f"""SELECT i.id FROM items i INDEXED BY items_gold
-            WHERE i.project_id = :p AND i.gold IS NOT NULL AND {_UNSEEN}
+            WHERE i.project_id = :p AND i.gold IS NOT NULL AND i.status = 'pending' AND {_UNSEEN}
             ORDER BY i.n_answers, i.seq LIMIT 1""",
         {"p": project_id, "a": annotator_id},
     ).fetchone()
@@ -233,7 +233,7 @@ def open_item(
     row = conn.execute(
         f"""SELECT i.id FROM items i
            WHERE i.project_id = :p AND i.ext_id = :e
-             AND (i.queued OR i.gold IS NOT NULL)
+             AND (i.queued OR (i.gold IS NOT NULL AND i.status = 'pending'))
              AND {_UNSEEN}""",
         {"p": project_id, "e": ext_id, "a": annotator_id},
     ).fetchone()
@@ -404,8 +404,11 @@ def save_verdict(
              updated_at = excluded.updated_at""",
         (item_id, status, label, confidence, json.dumps(votes), n_answers, method, now),
     )
+    # An item held by reports (or removed) keeps that status until a coordinator decides.
     conn.execute(
-        """UPDATE items SET status = :status, n_answers = :n,
+        """UPDATE items SET
+             status = CASE WHEN status IN ('held', 'removed') THEN status ELSE :status END,
+             n_answers = :n,
              needed = CASE WHEN route = 'check' THEN needed ELSE :needed END,
              model_hit = CASE WHEN route != 'audit' OR route IS NULL THEN model_hit
                               WHEN :status = 'resolved' THEN suggestion = :label END
