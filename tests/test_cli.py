@@ -45,7 +45,7 @@ def test_init_import_status_export(tmp_path: Path) -> None:
     assert not (tmp_path / "results.csv.part").exists()
     for what, header in (
         ("answers", "item_id,annotator,label,skipped,is_gold,correct,seconds,answered_at,"
-                    "skip_reason,comment"),
+                    "skip_reason,comment,check"),
         ("reports", "item_id,annotator,reason,comment,reported_at,item_status,decision"),
     ):  # fmt: skip
         out = tmp_path / f"{what}.csv"

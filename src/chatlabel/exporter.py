@@ -40,9 +40,9 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "correct",
         "seconds",
         "answered_at",
-        "check",
         "skip_reason",
         "comment",
+        "check",
     ),
     "reports": (
         "item_id",
@@ -110,7 +110,7 @@ _RISKY = re.compile(r"[=+\-@\t\r]|.*[\x00-\x08\x0b-\x1f\x7f-\x9f]", re.S)
 # and comments, annotator keys); the others are numbers, fixed words or JSON chatlabel wrote.
 _TEXT_COLUMNS: dict[str, tuple[int, ...]] = {
     "results": (0, 1, 7, 9),  # id, label, suggestion, model
-    "answers": (0, 1, 2, 10),  # item_id, annotator, label, comment
+    "answers": (0, 1, 2, 9),  # item_id, annotator, label, comment
     "reports": (0, 1, 3),
 }
 

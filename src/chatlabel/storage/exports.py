@@ -54,15 +54,15 @@ _SQL = {
         'is_gold', {_BOOL.format("x.is_gold")},
         'correct', CASE WHEN x.correct IS NULL THEN NULL ELSE {_BOOL.format("x.correct")} END,
         'seconds', ROUND(x.seconds, 3), 'answered_at', {_ISO},
-        'check', {_BOOL.format("x.checked")}, 'skip_reason', x.skip_reason,
-        'comment', {_COMMENT}) """
+        'skip_reason', x.skip_reason, 'comment', {_COMMENT},
+        'check', {_BOOL.format("x.checked")}) """
     + _ANSWERS_FROM,
     ("answers", "csv"): f"""SELECT i.ext_id, a.key, x.value,
         CASE WHEN x.value IS NULL THEN 'true' ELSE 'false' END,
         CASE WHEN x.is_gold THEN 'true' ELSE 'false' END,
         CASE x.correct WHEN 1 THEN 'true' WHEN 0 THEN 'false' END,
         ROUND(x.seconds, 3), {_ISO},
-        CASE WHEN x.checked THEN 'true' ELSE 'false' END, x.skip_reason, {_COMMENT} """
+        x.skip_reason, {_COMMENT}, CASE WHEN x.checked THEN 'true' ELSE 'false' END """
     + _ANSWERS_FROM,
     ("reports", "jsonl"): REPORTS_JSONL,
     ("reports", "csv"): REPORTS_CSV,
