@@ -79,7 +79,7 @@ def fit_predict(
 
     def margins(index: np.ndarray, x: Any) -> np.ndarray:
         """Decision values (n, classes) of a linear SVM fitted on rows `index`."""
-        svm = LinearSVC(C=1.0).fit(x_rows[index], y[index])
+        svm = LinearSVC(C=1.0, random_state=seed).fit(x_rows[index], y[index])
         d = svm.decision_function(x)
         d = np.column_stack([-d, d]) if d.ndim == 1 else d
         out = np.full((x.shape[0], len(classes)), -10.0)  # a label it never saw: no chance
@@ -119,7 +119,7 @@ def fit_predict(
     # Too little gold to calibrate on: sigmoid calibration over every labeled item.
     least = min(Counter(y.tolist()).values())
     model = CalibratedClassifierCV(
-        LinearSVC(C=1.0), method="sigmoid", cv=min(CALIBRATION_FOLDS, least)
+        LinearSVC(C=1.0, random_state=seed), method="sigmoid", cv=min(CALIBRATION_FOLDS, least)
     ).fit(x_rows, y)
     predicted = scored(model.predict_proba(x_items), model.classes_, ids) if ids else []
     return predicted, []
