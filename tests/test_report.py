@@ -7,6 +7,7 @@ import asyncio
 import base64
 import html
 import io
+import json
 import random
 import re
 import string
@@ -20,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from chatlabel import report
+from chatlabel import exporter, report
 from chatlabel.charts import fit_text, progress_chart
 from chatlabel.cli import main
 from chatlabel.config import load_config
@@ -358,3 +359,37 @@ def service_rows() -> list[AnnotatorRow]:
         row("t:1", "Александра Константиновна Рождественская", 0.92),
         row("t:2", "Bob", 0.5, "suspended"),
     ]
+
+
+async def test_the_model_is_a_row_of_the_report_and_the_annotators_export(
+    service_factory: ServiceFactory, tmp_path: Path
+) -> None:
+    """Imported suggestions scored on gold: the model's accuracy with its interval shows in the
+    report's annotator table and in the annotators export, as a person's would."""
+    svc = await service_factory(
+        [{**PROJECT, "model": {"kind": "import", "auto_threshold": 0.9, "audit_rate": 0.0}}]
+    )
+    gold = [("cat", "cat"), ("dog", "dog"), ("bird", "bird"), ("cat", "dog")]
+    rows = [
+        {"id": f"g{n}", "text": f"gold {n}", "gold": truth, "suggestion": said,
+         "suggestion_score": 0.95, "model_version": "rules-7"}
+        for n, (truth, said) in enumerate(gold)
+    ]  # fmt: skip
+    rows.append({"id": "i1", "text": "an item", "suggestion": "cat", "suggestion_score": 0.5})
+    await import_file(svc, "p", write_jsonl(tmp_path / "items.jsonl", rows))
+    state = await svc.model_state("p")
+    assert state is not None and (state.right, state.scored, state.version) == (3, 4, "rules-7")
+
+    written = await write_report(svc, "p", tmp_path / "out")
+    page = written.html.read_text(encoding="utf-8")
+    row = next(r for r in page.split("<tr>") if "rules-7" in r)
+    of = EN("annotators.accuracy_of", accuracy=EN.percent(0.75), n=4)
+    assert e(of) in row and e(f"({EN('role.model')})") in row
+
+    out = io.StringIO()
+    await exporter.write(svc, "p", "annotators", "jsonl", out)
+    model = json.loads(out.getvalue().splitlines()[0])
+    assert (model["id"], model["name"], model["role"]) == ("model:import", "rules-7", "model")
+    assert (model["gold_answers"], model["gold_accuracy"]) == (4, 0.75)
+    assert 0 < model["accuracy_low"] < 0.75 < model["accuracy_high"] < 1
+    assert model["status"] == "active" and model["reason"] is None

@@ -18,7 +18,7 @@ from PIL import Image
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import Block
 
-from chatlabel.config import Access, Config, ConfigError, Quality, Slack
+from chatlabel.config import Access, Config, ConfigError, Model, Quality, Slack
 from chatlabel.conversation import Catalog
 from chatlabel.emulators.slack import SlackApiEmulator, SlackFaults
 from chatlabel.emulators.slack_user import sign
@@ -710,3 +710,37 @@ async def test_buttons_keep_working_after_a_restart(stack: Any, tmp_path: Path) 
     await ann.wait_for(lambda: len(items(ann)) == 2)
     await asyncio.sleep(0.2)
     assert len(items(ann)) == 2
+
+
+async def test_a_confident_suggestion_is_one_check_in_slack_too(stack: Any, tmp_path: Path) -> None:
+    """The check flow is the shared conversation's: Slack shows a confident item as yes/no."""
+    routed = project(model=Model(kind="import", auto_threshold=0.9, audit_rate=0.0))
+    bot = await make_bot(
+        stack,
+        tmp_path,
+        routed,
+        items={
+            "triage": [
+                {"id": "c1", "text": "FREE PRIZE", "suggestion": "spam", "suggestion_score": 0.97},
+                {"id": "c2", "text": "Lunch?", "suggestion": "ham", "suggestion_score": 0.95},
+            ]
+        },
+    )
+    ann = await joined(bot, "U1")
+    check = open_items(ann)[0]
+    assert "FREE PRIZE" in shown(check)
+    assert "Suggested: spam — is this right?" in shown(check)
+    assert check.button_texts == ["✅ Yes", "❌ No", "Skip", "Report"]
+    await ann.press(check, "✅ Yes")
+    await ann.wait_for(lambda: len(items(ann)) == 2)
+    second = open_items(ann)[0]
+    assert "Suggested: ham — is this right?" in shown(second)
+    await ann.press(second, "❌ No")
+    await ann.wait_for(lambda: "That's everything for now" in ann.messages[-1].text)
+    assert await bot.rows(
+        "SELECT i.ext_id, i.status, i.route, v.label FROM items i "
+        "LEFT JOIN verdicts v ON v.item_id = i.id ORDER BY i.seq"
+    ) == [("c1", "resolved", "verified", "spam"), ("c2", "pending", "rejected", None)]
+    assert await bot.rows("SELECT method FROM verdicts WHERE label IS NOT NULL") == [("check",)]
+    # Of the two labels plus "unsure", "not ham" names no label: the no is not a vote.
+    assert await bot.answers() == [("slack:T0001/U1", "c1", "yes"), ("slack:T0001/U1", "c2", "no")]

@@ -145,6 +145,12 @@ class Suggestions:
             return
         pid = self.s.pids[name]
         mq.score_imported_gold(conn, pid, after_seq)
+        model = self.s.projects[name].model
+        if model is not None and model.kind == "import":
+            # The imported model's name is the model's name: in /annotators, reports, exports.
+            version = mq.imported_version(conn, pid, after_seq)
+            if version is not None:
+                mq.set_version(conn, pid, version, self.s.clock())
         row = mq.model_row(conn, pid)
         on = routing if row is None or row["routing"] else None
         overlap = self.s.projects[name].overlap

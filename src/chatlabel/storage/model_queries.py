@@ -62,6 +62,24 @@ def trained(
     )
 
 
+def imported_version(conn: sqlite3.Connection, project_id: int, after_seq: int) -> str | None:
+    """The model version named by the last item imported after `after_seq` that names one."""
+    row = conn.execute(
+        """SELECT suggestion_model FROM items WHERE project_id = ? AND seq > ?
+             AND suggestion_model IS NOT NULL ORDER BY seq DESC LIMIT 1""",
+        (project_id, after_seq),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def set_version(conn: sqlite3.Connection, project_id: int, version: str, now: float) -> None:
+    """Name the model by `version` (imported suggestions: no training to count)."""
+    conn.execute(
+        "UPDATE models SET version = ?, updated_at = ? WHERE project_id = ?",
+        (version, now, project_id),
+    )
+
+
 def record(conn: sqlite3.Connection, project_id: int) -> tuple[int, int]:
     """(right, scored) of a project's suggestions on gold items and audited verdicts."""
     row = conn.execute(
