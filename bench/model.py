@@ -124,6 +124,8 @@ class Result:
     press_ms: list[float] = field(default_factory=list)
     seconds: float = 0.0
     model: str = ""
+    # Checks by whether the suggestion was right: {(suggested label, right): (checks, no's)}.
+    check_split: dict[tuple[str, bool], list[int]] = field(default_factory=dict)
 
     @property
     def per_item(self) -> float:
@@ -282,6 +284,10 @@ async def run_arm(
     res.checks = stats["checks"]
     res.verified, res.rejected = stats["verified"], stats["rejected"]
     res.suspended = stats["suspended"]
+    for ext, suggestion, value in stats["check_rows"]:
+        cell = res.check_split.setdefault((suggestion, suggestion == truth.get(ext)), [0, 0])
+        cell[0] += 1
+        cell[1] += value not in ("yes", suggestion)  # a two-label no is the other label
     return res
 
 
@@ -300,6 +306,10 @@ def _stats(conn: Any) -> dict[str, Any]:
         conn.execute("SELECT route, COUNT(*) FROM items WHERE route IS NOT NULL GROUP BY route")
     )
     suspended = conn.execute("SELECT COUNT(*) FROM members WHERE status = 'suspended'").fetchone()
+    check_rows = conn.execute(
+        "SELECT i.ext_id, i.suggestion, x.value FROM answers x JOIN items i ON i.id = x.item_id "
+        "WHERE x.checked = 1 AND x.is_gold = 0 AND x.value IS NOT NULL"
+    ).fetchall()
     return {
         "answers": int(answers),
         "checks": int(checks),
@@ -307,6 +317,7 @@ def _stats(conn: Any) -> dict[str, Any]:
         "verified": int(routes.get("verified", 0)),
         "rejected": int(routes.get("rejected", 0)),
         "suspended": int(suspended[0]),
+        "check_rows": [tuple(r) for r in check_rows],
     }
 
 
@@ -395,6 +406,7 @@ async def main_async(args: argparse.Namespace) -> int:
         report(a)
         b = await run_arm("b", data, people, args, folder)
         report(b)
+        checks(b)
         lat = await latency(data, args, folder)
     ratio = lat["during_p99"] / lat["alone_p99"] if lat["alone_p99"] else float("nan")
     print(
@@ -415,6 +427,15 @@ async def main_async(args: argparse.Namespace) -> int:
         f"({per_item_share:.1%} of no-model), accuracy {a.accuracy:.2%} -> {b.accuracy:.2%}"
     )
     return 0
+
+
+def checks(r: Result) -> None:
+    """Where the checks' no's fell: on right suggestions (wasted) or on wrong ones, by label."""
+    parts = []
+    for (label, right), (n, no) in sorted(r.check_split.items()):
+        kind = "right" if right else "wrong"
+        parts.append(f"{label} {kind} {no}/{n} ({no / n:.0%})" if n else f"{label} {kind} 0/0")
+    print(f"({r.name}) no's per checked suggestion (label, right or wrong): " + ", ".join(parts))
 
 
 def report(r: Result) -> None:
