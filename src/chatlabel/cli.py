@@ -194,6 +194,8 @@ def _storage_line(st: Any) -> str:
     from .service.health import human_bytes
 
     space = st.space
+    if space is None:
+        return f"database {escape(str(st.database))} (PostgreSQL)"
     line = (
         f"database {escape(str(st.database))}: {human_bytes(st.database_bytes)}, "
         f"WAL {human_bytes(st.wal_bytes)}; {human_bytes(space.free)} free of "
@@ -302,6 +304,11 @@ def backup(config: str, output: Path) -> None:
     from .storage.schema import UnusableDatabase
 
     cfg = _config(config)
+    if cfg.storage.is_postgres:
+        raise click.ClickException(
+            f"{cfg.path}: backup copies a SQLite file; for PostgreSQL use pg_dump, or "
+            "chatlabel migrate-db CONFIG --to sqlite:///COPY.db"
+        )
     try:
         s = copy_database(cfg.database_path(), output)
     except (BackupError, UnusableDatabase) as exc:

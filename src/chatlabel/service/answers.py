@@ -104,7 +104,8 @@ class Answers:
         return out
 
     def _check(self, conn: sqlite3.Connection, user: UserRef, assignment_id: int) -> Row | Outcome:
-        r = repo.get_assignment(conn, assignment_id)
+        # Locked (on PostgreSQL): a press delivered twice, to two workers, counts once.
+        r = repo.get_assignment(conn, assignment_id, lock=True)
         if r is None or r["annotator_key"] != user.key:
             return Outcome("forbidden", "not_yours")
         return r
@@ -298,6 +299,7 @@ class Answers:
                 return Outcome("stale", "nothing_to_undo")
             if x["annotator_key"] != user.key:
                 return Outcome("forbidden", "not_yours")
+            repo.lock_item(conn, x["item_id"])
             item = repo.get_item(conn, x["item_id"])
             name = self.s.names[item["project_id"]]
             project, rules = self.s.projects[name], self.s.rules[name]

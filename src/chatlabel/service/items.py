@@ -98,7 +98,7 @@ class Items:
     ) -> AsyncIterator[list[Any]]:
         """An export's rows in batches: one JSON text per row (jsonl) or a tuple of CSV cells."""
         rules = self.s.rules[project]
-        sql = export_sql(what, fmt, rules.kind)
+        sql = export_sql(what, fmt, rules.kind, self.s.db.dialect)
         params = {"p": self.s.pids[project], "method": rules.method}
         async for batch in self.s.db.stream_batches(sql, params):
             yield batch

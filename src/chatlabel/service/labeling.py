@@ -14,7 +14,7 @@ from typing import Any
 
 from ..config import Config, Project
 from ..core.model import Rules
-from ..storage.db import Database
+from ..storage.store import Store
 from ..storage.exports import ExportFormat, ExportWhat
 from .answers import Answers
 from .health import Health
@@ -32,7 +32,7 @@ class LabelingService:
 
     def __init__(
         self,
-        db: Database,
+        db: Store,
         config: Config,
         *,
         clock: Callable[[], float] = time.time,
@@ -55,7 +55,7 @@ class LabelingService:
     # -- what the configuration says (read-only) ------------------------------------------------
 
     @property
-    def db(self) -> Database:
+    def db(self) -> Store:
         """The database (for the importer, exporter and reports of this package)."""
         return self.shared.db
 

@@ -73,7 +73,8 @@ class Settling:
         # Their votes on unsettled items stop counting; those items reopen for others.
         reopened = repo.uncount_open_answers(conn, pid, aid)
         # And undecided items only they could still have answered go to the experts.
-        for item_id in {*reopened, *repo.undecided_items(conn, pid, rules.overlap)}:
+        for item_id in sorted({*reopened, *repo.undecided_items(conn, pid, rules.overlap)}):
+            repo.lock_item(conn, item_id)  # in id order: two suspensions cannot deadlock
             self.settle(conn, pid, item_id, rules, now)
         self.s.notify()
 
@@ -96,7 +97,7 @@ class Settling:
     def settle(
         self, conn: sqlite3.Connection, pid: int, item_id: int, rules: Rules, now: float
     ) -> None:
-        """Recompute an item's verdict from its counted votes."""
+        """Recompute an item's verdict from its counted votes (the caller holds the item row)."""
         rows = repo.item_votes(conn, item_id)
         weights = None
         if rules.method != "majority" and rows:

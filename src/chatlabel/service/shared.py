@@ -14,7 +14,7 @@ from ..core import access
 from ..core.model import Rules
 from ..mechanics import BoundedCache
 from ..storage import repo
-from ..storage.db import Database
+from ..storage.store import Store
 from .types import Media, ProjectInfo, ProjectTexts, Task, UserRef
 
 Row = sqlite3.Row
@@ -25,7 +25,7 @@ class Shared:
 
     def __init__(
         self,
-        db: Database,
+        db: Store,
         config: Config,
         *,
         clock: Callable[[], float] = time.time,
@@ -51,6 +51,8 @@ class Shared:
     async def start(self) -> None:
         """Create the project rows the config declares."""
         self._loop = asyncio.get_running_loop()
+        # Work announced by another process on the same database wakes this one's push loops.
+        self.db.on_change(self._wake)
         now = self.clock()
 
         def tx(conn: sqlite3.Connection) -> dict[str, int]:
@@ -91,10 +93,13 @@ class Shared:
         return out
 
     def notify(self) -> None:
-        """Wake everyone waiting for work to appear; safe to call from the database thread."""
+        """Wake everyone waiting for work to appear; safe to call from the database thread.
+
+        Other processes on the same database (PostgreSQL) hear of it too."""
         loop = self._loop
         if loop is None:
             return
+        self.db.announce()
         try:
             here = asyncio.get_running_loop()
         except RuntimeError:

@@ -1,4 +1,4 @@
-"""The SQL of exports: results and answers built by SQLite itself, streamed in batches."""
+"""The SQL of exports: results and answers built by the database itself, streamed in batches."""
 
 from __future__ import annotations
 
@@ -54,7 +54,63 @@ _SQL = {
 }
 
 
-def export_sql(what: ExportWhat, fmt: ExportFormat, kind: str) -> str:
+# The same rows on PostgreSQL: json_build_object keeps the keys in this order, as SQLite's
+# json_object does; times and scores are double precision, rounded through numeric.
+def _pg_label_sql(kind: str, column: str, json: bool) -> str:
+    if kind == "multi":
+        return f"({column})::json" if json else column
+    if kind == "rating" and json:
+        return (
+            f"CASE WHEN ({column})::numeric = trunc(({column})::numeric)"
+            f" THEN to_json(({column})::numeric::bigint) ELSE to_json(({column})::float8) END"
+        )
+    if kind == "rating":
+        return (
+            f"CASE WHEN ({column})::numeric = trunc(({column})::numeric)"
+            f" THEN (({column})::numeric::bigint)::text ELSE (({column})::float8)::text END"
+        )
+    return column
+
+
+_PG_ROUND = "round(({})::numeric, {})::float8"
+_PG_ISO = (
+    "to_char(to_timestamp(x.answered_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS')"
+    " || '+00:00'"
+)
+_PG_SQL = {
+    ("results", "jsonl"): """SELECT json_build_object('id', i.ext_id,
+        'label', CASE WHEN COALESCE(v.status, i.status) = 'resolved' THEN {label} END,
+        'status', COALESCE(v.status, i.status),
+        'confidence', """
+    + _PG_ROUND.format("v.confidence", 4)
+    + """, 'votes', COALESCE(v.votes, '{{}}')::json, 'n_answers', COALESCE(v.n_answers, 0),
+        'method', COALESCE(v.method, :method))::text """
+    + _RESULTS_FROM,
+    ("results", "csv"): """SELECT i.ext_id,
+        CASE WHEN COALESCE(v.status, i.status) = 'resolved' THEN v.label END,
+        COALESCE(v.status, i.status), """
+    + _PG_ROUND.format("v.confidence", 4)
+    + """, COALESCE(v.votes, '{{}}'),
+        COALESCE(v.n_answers, 0), COALESCE(v.method, :method) """
+    + _RESULTS_FROM,
+    ("answers", "jsonl"): f"""SELECT json_build_object('item_id', i.ext_id, 'annotator', a.key,
+        'label', {{label}}, 'skipped', x.value IS NULL, 'is_gold', x.is_gold <> 0,
+        'correct', CASE WHEN x.correct IS NULL THEN NULL ELSE x.correct <> 0 END,
+        'seconds', {_PG_ROUND.format("x.seconds", 3)}, 'answered_at', {_PG_ISO})::text """
+    + _ANSWERS_FROM,
+    ("answers", "csv"): f"""SELECT i.ext_id, a.key, x.value,
+        CASE WHEN x.value IS NULL THEN 'true' ELSE 'false' END,
+        CASE WHEN x.is_gold <> 0 THEN 'true' ELSE 'false' END,
+        CASE x.correct WHEN 1 THEN 'true' WHEN 0 THEN 'false' END,
+        {_PG_ROUND.format("x.seconds", 3)}, {_PG_ISO} """
+    + _ANSWERS_FROM,
+}
+
+
+def export_sql(what: ExportWhat, fmt: ExportFormat, kind: str, dialect: str = "sqlite") -> str:
     """The query for an export; parameters :p (project id) and :method (its verdict method)."""
     column = "v.label" if what == "results" else "x.value"
+    if dialect == "postgresql":
+        label = _pg_label_sql(kind, column, fmt == "jsonl")
+        return _PG_SQL[what, fmt].format(label=label)
     return _SQL[what, fmt].format(label=_label_sql(kind, column))

@@ -197,7 +197,7 @@ def migrate(conn: Any, label: str) -> int:
             if version == 0:
                 conn.execute(_VERSION_TABLE)
                 conn.execute("INSERT INTO chatlabel_schema (version) VALUES (0)")
-            conn.raw.execute(MIGRATIONS[version])
+            conn.raw.execute(MIGRATIONS[version], prepare=False)  # several statements
             conn.execute("UPDATE chatlabel_schema SET version = ?", (version + 1,))
             conn.execute("COMMIT")
         except BaseException:

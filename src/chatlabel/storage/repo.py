@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..core.model import ITEM_FIELDS
+from .dialect import for_update, is_pg
 
 Row = sqlite3.Row
 
@@ -47,8 +48,8 @@ def upsert_annotator(
         """INSERT INTO annotators (key, platform, address, name, created_at)
            VALUES (?, ?, ?, ?, ?)
            ON CONFLICT(key) DO UPDATE SET
-             address = COALESCE(excluded.address, address),
-             name = CASE WHEN excluded.name != '' THEN excluded.name ELSE name END,
+             address = COALESCE(excluded.address, annotators.address),
+             name = CASE WHEN excluded.name != '' THEN excluded.name ELSE annotators.name END,
              blocked = 0""",
         (key, platform, address, name, now),
     )
@@ -84,10 +85,16 @@ def set_blocked(conn: sqlite3.Connection, annotator_id: int) -> None:
     conn.execute("UPDATE members SET waiting = 0 WHERE annotator_id = ?", (annotator_id,))
 
 
-def get_member(conn: sqlite3.Connection, project_id: int, annotator_id: int) -> Row | None:
-    """One annotator's membership in one project."""
+def get_member(
+    conn: sqlite3.Connection, project_id: int, annotator_id: int, *, lock: bool = False
+) -> Row | None:
+    """One annotator's membership in one project (`lock`: held until commit on PostgreSQL).
+
+    Locked when a use case decides from it what to write for that person (their next item):
+    two workers handling the same person at once then take turns, as on SQLite."""
     return conn.execute(
-        "SELECT * FROM members WHERE project_id = ? AND annotator_id = ?",
+        "SELECT * FROM members WHERE project_id = ? AND annotator_id = ?"
+        + (for_update(conn) if lock else ""),
         (project_id, annotator_id),
     ).fetchone()
 
@@ -123,16 +130,27 @@ def bump_member(
     )
 
 
-def waiting_members(conn: sqlite3.Connection, platform: str, limit: int) -> list[Row]:
-    """Members told there was no work, who can be pushed an item now."""
+def waiting_members(
+    conn: sqlite3.Connection, platform: str, project_ids: Iterable[int], limit: int
+) -> list[Row]:
+    """Members of these projects told there was no work, who can be pushed an item now.
+
+    On PostgreSQL the rows are locked and rows another process is pushing are skipped: two
+    processes serving one bot never push the same person the same item twice."""
+    ids = [int(p) for p in project_ids]
+    if not ids:
+        return []
+    marks = ",".join("?" for _ in ids)
     return conn.execute(
-        """SELECT a.key, a.address, a.name, a.id AS annotator_id, m.project_id
+        f"""SELECT a.key, a.address, a.name, a.id AS annotator_id, m.project_id
            FROM members m JOIN annotators a ON a.id = m.annotator_id
            JOIN projects p ON p.id = m.project_id
            WHERE m.waiting = 1 AND m.paused = 0 AND m.status = 'active' AND p.paused = 0
              AND a.blocked = 0 AND a.platform = ? AND a.project_id = m.project_id
-           LIMIT ?""",
-        (platform, limit),
+             AND m.project_id IN ({marks})
+           LIMIT ?"""
+        + for_update(conn, "m", skip_locked=True),
+        (platform, *ids, limit),
     ).fetchall()
 
 
@@ -141,12 +159,14 @@ def waiting_members(conn: sqlite3.Connection, platform: str, limit: int) -> list
 
 def expire_leases(conn: sqlite3.Connection, now: float) -> int:
     """Expire overdue assignments and give their items' slots back; returns how many."""
+    # Rows another transaction is expiring (or answering) right now are left to it.
     rows = conn.execute(
-        "SELECT id, item_id FROM assignments WHERE state = 'pending' AND expires_at <= ?", (now,)
+        "SELECT id, item_id FROM assignments WHERE state = 'pending' AND expires_at <= ?"
+        + for_update(conn, skip_locked=True),
+        (now,),
     ).fetchall()
     for r in rows:
-        conn.execute("UPDATE assignments SET state = 'expired' WHERE id = ?", (r["id"],))
-        conn.execute("UPDATE items SET n_leases = n_leases - 1 WHERE id = ?", (r["item_id"],))
+        close_assignment(conn, r["id"], r["item_id"], "expired")
     return len(rows)
 
 
@@ -174,7 +194,9 @@ def next_queue_item(conn: sqlite3.Connection, project_id: int, annotator_id: int
     row = conn.execute(
         f"""SELECT i.id FROM items i INDEXED BY items_queue
             WHERE i.project_id = :p AND i.queued AND {_UNSEEN}
-            ORDER BY i.n_answers DESC, i.seq LIMIT 1""",
+            ORDER BY i.n_answers DESC, i.seq LIMIT 1"""
+        # Skip a queue head another transaction is leasing right now: the next one will do.
+        + for_update(conn, "i", skip_locked=True),
         {"p": project_id, "a": annotator_id},
     ).fetchone()
     return _id(row)
@@ -196,7 +218,8 @@ def next_escalated_item(conn: sqlite3.Connection, project_id: int, annotator_id:
     row = conn.execute(
         f"""SELECT i.id FROM items i INDEXED BY items_escalated
             WHERE i.project_id = :p AND i.status = 'escalated' AND i.n_leases = 0 AND {_UNSEEN}
-            ORDER BY i.seq LIMIT 1""",
+            ORDER BY i.seq LIMIT 1"""
+        + for_update(conn, "i", skip_locked=True),
         {"p": project_id, "a": annotator_id},
     ).fetchone()
     return _id(row)
@@ -210,7 +233,8 @@ def open_item(
         f"""SELECT i.id FROM items i
            WHERE i.project_id = :p AND i.ext_id = :e
              AND (i.queued OR i.gold IS NOT NULL)
-             AND {_UNSEEN}""",
+             AND {_UNSEEN}"""
+        + for_update(conn, "i"),
         {"p": project_id, "e": ext_id, "a": annotator_id},
     ).fetchone()
     return _id(row)
@@ -229,23 +253,39 @@ def create_assignment(
     return int(cur.lastrowid or 0)
 
 
-def get_assignment(conn: sqlite3.Connection, assignment_id: int) -> Row | None:
-    """An assignment with its item's fields and its annotator's key."""
+def get_assignment(
+    conn: sqlite3.Connection, assignment_id: int, *, lock: bool = False
+) -> Row | None:
+    """An assignment with its item's fields and its annotator's key.
+
+    `lock` (for a use case that changes them): on PostgreSQL the assignment and its item stay
+    locked until commit, so a press delivered twice, or two people's answers to one item,
+    take turns and each sees what the other wrote."""
     return conn.execute(
         """SELECT s.id AS assignment_id, s.state, s.draft, s.created_at AS leased_at,
                   s.expires_at, s.annotator_id, a.key AS annotator_key, i.*
            FROM assignments s JOIN items i ON i.id = s.item_id
-           JOIN annotators a ON a.id = s.annotator_id WHERE s.id = ?""",
+           JOIN annotators a ON a.id = s.annotator_id WHERE s.id = ?"""
+        + (for_update(conn, "s, i") if lock else ""),
         (assignment_id,),
     ).fetchone()
+
+
+def lock_item(conn: sqlite3.Connection, item_id: int) -> None:
+    """Hold an item's row until commit before recomputing its verdict (PostgreSQL only)."""
+    if is_pg(conn):
+        conn.execute("SELECT id FROM items WHERE id = ? FOR UPDATE", (item_id,))
 
 
 def close_assignment(
     conn: sqlite3.Connection, assignment_id: int, item_id: int, state: str
 ) -> None:
-    """End a pending assignment and free its slot."""
-    conn.execute("UPDATE assignments SET state = ? WHERE id = ?", (state, assignment_id))
-    conn.execute("UPDATE items SET n_leases = n_leases - 1 WHERE id = ?", (item_id,))
+    """End a pending assignment and free its slot (once: a closed one is left as it is)."""
+    cur = conn.execute(
+        "UPDATE assignments SET state = ? WHERE id = ? AND state = 'pending'", (state, assignment_id)
+    )
+    if cur.rowcount:
+        conn.execute("UPDATE items SET n_leases = n_leases - 1 WHERE id = ?", (item_id,))
 
 
 def bump_item_answers(conn: sqlite3.Connection, item_id: int, delta: int) -> None:
@@ -414,13 +454,15 @@ def media_file_id(conn: sqlite3.Connection, sha256: str, platform: str) -> str |
 def save_media_file_id(conn: sqlite3.Connection, sha256: str, platform: str, file_id: str) -> None:
     """Remember a platform's file id for prepared media."""
     conn.execute(
-        "INSERT OR REPLACE INTO media_files (sha256, platform, file_id) VALUES (?, ?, ?)",
+        """INSERT INTO media_files (sha256, platform, file_id) VALUES (?, ?, ?)
+           ON CONFLICT (sha256, platform) DO UPDATE SET file_id = excluded.file_id""",
         (sha256, platform, file_id),
     )
 
 
 # -- import -------------------------------------------------------------------------------
 
+_IMPORT_LOCK = 0x63_6C_69_6D  # "clim": held by an import's transaction on PostgreSQL
 ITEM_COLUMNS = ITEM_FIELDS  # the importer builds rows in this order
 _INSERT_ITEM = (
     f"INSERT INTO items ({', '.join(ITEM_COLUMNS)}) VALUES ({', '.join('?' * len(ITEM_COLUMNS))})"
@@ -429,7 +471,10 @@ _INSERT_ITEM = (
 
 
 def max_seq(conn: sqlite3.Connection) -> int:
-    """The highest import sequence number so far."""
+    """The highest import sequence number so far (imports take turns on PostgreSQL)."""
+    if is_pg(conn):
+        # Two processes importing at once would otherwise number their rows alike.
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (_IMPORT_LOCK,))
     return int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM items").fetchone()[0])
 
 
