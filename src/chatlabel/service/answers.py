@@ -190,7 +190,9 @@ class Answers:
                 undo_until=now + project.undo_seconds,
             )
         assert value is not None
-        suspended = self.settling.score(conn, r, rules, project, value, correct, seconds, now)
+        suspended = self.settling.score(
+            conn, r, rules, project, value, correct, seconds, now, member
+        )
         repo.bump_member(conn, r["project_id"], r["annotator_id"], answers=1)
         if is_gold:
             # Counting gold answers rotates gold items ("least used first") across annotators.

@@ -117,12 +117,12 @@ class Leases:
         a, name = cur
         pid = self.s.pids[name]
         # Locked until commit (PostgreSQL): one person's next item is decided once at a time.
-        m = repo.get_member(conn, pid, a["id"], lock=True)
+        m = repo.member_for_work(conn, pid, a["id"])
         if m is None:
             return Idle("not_joined")
         if m["status"] == "suspended":
             return Idle("suspended", Reason.decode(m["reason"]))
-        if any(p["id"] == pid and p["paused"] for p in repo.project_rows(conn)):
+        if m["project_paused"]:
             # Waiting, so the push loop brings them back when the project resumes.
             repo.update_member(conn, pid, a["id"], waiting=1)
             return Idle("project_paused")

@@ -31,10 +31,13 @@ class Settling:
         correct: bool | None,
         seconds: float,
         now: float,
+        m: Row | None = None,
     ) -> Reason | None:
-        """Update quality counters for one answer; returns why it suspends its author, if so."""
+        """Update quality counters for one answer; returns why it suspends its author, if so.
+
+        `m`: the author's membership row as the caller read it in this transaction."""
         pid, aid = r["project_id"], r["annotator_id"]
-        m = repo.get_member(conn, pid, aid)
+        m = m or repo.get_member(conn, pid, aid)
         assert m is not None
         deltas: dict[str, int] = {}
         if correct is not None:
@@ -48,14 +51,16 @@ class Settling:
             repo.bump_member(conn, pid, aid, **deltas)
         run = m["same_run"] + 1 if m["last_label"] == value else 1
         repo.update_member(conn, pid, aid, last_label=value, same_run=run)
-        m = repo.get_member(conn, pid, aid)
-        assert m is not None
+        # The row as it is now, without reading it again: the counters plus what was added.
+        now_m = {k: m[k] for k in m.keys()}  # noqa: SIM118 (rows are not dicts)
+        for k, d in deltas.items():
+            now_m[k] += d
         conduct = Conduct(
-            member=member_record(m),
+            member=member_record(now_m),
             qualifying=bool(deltas.get("qual_answers")),
             scored=correct is not None,
             same_run=run,
-            fast_answers=m["fast_answers"],
+            fast_answers=now_m["fast_answers"],
         )
         reason = suspension(rules, conduct)
         if reason is not None:

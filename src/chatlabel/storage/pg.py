@@ -37,7 +37,7 @@ import psycopg
 import psycopg.errors
 
 from .health import IncidentTracker, fault_cause
-from .pg_conn import PgConnection, _row_factory
+from .pg_conn import PgConnection, row_factory
 from .pg_schema import check_version, migrate
 
 T = TypeVar("T")
@@ -270,7 +270,7 @@ class PgDatabase:
         from .pg_conn import translate
 
         conn = await asyncio.to_thread(
-            psycopg.connect, self.url, row_factory=_row_factory, **self._kwargs
+            psycopg.connect, self.url, row_factory=row_factory, **self._kwargs
         )
         try:
             conn.read_only = True

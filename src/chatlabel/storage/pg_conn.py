@@ -76,14 +76,22 @@ class PgRow(tuple):  # type: ignore[type-arg]
         return list(self._names)
 
 
-def _row_factory(cursor: psycopg.Cursor[Any]) -> RowMaker[PgRow]:
+_row_classes: dict[tuple[str, ...], type[PgRow]] = {}
+
+
+def row_factory(cursor: psycopg.Cursor[Any]) -> RowMaker[PgRow]:
     desc = cursor.description
     if desc is None:
         return tuple  # type: ignore[return-value]
-    names: dict[str, int] = {}
-    for i, d in enumerate(desc):
-        names.setdefault(d.name, i)  # like sqlite3.Row: a repeated name means its first column
-    cls = type("Row", (PgRow,), {"__slots__": (), "_names": names})
+    key = tuple(d.name for d in desc)
+    cls = _row_classes.get(key)
+    if cls is None:
+        names: dict[str, int] = {}
+        for i, name in enumerate(key):
+            names.setdefault(name, i)  # as sqlite3.Row: a repeated name is its first column
+        cls = type("Row", (PgRow,), {"__slots__": (), "_names": names})
+        if len(_row_classes) < 1024:  # a fixed set of statements: a handful of shapes
+            _row_classes[key] = cls
     return cls  # type: ignore[return-value]
 
 
@@ -96,34 +104,44 @@ class _NumericLoader(Loader):
 
 
 class PgCursor:
-    """The result of one statement: rows, rowcount and lastrowid, as sqlite3's cursor has."""
+    """The result of one statement, read in full: rows, rowcount and lastrowid, as sqlite3's.
 
-    __slots__ = ("_cur", "lastrowid", "rowcount")
+    Rows are fetched as the statement runs, so the connection's one cursor is free for the
+    next statement at once (no cursor object per statement: they cost more than a query).
+    """
 
-    def __init__(self, cur: psycopg.Cursor[Any], lastrowid: int | None, rowcount: int) -> None:
-        self._cur = cur
+    __slots__ = ("_rows", "_pos", "lastrowid", "rowcount")
+
+    def __init__(self, rows: list[Any], lastrowid: int | None, rowcount: int) -> None:
+        self._rows = rows
+        self._pos = 0
         self.lastrowid = lastrowid
         self.rowcount = rowcount
 
     def fetchone(self) -> Any:
         """The next row, or None."""
-        return self._cur.fetchone() if self._cur.description else None
+        if self._pos >= len(self._rows):
+            return None
+        self._pos += 1
+        return self._rows[self._pos - 1]
 
     def fetchall(self) -> list[Any]:
         """Every remaining row."""
-        return self._cur.fetchall() if self._cur.description else []
+        rows = self._rows[self._pos :] if self._pos else self._rows
+        self._pos = len(self._rows)
+        return rows
 
     def fetchmany(self, size: int) -> list[Any]:
         """Up to `size` more rows."""
-        return self._cur.fetchmany(size) if self._cur.description else []
+        rows = self._rows[self._pos : self._pos + size]
+        self._pos += len(rows)
+        return rows
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.fetchall())
 
-    @property
-    def description(self) -> Any:
-        """Column descriptions (None for a statement without rows)."""
-        return self._cur.description
+
+_EMPTY: list[Any] = []
 
 
 class PgConnection:
@@ -137,12 +155,14 @@ class PgConnection:
         # Statements run again and again (a button press is the same dozen every time):
         # prepared once per connection, they skip parsing and planning.
         conn.prepare_threshold = 0
+        self._cur = conn.cursor()
+        self._shapes: dict[str, type[PgRow]] = {}  # statement -> its rows' class
         self.trace: list[tuple[str, Any]] | None = None  # (sql, params), for the driver bench
 
     @classmethod
     def connect(cls, url: str, **kwargs: Any) -> PgConnection:
         """Open a connection (autocommit: transactions are begun and ended explicitly)."""
-        return cls(psycopg.connect(url, autocommit=True, row_factory=_row_factory, **kwargs))
+        return cls(psycopg.connect(url, autocommit=True, **kwargs))
 
     @property
     def in_transaction(self) -> bool:
@@ -159,22 +179,25 @@ class PgConnection:
         q = translate(sql)
         if self.trace is not None:
             self.trace.append((q, params))
-        cur = self.raw.execute(q, params)  # type: ignore[arg-type]
-        lastrowid = None
-        if q.endswith(" RETURNING id") and cur.description:
-            row = cur.fetchone()
-            lastrowid = None if row is None else int(row[0])
-        return PgCursor(cur, lastrowid, cur.rowcount)
+        cur = self._cur
+        cur.execute(q, params)  # type: ignore[arg-type]
+        if cur.pgresult is None or cur.pgresult.status != psycopg.pq.ExecStatus.TUPLES_OK:
+            return PgCursor(_EMPTY, None, cur.rowcount)
+        rows = cur.fetchall()
+        if q.endswith(" RETURNING id"):
+            return PgCursor(_EMPTY, int(rows[0][0]) if rows else None, cur.rowcount)
+        shape = self._shapes.get(q)
+        if shape is None:
+            shape = self._shapes[q] = row_factory(cur)  # type: ignore[assignment]
+        return PgCursor(list(map(shape, rows)), None, cur.rowcount)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> PgCursor:
         """Run one statement for each parameter row (in one pipeline); rowcount is the total."""
         q = translate(sql)
         if q.endswith(" RETURNING id"):
             q = q[: -len(" RETURNING id")]
-        with self.raw.cursor() as cur:
-            cur.executemany(q, rows)  # type: ignore[arg-type]
-            n = cur.rowcount
-        return PgCursor(self.raw.cursor(), None, n)
+        self._cur.executemany(q, rows)  # type: ignore[arg-type]
+        return PgCursor(_EMPTY, None, self._cur.rowcount)
 
     def close(self) -> None:
         """Close the connection."""

@@ -85,16 +85,24 @@ def set_blocked(conn: sqlite3.Connection, annotator_id: int) -> None:
     conn.execute("UPDATE members SET waiting = 0 WHERE annotator_id = ?", (annotator_id,))
 
 
-def get_member(
-    conn: sqlite3.Connection, project_id: int, annotator_id: int, *, lock: bool = False
-) -> Row | None:
-    """One annotator's membership in one project (`lock`: held until commit on PostgreSQL).
-
-    Locked when a use case decides from it what to write for that person (their next item):
-    two workers handling the same person at once then take turns, as on SQLite."""
+def get_member(conn: sqlite3.Connection, project_id: int, annotator_id: int) -> Row | None:
+    """One annotator's membership in one project."""
     return conn.execute(
-        "SELECT * FROM members WHERE project_id = ? AND annotator_id = ?"
-        + (for_update(conn) if lock else ""),
+        "SELECT * FROM members WHERE project_id = ? AND annotator_id = ?",
+        (project_id, annotator_id),
+    ).fetchone()
+
+
+def member_for_work(conn: sqlite3.Connection, project_id: int, annotator_id: int) -> Row | None:
+    """A membership with its project's `project_paused`, held until commit on PostgreSQL.
+
+    Locked because the use case decides from it what to write for that person (their next
+    item): two workers handling the same person at once then take turns, as on SQLite."""
+    return conn.execute(
+        """SELECT m.*, p.paused AS project_paused FROM members m
+           JOIN projects p ON p.id = m.project_id
+           WHERE m.project_id = ? AND m.annotator_id = ?"""
+        + for_update(conn, "m"),
         (project_id, annotator_id),
     ).fetchone()
 
