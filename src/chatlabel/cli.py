@@ -323,6 +323,65 @@ def backup(config: str, output: Path) -> None:
     )
 
 
+@main.command(name="migrate-db")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    help="Where to copy the database: postgresql://USER@HOST:PORT/DB or sqlite:///FILE "
+    "(must be empty).",
+)
+@click.option(
+    "--to-password-env",
+    default="",
+    help="Variable holding the target's PostgreSQL password (default: the config's).",
+)
+def migrate_db(config: str, target: str, to_password_env: str) -> None:
+    """Copy the database to an empty SQLite file or PostgreSQL database, and verify the copy.
+
+    Stop `chatlabel run` first: answers given during the copy would not be in it. Then point
+    [storage] url at the target.
+    """
+    from .config import Storage, secret
+    from .storage.schema import UnusableDatabase
+    from .storage.transfer import TransferError, transfer
+
+    cfg = _config(config)
+    try:
+        target = Storage(url=target).url
+    except ValueError as exc:
+        raise click.ClickException(f"--to: {exc}") from None
+    if target.startswith("sqlite:///"):
+        rest = target[len("sqlite:///") :]
+        target = f"sqlite:///{cfg._resolve(Path(rest)) if not rest.startswith('/') else rest}"
+    source = cfg.storage_url()
+    if target == source:
+        raise click.ClickException(f"--to: {target} is the database the config already uses")
+    password = cfg.storage_password()
+    to_password = secret(to_password_env) if to_password_env else password
+
+    def progress(table: str, n: int) -> None:
+        if n % 100_000 < 5000:
+            console.print(f"  {table}: {n:,} rows", highlight=False)
+
+    try:
+        report = transfer(
+            source, target, password=password, target_password=to_password, progress=progress
+        )
+    except (TransferError, UnusableDatabase) as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:  # the driver's own words: unreachable server, refused login
+        raise click.ClickException(f"copying to {target} failed: {exc}") from None
+    for name, t in report.tables.items():
+        click.echo(f"{name:>12}: {t.rows:,} rows, digest {t.source_digest[:16]} = copy's")
+    click.echo(
+        f"Copied {report.source} to {report.target} (schema version {report.version}) in "
+        f"{report.seconds:.1f} s; every table's count and digest match. Point [storage] url "
+        "at the copy to use it."
+    )
+
+
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option(
