@@ -115,6 +115,21 @@ ServiceFactory = Callable[..., Any]
 
 
 @pytest.fixture
+def telegram_storage(storage_url: str) -> Iterator[str]:
+    """Make tests/telegram_harness.py's running_bot keep its data at `storage_url`."""
+    import sys
+
+    import tests.telegram_harness  # noqa: F401 (imported under both names by the tests)
+
+    harnesses = [m for n in ("telegram_harness", "tests.telegram_harness") if (m := sys.modules.get(n))]
+    for h in harnesses:
+        h.storage_url = None if storage_url.startswith("sqlite:") else storage_url
+    yield storage_url
+    for h in harnesses:
+        h.storage_url = None
+
+
+@pytest.fixture
 def backend() -> str:
     """SQLite, unless the module asks for both backends (see pytest_generate_tests)."""
     return "sqlite"
