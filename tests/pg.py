@@ -69,3 +69,22 @@ def stop_server() -> None:
         if _server is not None:
             _server.stop()
             _server = None
+
+
+def rows(url: str, query: str) -> list[tuple[object, ...]]:
+    """A query's rows from either backend, read-only, from outside the bot (SQL in SQLite's
+    spelling: `?` placeholders are not used here)."""
+    if url.startswith("sqlite:///"):
+        import sqlite3
+        from pathlib import Path
+
+        path = Path(url[len("sqlite:///") :])
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+        try:
+            return conn.execute(query).fetchall()
+        finally:
+            conn.close()
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        return [tuple(r) for r in conn.execute(query).fetchall()]
