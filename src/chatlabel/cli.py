@@ -343,6 +343,8 @@ def migrate_db(config: str, target: str, to_password_env: str) -> None:
     Stop `chatlabel run` first: answers given during the copy would not be in it. Then point
     [storage] url at the target.
     """
+    from pydantic import ValidationError
+
     from .config import Storage, secret
     from .storage.schema import UnusableDatabase
     from .storage.transfer import TransferError, transfer
@@ -350,8 +352,9 @@ def migrate_db(config: str, target: str, to_password_env: str) -> None:
     cfg = _config(config)
     try:
         target = Storage(url=target).url
-    except ValueError as exc:
-        raise click.ClickException(f"--to: {exc}") from None
+    except ValidationError as exc:
+        why = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise click.ClickException(f"--to: {why}") from None
     if target.startswith("sqlite:///"):
         rest = target[len("sqlite:///") :]
         target = f"sqlite:///{cfg._resolve(Path(rest)) if not rest.startswith('/') else rest}"
