@@ -63,11 +63,13 @@ LABELS = ("positive", "negative", "neutral")
 CONCURRENCY = 32  # TelegramTransport.max_concurrent_updates
 TICK = os.sysconf("SC_CLK_TCK")
 
-# `chatlabel run`, with the bot-wide send limit set first (a class attribute, read at start()).
+# `chatlabel run`, with the bot-wide send limit set first (class attributes, read at start()).
 LAUNCHER = """
 import os, sys
 from chatlabel.transports.telegram import TelegramTransport
 TelegramTransport.max_rate = float(sys.argv[1])
+if TelegramTransport.max_rate == 0:  # no limit at all: no pacing per chat either
+    TelegramTransport.chat_limit = None
 from chatlabel.cli import main
 if os.environ.get("BENCH_REQUEST") != "aiohttp":
     import functools

@@ -20,6 +20,7 @@ from chatlabel.config import Access, Config, Project, Quality, Slack
 from chatlabel.emulators.slack import SlackApiEmulator, SlackFaults, SlackMessage, SlackSimUser
 from chatlabel.emulators.slack_model import find_element
 from chatlabel.importer import import_file
+from chatlabel.mechanics import Limit
 from chatlabel.service.labeling import LabelingService
 from chatlabel.service.reports import Reports
 from chatlabel.storage.db import Database
@@ -107,9 +108,11 @@ async def make_bot(
     faults: SlackFaults | None = None,
     db_path: Path | None = None,
     socket_mode: bool = False,
+    limits: dict[str, Limit] | None = None,
+    enterprise_id: str | None = None,
 ) -> Bot:
     """Start the fake Slack, the database, the service and the transport; stack closes them."""
-    emu = SlackApiEmulator(faults=faults, socket_mode=socket_mode)
+    emu = SlackApiEmulator(faults=faults, socket_mode=socket_mode, enterprise_id=enterprise_id)
     await emu.start()
     stack.push_async_callback(emu.stop)
     db = await Database(db_path or tmp / "chatlabel.db").open()
@@ -138,7 +141,10 @@ async def make_bot(
         app_token=emu.app_token if socket_mode else None,
         media_cache=tmp / "cache",
         export_results=export,
-        inbound=(1000.0, 1000.0),  # tests type fast; flood control is tested on its own
+        inbound=(1000.0, 1000.0),  # tests type fast; flood control: test_faults_limits.py
+        # The emulator has no rate limits unless a test sets emu.limits: pace nothing unless
+        # asked (limits=slack_limits() paces as in production).
+        limits={} if limits is None else limits,
     )
     await transport.start()
     stack.push_async_callback(transport.stop)

@@ -18,6 +18,7 @@ from typing import Any
 
 from chatlabel.config import Config, Telegram, parse_config
 from chatlabel.emulators.telegram import BotApiEmulator, ChatMessage, SimUser
+from chatlabel.mechanics import Limit
 from chatlabel.service import LabelingService, Reports
 from chatlabel.storage.store import Store, open_store
 from chatlabel.transports.telegram import TelegramTransport
@@ -185,7 +186,8 @@ async def running_bot(
     *,
     access: dict[str, Any] | None = None,
     retry_delays: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4, 0.8),
-    max_rate: float = 1000.0,
+    max_rate: float = 0.0,
+    chat_limit: Limit | None = None,
 ) -> AsyncIterator[Bench]:
     """Start emulator, database, service and bot; close all of them afterwards."""
     config = make_config(tmp, projects or [project()], **(access or {}))
@@ -204,10 +206,12 @@ async def running_bot(
                 media_cache=config.media_cache_path(),
                 export_results=export_stub,
             )
-            transport.max_rate = max_rate  # the emulator has no flood limit; keep tests quick
+            # The emulator has no flood limits unless a test sets emu.flood: keep tests quick.
+            transport.max_rate = max_rate
+            transport.chat_limit = chat_limit
             transport.push_interval = 0.2  # the lease-expiry timer, shortened
             transport.retry_delays = retry_delays
-            # Tests type fast; flood control has tests of its own (test_flood_control.py).
+            # Tests type fast; flood control is tested in test_faults_limits.py.
             transport.inbound = (1000.0, 1000.0)
             await transport.start()
             try:

@@ -49,6 +49,17 @@ def test_example_loads_with_every_section() -> None:
             "[[project]]\nname = 'r'\nkind = 'rating'\nlabels = ['low', 'high']\n",
             "rating labels must be numbers",
         ),
+        (  # a 0-1000 scale cannot be paged through in chat
+            "[[project]]\nname = 'scale'\nkind = 'rating'\nlabels = ["
+            + ", ".join(f"'{n}'" for n in range(1001))
+            + "]\n",
+            "project[0]: project 'scale' has 1001 labels; at most 240 can be offered in chat",
+        ),
+        (  # an empty caption would be a button Telegram refuses
+            "[[project]]\nname = 'p'\nlabels = ['a','b']\n[project.translations.es]\n"
+            "labels = { a = ' ' }\n",
+            "project 'p': translations.es.labels: the caption of 'a' needs 1 to 60 characters",
+        ),
     ],
 )
 def test_errors_name_file_and_key(tmp_path: Path, text: str, expected: str) -> None:

@@ -14,6 +14,7 @@ from chatlabel.media import (
     MEDIA_KINDS,
     MediaError,
     check_media,
+    fit_photo,
     image_size,
     prepare_image,
     sniff_container,
@@ -310,3 +311,26 @@ def test_image_size_errors(tmp_path: Path) -> None:
     p.write_bytes(b"nope")
     with pytest.raises(MediaError, match="not an image file"):
         image_size(p)
+
+
+@pytest.mark.parametrize(
+    ("size", "fitted"),
+    [
+        ((1280, 40), (1280, 64)),  # a line crop: padded to a ratio of 20
+        ((40, 1280), (64, 1280)),
+        ((9000, 2000), (8181, 1818)),  # sides adding up past 10,000: scaled
+        ((10000, 10), (9523, 477)),  # both
+        ((800, 600), (800, 600)),  # fits: the same file
+    ],
+)
+def test_fit_photo_meets_telegrams_photo_limits(
+    tmp_path: Path, size: tuple[int, int], fitted: tuple[int, int]
+) -> None:
+    src = tmp_path / "in.png"
+    Image.new("RGB", size, (10, 20, 30)).save(src)
+    out = fit_photo(src, tmp_path / "cache")
+    with Image.open(out) as im:
+        assert im.size == fitted
+        assert im.width + im.height <= 10_000 and max(im.size) <= 20 * min(im.size)
+    assert (out == src) == (size == fitted)
+    assert fit_photo(src, tmp_path / "cache") == out  # cached

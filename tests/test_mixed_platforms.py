@@ -98,7 +98,7 @@ async def test_telegram_and_slack_label_one_project_together(tmp_path: Path) -> 
             tg = TelegramTransport(
                 service, reports, config.telegram, tg_emu.token, media_cache=tmp_path / "cache"
             )
-            tg.max_rate = 1000.0  # the emulator has no flood limit
+            tg.max_rate, tg.chat_limit = 0.0, None  # the emulator has no flood limits
             slack = SlackTransport(
                 service,
                 reports,
@@ -106,6 +106,7 @@ async def test_telegram_and_slack_label_one_project_together(tmp_path: Path) -> 
                 slack_emu.token,
                 SECRET,
                 media_cache=tmp_path / "cache",
+                limits={},  # the emulator has no rate limits
             )
             await tg.start()
             await slack.start()

@@ -20,7 +20,15 @@ SCANNED_FILES = ["charts.py", "report.py"]
 # Three words in a row: prose, not an identifier, a code or a format.
 PROSE = re.compile(r"[A-Za-z']{2,} [A-Za-z']{2,} [A-Za-z']{2,}")
 # Module constants that hold platforms' error texts to match, or words for operators' errors.
-NOT_CHAT = {"_GONE", "_BENIGN", "_OTHER_EDIT", "_FILE_REFUSED", "_TOKEN_KINDS", "_TOKEN_IN_USE"}
+NOT_CHAT = {
+    "_GONE",
+    "_BENIGN",
+    "_OTHER_EDIT",
+    "_FILE_REFUSED",
+    "_TOKEN_KINDS",
+    "_TOKEN_IN_USE",
+    "_TOO_BIG",
+}
 
 
 def _quiet_nodes(tree: ast.AST) -> set[int]:

@@ -20,7 +20,12 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from chatlabel.emulators.slack import SlackApiEmulator, SlackEmulatorError, SlackFaults
+from chatlabel.emulators.slack import (
+    SlackApiEmulator,
+    SlackEmulatorError,
+    SlackFaults,
+    SlackLimits,
+)
 from chatlabel.emulators.slack_model import METHOD_SPECS
 
 pytestmark = pytest.mark.timeout(20)
@@ -113,6 +118,33 @@ async def test_post_update_delete_round_trip(emu: SlackApiEmulator, client: Asyn
     with pytest.raises(SlackApiError) as gone:
         await client.chat_update(channel="DU1", ts=second["ts"], text="again")
     assert gone.value.response["error"] == "message_not_found"
+
+
+async def test_method_tiers_and_channel_posting_are_limited_like_slack(
+    emu: SlackApiEmulator, client: AsyncWebClient
+) -> None:
+    emu.user("U1")
+    emu.user("U2")
+    now = [0.0]
+    emu.limits = SlackLimits(clock=lambda: now[0])
+    for _ in range(3):  # about one message a second per channel, in bursts of 3
+        await client.chat_postMessage(channel="DU1", text="hi")
+    with pytest.raises(SlackApiError) as posting:
+        await client.chat_postMessage(channel="DU1", text="one too many")
+    assert posting.value.response.status_code == 429
+    assert posting.value.response["error"] == "ratelimited"
+    assert posting.value.response.headers["Retry-After"] == "3"
+    await client.chat_postMessage(channel="DU2", text="another channel is fine")
+    sent = await client.chat_postMessage(channel="DU2", text="x")
+    for _ in range(49):  # chat.update is Tier 3: 50 a minute per workspace
+        await client.chat_update(channel="DU2", ts=sent["ts"], text="y")
+    await client.chat_update(channel="DU2", ts=sent["ts"], text="z")
+    with pytest.raises(SlackApiError) as updating:
+        await client.chat_update(channel="DU2", ts=sent["ts"], text="one too many")
+    assert updating.value.response.headers["Retry-After"] == "60"
+    now[0] = 61.0  # a minute later the window has moved on
+    await client.chat_update(channel="DU2", ts=sent["ts"], text="again")
+    assert emu.limits.refused == {"chat.postMessage": 1, "chat.update": 1}
 
 
 async def test_bad_blocks_are_rejected_like_slack(
@@ -490,6 +522,7 @@ def test_method_table_matches_slack_reference() -> None:
         assert path.is_file(), f"{method} is not a Slack method in {folder}"
         reference = json.loads(path.read_text())
         assert set(spec.required) == set(reference["args"]["required"]), method
+        assert spec.tier == reference["rate_limits"], method
         assert spec.errors <= set(reference["errors"]), (
             method,
             spec.errors - set(reference["errors"]),

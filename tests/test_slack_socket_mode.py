@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -320,3 +321,35 @@ def test_log_redaction_keeps_the_rest_of_the_line() -> None:
         'got {"token": "(redacted)", "response_url": "(redacted)", "ok": true} '
         "url ws://h/link/?ticket=(redacted)&app_id=A1 xoxb-(redacted) xapp-(redacted)"
     )
+
+
+async def test_a_link_that_dies_quietly_is_replaced(stack: Any, tmp_path: Path) -> None:
+    """No close, no `disconnect`: the link just stops carrying anything (a NAT forgot it). The
+    bot notices its pings go unanswered and opens a new link; presses work again."""
+    bot = await make_bot(stack, tmp_path, items={"triage": MESSAGES}, socket_mode=True)
+    sockets = bot.emu.sockets
+    ann = await joined(bot, "U1")
+    bot.transport.socket_ping_interval = 0.2  # takes effect on the next link: restart it
+    await bot.transport.stop()
+    await bot.emu.wait_for(lambda: not sockets.connections)
+    again = SlackTransport(
+        bot.service,
+        Reports(bot.service),
+        bot.transport.settings,
+        bot.emu.token,
+        SECRET,
+        app_token=bot.emu.app_token,
+        media_cache=tmp_path / "cache",
+    )
+    again.socket_ping_interval = 0.2
+    await again.start()
+    stack.push_async_callback(again.stop)
+    opened = sockets.opened
+    sockets.stall()
+    stalled = time.monotonic()
+    await bot.emu.wait_for(lambda: sockets.opened > opened, timeout=10)
+    noticed = time.monotonic() - stalled
+    assert (await ann.press(open_items(ann)[0], "spam")).status == 200
+    await ann.wait_for(lambda: len(items(ann)) == 2)
+    print(f"\nSocket Mode: a quietly dead link replaced after {noticed:.2f} s (pings every 0.2 s)")
+    assert noticed < 4 * 0.2 + 2.0, noticed  # four missed pings, and the time to reconnect

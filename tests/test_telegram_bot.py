@@ -416,16 +416,26 @@ async def test_audio_voice_and_video_items_are_sent_as_media_once(tmp_path: Path
             user = b.user(uid)
             item = await b.start(user)
             kinds = []
-            for n in range(len(rows)):
+            for n in range(3):
                 kinds.append((item.kind, item.content.split("\n\n")[0]))
                 await user.press(item, "bird")
-                if n < len(rows) - 1:
+                if n < 2:
                     item = await next_item(user, item.message_id)
             await user.wait_for(lambda i=item: i.content.endswith("✅ bird"))  # type: ignore[misc]
+            # The item whose picture is missing is never offered without it (it would be
+            # answered blind): it is skipped for them, and there is nothing left.
+            await user.wait_for(lambda u=user: "everything for now" in u.messages[-1].content)
             assert kinds == [
                 ("audio", "Which animal sings?"), ("voice", "Which animal speaks?"),
-                ("video", "Which animal runs?"), ("text", "Which animal hides?"),
+                ("video", "Which animal runs?"),
             ]  # fmt: skip
+            assert not [m for m in user.messages if "Which animal hides?" in m.content]
         assert [u.method for u in b.emu.uploads] == ["sendAudio", "sendVoice", "sendVideo"]
-        assert "could not be loaded" in b.user(2).chat.messages[item.message_id].content
-        assert len(await b.answers()) == 8
+        answers = [a for a in await b.answers() if a[1] is not None]
+        assert sorted(answers) == sorted([(i, "bird") for i in ("a1", "a2", "v1")] * 2)
+        # Recorded as skips that count nowhere: not as theirs, not in any vote.
+        assert await b.query(
+            "SELECT i.ext_id, x.value, x.counted FROM answers x JOIN items i ON i.id = x.item_id"
+            " WHERE x.value IS NULL"
+        ) == [("x1", None, 0), ("x1", None, 0)]
+        assert await b.query("SELECT SUM(skips) FROM members") == [(0,)]

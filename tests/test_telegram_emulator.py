@@ -314,6 +314,22 @@ async def test_bad_media_is_refused_without_upload(emu: BotApiEmulator, bot: Bot
         await bot.get_file("nope")
 
 
+async def test_what_telegram_refuses_is_refused(emu: BotApiEmulator, bot: Bot) -> None:
+    """Photos too long or too narrow, uploads over 50 MB (413), more than 100 buttons."""
+    await _started(emu, 14, bot)
+    for size in ((9000, 1100), (2100, 100)):  # sides add up past 10,000; a ratio over 20
+        buf = io.BytesIO()
+        Image.new("RGB", size).save(buf, "PNG")
+        with pytest.raises(BadRequest, match="(?i)photo_invalid_dimensions"):
+            await bot.send_photo(14, buf.getvalue())
+    with pytest.raises(NetworkError, match="Request Entity Too Large"):
+        await bot.send_audio(14, b"ID3" + b"\0" * (51 * 1024 * 1024), filename="a.mp3")
+    rows = [[Button(f"b{r}-{c}", callback_data=f"{r}:{c}") for c in range(8)] for r in range(13)]
+    with pytest.raises(BadRequest, match="(?i)reply markup is too long"):
+        await bot.send_message(14, "Choose", reply_markup=Keyboard(rows))  # 104 buttons
+    assert emu.uploads == []
+
+
 # -- users: blocking, waiting ------------------------------------------------------------------
 
 

@@ -125,6 +125,12 @@ class Translation(_Section):
     )
 
 
+# Choices a project may offer: chat shows them 24 to a page (conversation/render.PAGE) with
+# ◀ ▶, and beyond ten pages nobody can find their label by paging.
+MAX_LABELS = 240
+CAPTION_CHARS = 60  # a label's caption on a button (Slack cuts button texts at 75)
+
+
 class Project(_Section):
     """One labeling job."""
 
@@ -168,8 +174,13 @@ class Project(_Section):
             raise ValueError(f"kind {self.kind!r} needs at least two labels")
         if len(set(self.labels)) != len(self.labels):
             raise ValueError("labels repeat")
-        if any(not lab.strip() or len(lab) > 60 for lab in self.labels):
-            raise ValueError("every label needs 1 to 60 characters")
+        if any(not lab.strip() or len(lab) > CAPTION_CHARS for lab in self.labels):
+            raise ValueError(f"every label needs 1 to {CAPTION_CHARS} characters")
+        if len(self.labels) > MAX_LABELS:
+            raise ValueError(
+                f"project {self.name!r} has {len(self.labels)} labels; at most {MAX_LABELS} "
+                f"can be offered in chat (10 pages of 24 buttons)"
+            )
         if self.kind == "rating":
             try:
                 [float(x) for x in self.labels]
@@ -183,6 +194,12 @@ class Project(_Section):
             unknown = sorted(set(t.labels) - set(self.labels))
             if unknown:
                 raise ValueError(f"translations.{lang}.labels: {unknown[0]!r} is not a label")
+            for label, caption in t.labels.items():
+                if not caption.strip() or len(caption) > CAPTION_CHARS:
+                    raise ValueError(
+                        f"project {self.name!r}: translations.{lang}.labels: the caption of "
+                        f"{label!r} needs 1 to {CAPTION_CHARS} characters (it is a button)"
+                    )
         return self
 
     def rules(self) -> Rules:

@@ -30,6 +30,7 @@ __all__ = [
     "file_sha256",
     "check_media",
     "covers",
+    "fit_photo",
     "image_size",
     "load_font",
     "prepare_image",
@@ -428,3 +429,56 @@ def _write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# Telegram refuses a photo whose width and height add up to more than 10,000 pixels or whose
+# sides differ more than 20 times (line crops, panoramas).
+PHOTO_MAX_SUM = 10_000
+PHOTO_MAX_RATIO = 20.0
+
+
+def fit_photo(
+    path: Path,
+    cache_dir: Path,
+    *,
+    max_sum: int = PHOTO_MAX_SUM,
+    max_ratio: float = PHOTO_MAX_RATIO,
+    quality: int = 85,
+) -> Path:
+    """A prepared picture fitted to a platform's photo limits; `path` itself when it fits.
+
+    Scaled down until its sides add up to at most `max_sum`, then padded with white on its
+    short side until neither side is more than `max_ratio` times the other: a line crop stays
+    readable rather than squashed. The result is cached next to the prepared files.
+    """
+    path, cache_dir = Path(path), Path(cache_dir)
+    with _open_image(path, path, verify=False) as probe:
+        w, h = probe.size
+    if w + h <= max_sum and max(w, h) <= max_ratio * min(w, h):
+        return path
+    key = hashlib.sha256(path.read_bytes())
+    key.update(json.dumps({"v": _CACHE_VERSION, "sum": max_sum, "ratio": max_ratio}).encode())
+    out = cache_dir / f"{key.hexdigest()[:40]}-fit.jpg"
+    if out.is_file():
+        return out
+    with _open_image(path, path, verify=False) as im, _image_errors(path):
+        img = _flatten(im)
+    if w + h > max_sum:
+        scale = max_sum / (w + h)
+        w, h = max(1, math.floor(w * scale)), max(1, math.floor(h * scale))
+        img = img.resize((w, h), Image.Resampling.LANCZOS)
+    # Pad the short side; the long one stays, so the sum may grow: shrink first if it would.
+    long_side = max(w, h)
+    short = math.ceil(long_side / max_ratio)
+    if long_side + short > max_sum:
+        scale = max_sum / (long_side + short)
+        w, h = max(1, math.floor(w * scale)), max(1, math.floor(h * scale))
+        img = img.resize((w, h), Image.Resampling.LANCZOS)
+        long_side, short = max(w, h), math.ceil(max(w, h) / max_ratio)
+    size = (w, max(h, short)) if w >= h else (max(w, short), h)
+    canvas = Image.new("RGB", size, (255, 255, 255))
+    canvas.paste(img, ((size[0] - w) // 2, (size[1] - h) // 2))
+    buf = io.BytesIO()
+    canvas.save(buf, "JPEG", quality=quality, optimize=True)
+    _write_atomic(out, buf.getvalue())
+    return out

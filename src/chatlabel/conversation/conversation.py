@@ -13,6 +13,7 @@ from ..mechanics import BoundedCache, LockMap
 from ..service.health import StorageUnavailable
 from ..service.labeling import LabelingService
 from ..service.reports import Reports
+from ..service.types import Push
 from .catalog import Catalog, Texts
 from .commands import Commands
 from .context import PEOPLE, Context, ExportResults
@@ -48,6 +49,8 @@ class Conversation:
     Each person's events run one at a time and in order (a per-person lock), different
     people's side by side. Typed messages and commands beyond a per-person rate are dropped
     with one "slow down" reply: one person must not use up the bot's send budget for everyone.
+    Replies go out by priority (the outlet's pacer): the answer to what someone just did before
+    pushes, pushes before bulk messages.
     """
 
     # Typed messages and commands a person may send: 1 a second, bursts of 8.
@@ -75,6 +78,7 @@ class Conversation:
         self._starts: Counter[str] = Counter()  # /start commands waiting per person
         self._buckets: BoundedCache[str, TokenBucket] = BoundedCache(PEOPLE)
         self._slowed: BoundedCache[str, bool] = BoundedCache(PEOPLE)
+        self._pushing: set[asyncio.Task[None]] = set()
 
     async def texts(self, who: Who) -> Texts:
         """The catalog in the person's language (adapters word their mechanics with it)."""
@@ -85,13 +89,13 @@ class Conversation:
     async def start(self, who: Who, arg: str | None = None) -> None:
         """/start [CODE or project]; taps queued meanwhile by the same person get one answer."""
         key = who.user.key
+        if await self._flooding(who):
+            return
         self._starts[key] += 1
         try:
             async with self.locks.hold(key), self._storage_safe(who):
                 if self._starts[key] > 1:
                     return  # a later /start of theirs is waiting: that one answers
-                if await self._flooding(who):
-                    return
                 await self.flow.start(who, arg)
         finally:
             self._starts[key] -= 1
@@ -103,9 +107,9 @@ class Conversation:
         if name.lower() == "start":
             await self.start(who, args or None)
             return
+        if await self._flooding(who):
+            return
         async with self.locks.hold(who.user.key), self._storage_safe(who):
-            if await self._flooding(who):
-                return
             await self.commands.run(who, name, args)
 
     async def quick_reply(self, who: Who, name: str, args: str = "") -> str | None:
@@ -139,24 +143,24 @@ class Conversation:
         `source` names the platform message, so a redelivered one counts once; `ref` is the
         item's message when the platform knows it (an answer form opened from it).
         """
+        if item is None and await self._flooding(who):
+            return
         async with self.locks.hold(who.user.key), self._storage_safe(who):
-            if item is None and await self._flooding(who):
-                return
             await self.flow.text(who, text, source, item, ref)
 
     async def edited(self, who: Who, text: str, *, source: str | None = None) -> None:
-        """A typed message was edited: answers stay as recorded (Undo changes them)."""
-        async with self.locks.hold(who.user.key):
-            if await self._flooding(who):
-                return
-            t = await self.ctx.texts(who)
-            await self.ctx.tell(who, t("text.edited"))
+        """A typed message was edited: a free-text answer becomes the new text while Undo is
+        still offered; anything else changes nothing (and they are told so)."""
+        if await self._flooding(who):
+            return
+        async with self.locks.hold(who.user.key), self._storage_safe(who):
+            await self.flow.edited(who, text, source)
 
     async def unsupported(self, who: Who) -> None:
         """Something the bot cannot take (a photo, a sticker): say what it can take."""
+        if await self._flooding(who):
+            return
         async with self.locks.hold(who.user.key):
-            if await self._flooding(who):
-                return
             t = await self.ctx.texts(who)
             await self.ctx.tell(who, t("text.unsupported", help=self.ctx.how.command("help")))
 
@@ -209,26 +213,42 @@ class Conversation:
                 log.exception("looking for work to push on %s failed; retrying shortly", platform)
                 await asyncio.sleep(min(interval, 1.0))
                 continue
+            # Side by side and in the background: a chat the platform holds back (a 429) must
+            # hold up neither the others nor the next round; the outlet's pacer keeps them all
+            # within the platform's limits. Someone being pushed is no longer waiting, so the
+            # next round cannot push to them twice.
             for push in pushes:
-                try:
-                    async with self.locks.hold(push.user.key):
-                        await self.flow.push(push)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    # One failed push must not strand the others of this round.
-                    log.exception("pushing an item to %s failed", push.user.key)
-                    await self.service.release(push.user, push.task.assignment_id)
+                task = asyncio.create_task(self._push(push))
+                self._pushing.add(task)
+                task.add_done_callback(self._pushing.discard)
+
+    async def _push(self, push: Push) -> None:
+        try:
+            async with self.locks.hold(push.user.key):
+                await self.flow.push(push)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # One failed push must not strand the others of this round.
+            log.exception("pushing an item to %s failed", push.user.key)
+            await self.service.release(push.user, push.task.assignment_id)
 
     async def close(self) -> None:
-        """Stop timers and alerts, and let last edits finish."""
+        """Stop pushing, timers and alerts, and let last edits finish."""
+        for task in list(self._pushing):
+            task.cancel()
+        await asyncio.gather(*self._pushing, return_exceptions=True)
         self.alerts.close()
         await self.flow.close()
 
     # -- flood control --------------------------------------------------------------------------
 
     async def _flooding(self, who: Who) -> bool:
-        """True when the person is over their rate: drop it, with one "slow down" per burst."""
+        """True when the person is over their rate: drop it, with one "slow down" per burst.
+
+        Checked before the person's lock: a flood must be dropped at once, not queue up for the
+        lock and tie up the platform's update workers that everyone else's presses need.
+        """
         # Real time, not the service's clock: this is about the machine's send budget.
         key, now = who.user.key, time.monotonic()
         bucket = self._buckets.get(key)

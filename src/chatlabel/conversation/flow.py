@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
 
 from ..mechanics import BoundedCache
 from ..service.types import Idle, JoinResult, Outcome, Push, Task
@@ -20,6 +19,8 @@ log = logging.getLogger("chatlabel.conversation")
 
 # A repeated "nothing for you right now" within this many seconds is not sent again.
 IDLE_QUIET = 30.0
+# Items whose media cannot be shown skipped at once for one person before giving up for now.
+UNSHOWABLE_IN_A_ROW = 3
 
 
 class Flow:
@@ -32,9 +33,9 @@ class Flow:
         # item (a send retried after a timeout that went through after all) is told apart by it.
         self._confirmed: BoundedCache[int, MessageRef] = BoundedCache(PEOPLE)
         self._idle_sent: BoundedCache[str, tuple[str, float]] = BoundedCache(PEOPLE)
-        # Item messages that went out without their media, and the note that says so.
-        self._no_media: BoundedCache[MessageRef, str] = BoundedCache(PEOPLE)
         self._undo_timers: dict[MessageRef, asyncio.TimerHandle] = {}
+        # The page of choices each item message shows now (long label lists).
+        self._pages: BoundedCache[MessageRef, int] = BoundedCache(PEOPLE)
         self._background: set[asyncio.Task[None]] = set()
 
     # -- showing work --------------------------------------------------------------------------
@@ -61,23 +62,56 @@ class Flow:
         t: Texts,
         priority: Priority = Priority.INTERACTIVE,
     ) -> MessageRef | None:
-        """Send one item and remember it as the person's latest."""
-        self._idle_sent.pop(who.user.key)
-        view = render.item_view(t, task, self.ctx.how)
-        try:
-            ref = await self.ctx.send(who, view, priority)
-        except MediaFailed as exc:
-            assert task.media is not None
-            log.error("item %s: cannot show its %s (%s)", task.item_id, task.media.kind, exc)
-            kind = t(f"item.{task.media.kind}")
-            missing = t("item.media_missing", kind=kind)
-            view = replace(view, media=None, text=f"{view.text}\n\n{missing}")
-            ref = await self.ctx.send(who, view, priority)
+        """Send one item and remember it as the person's latest.
+
+        An item that could not be sent goes back (the person waits for work again, and the
+        push loop tries again), so nobody is left holding a lease they never saw. An item
+        whose media cannot be shown is never offered without it (it would be answered
+        blind): it is skipped for this person and the next one follows.
+        """
+        failed: MediaFailed | None = None
+        for _ in range(UNSHOWABLE_IN_A_ROW):
+            self._idle_sent.pop(who.user.key)
+            view = render.item_view(t, task, self.ctx.how)
+            try:
+                ref = await self.ctx.send(who, view, priority)
+            except SendFailed as exc:
+                await self._release(who, task, exc)
+                return None
+            except MediaFailed as exc:
+                kind = task.media.kind if task.media else "media"
+                log.error(
+                    "item %s: its %s cannot be shown to %s (%s); skipped for them",
+                    task.item_id,
+                    kind,
+                    who.user.key,
+                    exc,
+                )
+                failed = exc
+                got = await self.service.unshowable(who.user, task.assignment_id)
+                if isinstance(got, Idle):
+                    await self.show(who, got, t, priority)
+                    return None
+                task = got
+                continue
             if ref is not None:
-                self._no_media[ref] = missing
-        if ref is not None:
-            self.ctx.shown[who.user.key] = Shown(task.assignment_id, ref)
-        return ref
+                self.ctx.shown[who.user.key] = Shown(task.assignment_id, ref)
+            return ref
+        # Item after item fails: the media files are probably gone. Stop skipping for now (the
+        # push loop tries again later) rather than run through the whole project.
+        assert failed is not None
+        await self._release(who, task, failed)
+        return None
+
+    async def _release(self, who: Who, task: Task, exc: Exception) -> None:
+        """Give back an item that could not be sent; its person waits for work again."""
+        log.warning(
+            "sending item %s to %s failed (%s); it goes back and they wait for work",
+            task.item_id,
+            who.user.key,
+            exc,
+        )
+        await self.service.release(who.user, task.assignment_id)
 
     async def next(self, who: Who, t: Texts) -> None:
         """Show the person's current or next item, or why there is none."""
@@ -144,23 +178,37 @@ class Flow:
             await toast(who.user, token, None, False)
             task = await self.service.open_task(who.user, press.ref)
             if task is not None and ref is not None and press.index is not None:
+                self._pages[ref] = press.index
                 view = render.item_view(t, task, self.ctx.how, page=press.index)
                 await self.ctx.outlet.edit(who.user, ref, view, Priority.INTERACTIVE)
         else:
             await self._answer(who, press, ref, token, t, ticked)
 
-    async def _labels(self, aid: int, ticked: tuple[str, ...] | None) -> list[str] | None:
-        """The labels ticked toggles of assignment `aid` stand for (None: nothing was sent)."""
+    async def _labels(
+        self, who: Who, aid: int, ticked: tuple[str, ...] | None, ref: MessageRef | None
+    ) -> list[str] | None:
+        """The labels ticked toggles of assignment `aid` stand for (None: nothing was sent).
+
+        The platform sends the ticks of the page it shows; ticks made on other pages are the
+        ones stored so far.
+        """
         if ticked is None:
             return None
         choices = await self.service.choices_for(aid) or ()
-        chosen = set()
+        chosen, pages = set(), set()
         for data in ticked:
             p = decode(data)
             if p is not None and p.action == "toggle" and p.ref == aid:
                 label = choice_of(choices, p.index)
-                if label is not None:
+                if label is not None and p.index is not None:
                     chosen.add(label)
+                    pages.add(p.index // render.PAGE)
+        if len(choices) > render.PAGE:
+            # The page shown: where the ticks are, else the one this message was turned to.
+            page = min(pages) if pages else self._pages.get(ref, 0) if ref else 0
+            shown = set(choices[page * render.PAGE : (page + 1) * render.PAGE])
+            task = await self.service.open_task(who.user, aid)
+            chosen |= {c for c in (task.selected if task else ()) if c not in shown}
         return [c for c in choices if c in chosen]
 
     async def _answer(
@@ -182,7 +230,7 @@ class Flow:
         elif press.action == "done":
             # What the platform shows ticked wins over ticks still on their way; without it,
             # the selection stored so far (toggle buttons).
-            labels = await self._labels(press.ref, ticked)
+            labels = await self._labels(who, press.ref, ticked, ref)
             out = await self.service.answer(user, press.ref, labels, then_next=True)
         else:
             out = await self.service.skip(user, press.ref, then_next=True)
@@ -232,10 +280,6 @@ class Flow:
         self, who: Who, ref: MessageRef, view: Message, priority: Priority = Priority.INTERACTIVE
     ) -> None:
         self._cancel_undo(ref)
-        missing = self._no_media.get(ref)
-        if missing is not None:
-            # It went out without its media: it stays that way, and says so.
-            view = replace(view, media=None, text=f"{view.text}\n\n{missing}")
         await self.ctx.outlet.edit(who.user, ref, view, priority)
 
     async def _toggle(
@@ -250,9 +294,12 @@ class Flow:
         user = who.user
         if press.action == "select":
             # The platform shows the ticks itself and sends them all (Slack's checkboxes).
-            labels = await self._labels(press.ref, ticked or ()) or []
+            labels = await self._labels(who, press.ref, ticked or (), ref) or []
             out = await self.service.set_selection(user, press.ref, labels)
-            page = _page_of(out.task, labels[0]) if out.task and labels else 0
+            page = self._pages.get(ref, 0) if ref else 0
+            ticks = [p for p in map(decode, ticked or ()) if p and p.index is not None]
+            if ticks:
+                page = min(p.index or 0 for p in ticks) // render.PAGE
         else:
             choice = choice_of(await self.service.choices_for(press.ref) or (), press.index)
             if choice is None:
@@ -263,6 +310,7 @@ class Flow:
         await self._toast(who, token, out, t)
         if out.ok and out.task is not None and ref is not None:
             # Shown as stored: what the person sees is what Done will record.
+            self._pages[ref] = page
             view = render.item_view(t, out.task, self.ctx.how, page=page)
             await self.ctx.outlet.edit(user, ref, view, Priority.INTERACTIVE)
 
@@ -340,18 +388,36 @@ class Flow:
             await self.ctx.tell(who, outcome_text(t, out))
         await self.after(who, out, ref, t)
 
+    async def edited(self, who: Who, text: str, source: str | None) -> None:
+        """An edited message: the new text of a free-text answer, while it may be undone."""
+        t = await self.ctx.texts(who)
+        out = await self.service.edit_text(who.user, source, text) if source else None
+        if out is None or out.detail == "not_an_answer":
+            await self.ctx.tell(who, t("text.edited"))
+            return
+        if out.status == "duplicate":
+            return  # the same text again (an edit delivered twice): nothing changed
+        if not out.ok:
+            key = "text.edit_too_late" if out.status == "stale" else ""
+            await self.ctx.tell(who, t(key) if key else outcome_text(t, out))
+            return
+        assert out.task is not None
+        ref = self._confirmed.get(out.task.assignment_id)
+        if ref is not None:
+            # The item shows the new answer, with Undo for what is left of its window.
+            await self._edit(who, ref, render.answered_view(t, out.task, out, undo=True))
+            self._undo_later(who, ref, out, t)
+        answer = render.value_text(t, out.task.project, out.value)
+        await self.ctx.tell(who, t("text.edit_saved", answer=answer))
+
     # -- pushes --------------------------------------------------------------------------------
 
     async def push(self, push: Push) -> None:
         """Deliver an item the service found for someone who was waiting for work."""
         who = Who(push.user)
         t = await self.ctx.texts(who, push.task.project.name)
-        try:
-            await self.show_task(who, push.task, t, Priority.PUSH)
-        except SendFailed as exc:
-            # Give the item back and keep them waiting: the next round tries again.
-            log.warning("pushing to %s failed (%s); they stay waiting", push.user.key, exc)
-            await self.service.release(push.user, push.task.assignment_id)
+        # A failed send gives the item back and keeps them waiting: the next round tries again.
+        await self.show_task(who, push.task, t, Priority.PUSH)
 
 
 def outcome_text(t: Texts, out: Outcome) -> str:

@@ -19,7 +19,11 @@ class SendFailed(Exception):
 
 
 class MediaFailed(Exception):
-    """An item's media could not be shown (missing, corrupt, or refused by the platform)."""
+    """An item's media cannot be shown (missing, corrupt, or refused by the platform for good).
+
+    The conversation never offers such an item without its media: it is skipped for that
+    person (service.unshowable). Refusals for now (limits, network) are SendFailed instead.
+    """
 
 
 class Outlet(Protocol):
@@ -33,12 +37,22 @@ class Outlet(Protocol):
     ) -> MessageRef | None:
         """Show a new message; its ref, or None when it cannot be edited later.
 
+        Every platform call waits for its turn by `priority` within the platform's limits.
         Raises Unreachable when the person can no longer be written to, SendFailed when the
-        platform refused for now, MediaFailed when the view's media could not be shown.
+        platform refused for now (after waiting out its limits), MediaFailed when the view's
+        media cannot be shown.
         """
 
     async def edit(self, to: UserRef, ref: MessageRef, view: Message, priority: Priority) -> None:
-        """Replace an earlier message's text and buttons (its media stays); never raises."""
+        """Replace an earlier message's text and buttons (its media stays); never raises.
+
+        Only the latest edit of a message need go out: one still waiting when a newer one
+        comes may be dropped. One that finally fails is logged, never dropped silently.
+        """
+
+    async def ready(self, to: UserRef, priority: Priority) -> None:
+        """Wait until a new message to this person could go out at this priority (for queues
+        of bulk messages that take one out of storage only when it can be sent)."""
 
     async def delete(self, to: UserRef, ref: MessageRef) -> None:
         """Remove an earlier message where the platform allows it; never raises."""

@@ -6,19 +6,14 @@ markup). Buttons carry compact data (see buttons.py) that comes back in a Press 
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..mechanics.pacing import Priority
+
 Style = Literal["primary", "danger"] | None
 
-
-class Priority(enum.IntEnum):
-    """Which sends go first when a platform's rate limits make them queue."""
-
-    INTERACTIVE = 0  # the answer to what someone just did: next item, toast, command reply
-    PUSH = 1  # an item for someone who was waiting for work
-    BULK = 2  # reminders, announcements, digests
+__all__ = ["Button", "Chart", "Document", "Home", "Media", "Message", "Priority", "Rows"]
 
 
 @dataclass(frozen=True)

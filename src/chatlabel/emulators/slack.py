@@ -11,6 +11,7 @@ While Socket Mode is off, `apps.connections.open` answers `forbidden_team`.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import TypeVar
@@ -18,6 +19,7 @@ from typing import TypeVar
 import aiohttp
 from aiohttp import web
 
+from chatlabel.emulators.slack_limits import SlackLimits
 from chatlabel.emulators.slack_model import (
     COMMON_ERRORS,
     JSON,
@@ -44,6 +46,7 @@ __all__ = [
     "SlackEmulatorError",
     "SlackFaults",
     "SlackFile",
+    "SlackLimits",
     "SlackMessage",
     "SlackSimUser",
     "SlackSocketMode",
@@ -54,6 +57,7 @@ __all__ = [
 T = TypeVar("T")
 MAX_UPLOAD = 1 << 30
 RESPONSE_URL_USES = 5  # posts Slack accepts per response_url
+RESPONSE_URL_TTL = 1800.0  # seconds a response_url works (30 minutes)
 
 
 class SlackApiEmulator:
@@ -75,6 +79,8 @@ class SlackApiEmulator:
         signing_secret: str | None = None,
         faults: SlackFaults | None = None,
         socket_mode: bool = False,
+        limits: SlackLimits | None = None,
+        enterprise_id: str | None = None,
     ) -> None:
         self.token = token
         self.app_token = app_token
@@ -83,6 +89,8 @@ class SlackApiEmulator:
         self.request_url = request_url
         self.signing_secret = signing_secret
         self.faults = faults or SlackFaults()
+        self.limits = limits  # Slack's rate limits (slack_limits.SlackLimits); None: off
+        self.response_url_ttl = RESPONSE_URL_TTL
         self.workspace = SlackWorkspace(
             team_id=team_id,
             team_domain=team_domain,
@@ -90,6 +98,9 @@ class SlackApiEmulator:
             bot_id=bot_id,
             app_id=app_id,
         )
+        # An app installed org-wide in an Enterprise Grid organisation: payloads carry the
+        # organisation, the workspace a person acts in, and their own workspace, apart.
+        self.enterprise_id = self.workspace.enterprise_id = enterprise_id
         self.sockets = SlackSocketMode(app_id, self.faults, self.notify, enabled=socket_mode)
         self.workspace.methods["apps.connections.open"] = self.sockets.connections_open
         self.calls: list[SlackCall] = []
@@ -251,16 +262,25 @@ class SlackApiEmulator:
     async def _handle_api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         args: JSON = {}
-        status = 200
+        status, retry_after = 200, self.faults.retry_after
         try:
             args = await _read_args(request)
             token = args.pop("token", None) or _bearer(request)
             if method not in self.workspace.methods:
                 raise ApiFailure("unknown_method")
+            if self.faults.slow.get(method):
+                await asyncio.sleep(self.faults.slow[method])
             if self.faults.should_ratelimit(method):
                 status = 429
                 raise ApiFailure("ratelimited")
             self._authenticate(method, token)
+            if self.limits is not None:
+                channel = args.get("channel") if method == "chat.postMessage" else None
+                tier = METHOD_SPECS[method].tier
+                wait = self.limits.check(method, tier, self.team_id, channel)
+                if wait is not None:
+                    status, retry_after = 429, wait
+                    raise ApiFailure("ratelimited")
             self._check_required(method, args)
             body = {"ok": True, **self.workspace.methods[method](args)}
         except ApiFailure as failure:
@@ -270,7 +290,7 @@ class SlackApiEmulator:
             body = failure.body()
         self.calls.append(SlackCall(method, args, status, body))
         await self.notify()
-        headers = {"Retry-After": str(self.faults.retry_after)} if status == 429 else None
+        headers = {"Retry-After": str(retry_after)} if status == 429 else None
         return web.json_response(body, status=status, headers=headers)
 
     async def _handle_upload(self, request: web.Request) -> web.Response:
@@ -299,6 +319,8 @@ class SlackApiEmulator:
         try:
             if ctx.uses > RESPONSE_URL_USES:
                 status, reply = 404, "used_url"
+            elif time.monotonic() - ctx.created > self.response_url_ttl:
+                status, reply = 404, "expired_url"
             else:
                 self.workspace.apply_response(ctx, payload)
         except ApiFailure as failure:

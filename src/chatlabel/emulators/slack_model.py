@@ -22,21 +22,28 @@ VIEW_SIZE_LIMIT = 250_000
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """Required args (as in Slack's reference) and the method-specific errors the fake returns."""
+    """Required args, rate-limit tier (as in Slack's reference) and the errors the fake returns.
+
+    Tiers: t1 1+, t2 20+, t3 50+, t4 100+ calls a minute per method and workspace; t5 is
+    Slack's "special" (chat.postMessage: about one message a second per channel).
+    """
 
     required: tuple[str, ...]
     errors: frozenset[str] = frozenset()
     app_token: bool = False
+    tier: str = "t3"
 
 
-def _spec(required: tuple[str, ...], *errors: str, app_token: bool = False) -> MethodSpec:
-    return MethodSpec(required, frozenset(errors), app_token)
+def _spec(
+    required: tuple[str, ...], *errors: str, app_token: bool = False, tier: str = "t3"
+) -> MethodSpec:
+    return MethodSpec(required, frozenset(errors), app_token, tier)
 
 
 # Checked against the reference in tests/specs/slack-methods by tests/test_slack_emulator.py.
 METHOD_SPECS: dict[str, MethodSpec] = {
     "apps.connections.open": _spec(("token",), "forbidden_team", "missing_args", app_token=True),
-    "auth.test": _spec(("token",)),
+    "auth.test": _spec(("token",), tier="t5"),
     "chat.delete": _spec(
         ("token", "ts", "channel"), "cant_delete_message", "channel_not_found", "message_not_found"
     ),
@@ -47,6 +54,7 @@ METHOD_SPECS: dict[str, MethodSpec] = {
         "invalid_blocks_format",
         "no_text",
         "user_not_in_channel",
+        tier="t4",
     ),
     "chat.postMessage": _spec(
         ("token", "channel"),
@@ -54,6 +62,7 @@ METHOD_SPECS: dict[str, MethodSpec] = {
         "invalid_blocks",
         "invalid_blocks_format",
         "no_text",
+        tier="t5",
     ),
     "chat.update": _spec(
         ("token", "ts", "channel"),
@@ -68,19 +77,26 @@ METHOD_SPECS: dict[str, MethodSpec] = {
         ("token",), "channel_not_found", "user_not_found", "users_list_not_supplied"
     ),
     "files.completeUploadExternal": _spec(
-        ("token", "files"), "channel_not_found", "file_not_found", "invalid_blocks"
+        ("token", "files"), "channel_not_found", "file_not_found", "invalid_blocks", tier="t4"
     ),
-    "files.getUploadURLExternal": _spec(("token", "length", "filename"), "missing_argument"),
-    "users.info": _spec(("token", "user"), "user_not_found"),
+    "files.getUploadURLExternal": _spec(
+        ("token", "length", "filename"), "missing_argument", tier="t4"
+    ),
+    "users.info": _spec(("token", "user"), "user_not_found", tier="t4"),
     "views.open": _spec(
         ("token", "view"),
         "exchanged_trigger_id",
         "expired_trigger_id",
         "invalid_trigger_id",
         "view_too_large",
+        tier="t4",
     ),
-    "views.publish": _spec(("token", "user_id", "view"), "hash_conflict", "view_too_large"),
-    "views.update": _spec(("token", "view"), "hash_conflict", "not_found", "view_too_large"),
+    "views.publish": _spec(
+        ("token", "user_id", "view"), "hash_conflict", "view_too_large", tier="t4"
+    ),
+    "views.update": _spec(
+        ("token", "view"), "hash_conflict", "not_found", "view_too_large", tier="t4"
+    ),
 }
 
 # Errors any Slack method can return (Slack documents them once, not per method).
@@ -238,12 +254,14 @@ class ResponseUrlPost:
 
 @dataclass
 class SlackFaults:
-    """Injected faults: 429s (seeded random, or the next N calls) and lost Socket Mode acks."""
+    """Injected faults: 429s (seeded random, or the next N calls), slow methods and lost
+    Socket Mode acks."""
 
     rate_429: float = 0.0
     retry_after: int = 1
     seed: int = 0
     methods: frozenset[str] | None = None
+    slow: dict[str, float] = field(default_factory=dict)  # seconds a method's answer waits
     _forced: int = field(default=0, init=False, repr=False)
     _lost_acks: int = field(default=0, init=False, repr=False)
     _rng: random.Random = field(init=False, repr=False)

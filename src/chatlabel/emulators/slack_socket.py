@@ -47,6 +47,9 @@ class SocketConnection:
     id: str
     ws: web.WebSocketResponse
     draining: bool = False  # told to disconnect: gets new envelopes only if nothing else is open
+    # The link died quietly (a NAT forgot it, a laptop slept): nothing gets through either way,
+    # pings go unanswered, and neither side is told.
+    stalled: bool = False
 
     @property
     def closed(self) -> bool:
@@ -140,7 +143,8 @@ class SlackSocketMode:
         issued = self._tickets.pop(request.query.get("ticket", ""), None)
         if not self.enabled or issued is None or time.monotonic() - issued > TICKET_TTL:
             return web.Response(status=401, text="invalid, used or expired ticket")
-        ws = web.WebSocketResponse()  # autoping: answers the client's pings like Slack
+        # Pings are answered by hand, like Slack answers them, so a stalled link can stop.
+        ws = web.WebSocketResponse(autoping=False)
         await ws.prepare(request)
         if len([c for c in self.connections if not c.closed]) >= MAX_CONNECTIONS:
             await ws.send_json(self._disconnect_frame("too_many_websockets"))
@@ -164,7 +168,11 @@ class SlackSocketMode:
         await self._notify()
         try:
             async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
+                if conn.stalled:
+                    continue  # lost on the way
+                if msg.type == WSMsgType.PING:
+                    await ws.pong(msg.data)
+                elif msg.type == WSMsgType.TEXT:
                     self._received(msg.data)
         finally:
             self.connections.remove(conn)
@@ -258,7 +266,7 @@ class SlackSocketMode:
 
     def _pick(self) -> SocketConnection | None:
         """The next connection in turn, preferring ones not told to disconnect."""
-        live = [c for c in self.connections if not c.closed]
+        live = [c for c in self.connections if not c.closed and not c.stalled]
         pool = [c for c in live if not c.draining] or live
         if not pool:
             return None
@@ -277,6 +285,11 @@ class SlackSocketMode:
             task = asyncio.create_task(self._close_later(conn, close_after))
             self._closers.add(task)
             task.add_done_callback(self._closers.discard)
+
+    def stall(self) -> None:
+        """Let every open link die quietly: no close, no disconnect, nothing gets through."""
+        for conn in self.connections:
+            conn.stalled = True
 
     async def drop(self) -> None:
         """Close every connection at once, without a `disconnect` first."""

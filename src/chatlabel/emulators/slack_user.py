@@ -159,7 +159,8 @@ class SlackSimUser:
         responder = ws.response_url(self.id, channel_id)
         form = {
             "token": self.emulator.verification_token,
-            "team_id": self.team_id,
+            # Under Enterprise Grid: the workspace it was typed in, not the person's own.
+            "team_id": ws.team_id if self.emulator.enterprise_id else self.team_id,
             "team_domain": ws.team_domain,
             "channel_id": channel_id,
             "channel_name": ws.channel(channel_id).name,
@@ -168,7 +169,7 @@ class SlackSimUser:
             "command": command,
             "text": text,
             "api_app_id": ws.app_id,
-            "is_enterprise_install": "false",
+            **self._enterprise_form(),
             "response_url": responder.url,
             "trigger_id": ws.issue_trigger(self.id),
         }
@@ -240,6 +241,28 @@ class SlackSimUser:
             }
         )
 
+    async def edit(self, message: SlackMessage, text: str) -> BotResponse:
+        """Edit a message this user wrote in the DM (a `message_changed` event)."""
+        if message.user != self.id:
+            raise SlackEmulatorError(f"{self.id} can only edit their own messages")
+        before = message.to_dict()
+        message.text = text
+        message.edited_ts = self.emulator.workspace.next_ts()
+        await self.emulator.notify()
+        return await self.send_event(
+            {
+                "type": "message",
+                "subtype": "message_changed",
+                "hidden": True,
+                "channel": self.dm_channel,
+                "channel_type": "im",
+                "message": message.to_dict(),
+                "previous_message": before,
+                "event_ts": message.edited_ts,
+                "ts": message.edited_ts,
+            }
+        )
+
     async def open_home(self) -> BotResponse:
         """Open the bot's App Home tab (an `app_home_opened` event)."""
         event: JSON = {
@@ -253,28 +276,35 @@ class SlackSimUser:
             event["view"] = copy.deepcopy(self.home_view)
         return await self.send_event(event)
 
-    async def send_event(self, event: Mapping[str, Any]) -> BotResponse:
-        """Deliver an event in the Events API `event_callback` envelope."""
+    async def send_event(
+        self, event: Mapping[str, Any], *, event_id: str | None = None
+    ) -> BotResponse:
+        """Deliver an event in the Events API `event_callback` envelope (`event_id`: the id of
+        one delivered before, to deliver it again)."""
         ws = self.emulator.workspace
+        grid = self.emulator.enterprise_id
         envelope = {
             "token": self.emulator.verification_token,
-            "team_id": self.team_id,
+            "team_id": ws.team_id if grid else self.team_id,
             "api_app_id": ws.app_id,
             "event": dict(event),
             "type": "event_callback",
-            "event_id": ws.new_id("Ev"),
+            "event_id": event_id or ws.new_id("Ev"),
             "event_time": int(time.time()),
             "is_ext_shared_channel": False,
             "authorizations": [
                 {
-                    "enterprise_id": None,
-                    "team_id": self.team_id,
+                    "enterprise_id": grid,
+                    # An org-wide install is authorized for the organisation, no workspace.
+                    "team_id": None if grid else self.team_id,
                     "user_id": ws.bot_user_id,
                     "is_bot": True,
-                    "is_enterprise_install": False,
+                    "is_enterprise_install": bool(grid),
                 }
             ],
         }
+        if grid:
+            envelope["enterprise_id"] = grid
         return await self._send("events_api", envelope)
 
     async def submit_view(
@@ -321,19 +351,36 @@ class SlackSimUser:
     def _sender(self) -> JSON:
         """The fields every interaction payload carries about who sent it and from where."""
         ws = self.emulator.workspace
+        grid = self.emulator.enterprise_id
+        user: JSON = {
+            "id": self.id,
+            "username": self.name,
+            "name": self.name,
+            "team_id": self.team_id,
+        }
+        if grid:
+            user["enterprise_id"] = grid
         return {
-            "user": {
-                "id": self.id,
-                "username": self.name,
-                "name": self.name,
-                "team_id": self.team_id,
-            },
-            "team": {"id": self.team_id, "domain": ws.team_domain},
+            "user": user,
+            # Under Enterprise Grid with an org-wide install, `team` is null in interactions
+            # (the user's own workspace is still in user.team_id).
+            "team": None if grid else {"id": self.team_id, "domain": ws.team_domain},
             "api_app_id": ws.app_id,
             "token": self.emulator.verification_token,
             "trigger_id": ws.issue_trigger(self.id),
-            "enterprise": None,
-            "is_enterprise_install": False,
+            "enterprise": {"id": grid, "name": "Emulated Org"} if grid else None,
+            "is_enterprise_install": bool(grid),
+        }
+
+    def _enterprise_form(self) -> JSON:
+        """A slash command's enterprise fields."""
+        grid = self.emulator.enterprise_id
+        if not grid:
+            return {"is_enterprise_install": "false"}
+        return {
+            "is_enterprise_install": "true",
+            "enterprise_id": grid,
+            "enterprise_name": "Emulated Org",
         }
 
     def _message_fields(self, message: SlackMessage) -> JSON:

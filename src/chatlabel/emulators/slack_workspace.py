@@ -47,6 +47,7 @@ class ResponseContext:
     message_ts: str | None
     ephemeral: bool
     uses: int = 0
+    created: float = field(default_factory=time.monotonic)
 
 
 class SlackWorkspace:
@@ -61,6 +62,7 @@ class SlackWorkspace:
         self.bot_id = bot_id
         self.app_id = app_id
         self.url = ""  # the server's root URL, for upload, download and response URLs
+        self.enterprise_id: str | None = None  # an org-wide install in Enterprise Grid
         self.users: dict[str, JSON] = {}
         self.locales: dict[str, str] = {}  # user id -> locale (users.info with include_locale)
         self.channels: dict[str, SlackChannel] = {}
@@ -296,7 +298,8 @@ class SlackWorkspace:
             "team_id": self.team_id,
             "user_id": self.bot_user_id,
             "bot_id": self.bot_id,
-            "is_enterprise_install": False,
+            "is_enterprise_install": self.enterprise_id is not None,
+            **({"enterprise_id": self.enterprise_id} if self.enterprise_id else {}),
         }
 
     def _conversations_open(self, args: JSON) -> JSON:

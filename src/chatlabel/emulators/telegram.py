@@ -22,6 +22,7 @@ from telegram import Bot
 from telegram.ext import ApplicationBuilder
 from telegram.request import HTTPXRequest
 
+from chatlabel.emulators.telegram_flood import FloodLimits
 from chatlabel.emulators.telegram_methods import METHODS, Method
 from chatlabel.emulators.telegram_model import (
     ApiError,
@@ -50,6 +51,7 @@ __all__ = [
     "EmulatorUsageError",
     "FilePart",
     "Faults",
+    "FloodLimits",
     "Method",
     "SimUser",
     "UploadRecord",
@@ -109,7 +111,7 @@ class BotApiEmulator(EmulatorState):
         super().__init__(token, bot_username, bot_name, callback_query_ttl)
         self._port = port
         self._runner: web.AppRunner | None = None
-        self._scripted: dict[str, list[ApiError]] = {}
+        self._scripted: dict[str, list[tuple[ApiError, str | None]]] = {}
         self.users: dict[int, SimUser] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -195,10 +197,21 @@ class BotApiEmulator(EmulatorState):
         self.users[user_id] = user
         return user
 
-    def fail_next(self, method: str, error: ApiError | None = None, times: int = 1) -> None:
-        """Answer the next `times` calls to `method` with `error` (default: 429, retry after 1)."""
+    def fail_next(
+        self,
+        method: str,
+        error: ApiError | None = None,
+        times: int = 1,
+        *,
+        chat_id: int | None = None,
+    ) -> None:
+        """Answer the next `times` calls to `method` (to `chat_id`, if given) with `error`.
+
+        The default error is a 429 asking to retry after 1 second.
+        """
         failure = error or ApiError.too_many_requests(1)
-        self._scripted.setdefault(method.lower(), []).extend([failure] * times)
+        chat = None if chat_id is None else str(chat_id)
+        self._scripted.setdefault(method.lower(), []).extend([(failure, chat)] * times)
 
     def make_bot(self) -> Bot:
         """A python-telegram-bot Bot pointed at this emulator; use it with `async with`."""
@@ -223,12 +236,13 @@ class BotApiEmulator(EmulatorState):
 
     # -- HTTP ----------------------------------------------------------------------------------
 
-    async def _fault(self, method: Method) -> None:
+    async def _fault(self, method: Method, chat_id: object) -> None:
         """Raise a scripted or random fault for this call, after any injected delay."""
-        scripted = self._scripted.get(method.name.lower())
-        if scripted:
-            failure = scripted.pop(0)
-            raise ApiError(failure.status, failure.description, failure.parameters)
+        scripted = self._scripted.get(method.name.lower(), [])
+        for n, (failure, chat) in enumerate(scripted):
+            if chat is None or chat == str(chat_id):
+                del scripted[n]
+                raise ApiError(failure.status, failure.description, failure.parameters)
         if self.faults is not None and self.faults.applies_to(method.name):
             error, delay = self.faults.draw()
             if delay:
@@ -250,7 +264,9 @@ class BotApiEmulator(EmulatorState):
             record.params = {**params.values, **params.files}
             if method is None:
                 raise ApiError(404, "Not Found")
-            await self._fault(method)
+            await self._fault(method, params.values.get("chat_id"))
+            if self.flood is not None:
+                self.flood.check(method.name, params.values.get("chat_id"))
             record.result = await method.call(self, params)
             body: dict[str, Any] = {"ok": True, "result": record.result}
         except ApiError as error:

@@ -14,6 +14,7 @@ from typing import Any
 
 from PIL import Image
 
+from chatlabel.emulators.telegram_flood import FloodLimits
 from chatlabel.emulators.telegram_format import command_entities
 from chatlabel.emulators.telegram_model import (
     JSON,
@@ -83,6 +84,7 @@ class EmulatorState:
         self.menu_buttons: dict[int | None, JSON] = {}
         self.webhook: JSON | None = None
         self.faults: Faults | None = None
+        self.flood: FloodLimits | None = None  # Telegram's flood control; None: no limits
         self.signal = Signal()
         self.closing = False
         self._media: dict[str, Media] = {}
@@ -209,6 +211,18 @@ class EmulatorState:
         )
         self.queue_update("message", message.to_json())
         return message
+
+    def edit_user_message(self, chat: Chat, message_id: int, text: str) -> int:
+        """A simulated user edits one of their messages: change it, queue edited_message (its
+        update id)."""
+        message = chat.messages.get(message_id)
+        if message is None or message.from_bot or message.deleted:
+            raise EmulatorUsageError(f"no message {message_id} of the user's to edit")
+        message.text = text
+        message.entities = command_entities(text) or None
+        message.edit_count += 1
+        message.edit_date = int(time.time())
+        return self.queue_update("edited_message", message.to_json())
 
     def callback_query(self, chat: Chat, message_id: int, data: str) -> str:
         """A simulated user presses a callback button: queue the query; returns its id."""

@@ -86,6 +86,31 @@ class SimUser:
             raise EmulatorUsageError("Telegram clients cannot send an empty message")
         return self._state.user_message(self._chat, text)
 
+    async def send_photo(self, caption: str | None = None) -> int:
+        """Send the bot a photo (a tiny one, as a phone would: several sizes); the update id."""
+        chat = self._chat
+        chat.started = True
+        message: JSON = {
+            "message_id": chat.next_message_id,
+            "from": chat.user,
+            "chat": chat.to_json(),
+            "date": 0,
+            "photo": [
+                {"file_id": f"AgAD{self.id}", "file_unique_id": f"u{self.id}", "width": 90,
+                 "height": 90, "file_size": 900},
+            ],
+        }  # fmt: skip
+        if caption:
+            message["caption"] = caption
+        chat.next_message_id += 1
+        return self._state.queue_update("message", message)
+
+    async def edit(self, message: ChatMessage, text: str) -> int:
+        """Edit a message this user sent: an edited_message update (its id) reaches the bot."""
+        if not text.strip():
+            raise EmulatorUsageError("Telegram clients cannot leave a message empty")
+        return self._state.edit_user_message(self._chat, message.message_id, text)
+
     async def press(self, message: ChatMessage | int, button: str) -> str:
         """Press a button by text or callback_data on a message's current keyboard; returns
         the callback query id."""

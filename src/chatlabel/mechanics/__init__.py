@@ -1,8 +1,20 @@
-"""Shared mechanics written once: a bounded cache, per-key locks, single flight, log redaction."""
+"""Shared mechanics written once: a bounded cache, per-key locks, single flight, log redaction,
+pacing of platform calls."""
 
 from .cache import BoundedCache
 from .locks import LockMap
+from .pacing import Limit, Pacer, Priority, Scope
 from .redact import Redactor, redacted_logger
 from .single_flight import SingleFlight
 
-__all__ = ["BoundedCache", "LockMap", "Redactor", "SingleFlight", "redacted_logger"]
+__all__ = [
+    "BoundedCache",
+    "Limit",
+    "LockMap",
+    "Pacer",
+    "Priority",
+    "Redactor",
+    "Scope",
+    "SingleFlight",
+    "redacted_logger",
+]

@@ -12,7 +12,7 @@ from ..storage import repo
 from .leases import Leases
 from .settling import Settling
 from .shared import Row, Shared
-from .types import Feedback, Outcome, UserRef
+from .types import Feedback, Idle, Outcome, Task, UserRef
 
 
 class Answers:
@@ -102,6 +102,91 @@ class Answers:
         if out.ok:
             self.s.notify()
         return out
+
+    async def edit_text(self, user: UserRef, source: str, text: str) -> Outcome:
+        """A free-text answer edited on the platform: it becomes the new text while the answer
+        may still be undone, and the item is settled again.
+
+        On a gold item the new text is shown, but the first answer stays the one scored.
+        """
+        now = self.s.clock()
+
+        def tx(conn: sqlite3.Connection) -> Outcome:
+            a = repo.get_annotator(conn, user.key)
+            prev = repo.answer_from_source(conn, a["id"], source) if a is not None else None
+            if prev is None or prev["value"] is None:
+                return Outcome("stale", "not_an_answer")
+            item = repo.get_item(conn, prev["item_id"])
+            pid = item["project_id"]
+            name = self.s.names[pid]
+            project, rules = self.s.projects[name], self.s.rules[name]
+            if not can_undo(prev["answered_at"], now, project.undo_seconds):
+                return Outcome("stale", "too_late", project=name)
+            m = repo.get_member(conn, pid, prev["annotator_id"])
+            if m is None or m["status"] != "active":
+                return Outcome("stale", "cannot_answer", project=name)
+            if not prev["expert"] and any(v["expert"] for v in repo.item_votes(conn, item["id"])):
+                return Outcome("stale", "settled_by_expert", project=name)
+            try:
+                value = canonical(rules, text)
+            except ValueError as exc:
+                return Outcome("invalid", "bad_value", project=name, problem=str(exc))
+            task = self.s.task(conn, prev["assignment_id"], m["answers"])
+            if value == prev["value"]:
+                return Outcome("duplicate", project=name, value=value, task=task)
+            # The same moment of answering: an edit does not lengthen the undo window.
+            repo.set_answer_value(conn, prev["id"], value, prev["answered_at"], None)
+            if not prev["is_gold"] and prev["counted"]:
+                self.settling.settle(conn, pid, item["id"], rules, now)
+            return Outcome(
+                "recorded",
+                project=name,
+                value=value,
+                task=task,
+                answer_id=prev["id"],
+                undo_until=prev["answered_at"] + project.undo_seconds,
+            )
+
+        return await self.s.db.write(tx, short=True)
+
+    async def unshowable(self, user: UserRef, assignment_id: int) -> Task | Idle:
+        """An item whose media could not be shown to this person: theirs no more, ever.
+
+        Nobody may answer an item blind, and the person should not wait on it: it is recorded
+        as a skip of theirs that counts nowhere (not in their skips, not in any vote), the
+        item goes to others, and their next item comes in the same transaction.
+        """
+        now = self.s.clock()
+        role = self.s.role(user)
+        draw = self.s.rng.random()
+
+        def tx(conn: sqlite3.Connection) -> Task | Idle:
+            r = self._check(conn, user, assignment_id)
+            if not isinstance(r, Outcome) and r["state"] == "pending":
+                is_gold = r["gold"] is not None
+                repo.insert_answer(
+                    conn,
+                    item_id=r["id"],
+                    annotator_id=r["annotator_id"],
+                    assignment_id=assignment_id,
+                    value=None,
+                    is_gold=int(is_gold),
+                    correct=None,
+                    expert=int(r["status"] == "escalated"),
+                    counted=0,
+                    seconds=0.0,
+                    answered_at=now,
+                )
+                repo.close_assignment(conn, assignment_id, r["id"], "skipped")
+                rules = self.s.rules[self.s.names[r["project_id"]]]
+                # As after a skip: they may have been the last who could answer it.
+                if not is_gold and r["n_answers"] >= rules.overlap:
+                    self.settling.settle(conn, r["project_id"], r["id"], rules, now)
+            return self.leases.next_in(conn, user, role, now, draw)
+
+        got = await self.s.db.write(tx, short=True)
+        self.s.notify()
+        return got
 
     def _check(self, conn: sqlite3.Connection, user: UserRef, assignment_id: int) -> Row | Outcome:
         # Locked (on PostgreSQL): a press delivered twice, to two workers, counts once.

@@ -188,6 +188,14 @@ class LabelingService:
         """Take back an answer within the undo window; returns the item again."""
         return await self.answers.undo(user, answer_id)
 
+    async def edit_text(self, user: UserRef, source: str, text: str) -> Outcome:
+        """A typed answer edited on the platform: the new text while Undo is still offered."""
+        return await self.answers.edit_text(user, source, text)
+
+    async def unshowable(self, user: UserRef, assignment_id: int) -> Task | Idle:
+        """An item whose media cannot be shown to this person: skipped for them; the next."""
+        return await self.answers.unshowable(user, assignment_id)
+
     # -- people ---------------------------------------------------------------------------------
 
     async def set_paused(self, user: UserRef, paused: bool) -> bool:

@@ -222,6 +222,7 @@ class Leases:
             repo.update_member(conn, r["project_id"], r["annotator_id"], waiting=1)
 
         await self.s.db.write(tx)
+        self.s.notify()  # the item is free for others, and the push loop tries them again
 
     async def pushes(self, platform: str, limit: int = 50) -> list[Push]:
         """Items for annotators on `platform` who were told to wait and now have work."""

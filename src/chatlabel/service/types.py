@@ -147,6 +147,7 @@ Detail = Literal[
     "too_late",  # stale: the undo window closed
     "settled_by_expert",  # stale: too late to undo, an expert decided
     "no_text_item",  # stale: a typed message with no free-text item open
+    "not_an_answer",  # stale: an edited message that was no answer
     "no_choice",  # invalid: Done with nothing chosen, or no value
     "bad_value",  # invalid: the value does not fit the project (see `problem`)
     "wrong_button",  # invalid: a toggle for a label the project lacks

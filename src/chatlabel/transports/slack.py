@@ -22,16 +22,13 @@ from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-)
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
+from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from ..config import ConfigError, Slack
 from ..conversation import Catalog, Conversation, Who
-from ..conversation.buttons import decode
-from ..mechanics import BoundedCache
+from ..mechanics import BoundedCache, Limit, Pacer
 from ..mechanics.redact import redacted_logger
 from ..service.labeling import LabelingService
 from ..service.reports import Reports
@@ -39,7 +36,6 @@ from ..service.types import UserRef
 from .slack_blocks import (
     BUTTON_PATTERN,
     CHECKBOX_PATTERN,
-    TEXT_ACTION,
     TEXT_BLOCK,
     TEXT_MODAL,
     WRITE_ID,
@@ -49,7 +45,9 @@ from .slack_blocks import (
     ticked,
 )
 from .slack_outlet import PEOPLE, REPLYING, CommandReply, SlackOutlet, is_loopback, slack_id
-from .slack_socket import REFUSED, open_socket
+from .slack_pacing import Dropped, slack_limits
+from .slack_payloads import actor, assignment, enterprise, modal_text
+from .slack_socket import PING_INTERVAL, REFUSED, open_socket
 
 log = logging.getLogger("chatlabel.slack")
 
@@ -69,15 +67,10 @@ def _hidden_env(*names: str) -> Iterator[None]:
         os.environ.update(saved)
 
 
-def modal_text(view: dict[str, Any]) -> str:
-    """The text typed into the answer modal ('' when missing)."""
-    values = ((view.get("state") or {}).get("values")) or {}
-    entry = (values.get(TEXT_BLOCK) or {}).get(TEXT_ACTION) or {}
-    return str(entry.get("value") or "")
-
-
 class SlackTransport:
     """Translates Slack commands, button presses, modals, DMs and App Home to the conversation."""
+
+    socket_ping_interval = PING_INTERVAL  # Socket Mode: a link silent for 4 pings is replaced
 
     def __init__(
         self,
@@ -92,15 +85,15 @@ class SlackTransport:
         export_results: ExportResults | None = None,
         catalog: Catalog | None = None,
         inbound: tuple[float, float] | None = None,
+        limits: dict[str, Limit] | None = None,
     ) -> None:
         self.service = service
         self.settings = settings
         self._app_token = app_token
         self._bot_token = bot_token
-        handlers = [
-            AsyncConnectionErrorRetryHandler(),
-            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
-        ]
+        # Only connection errors are retried by the client. A 429 is the outlet's: its pacer
+        # holds that one method (or channel) for the Retry-After, not every call in flight.
+        handlers: list[AsyncRetryHandler] = [AsyncConnectionErrorRetryHandler()]
         kwargs: dict[str, Any] = {"base_url": settings.base_url} if settings.base_url else {}
         self.client = AsyncWebClient(
             token=bot_token,
@@ -119,7 +112,9 @@ class SlackTransport:
                 before_authorize=self._pin_proxy,
                 logger=logging.getLogger("chatlabel.slack.bolt"),
             )
-        self.outlet = SlackOutlet(self.client, service, media_cache, settings.command)
+        # `limits`: the pacer's (slack_pacing.slack_limits() by default; {} paces nothing).
+        pacer = Pacer(slack_limits() if limits is None else limits)
+        self.outlet = SlackOutlet(self.client, service, media_cache, settings.command, pacer)
         self.conversation = Conversation(
             service,
             reports,
@@ -129,6 +124,7 @@ class SlackTransport:
             inbound=inbound,
         )
         self._locales: BoundedCache[str, str] = BoundedCache(PEOPLE)
+        self._events: BoundedCache[str, bool] = BoundedCache(PEOPLE)  # event ids handled
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self._push_task: asyncio.Task[None] | None = None
@@ -143,7 +139,8 @@ class SlackTransport:
         """Check the token, serve Slack's requests (HTTP or Socket Mode), start pushing items."""
         self._stop = asyncio.Event()
         try:
-            me = await self.client.auth_test()  # fails fast on a wrong token
+            # Fails fast on a wrong token; a 429 is waited out like any call's.
+            me = await self.outlet.api("auth.test", self.client.auth_test)
         except SlackApiError as e:
             error = str(e.response.get("error"))
             if error not in REFUSED:
@@ -155,9 +152,14 @@ class SlackTransport:
         self._auth = AuthorizeResult.from_auth_test_response(
             bot_token=self._bot_token, auth_test_response=me
         )
+        self.outlet.team = str(me.get("enterprise_id") or me.get("team_id") or "")
         if self._app_token:
             self._socket = await open_socket(
-                self.app, self.client, self._app_token, self.settings.app_token_env
+                self.app,
+                self.client,
+                self._app_token,
+                self.settings.app_token_env,
+                self.socket_ping_interval,
             )
             log.info("Slack bot %s connected to %s in Socket Mode", me.get("user"), me.get("team"))
         else:
@@ -175,6 +177,7 @@ class SlackTransport:
     async def stop(self) -> None:
         """Stop serving, let in-flight work finish briefly, and close every connection."""
         self._stop.set()
+        self.outlet.close()
         if self._push_task is not None:
             self._push_task.cancel()
             await asyncio.gather(self._push_task, return_exceptions=True)
@@ -260,9 +263,15 @@ class SlackTransport:
 
     # -- who is who -----------------------------------------------------------------------------
 
-    def _user(self, team: str, uid: str, name: str = "") -> UserRef:
-        """A Slack user: key `slack:T…/U…`, address their DM with the bot (when known)."""
-        ref = UserRef("slack", f"{team}/{uid}", name)
+    def _user(self, team: str, uid: str, name: str = "", enterprise: object = None) -> UserRef:
+        """A Slack user: key `slack:T…/U…`, address their DM with the bot (when known).
+
+        One rule for actions, commands and events alike: under Enterprise Grid the key holds
+        the organisation (`slack:E…/U…`; user ids are unique in it), because each kind of
+        payload names a different workspace (where it happened, or the person's own, or none);
+        elsewhere the workspace.
+        """
+        ref = UserRef("slack", f"{enterprise or team}/{uid}", name)
         return UserRef("slack", ref.user_id, name, self.outlet.cached_dm(ref))
 
     async def _who(self, user: UserRef) -> Who:
@@ -271,18 +280,21 @@ class SlackTransport:
         if locale is None:
             locale = ""
             try:
-                info = await self.client.users_info(user=slack_id(user), include_locale=True)
+                info = await self.outlet.api(
+                    "users.info",
+                    lambda: self.client.users_info(user=slack_id(user), include_locale=True),
+                )
                 locale = str((info.get("user") or {}).get("locale") or "")
             except SlackApiError as e:
                 log.info("no locale for %s: %s", user.key, e.response.get("error"))
+            except Dropped:
+                return Who(user, None)  # stopping: not worth remembering
             self._locales[user.key] = locale
         return Who(user, locale or None)
 
     def _actor(self, body: dict[str, Any]) -> UserRef:
         """The person behind an interaction payload."""
-        who = body.get("user") or {}
-        team = (body.get("team") or {}).get("id") or who.get("team_id") or ""
-        return self._user(str(team), str(who.get("id", "")), str(who.get("username", "")))
+        return self._user(*actor(body))
 
     def _pressed(self, body: dict[str, Any], user: UserRef) -> str | None:
         """The pressed message in the person's own DM, as a ref ("channel:ts")."""
@@ -295,7 +307,10 @@ class SlackTransport:
                 self.outlet.remember_dm(user, channel)  # after a restart: their DM is where it is
             else:
                 return None
-        return f"{channel}:{container.get('message_ts')}"
+        ref = f"{channel}:{container.get('message_ts')}"
+        # Edits of the pressed message can then go through the press's response_url.
+        self.outlet.remember_response(ref, str(body.get("response_url") or ""))
+        return ref
 
     # -- wiring ---------------------------------------------------------------------------------
 
@@ -322,6 +337,7 @@ class SlackTransport:
             str(body.get("team_id", "")),
             str(body.get("user_id", "")),
             str(body.get("user_name", "")),
+            body.get("enterprise_id"),
         )
         channel = str(body.get("channel_id", ""))
         if channel.startswith("D") and self.outlet.cached_dm(user) is None:
@@ -353,7 +369,7 @@ class SlackTransport:
             ref = self._pressed(body, user)
             action = (body.get("actions") or [{}])[0]
             data = str(action.get("value", ""))
-            aid = _assignment(data)
+            aid = assignment(data)
             sent = ticked(body, aid) if aid is not None else None
             await self.conversation.press(await self._who(user), data, ref, body, sent)
 
@@ -377,6 +393,7 @@ class SlackTransport:
             if not re.fullmatch(r"\d{1,18}", value):
                 return
             user = self._actor(body)
+            self._pressed(body, user)  # the answer will edit this message
             container = body.get("container") or {}
             blocks = (body.get("message") or {}).get("blocks") or []
             shown = ""
@@ -387,9 +404,12 @@ class SlackTransport:
             channel, ts = str(container.get("channel_id", "")), str(container.get("message_ts", ""))
             view = text_modal(t, int(value), channel, ts, shown)
             try:
-                await self.client.views_open(trigger_id=body["trigger_id"], view=view)
-            except SlackApiError as e:  # e.g. the 3-second trigger ran out on a slow network
-                log.warning("could not open the answer form: %s", e.response.get("error"))
+                await self.outlet.api(
+                    "views.open",
+                    lambda: self.client.views_open(trigger_id=body["trigger_id"], view=view),
+                )
+            except (SlackApiError, Dropped) as e:  # e.g. the 3-second trigger ran out
+                log.warning("could not open the answer form: %s", e)
                 await self.outlet.toast(user, None, t("platform.form_failed"), False)
 
     async def _on_submit(self, ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
@@ -425,40 +445,59 @@ class SlackTransport:
         if event.get("tab", "home") != "home":
             return
         async with self._work("App Home"):
-            user = self._user(str(body.get("team_id", "")), str(event.get("user", "")))
+            user = self._user(
+                str(body.get("team_id", "")), str(event.get("user", "")), "", enterprise(body)
+            )
             if event.get("channel"):
                 self.outlet.remember_dm(user, str(event["channel"]))
             home = await self.conversation.home(await self._who(user))
-            await self.client.views_publish(user_id=slack_id(user), view=home_view(home))
+            await self.outlet.api(
+                "views.publish",
+                lambda: self.client.views_publish(user_id=slack_id(user), view=home_view(home)),
+            )
 
     async def _on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        subtype = event.get("subtype")
+        edited = subtype == "message_changed"
+        said = event.get("message") if edited else event
         if (
             event.get("channel_type") != "im"
-            or event.get("bot_id")
-            or not event.get("user")
-            or event.get("subtype") not in (None, "file_share")
+            or not isinstance(said, dict)
+            or said.get("bot_id")
+            or not said.get("user")
+            or subtype not in (None, "file_share", "message_changed")
+            or self._seen(body)
         ):
             return
         async with self._work("message"):
-            user = self._user(str(body.get("team_id", "")), str(event["user"]))
+            user = self._user(str(body.get("team_id", "")), str(said["user"]), "", enterprise(body))
             channel = str(event.get("channel", ""))
             self.outlet.remember_dm(user, channel)
             who = await self._who(user)
-            text = str(event.get("text") or "").strip()
-            if event.get("subtype") == "file_share" or not text:
-                await self.conversation.unsupported(who)
-                return
+            text = str(said.get("text") or "").strip()
             # The message's own id makes a redelivered event count once, across restarts too.
-            source = f"{channel}:{event.get('ts')}"
-            await self.conversation.text(who, text, source=source)
+            source = f"{channel}:{said.get('ts')}"
+            if edited:
+                await self.conversation.edited(who, text, source=source)
+            elif subtype == "file_share" or not text:
+                await self.conversation.unsupported(who)
+            else:
+                await self.conversation.text(who, text, source=source)
+
+    def _seen(self, body: dict[str, Any]) -> bool:
+        """True for an event delivered before (Slack retries one whose ack it missed).
+
+        In this process only: across restarts, typed answers and their edits count once by
+        their message, stored with the answer; a repeated reply is the most a redelivery does.
+        """
+        event_id = str(body.get("event_id") or "")
+        if not event_id:
+            return False
+        if event_id in self._events:
+            log.info("dropped a redelivered Slack event %s", event_id)
+            return True
+        self._events[event_id] = True
+        return False
 
     async def _on_other_event(self, event: dict[str, Any]) -> None:
         log.debug("ignoring a Slack %s event", event.get("type"))
-
-
-def _assignment(data: str) -> int | None:
-    """The assignment a press is about (for reading the checkboxes it carries)."""
-    press = decode(data)
-    if press is None or press.action not in ("done", "answer", "skip"):
-        return None
-    return press.ref

@@ -6,13 +6,18 @@ import asyncio
 import contextvars
 import hashlib
 import ipaddress
+import itertools
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlparse
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from ..conversation import (
@@ -27,13 +32,22 @@ from ..conversation import (
     Unreachable,
 )
 from ..conversation.render import cut
-from ..mechanics import BoundedCache, SingleFlight
+from ..mechanics import BoundedCache, Pacer, Scope, SingleFlight, redacted_logger
 from ..media import MediaError, prepare_image
 from ..service.labeling import LabelingService
 from ..service.types import UserRef
 from .slack_blocks import JSON, esc, image_block, message_blocks, notification
+from .slack_pacing import (
+    POST,
+    POST_CHANNEL,
+    UPLOAD,
+    Dropped,
+    Responder,
+    retry_after,
+)
 
 log = logging.getLogger("chatlabel.slack")
+T = TypeVar("T")
 
 PEOPLE = 20_000  # DM channels and locales remembered
 # Errors that mean we can no longer write to this person.
@@ -84,16 +98,32 @@ REPLYING: contextvars.ContextVar[CommandReply | None] = contextvars.ContextVar(
 
 
 class SlackOutlet:
-    """Renders the conversation's views as Slack Web API calls."""
+    """Renders the conversation's views as Slack Web API calls, paced per method and workspace.
+
+    Every Web API call waits for its turn in the pacer (its method's tier for the workspace;
+    chat.postMessage also per channel); a 429 holds only that method (or channel) for its
+    Retry-After, and the call is tried again. Edits of a message whose button was just pressed
+    go through the press's response_url, which no tier limits; others through chat.update.
+    """
 
     platform = "slack"
+    retries = 3  # 429s a call waits out before it fails
 
     def __init__(
-        self, client: AsyncWebClient, service: LabelingService, media_cache: Path, command: str
+        self,
+        client: AsyncWebClient,
+        service: LabelingService,
+        media_cache: Path,
+        command: str,
+        pacer: Pacer | None = None,
     ) -> None:
         self.client = client
         self.service = service
         self.media_cache = media_cache
+        self.pacer = pacer or Pacer()
+        self.team = ""  # the workspace (or organisation) the bot token belongs to
+        self.closing = False
+        self.limited = 0  # 429 answers met
         self.mechanics = Mechanics(
             command=lambda name: f"{command} {name}",
             writer="modal",
@@ -102,6 +132,58 @@ class SlackOutlet:
         )
         self._dm: BoundedCache[str, str] = BoundedCache(PEOPLE)
         self._uploads: SingleFlight[str] = SingleFlight()
+        self._responders: BoundedCache[MessageRef, Responder] = BoundedCache(PEOPLE)
+        self._edits: BoundedCache[MessageRef, int] = BoundedCache(PEOPLE)
+        self._edit_seq = itertools.count(1)
+
+    def close(self) -> None:
+        """Stopping: calls waiting for their turn give up."""
+        self.closing = True
+        self.pacer.close()
+
+    # -- calls ----------------------------------------------------------------------------
+
+    async def api(
+        self,
+        methods: str | tuple[str, ...],
+        call: Callable[[], Awaitable[T]],
+        *,
+        priority: int = Priority.INTERACTIVE,
+        channel: str | None = None,
+        wanted: Callable[[], bool] | None = None,
+    ) -> T:
+        """Make a Web API call in its turn, waiting out 429s; Dropped if no longer wanted."""
+        names = (methods,) if isinstance(methods, str) else methods
+        scopes: list[Scope] = [(m, self.team) for m in names]
+        if POST in names and channel:
+            scopes.append((POST_CHANNEL, channel))
+        attempts = self.retries
+        while True:
+            turn = await self.pacer.turn(scopes, priority, wanted)
+            if not turn:
+                raise Dropped
+            try:
+                return await call()
+            except SlackApiError as e:
+                if e.response.status_code != 429 or not attempts:
+                    raise
+                attempts -= 1
+                self.limited += 1
+                wait = retry_after(e)
+                log.info("Slack asked to wait %.0f s before more %s", wait, "/".join(names))
+                self.pacer.refused(scopes, wait)
+            finally:
+                turn.done()  # counted from Slack's answer: see Pacer
+
+    async def ready(self, to: UserRef, priority: Priority = Priority.BULK) -> None:
+        """Wait until a message to this person could be posted at this priority."""
+        channel = self.cached_dm(to) or ""
+        await self.pacer.ready([(POST, self.team), (POST_CHANNEL, channel)], priority)
+
+    def remember_response(self, ref: MessageRef, url: str) -> None:
+        """A press on message `ref` came with this response_url: later edits of it use it."""
+        if url:
+            self._responders[ref] = Responder(url)
 
     # -- people ---------------------------------------------------------------------------
 
@@ -113,14 +195,20 @@ class SlackOutlet:
         """The person's DM channel if known, without asking Slack."""
         return self._dm.get(user.key) or user.address
 
-    async def dm(self, user: UserRef) -> str:
+    async def dm(self, user: UserRef, priority: int = Priority.INTERACTIVE) -> str:
         """The id of the person's DM channel with the bot (conversations.open, once)."""
         channel = self.cached_dm(user)
         if channel is None:
             try:
-                opened = await self.client.conversations_open(users=slack_id(user))
+                opened = await self.api(
+                    "conversations.open",
+                    lambda: self.client.conversations_open(users=slack_id(user)),
+                    priority=priority,
+                )
             except SlackApiError as e:
                 raise self._failure(e) from None
+            except Dropped:
+                raise SendFailed("the bot is stopping") from None
             channel = str(opened["channel"]["id"])
         self._dm[user.key] = channel
         return channel
@@ -144,12 +232,13 @@ class SlackOutlet:
                 else:
                     await self.toast(to, None, view.text, False)
                 return None
-            channel = await self.dm(to)
+            channel = await self.dm(to, priority)
             if reply is not None and reply.channel != channel and not reply.told_dm:
                 reply.told_dm = True
                 await self._respond(reply.response_url, esc(reply.texts("platform.sent_to_dm")))
             if isinstance(view, Document):
-                await self.client.files_upload_v2(
+                await self._upload(
+                    priority,
                     channel=channel,
                     file=view.data,
                     filename=view.filename,
@@ -158,7 +247,8 @@ class SlackOutlet:
                 )
                 return None
             if view.chart is not None:
-                await self.client.files_upload_v2(
+                await self._upload(
+                    priority,
                     channel=channel,
                     file=view.chart.png,
                     filename=view.chart.filename,
@@ -166,52 +256,104 @@ class SlackOutlet:
                     initial_comment=esc(view.text),
                 )
                 return None
-            image = await self._media(to, channel, view)
-            sent = await self._post(channel, view, image)
+            image = await self._media(to, channel, view, priority=priority)
+            sent = await self._post(channel, view, image, priority)
         except SlackApiError as e:
             raise self._failure(e) from None
+        except Dropped:
+            raise SendFailed("the bot is stopping") from None
         return f"{channel}:{sent}"
 
-    async def _post(self, channel: str, view: Message, image: JSON | None) -> str:
+    async def _post(self, channel: str, view: Message, image: JSON | None, priority: int) -> str:
         blocks = message_blocks(view, image)
-        try:
-            sent = await self.client.chat_postMessage(
+
+        def post() -> Awaitable[AsyncSlackResponse]:
+            return self.client.chat_postMessage(
                 channel=channel, text=notification(view), blocks=blocks
             )
+
+        try:
+            sent = await self.api(POST, post, priority=priority, channel=channel)
         except SlackApiError as e:
             if image is None or e.response.get("error") != "invalid_blocks":
                 raise
-            # Slack may not have processed a just-uploaded file yet: wait once, then send the
-            # item without its picture rather than not at all.
+            # Slack may not have processed a just-uploaded file yet: wait once, then give up
+            # on showing the item (the conversation never offers it without its picture).
             await asyncio.sleep(1.5)
             try:
-                sent = await self.client.chat_postMessage(
-                    channel=channel, text=notification(view), blocks=blocks
-                )
+                sent = await self.api(POST, post, priority=priority, channel=channel)
             except SlackApiError:
                 raise MediaFailed("Slack refused the image block") from None
         return str(sent["ts"])
 
+    async def _upload(self, priority: int, **kwargs: object) -> AsyncSlackResponse:
+        return await self.api(
+            UPLOAD,
+            lambda: self.client.files_upload_v2(**kwargs),  # type: ignore[arg-type]
+            priority=priority,
+        )
+
     async def edit(
         self, to: UserRef, ref: MessageRef, view: Message, priority: Priority = Priority.INTERACTIVE
     ) -> None:
-        """Replace a message's blocks; a failure is logged and the flow goes on."""
+        """Replace a message's blocks; only the latest edit of a message goes out.
+
+        Through the response_url of a press on it while that lasts (no tier limits it),
+        else chat.update in its turn. A failure is logged and the flow goes on.
+        """
         channel, _, ts = ref.partition(":")
+        mine = self._edits[ref] = next(self._edit_seq)
+        self.pacer.recheck()  # an older edit of this message waiting now drops out
+
+        def wanted() -> bool:
+            return self._edits.get(ref) == mine
+
         try:
             image = await self._media(to, channel, view, upload=False)
-            await self.client.chat_update(
-                channel=channel, ts=ts, text=notification(view), blocks=message_blocks(view, image)
+            blocks = message_blocks(view, image)
+            hook = self._responders.get(ref)
+            if hook is not None and hook.usable():
+                hook.uses += 1
+                if await self._replace(hook.url, view, blocks):
+                    return
+            if not wanted():
+                return
+            await self.api(
+                "chat.update",
+                lambda: self.client.chat_update(
+                    channel=channel, ts=ts, text=notification(view), blocks=blocks
+                ),
+                priority=priority,
+                wanted=wanted,
             )
+        except Dropped:
+            log.debug("an edit of message %s was superseded by a newer one", ts)
         except (SlackApiError, MediaFailed) as e:
-            log.warning("could not update message %s: %s", ts, e)
+            # Never silently: the message keeps what it showed (a stale press is answered
+            # by the conversation), and whoever runs the bot can see why.
+            log.warning("could not update message %s, giving up: %s", ts, e)
+
+    async def _replace(self, url: str, view: Message, blocks: list[JSON]) -> bool:
+        """Replace the pressed message through its response_url; False if Slack refused."""
+        hook = _webhook(url)
+        try:
+            sent = await hook.send(text=notification(view), blocks=blocks, replace_original=True)
+        except (TimeoutError, OSError, aiohttp.ClientError) as e:
+            log.info("a response_url post failed (%s); using chat.update", e)
+            return False
+        if sent.status_code != 200:
+            log.info("a response_url was refused (%s); using chat.update", sent.body)
+            return False
+        return True
 
     async def delete(self, to: UserRef, ref: MessageRef) -> None:
         """Delete a message the bot posted."""
         channel, _, ts = ref.partition(":")
+        self._edits[ref] = next(self._edit_seq)  # no edit of it is wanted any more
         try:
-            await self.client.chat_delete(channel=channel, ts=ts)
-        except SlackApiError as e:
-            log.info("could not delete message %s: %s", ts, e.response.get("error"))
+            await self.api("chat.delete", lambda: self.client.chat_delete(channel=channel, ts=ts))
+        except (SlackApiError, Dropped) as e:
+            log.info("could not delete message %s: %s", ts, e)
 
     async def toast(self, to: UserRef, press: object, text: str | None, alert: bool) -> None:
         """Slack has no toasts: a note only this person sees, in the DM (nothing when silent)."""
@@ -219,20 +361,29 @@ class SlackOutlet:
             return
         try:
             channel = await self.dm(to)
-            await self.client.chat_postEphemeral(channel=channel, user=slack_id(to), text=esc(text))
-        except (SlackApiError, Unreachable, SendFailed) as e:
+            await self.api(
+                "chat.postEphemeral",
+                lambda: self.client.chat_postEphemeral(
+                    channel=channel, user=slack_id(to), text=esc(text)
+                ),
+            )
+        except (SlackApiError, Unreachable, SendFailed, Dropped) as e:
             log.info("could not tell %s: %s", to.key, e)
 
     async def _respond(self, url: str, text: str) -> None:
-        hook = AsyncWebhookClient(url)
-        if is_loopback(url):
-            hook.proxy = None  # it read HTTP(S)_PROXY, which would swallow loopback calls
+        hook = _webhook(url)
         await hook.send(text=text, response_type="ephemeral")
 
     # -- media ----------------------------------------------------------------------------
 
     async def _media(
-        self, to: UserRef, channel: str, view: Message, *, upload: bool = True
+        self,
+        to: UserRef,
+        channel: str,
+        view: Message,
+        *,
+        upload: bool = True,
+        priority: int = Priority.INTERACTIVE,
     ) -> JSON | None:
         """The image block for a view's picture; audio and video are posted just before."""
         media = view.media
@@ -240,18 +391,18 @@ class SlackOutlet:
             return None
         try:
             if media.kind == "image":
-                return image_block(await self._image_file_id(view), media.alt)
+                return image_block(await self._image_file_id(view, priority), media.alt)
             if upload:
                 # Slack cannot play audio or video inside blocks: share the file in the DM
                 # first (a file is shared into a conversation only when it is uploaded).
-                await self.client.files_upload_v2(
-                    channel=channel, file=media.path, filename=Path(media.path).name
+                await self._upload(
+                    priority, channel=channel, file=media.path, filename=Path(media.path).name
                 )
             return None
         except (MediaError, OSError) as e:
             raise MediaFailed(str(e)) from e
 
-    async def _image_file_id(self, view: Message) -> str:
+    async def _image_file_id(self, view: Message, priority: int) -> str:
         """Prepare an item's picture once and upload it once; later sends reuse the file id."""
         media = view.media
         assert media is not None
@@ -273,14 +424,22 @@ class SlackOutlet:
             if again:
                 return again
             # No channel: the file stays private to the bot, and image blocks show it by id.
-            sent = await self.client.files_upload_v2(
-                file=data, filename=f"item-{sha[:12]}.jpg", alt_txt=cut(media.alt, 200)
+            sent = await self._upload(
+                priority, file=data, filename=f"item-{sha[:12]}.jpg", alt_txt=cut(media.alt, 200)
             )
             file_id = str(sent["file"]["id"])
             await self.service.save_media_file_id(sha, "slack", file_id)
             return file_id
 
         return await self._uploads.run(sha, upload)
+
+
+def _webhook(url: str) -> AsyncWebhookClient:
+    """A client for one response_url, logging through the redactor (the URL is a secret)."""
+    hook = AsyncWebhookClient(url, logger=redacted_logger("chatlabel.slack.response"))
+    if is_loopback(url):
+        hook.proxy = None  # it read HTTP(S)_PROXY, which would swallow loopback calls
+    return hook
 
 
 def _plain(view: Message) -> bool:

@@ -17,6 +17,8 @@ from .slack_outlet import is_loopback
 log = logging.getLogger("chatlabel.slack.socket")
 
 CONNECT_TIMEOUT = 30.0  # seconds start() waits for the first WebSocket before giving up
+# Seconds between pings on the link; one silent for a few pings is replaced (2-4 intervals).
+PING_INTERVAL = 5.0
 # What Slack answers apps.connections.open when the token is not a usable app-level token.
 REFUSED = frozenset(
     {
@@ -38,9 +40,17 @@ _TOKEN_KINDS = {
 
 
 async def open_socket(
-    app: AsyncApp, client: AsyncWebClient, app_token: str, token_env: str
+    app: AsyncApp,
+    client: AsyncWebClient,
+    app_token: str,
+    token_env: str,
+    ping_interval: float = PING_INTERVAL,
 ) -> AsyncSocketModeHandler:
-    """Connect `app` to Slack in Socket Mode; a refused app-level token is a ConfigError."""
+    """Connect `app` to Slack in Socket Mode; a refused app-level token is a ConfigError.
+
+    The link is pinged every `ping_interval` seconds; one that stops answering is replaced
+    (slack_sdk's watchdog: a link quiet for 4 pings is stale).
+    """
     # The handler retries a refused connection forever: ask once first, so a wrong app-level
     # token fails start() instead of hanging it.
     try:
@@ -56,7 +66,11 @@ async def open_socket(
             f"{token_env} to receive Slack's requests over HTTP instead"
         ) from None
     handler = AsyncSocketModeHandler(
-        app, app_token, logger=redacted_logger(log.name), web_client=client
+        app,
+        app_token,
+        logger=redacted_logger(log.name),
+        web_client=client,
+        ping_interval=ping_interval,
     )
     if is_loopback(opened["url"]):
         handler.client.proxy = None  # it read HTTP(S)_PROXY, which would swallow loopback links

@@ -30,12 +30,13 @@ from telegram.request import BaseRequest
 from ..config import ConfigError, Telegram
 from ..conversation import Catalog, Conversation, Who
 from ..conversation.commands import ANNOTATOR, COORDINATOR
+from ..mechanics import Limit, Pacer
 from ..mechanics.redact import hide
 from ..service.labeling import LabelingService
 from ..service.reports import Reports
 from ..service.types import UserRef
 from .telegram_http import AiohttpRequest
-from .telegram_outlet import MessageRateLimiter, TelegramOutlet, chat_of, ref_of
+from .telegram_outlet import TelegramOutlet, chat_of, ref_of
 from .telegram_webhook import WebhookServer
 
 log = logging.getLogger("chatlabel.telegram")
@@ -88,8 +89,14 @@ class TelegramTransport:
     name = "telegram"
     # PTB's HTTP layer (aiohttp: a third of httpx's CPU per call); tests swap in short timeouts.
     request_class: Callable[..., BaseRequest] = AiohttpRequest
-    rate_limit_retries = 5  # RetryAfter answers AIORateLimiter waits out before giving up
-    max_rate = 30.0  # messages per second for the whole bot (Telegram's broadcast limit)
+    # Telegram's limits as the bot paces its calls (each counted from Telegram's answer, so a
+    # call held up on its way cannot make the next look early): new messages for the whole
+    # bot (Telegram's ~30 a second; 0: unpaced), and sends and edits per chat, of which
+    # pushes and bulk messages may use 2 of 3 (the last is kept for replies to presses).
+    # Callback answers are never paced: they stop a button's spinner. Tests against an
+    # emulator without limits turn them off (max_rate 0, chat_limit None).
+    max_rate = 30.0
+    chat_limit: Limit | None = Limit(3, 1.05, reserve=1)
     poll_timeout = 10  # seconds a getUpdates long poll may hang
     push_interval = 5.0  # how often the push loop looks for expired leases without a signal
     retry_delays: tuple[float, ...] = TelegramOutlet.retry_delays  # backoff after network errors
@@ -154,6 +161,17 @@ class TelegramTransport:
             raise RuntimeError("start() the Telegram transport first")
         return self._app
 
+    def limits(self) -> dict[str, Limit]:
+        """The pacer's limits: "all" for new messages bot-wide, "chat" per chat."""
+        limits: dict[str, Limit] = {}
+        if self.max_rate > 0:
+            count = max(1, round(self.max_rate))
+            # A sixth of the bot-wide budget stays free for replies to what people just did.
+            limits["all"] = Limit(count, 1.05, reserve=count // 6)
+        if self.chat_limit is not None:
+            limits["chat"] = self.chat_limit
+        return limits
+
     def _build(self) -> Application[Any, Any, Any, Any, Any, Any]:
         def request(pool: int) -> BaseRequest:
             # The session ignores HTTP(S)_PROXY: a proxy would swallow loopback traffic.
@@ -165,11 +183,9 @@ class TelegramTransport:
             .token(self._token)
             .request(self._requests[0])
             .get_updates_request(self._requests[1])
-            .rate_limiter(
-                MessageRateLimiter(
-                    overall_max_rate=self.max_rate, max_retries=self.rate_limit_retries
-                )
-            )
+            # No rate limiter of python-telegram-bot's: while it waits out a 429 it holds every
+            # request of the bot. The outlet's pacer paces each call and holds only the chat
+            # that got the 429.
             # Updates from different people are handled side by side; one person's in order
             # (the conversation holds a lock per person).
             .concurrent_updates(self.max_concurrent_updates)
@@ -183,11 +199,12 @@ class TelegramTransport:
         app = builder.build()
         app.add_handler(ChatMemberHandler(self._on_member, ChatMemberHandler.MY_CHAT_MEMBER))
         app.add_handler(CallbackQueryHandler(self._wrap(self._on_button)))
-        private = filters.ChatType.PRIVATE
+        # New messages only: an edited one (a command or text) is an edit, whatever it says.
+        private = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
         app.add_handler(MessageHandler(private & filters.COMMAND, self._wrap(self._on_command)))
         app.add_handler(
             MessageHandler(
-                private & filters.UpdateType.EDITED_MESSAGE & filters.TEXT,
+                filters.ChatType.PRIVATE & filters.UpdateType.EDITED_MESSAGE & filters.TEXT,
                 self._wrap(self._on_edited),
             )
         )
@@ -218,7 +235,7 @@ class TelegramTransport:
                 ) from None
             await app.start()
             self._outlet = TelegramOutlet(
-                app.bot, self.service, self.media_cache, self.retry_delays
+                app.bot, self.service, self.media_cache, self.retry_delays, Pacer(self.limits())
             )
             self._conversation = Conversation(
                 self.service,
@@ -267,7 +284,7 @@ class TelegramTransport:
         """Stop pushing and receiving, then close every connection; safe to call twice."""
         self._stop.set()
         if self._outlet is not None:
-            self._outlet.closing = True
+            self._outlet.close()
         task, self._push_task = self._push_task, None
         if task is not None:
             task.cancel()

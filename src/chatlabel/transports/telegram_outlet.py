@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from telegram import Bot, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, InputFile
 from telegram import Message as TgMessage
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
-from telegram.ext import AIORateLimiter
 
 from ..conversation import (
     Document,
@@ -25,8 +25,8 @@ from ..conversation import (
     Unreachable,
 )
 from ..conversation.render import cut
-from ..mechanics import BoundedCache, SingleFlight
-from ..media import MediaError, file_sha256, prepare_image
+from ..mechanics import BoundedCache, Pacer, Scope, SingleFlight
+from ..media import MAX_UPLOAD_BYTES, MediaError, file_sha256, fit_photo, prepare_image
 from ..service.labeling import LabelingService
 from ..service.types import UserRef
 
@@ -48,34 +48,13 @@ _OTHER_EDIT = ("no caption in the message", "no text in the message")
 _FILE_REFUSED = ("wrong file identifier", "file_id", "file reference")
 
 
-class MessageRateLimiter(AIORateLimiter):
-    """AIORateLimiter whose bot-wide limit counts new messages only.
-
-    Telegram's ~30 per second is a limit on messages sent; the edit and the callback answer
-    that follow each press are not broadcasts, and counting them would halve how many
-    presses a second the bot can take. A 429 on any call is still waited out and retried.
-    """
-
-    async def process_request(
-        self,
-        callback: Callable[..., Coroutine[Any, Any, bool | dict[str, Any] | list[dict[str, Any]]]],
-        args: Any,
-        kwargs: dict[str, Any],
-        endpoint: str,
-        data: dict[str, Any],
-        rate_limit_args: int | None,
-    ) -> bool | dict[str, Any] | list[dict[str, Any]]:
-        """Throttle sends bot-wide; let other calls through (RetryAfter still applies)."""
-        if not endpoint.startswith("send"):
-            # Without a chat_id, AIORateLimiter applies no per-bot limit to the call.
-            data = {k: v for k, v in data.items() if k != "chat_id"}
-        return await super().process_request(
-            callback, args, kwargs, endpoint, data, rate_limit_args
-        )
+ALL: Scope = ("all", "")  # Telegram's bot-wide limit on new messages
+# An upload Telegram refuses for its size: no retry can fix it.
+_TOO_BIG = ("request entity too large", "(413)", "file is too big")
 
 
-class _FileIdRefused(Exception):
-    """Telegram does not know a stored file_id (another bot, or a wiped test server)."""
+class Dropped(Exception):
+    """A paced call that did not go out: superseded by a newer edit, or the bot is stopping."""
 
 
 def chat_of(user: UserRef) -> int:
@@ -95,6 +74,15 @@ def _parse(ref: MessageRef) -> tuple[int, int]:
 
 def _seconds(retry_after: int | timedelta) -> float:
     return retry_after.total_seconds() if isinstance(retry_after, timedelta) else float(retry_after)
+
+
+def _sending(chat: int) -> tuple[Scope, ...]:
+    """The scopes a new message to `chat` counts against."""
+    return (ALL, ("chat", str(chat)))
+
+
+def _too_big(error: NetworkError) -> bool:
+    return any(f in error.message.lower() for f in _TOO_BIG)
 
 
 def _says(error: BadRequest, *fragments: str) -> bool:
@@ -128,10 +116,16 @@ def body(view: Message, limit: int) -> str:
 
 
 class TelegramOutlet:
-    """Renders the conversation's views as Bot API calls, with retries and upload-once media."""
+    """Renders the conversation's views as Bot API calls, paced, with retries and upload-once media.
+
+    Every call but a callback answer waits for its turn in the pacer: new messages count
+    against the bot-wide scope and their chat's, edits and deletions against their chat's. A
+    429 holds only the chat that got it (and the bot-wide scope when several chats get one
+    at once: that is the bot-wide limit).
+    """
 
     platform = PLATFORM
-    # Waits between attempts after a network error or a 429 the rate limiter gave up on.
+    # Waits between attempts after a network error; also how many 429s a call waits out.
     retry_delays: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
 
     def __init__(
@@ -140,51 +134,102 @@ class TelegramOutlet:
         service: LabelingService,
         media_cache: Path,
         retry_delays: Sequence[float] | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self.bot = bot
         self.service = service
         self.media_cache = media_cache
         if retry_delays is not None:
             self.retry_delays = tuple(retry_delays)
+        self.pacer = pacer or Pacer()
         self.closing = False
         self.mechanics = Mechanics(command=lambda name: f"/{name}", writer="reply")
         self._hashes: BoundedCache[Path, str] = BoundedCache(10_000)
         self._uploads: SingleFlight[TgMessage | None] = SingleFlight()
+        # The latest edit asked for each message: an older one still queued is dropped.
+        self._edits: BoundedCache[MessageRef, int] = BoundedCache(20_000)
+        self._edit_seq = itertools.count(1)
+        self.limited = 0  # 429 answers met
+
+    def close(self) -> None:
+        """Stopping: calls waiting for their turn give up, later ones go out unpaced once."""
+        self.closing = True
+        self.pacer.close()
 
     # -- calls ----------------------------------------------------------------------------
 
-    async def call(self, make: Callable[[], Awaitable[T]]) -> T:
-        """Run a Bot API call, retrying network errors and rate limits with backoff."""
+    async def call(
+        self,
+        make: Callable[[], Awaitable[T]],
+        scopes: Sequence[Scope] = (),
+        priority: int = Priority.INTERACTIVE,
+        wanted: Callable[[], bool] | None = None,
+    ) -> T:
+        """Run a Bot API call in its turn, retrying network errors and 429s.
+
+        Raises Dropped when the call is no longer wanted (or the bot is stopping).
+        """
         # While the bot shuts down nobody waits for backoff: one attempt each.
         delays = [] if self.closing else list(self.retry_delays)
         while True:
+            turn = None
+            if scopes and not self.closing:
+                turn = await self.pacer.turn(scopes, priority, wanted)
+                if not turn:
+                    raise Dropped
             try:
                 return await make()
             except BadRequest:
                 raise  # a subclass of NetworkError, but retrying cannot fix it
             except RetryAfter as exc:
+                self._limited(scopes, _seconds(exc.retry_after))
                 if not delays:
                     raise
                 delays.pop(0)
-                await asyncio.sleep(_seconds(exc.retry_after) + 0.1)
+                if not scopes:  # unpaced: wait here; paced: the held scope makes the turn wait
+                    await asyncio.sleep(_seconds(exc.retry_after) + 0.1)
             except NetworkError as exc:
-                if not delays:
+                if not delays or _too_big(exc):
                     raise
                 delay = delays.pop(0)
                 log.warning("Telegram call failed (%s); retrying in %.2fs", exc.message, delay)
                 await asyncio.sleep(delay)
+            finally:
+                if turn is not None:
+                    turn.done()  # counted from Telegram's answer: see Pacer
 
-    async def _to(self, user: UserRef, make: Callable[[], Awaitable[T]]) -> T:
-        """A call addressed to one person, its failures translated for the conversation."""
+    def _limited(self, scopes: Sequence[Scope], seconds: float) -> None:
+        """A 429: hold the chat that got it (several chats at once: the bot-wide scope too)."""
+        self.limited += 1
+        self.pacer.refused(scopes, seconds)
+        log.info("Telegram asked to wait %.0f s (%s)", seconds, scopes[-1][1] if scopes else "-")
+
+    async def ready(self, to: UserRef, priority: Priority = Priority.BULK) -> None:
+        """Wait until a new message to this person could go out at this priority."""
+        await self.pacer.ready(_sending(chat_of(to)), priority)
+
+    async def _to(
+        self,
+        user: UserRef,
+        make: Callable[[], Awaitable[T]],
+        priority: int = Priority.INTERACTIVE,
+    ) -> T:
+        """A new message to one person, paced, its failures translated for the conversation."""
         try:
-            return await self.call(make)
+            return await self.call(make, _sending(chat_of(user)), priority)
         except Forbidden as exc:
             raise Unreachable(exc.message) from None
         except BadRequest as exc:
             if _says(exc, *_GONE):
                 raise Unreachable(exc.message) from None
             raise
-        except (RetryAfter, NetworkError) as exc:
+        except Dropped:
+            raise SendFailed("the bot is stopping") from None
+        except NetworkError as exc:
+            if _too_big(exc):  # 413: bots upload at most 50 MB; retrying cannot help
+                raise MediaFailed(exc.message) from exc
+            raise SendFailed(str(exc)) from exc
+        except RetryAfter as exc:
             raise SendFailed(str(exc)) from exc
 
     async def _cosmetic(
@@ -192,6 +237,9 @@ class TelegramOutlet:
         what: str,
         make: Callable[[], Awaitable[object]],
         *,
+        scopes: Sequence[Scope] = (),
+        priority: int = Priority.INTERACTIVE,
+        wanted: Callable[[], bool] | None = None,
         when_closing: bool = False,
         strict: bool = False,
     ) -> None:
@@ -202,7 +250,9 @@ class TelegramOutlet:
         if self.closing and not when_closing:
             return  # shutting down: only what acknowledges a press still goes out
         try:
-            await self.call(make)
+            await self.call(make, scopes, priority, wanted)
+        except Dropped:
+            pass  # a newer edit of the same message went (or goes) out instead
         except BadRequest as exc:
             # A double press edits to the same content; old messages and queries expire.
             if _says(exc, *_BENIGN):
@@ -213,6 +263,8 @@ class TelegramOutlet:
         except Forbidden:
             pass  # the person blocked the bot; my_chat_member or the next send marks them
         except (NetworkError, RetryAfter) as exc:
+            # Never silently: the message keeps what it showed (a stale button press is
+            # answered by the conversation), and whoever runs the bot can see why.
             log.warning("could not %s, giving up after retries: %s", what, exc)
 
     # -- the outlet -------------------------------------------------------------------------
@@ -226,7 +278,9 @@ class TelegramOutlet:
         if isinstance(view, Document):
             document = InputFile(view.data, filename=view.filename)
             about = cut(view.caption, CAPTION_LIMIT)
-            sent = await self._to(to, lambda: bot.send_document(chat, document, caption=about))
+            sent = await self._to(
+                to, lambda: bot.send_document(chat, document, caption=about), priority
+            )
             return ref_of(chat, sent.message_id)
         markup = keyboard(view)
         if view.chart is not None:
@@ -234,29 +288,44 @@ class TelegramOutlet:
             caption = text if len(text) <= CAPTION_LIMIT else None
             photo = InputFile(view.chart.png, filename=view.chart.filename)
             sent = await self._to(
-                to, lambda: bot.send_photo(chat, photo, caption=caption, reply_markup=markup)
+                to,
+                lambda: bot.send_photo(chat, photo, caption=caption, reply_markup=markup),
+                priority,
             )
             if caption is None:
-                await self._to(to, lambda: bot.send_message(chat, text))
+                await self._to(to, lambda: bot.send_message(chat, text), priority)
             return ref_of(chat, sent.message_id)
         if view.media is not None:
             try:
-                got = await self._media(to, chat, view, markup)
+                got = await self._media(to, chat, view, markup, priority)
             except (MediaError, OSError, BadRequest) as exc:  # missing, corrupt or refused
                 raise MediaFailed(f"{view.media.kind} {view.media.path}: {exc}") from exc
             return None if got is None else ref_of(chat, got.message_id)
         text = body(view, TEXT_LIMIT)
-        sent = await self._to(to, lambda: bot.send_message(chat, text, reply_markup=markup))
+        sent = await self._to(
+            to, lambda: bot.send_message(chat, text, reply_markup=markup), priority
+        )
         return ref_of(chat, sent.message_id)
 
     async def edit(
         self, to: UserRef, ref: MessageRef, view: Message, priority: Priority = Priority.INTERACTIVE
     ) -> None:
-        """Replace a message's text (a caption under media) and keyboard; a no-op edit is fine."""
+        """Replace a message's text (a caption under media) and keyboard; a no-op edit is fine.
+
+        Only the latest edit of a message goes out: one still waiting for its turn when a newer
+        one comes is dropped.
+        """
         chat, message_id = _parse(ref)
         markup = keyboard(view)
         bot = self.bot
         caption = view.media is not None or view.chart is not None
+        mine = self._edits[ref] = next(self._edit_seq)
+        self.pacer.recheck()  # an older edit of this message waiting now drops out
+
+        def wanted() -> bool:
+            return self._edits.get(ref) == mine
+
+        scopes = (("chat", str(chat)),)
 
         def edit(as_caption: bool) -> Awaitable[object]:
             if as_caption:
@@ -266,19 +335,36 @@ class TelegramOutlet:
             return bot.edit_message_text(text, chat, message_id, reply_markup=markup)
 
         try:
-            await self._cosmetic("edit a message", lambda: edit(caption), strict=True)
+            await self._cosmetic(
+                "edit a message",
+                lambda: edit(caption),
+                scopes=scopes,
+                priority=priority,
+                wanted=wanted,
+                strict=True,
+            )
         except BadRequest as exc:
-            # The message was sent the other way (an item whose media failed went out as
-            # text): Telegram names the edit that fits.
+            # The message was sent the other way (a chart's text went out on its own, or a
+            # message from before a change of kind): Telegram names the edit that fits.
             if not _says(exc, *_OTHER_EDIT):
                 log.warning("could not edit a message: %s", exc.message)
                 return
-            await self._cosmetic("edit a message", lambda: edit(not caption))
+            await self._cosmetic(
+                "edit a message",
+                lambda: edit(not caption),
+                scopes=scopes,
+                priority=priority,
+                wanted=wanted,
+            )
 
     async def delete(self, to: UserRef, ref: MessageRef) -> None:
         """Delete a message if Telegram still allows it."""
         chat, message_id = _parse(ref)
-        await self._cosmetic("delete a message", lambda: self.bot.delete_message(chat, message_id))
+        await self._cosmetic(
+            "delete a message",
+            lambda: self.bot.delete_message(chat, message_id),
+            scopes=(("chat", str(chat)),),
+        )
 
     async def toast(self, to: UserRef, press: object, text: str | None, alert: bool) -> None:
         """Answer a callback query (the spinner stops); a query too old to answer is ignored."""
@@ -293,7 +379,12 @@ class TelegramOutlet:
     # -- media ------------------------------------------------------------------------------
 
     async def _media(
-        self, to: UserRef, chat: int, view: Message, markup: InlineKeyboardMarkup | None
+        self,
+        to: UserRef,
+        chat: int,
+        view: Message,
+        markup: InlineKeyboardMarkup | None,
+        priority: Priority,
     ) -> TgMessage | None:
         media = view.media
         assert media is not None
@@ -301,15 +392,20 @@ class TelegramOutlet:
         if media.kind == "image":
             boxes = list(media.boxes) or None
             # Pillow work is CPU-bound: keep it off the event loop.
-            path = await asyncio.to_thread(
+            prepared = await asyncio.to_thread(
                 prepare_image, src, self.media_cache, max_side=media.max_side, boxes=boxes
             )
+            # Telegram refuses photos too long or too narrow (a line crop, a panorama).
+            path = await asyncio.to_thread(fit_photo, prepared, self.media_cache)
             method = "photo"
         else:
             path = src
             method = "video" if media.kind == "video" else "audio"
             if method == "audio" and src.suffix.lower() in _VOICE_SUFFIXES:
                 method = "voice"
+            size = (await asyncio.to_thread(src.stat)).st_size
+            if size > MAX_UPLOAD_BYTES:  # Telegram answers 413 however often it is tried
+                raise MediaError(f"{src}: {size / 2**20:.1f} MiB is over Telegram's 50 MB")
         digest = await self._digest(path)
         send = self._sender(method, chat, body(view, CAPTION_LIMIT), markup)
 
@@ -318,7 +414,7 @@ class TelegramOutlet:
             if file_id is None:
                 return None
             try:
-                return await self._to(to, lambda: send(file_id))
+                return await self._to(to, lambda: send(file_id), priority)
             except BadRequest as exc:
                 if _says(exc, *_FILE_REFUSED):
                     log.warning("a stored Telegram file_id was refused; uploading the file again")
@@ -341,7 +437,7 @@ class TelegramOutlet:
                 with path.open("rb") as f:
                     return await send(InputFile(f, filename=path.name, read_file_handle=False))
 
-            message = await self._to(to, stream)
+            message = await self._to(to, stream, priority)
             new_id = _file_id(message)
             if new_id:
                 await self.service.save_media_file_id(digest, PLATFORM, new_id)

@@ -291,6 +291,9 @@ class WebOutlet:
             return  # scrolled away, or not this person's
         inbox.replace(wire_message(ref, view, before.get("media"), before.get("chart")))
 
+    async def ready(self, to: UserRef, priority: Priority = Priority.BULK) -> None:
+        """A page's inbox takes messages at any rate: always ready."""
+
     async def delete(self, to: UserRef, ref: MessageRef) -> None:
         """Take a message off the person's screen."""
         self.inbox(to.key).remove(ref)
