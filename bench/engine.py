@@ -768,7 +768,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             results.append(bench_size(workdir, n, args))
 
     rows = [
-        r for built, groups in results for storage, phases in groups
+        r
+        for built, groups in results
+        for storage, phases in groups
         for r in report(built, storage, phases)
     ]
     print()

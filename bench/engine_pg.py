@@ -23,14 +23,13 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from engine import Phase, project_config, run_paced, run_saturated, user
-
 from chatlabel.app import tune_gc_for_serving
 from chatlabel.service.labeling import LabelingService
 from chatlabel.service.types import Task
 from chatlabel.storage.pg_conn import PgConnection
 from chatlabel.storage.store import make_store
 from chatlabel.storage.transfer import transfer
+from engine import Phase, project_config, run_paced, run_saturated, user
 
 TEMPLATE = "chatlabel_bench_template"
 
@@ -174,8 +173,9 @@ def run_one(url: str, args: argparse.Namespace, first: int) -> list[Phase]:
     return asyncio.run(_phases(url, args, sat, paced, 1.0))
 
 
-def _worker(url: str, args: argparse.Namespace, sat: list[int], paced: list[int],
-            barrier: Any, out: Any) -> None:
+def _worker(
+    url: str, args: argparse.Namespace, sat: list[int], paced: list[int], barrier: Any, out: Any
+) -> None:
     phases = asyncio.run(
         _phases(url, args, [user(n) for n in sat], [user(n) for n in paced], 0.5, barrier)
     )
@@ -218,8 +218,9 @@ def run_two(url: str, args: argparse.Namespace, first: int) -> list[Phase]:
     return merged
 
 
-def _floor_worker(url: str, args: argparse.Namespace, users: list[int], barrier: Any,
-                  out: Any) -> None:
+def _floor_worker(
+    url: str, args: argparse.Namespace, users: list[int], barrier: Any, out: Any
+) -> None:
     barrier.wait(120)
     p = run_floor(url, args, [user(n) for n in users])
     out.put((p.cycles, p.seconds, p.cpu, p.latencies, p.errors))

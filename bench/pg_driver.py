@@ -35,11 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from _util import load, machine, table
-from engine import LABELS, build, choose, project_config, user
 from chatlabel.service.labeling import LabelingService
 from chatlabel.service.types import Task
 from chatlabel.storage.pg_conn import PgConnection
 from chatlabel.storage.transfer import transfer
+from engine import build, choose, project_config, user
 
 Tx = list[tuple[str, Any]]  # one transaction: (psycopg-style SQL, params) in order
 
@@ -81,8 +81,11 @@ def capture(url: str, db_file: Path, cycles: int, seed: int) -> list[Tx]:
             tasks[u] = tx(both, txs)
             done += 1
     conn.close()
-    print(f"captured {done:,} presses ({setup} set-up transactions), "
-          f"{sum(len(t) for t in txs[setup:]) / done:.1f} statements each", flush=True)
+    print(
+        f"captured {done:,} presses ({setup} set-up transactions), "
+        f"{sum(len(t) for t in txs[setup:]) / done:.1f} statements each",
+        flush=True,
+    )
     return txs
 
 
@@ -132,8 +135,9 @@ def replay_sync(url: str, txs: list[Tx]) -> tuple[float, float]:
 
 async def replay_thread(url: str, txs: list[Tx]) -> tuple[float, float]:
     """The same, each transaction handed to a worker thread from the event loop."""
-    import psycopg
     from concurrent.futures import ThreadPoolExecutor
+
+    import psycopg
 
     conn = psycopg.connect(url, autocommit=True, prepare_threshold=0)
     cur = conn.cursor()
@@ -195,8 +199,10 @@ async def replay_asyncpg(url: str, txs: list[Tx]) -> tuple[float, float]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Build, capture, replay with each driver, print the table."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--storage", help="postgresql:// URL of a maintenance database (default: "
-                    "a throwaway local server)")
+    ap.add_argument(
+        "--storage",
+        help="postgresql:// URL of a maintenance database (default: a throwaway local server)",
+    )
     ap.add_argument("--items", type=int, default=10_000)
     ap.add_argument("--cycles", type=int, default=2_000)
     ap.add_argument("--rounds", type=int, default=3, help="replays per driver (best kept)")
@@ -236,8 +242,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         txs = capture(fresh(), db_file, args.cycles, args.seed)
         ways: list[tuple[str, Callable[[str, list[Tx]], tuple[float, float]]]] = [
             ("psycopg 3, sync, one thread (floor)", replay_sync),
-            ("psycopg 3, sync, a worker thread per transaction (chatlabel)",
-             lambda u, t: asyncio.run(replay_thread(u, t))),
+            (
+                "psycopg 3, sync, a worker thread per transaction (chatlabel)",
+                lambda u, t: asyncio.run(replay_thread(u, t)),
+            ),
             ("psycopg 3, async", lambda u, t: asyncio.run(replay_psycopg_async(u, t))),
             ("asyncpg", lambda u, t: asyncio.run(replay_asyncpg(u, t))),
         ]
@@ -250,8 +258,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     best = got
             assert best is not None
             secs, cpu = best
-            rows.append([name, f"{len(txs) / secs:,.0f}", f"{secs / len(txs) * 1e3:.2f}",
-                         f"{cpu / len(txs) * 1e6:,.0f}"])
+            rows.append(
+                [
+                    name,
+                    f"{len(txs) / secs:,.0f}",
+                    f"{secs / len(txs) * 1e3:.2f}",
+                    f"{cpu / len(txs) * 1e6:,.0f}",
+                ]
+            )
             print(f"  {name}: {len(txs) / secs:,.0f} transactions/s", flush=True)
         for i in range(next(copies)):
             admin.execute(f"DROP DATABASE IF EXISTS chatlabel_pgd_{i}")

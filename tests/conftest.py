@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+import pg
 from chatlabel.config import Config, parse_config
 from chatlabel.service.labeling import LabelingService
-import pg
 from chatlabel.storage.store import Store, open_store
 from standalone import install_guard, pytest_runtest_logreport, pytest_sessionfinish
 
@@ -121,7 +121,9 @@ def telegram_storage(storage_url: str) -> Iterator[str]:
 
     import tests.telegram_harness  # noqa: F401 (imported under both names by the tests)
 
-    harnesses = [m for n in ("telegram_harness", "tests.telegram_harness") if (m := sys.modules.get(n))]
+    harnesses = [
+        m for n in ("telegram_harness", "tests.telegram_harness") if (m := sys.modules.get(n))
+    ]
     for h in harnesses:
         h.storage_url = None if storage_url.startswith("sqlite:") else storage_url
     yield storage_url

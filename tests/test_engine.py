@@ -14,7 +14,6 @@ from chatlabel.service.types import Idle, Task, UserRef
 
 from .conftest import Clock, write_jsonl
 
-
 BACKENDS = ("sqlite", "postgresql")
 
 
@@ -632,7 +631,8 @@ async def test_many_annotators_concurrently(service_factory: Any, tmp_path: Path
 
     await asyncio.gather(*(work(u, k) for k, u in enumerate(users)))
     dupes = await sql(
-        svc, "SELECT item_id, annotator_id, COUNT(*) c FROM answers GROUP BY 1, 2 HAVING COUNT(*) > 1"
+        svc,
+        "SELECT item_id, annotator_id, COUNT(*) c FROM answers GROUP BY 1, 2 HAVING COUNT(*) > 1",
     )
     assert dupes == []
     over = await sql(

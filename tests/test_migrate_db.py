@@ -81,7 +81,9 @@ async def _label(cfg_path: Path, tmp_path: Path, users: range, import_items: boo
 def _digests(url: str) -> dict[str, tuple[int, str]]:
     side = _open(url, None)
     try:
-        return {t: digest(side, t, side.columns(t)) for t in side.tables() if t != "chatlabel_schema"}
+        return {
+            t: digest(side, t, side.columns(t)) for t in side.tables() if t != "chatlabel_schema"
+        }
     finally:
         side.close()
 

@@ -99,12 +99,16 @@ async def test_reads_and_streamed_batches(tmp_path: Path, storage_url: str) -> N
         await db.write(_table)
 
         def many(conn: Any) -> None:
-            conn.executemany("INSERT INTO t (k, n) VALUES (?, ?)", [(f"k{i:05}", i) for i in range(5000)])
+            conn.executemany(
+                "INSERT INTO t (k, n) VALUES (?, ?)", [(f"k{i:05}", i) for i in range(5000)]
+            )
 
         await db.write(many)
         got: list[Any] = []
         sizes = []
-        async for batch in db.stream_batches("SELECT k, n FROM t WHERE n >= :lo ORDER BY k", {"lo": 10}, 2000):
+        async for batch in db.stream_batches(
+            "SELECT k, n FROM t WHERE n >= :lo ORDER BY k", {"lo": 10}, 2000
+        ):
             sizes.append(len(batch))
             got += batch
         assert sizes == [2000, 2000, 990]
@@ -113,7 +117,9 @@ async def test_reads_and_streamed_batches(tmp_path: Path, storage_url: str) -> N
         assert [(r["k"], r[1]) for r in named] == [("k00000", 0), ("k00001", 1), ("k00002", 2)]
 
 
-async def test_exclusive_work_runs_in_one_holder_at_a_time(tmp_path: Path, storage_url: str, backend: str) -> None:
+async def test_exclusive_work_runs_in_one_holder_at_a_time(
+    tmp_path: Path, storage_url: str, backend: str
+) -> None:
     async with opened(tmp_path, storage_url) as one, opened(tmp_path, storage_url) as other:
         async with one.exclusive("dawid-skene") as mine:
             assert mine
@@ -130,15 +136,20 @@ async def test_an_announcement_wakes_the_other_process_only(tmp_path: Path) -> N
     url = pg.fresh_database()
     async with opened(tmp_path, url) as a, opened(tmp_path, url) as b:
         heard = {"a": 0, "b": 0}
+        woke = asyncio.Event()
+
+        def b_heard() -> None:
+            heard["b"] += 1
+            woke.set()
+
         a.on_change(lambda: heard.__setitem__("a", heard["a"] + 1))
-        b.on_change(lambda: heard.__setitem__("b", heard["b"] + 1))
+        b.on_change(b_heard)
         await asyncio.sleep(0.7)  # both listening (each wakes once as it starts listening)
         base = dict(heard)
+        woke.clear()
         a.announce()
-        deadline = time.monotonic() + 5
-        while heard["b"] == base["b"] and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        assert heard["b"] > base["b"], "the other process never heard the announcement"
+        await asyncio.wait_for(woke.wait(), 5)  # TimeoutError: never heard the announcement
+        assert heard["b"] > base["b"]
         await asyncio.sleep(0.5)
         assert heard["a"] == base["a"], "a process woke itself through the database"
 
@@ -200,7 +211,9 @@ async def test_an_unreachable_server_is_an_incident_refused_then_cleared(tmp_pat
             await db.write(_put, "during", 2, short=True)
         took = time.monotonic() - t0
         assert refused.value.cause == "unreachable"
-        assert "127.0.0.1" in str(refused.value.database) and "nothing was stored" in str(refused.value)
+        assert "127.0.0.1" in str(refused.value.database) and "nothing was stored" in str(
+            refused.value
+        )
         assert 2.9 <= took <= 8, took  # retried for 3 s (each try at most a 3 s connect)
         with pytest.raises(StorageUnavailable):
             await db.write(_put, "during2", 3, short=True)

@@ -15,8 +15,8 @@ from .conversation import Catalog
 from .service.labeling import LabelingService
 from .service.quality import BatchRecompute
 from .service.reports import Reports
-from .storage.store import Store, open_store
 from .storage.lock import RunLock
+from .storage.store import Store, open_store
 
 log = logging.getLogger("chatlabel")
 

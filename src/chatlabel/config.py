@@ -61,7 +61,6 @@ class Storage(_Section):
         60, ge=1, description="How often `chatlabel run` checks free space"
     )
 
-
     @field_validator("url")
     @classmethod
     def _url(cls, url: str) -> str:

@@ -116,6 +116,7 @@ class Answers:
             prev = repo.answer_from_source(conn, a["id"], source) if a is not None else None
             if prev is None or prev["value"] is None:
                 return Outcome("stale", "not_an_answer")
+            repo.lock_item(conn, prev["item_id"])  # its verdict is recomputed below
             item = repo.get_item(conn, prev["item_id"])
             pid = item["project_id"]
             name = self.s.names[pid]

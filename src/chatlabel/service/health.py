@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Storage
-from ..storage.store import Store
 from ..storage.health import (
     DiskSpace,
     IncidentCleared,
@@ -28,6 +27,7 @@ from ..storage.health import (
     file_size,
     human_bytes,
 )
+from ..storage.store import Store
 
 __all__ = [
     "DiskSpace",

@@ -14,8 +14,8 @@ from typing import Any
 
 from ..config import Config, Project
 from ..core.model import Rules
-from ..storage.store import Store
 from ..storage.exports import ExportFormat, ExportWhat
+from ..storage.store import Store
 from .answers import Answers
 from .health import Health
 from .items import ImportSummary, Items, Produce

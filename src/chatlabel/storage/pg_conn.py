@@ -60,7 +60,7 @@ def translate(sql: str) -> str:
     return out
 
 
-class PgRow(tuple):  # type: ignore[type-arg]
+class PgRow(tuple[Any, ...]):
     """A row readable by position and by column name, as sqlite3.Row is."""
 
     __slots__ = ()
@@ -79,10 +79,11 @@ class PgRow(tuple):  # type: ignore[type-arg]
 _row_classes: dict[tuple[str, ...], type[PgRow]] = {}
 
 
-def row_factory(cursor: psycopg.Cursor[Any]) -> RowMaker[PgRow]:
+def row_factory(cursor: psycopg.Cursor[Any]) -> RowMaker[Any]:
+    """psycopg's row factory: each row a PgRow of this statement's columns."""
     desc = cursor.description
     if desc is None:
-        return tuple  # type: ignore[return-value]
+        return tuple
     key = tuple(d.name for d in desc)
     cls = _row_classes.get(key)
     if cls is None:
@@ -92,7 +93,7 @@ def row_factory(cursor: psycopg.Cursor[Any]) -> RowMaker[PgRow]:
         cls = type("Row", (PgRow,), {"__slots__": (), "_names": names})
         if len(_row_classes) < 1024:  # a fixed set of statements: a handful of shapes
             _row_classes[key] = cls
-    return cls  # type: ignore[return-value]
+    return cls
 
 
 class _NumericLoader(Loader):
@@ -156,7 +157,7 @@ class PgConnection:
         # prepared once per connection, they skip parsing and planning.
         conn.prepare_threshold = 0
         self._cur = conn.cursor()
-        self._shapes: dict[str, type[PgRow]] = {}  # statement -> its rows' class
+        self._shapes: dict[str, RowMaker[Any]] = {}  # statement -> its rows' class
         self.trace: list[tuple[str, Any]] | None = None  # (sql, params), for the driver bench
 
     @classmethod
@@ -180,7 +181,7 @@ class PgConnection:
         if self.trace is not None:
             self.trace.append((q, params))
         cur = self._cur
-        cur.execute(q, params)  # type: ignore[arg-type]
+        cur.execute(q, params)
         if cur.pgresult is None or cur.pgresult.status != psycopg.pq.ExecStatus.TUPLES_OK:
             return PgCursor(_EMPTY, None, cur.rowcount)
         rows = cur.fetchall()
@@ -188,7 +189,7 @@ class PgConnection:
             return PgCursor(_EMPTY, int(rows[0][0]) if rows else None, cur.rowcount)
         shape = self._shapes.get(q)
         if shape is None:
-            shape = self._shapes[q] = row_factory(cur)  # type: ignore[assignment]
+            shape = self._shapes[q] = row_factory(cur)
         return PgCursor(list(map(shape, rows)), None, cur.rowcount)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> PgCursor:
@@ -196,7 +197,7 @@ class PgConnection:
         q = translate(sql)
         if q.endswith(" RETURNING id"):
             q = q[: -len(" RETURNING id")]
-        self._cur.executemany(q, rows)  # type: ignore[arg-type]
+        self._cur.executemany(q, rows)
         return PgCursor(_EMPTY, None, self._cur.rowcount)
 
     def close(self) -> None:

@@ -290,7 +290,8 @@ def close_assignment(
 ) -> None:
     """End a pending assignment and free its slot (once: a closed one is left as it is)."""
     cur = conn.execute(
-        "UPDATE assignments SET state = ? WHERE id = ? AND state = 'pending'", (state, assignment_id)
+        "UPDATE assignments SET state = ? WHERE id = ? AND state = 'pending'",
+        (state, assignment_id),
     )
     if cur.rowcount:
         conn.execute("UPDATE items SET n_leases = n_leases - 1 WHERE id = ?", (item_id,))

@@ -191,7 +191,8 @@ class _Postgres(_Side):
                 yield batch
 
     def count(self, table: str) -> int:
-        return int(self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+        row = self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+        return int(row[0]) if row else 0
 
     def close(self) -> None:
         self.conn.close()
@@ -282,7 +283,9 @@ def transfer(
             finally:
                 conn.close()
         else:
-            pg = PgConnection.connect(target_url, **({"password": target_password} or {}))
+            pg = PgConnection.connect(
+                target_url, **({"password": target_password} if target_password else {})
+            )
             try:
                 pg_migrate(pg, target_url)
             except UnusableDatabase as exc:
