@@ -277,9 +277,8 @@ class Answers:
             )
         assert value is not None
         suspended = self.settling.score(
-            conn, r, rules, project, value, correct, seconds, now, member
+            conn, r, rules, project, value, correct, seconds, now, member, count_answer=True
         )
-        repo.bump_member(conn, r["project_id"], r["annotator_id"], answers=1)
         if is_gold:
             # Counting gold answers rotates gold items ("least used first") across annotators.
             repo.bump_item_answers(conn, r["id"], 1)

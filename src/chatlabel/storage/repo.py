@@ -138,6 +138,21 @@ def bump_member(
     )
 
 
+def change_member(
+    conn: sqlite3.Connection,
+    project_id: int,
+    annotator_id: int,
+    set_: dict[str, Any],
+    add: dict[str, int],
+) -> None:
+    """Set some columns of a membership row and add to others, in one statement."""
+    sets = [f"{c} = ?" for c in set_] + [f"{c} = {c} + ?" for c in add]
+    conn.execute(
+        f"UPDATE members SET {', '.join(sets)} WHERE project_id = ? AND annotator_id = ?",
+        (*set_.values(), *add.values(), project_id, annotator_id),
+    )
+
+
 def waiting_members(
     conn: sqlite3.Connection, platform: str, project_ids: Iterable[int], limit: int
 ) -> list[Row]:
