@@ -370,6 +370,7 @@ class Phase:
     cpu: float
     latencies: list[float]
     errors: int = 0
+    server_cpu: float | None = None  # a local PostgreSQL server's CPU seconds in the phase
 
     @property
     def rate(self) -> float:
@@ -638,12 +639,12 @@ def bench_postgres(
         engine_pg.load(db, base)
         first = len(floor_users) + 1
         one_url = engine_pg.fresh(base, "chatlabel_bench_1")
-        floor = engine_pg.run_floor(one_url, args, floor_users)
-        one = engine_pg.run_one(one_url, args, first)
+        floor = engine_pg.measured(engine_pg.run_floor, one_url, args, floor_users)
+        one = engine_pg.measured(engine_pg.run_one, one_url, args, first)
         engine_pg.check(one_url)
         two_url = engine_pg.fresh(base, "chatlabel_bench_2")
-        floor2 = engine_pg.run_floor_two(two_url, args, floor_users)
-        two = engine_pg.run_two(two_url, args, first)
+        floor2 = engine_pg.measured(engine_pg.run_floor_two, two_url, args, floor_users)
+        two = engine_pg.measured(engine_pg.run_two, two_url, args, first)
         engine_pg.check(two_url)
         engine_pg.drop(base, "chatlabel_bench_1", "chatlabel_bench_2")
     return [("PostgreSQL, 1 process", [floor, *one]), ("PostgreSQL, 2 processes", [floor2, *two])]
@@ -683,6 +684,7 @@ def report(built: Built, storage: str, phases: list[Phase]) -> list[list[str]]:
                 f"{pct(p.latencies, 50) * 1e3:.2f}",
                 f"{pct(p.latencies, 99) * 1e3:.2f}",
                 f"{p.cpu / p.cycles * 1e6:.0f}" if p.cycles else "-",
+                f"{p.server_cpu / p.cycles * 1e6:.0f}" if p.cycles and p.server_cpu else "-",
                 f"{p.rate / floor.rate:.2f}"
                 if floor.rate and not p.name.startswith("paced")
                 else "-",
@@ -785,6 +787,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "median ms",
                 "p99 ms",
                 "CPU µs/cycle",
+                "server CPU µs/cycle",
                 "× floor",
                 "errors",
             ],

@@ -23,6 +23,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from _util import postgres_cpu
 from chatlabel.app import tune_gc_for_serving
 from chatlabel.service.labeling import LabelingService
 from chatlabel.service.types import Task
@@ -277,3 +278,19 @@ def check(url: str) -> None:
     )
     if not ok:
         raise SystemExit("the database is inconsistent after the run")
+
+
+def measured(run: Any, *args: Any) -> Any:
+    """Run a phase (or a list of phases) and note the local server's CPU in it.
+
+    A list's phases share the server's total in proportion to their own client CPU: they run
+    one after the other, so this splits the run's server time between them fairly enough.
+    """
+    s0 = postgres_cpu()
+    got = run(*args)
+    spent = postgres_cpu() - s0
+    phases = got if isinstance(got, list) else [got]
+    client = sum(p.cpu for p in phases) or 1.0
+    for p in phases:
+        p.server_cpu = spent * p.cpu / client
+    return got
