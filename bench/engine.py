@@ -641,12 +641,12 @@ def bench_postgres(
         engine_pg.load(db, base)
         first = len(floor_users) + 1
         one_url = engine_pg.fresh(base, "chatlabel_bench_1")
-        floor = engine_pg.measured(engine_pg.run_floor, one_url, args, floor_users)
-        one = engine_pg.measured(engine_pg.run_one, one_url, args, first)
+        floor = engine_pg.run_floor(one_url, args, floor_users)
+        one = engine_pg.run_one(one_url, args, first)
         engine_pg.check(one_url)
         two_url = engine_pg.fresh(base, "chatlabel_bench_2")
-        floor2 = engine_pg.measured(engine_pg.run_floor_two, two_url, args, floor_users)
-        two = engine_pg.measured(engine_pg.run_two, two_url, args, first)
+        floor2 = engine_pg.run_floor_two(two_url, args, floor_users)
+        two = engine_pg.run_two(two_url, args, first)
         engine_pg.check(two_url)
         engine_pg.drop(base, "chatlabel_bench_1", "chatlabel_bench_2")
     return [("PostgreSQL, 1 process", [floor, *one]), ("PostgreSQL, 2 processes", [floor2, *two])]

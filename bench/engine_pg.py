@@ -102,7 +102,7 @@ def run_floor(url: str, args: argparse.Namespace, users: list[Any]) -> Phase:
     live = [u for u in users if isinstance(tasks[u], Task)]
     lat: list[float] = []
     errors = 0
-    cpu0, t0 = time.process_time(), time.perf_counter()
+    cpu0, t0, server0 = time.process_time(), time.perf_counter(), postgres_cpu()
     done = 0
     while done < args.cycles and live:
         u = live[done % len(live)]
@@ -122,8 +122,8 @@ def run_floor(url: str, args: argparse.Namespace, users: list[Any]) -> Phase:
             tasks[u] = nxt
         else:
             live.remove(u)
-    conn.close()
-    return Phase(
+    # Read while the connection is open: a backend's CPU leaves with its process.
+    phase = Phase(
         "floor (psycopg, 1 thread)",
         "floor",
         done,
@@ -131,7 +131,10 @@ def run_floor(url: str, args: argparse.Namespace, users: list[Any]) -> Phase:
         time.process_time() - cpu0,
         lat,
         errors,
+        postgres_cpu() - server0,
     )
+    conn.close()
+    return phase
 
 
 async def _phases(
@@ -153,14 +156,23 @@ async def _phases(
             if barrier is not None:
                 await asyncio.to_thread(barrier.wait, 120)
 
+        async def timed(phase: Any) -> Phase:
+            # The server's CPU in the phase, read while this process's connections are open.
+            s0 = postgres_cpu()
+            p: Phase = await phase
+            p.server_cpu = postgres_cpu() - s0
+            return p
+
         await together()
         cycles = int(args.cycles * share)
-        phases = [await run_saturated(svc, sat_users, cycles, args.seed, args.combined)]
+        phases = [await timed(run_saturated(svc, sat_users, cycles, args.seed, args.combined))]
         for rate in args.rates:
             await together()
             phases.append(
-                await run_paced(
-                    svc, paced_users, rate * share, args.paced_seconds, args.seed, args.combined
+                await timed(
+                    run_paced(
+                        svc, paced_users, rate * share, args.paced_seconds, args.seed, args.combined
+                    )
                 )
             )
         return phases
@@ -180,7 +192,12 @@ def _worker(
     phases = asyncio.run(
         _phases(url, args, [user(n) for n in sat], [user(n) for n in paced], 0.5, barrier)
     )
-    out.put([(p.name, p.short, p.cycles, p.seconds, p.cpu, p.latencies, p.errors) for p in phases])
+    out.put(
+        [
+            (p.name, p.short, p.cycles, p.seconds, p.cpu, p.latencies, p.errors, p.server_cpu)
+            for p in phases
+        ]
+    )
 
 
 def run_two(url: str, args: argparse.Namespace, first: int) -> list[Phase]:
@@ -207,13 +224,15 @@ def run_two(url: str, args: argparse.Namespace, first: int) -> list[Phase]:
         lat = [x for p in parts for x in p[5]]
         merged.append(
             Phase(
-                name.replace("annotators", "annotators in 2 processes", 1),
+                _total_name(name, args),
                 short,
                 sum(p[2] for p in parts),
                 max(p[3] for p in parts),
                 sum(p[4] for p in parts),
                 lat,
                 sum(p[6] for p in parts),
+                # Both processes saw the whole server's CPU over the same window: not a sum.
+                max(p[7] or 0.0 for p in parts),
             )
         )
     return merged
@@ -224,7 +243,7 @@ def _floor_worker(
 ) -> None:
     barrier.wait(120)
     p = run_floor(url, args, [user(n) for n in users])
-    out.put((p.cycles, p.seconds, p.cpu, p.latencies, p.errors))
+    out.put((p.cycles, p.seconds, p.cpu, p.latencies, p.errors, p.server_cpu))
 
 
 def run_floor_two(url: str, args: argparse.Namespace, users: list[Any]) -> Phase:
@@ -254,6 +273,7 @@ def run_floor_two(url: str, args: argparse.Namespace, users: list[Any]) -> Phase
         sum(p[2] for p in parts),
         [x for p in parts for x in p[3]],
         sum(p[4] for p in parts),
+        max(p[5] or 0.0 for p in parts),
     )
 
 
@@ -280,17 +300,11 @@ def check(url: str) -> None:
         raise SystemExit("the database is inconsistent after the run")
 
 
-def measured(run: Any, *args: Any) -> Any:
-    """Run a phase (or a list of phases) and note the local server's CPU in it.
-
-    A list's phases share the server's total in proportion to their own client CPU: they run
-    one after the other, so this splits the run's server time between them fairly enough.
-    """
-    s0 = postgres_cpu()
-    got = run(*args)
-    spent = postgres_cpu() - s0
-    phases = got if isinstance(got, list) else [got]
-    client = sum(p.cpu for p in phases) or 1.0
-    for p in phases:
-        p.server_cpu = spent * p.cpu / client
-    return got
+def _total_name(name: str, args: argparse.Namespace) -> str:
+    """A two-process phase named by its totals (each process had half)."""
+    if name.startswith("saturated"):
+        return f"saturated ({args.concurrency} annotators, 2 processes)"
+    rate = name.split(", ")[-1].split("/s")[0].replace(",", "")
+    return (
+        f"paced ({args.paced_annotators} annotators, 2 processes, {float(rate) * 2:,.0f}/s offered)"
+    )

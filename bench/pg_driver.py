@@ -114,13 +114,16 @@ def to_dollar(sql: str, params: Any) -> tuple[str, tuple[Any, ...]]:
     return out, (tuple(order) if isinstance(params, dict) else tuple(params))
 
 
-def replay_sync(url: str, txs: list[Tx]) -> tuple[float, float]:
-    """(seconds, CPU seconds) replaying on one psycopg connection in this thread."""
+def replay_sync(url: str, txs: list[Tx]) -> tuple[float, float, float]:
+    """(seconds, CPU seconds, server CPU seconds) replaying on one psycopg connection here.
+
+    The server's CPU is read while the connection is open: a backend's CPU leaves the count
+    with its process when the connection closes."""
     import psycopg
 
     conn = psycopg.connect(url, autocommit=True, prepare_threshold=0)
     cur = conn.cursor()
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0, s0 = time.perf_counter(), time.process_time(), postgres_cpu()
     for t in txs:
         cur.execute("BEGIN")
         for sql, params in t:
@@ -128,12 +131,12 @@ def replay_sync(url: str, txs: list[Tx]) -> tuple[float, float]:
             if cur.pgresult is not None and cur.pgresult.ntuples:
                 cur.fetchall()
         cur.execute("COMMIT")
-    out = time.perf_counter() - t0, time.process_time() - c0
+    out = time.perf_counter() - t0, time.process_time() - c0, postgres_cpu() - s0
     conn.close()
     return out
 
 
-async def replay_thread(url: str, txs: list[Tx]) -> tuple[float, float]:
+async def replay_thread(url: str, txs: list[Tx]) -> tuple[float, float, float]:
     """The same, each transaction handed to a worker thread from the event loop."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -152,21 +155,21 @@ async def replay_thread(url: str, txs: list[Tx]) -> tuple[float, float]:
 
     loop = asyncio.get_running_loop()
     with ThreadPoolExecutor(1) as pool:
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0, c0, s0 = time.perf_counter(), time.process_time(), postgres_cpu()
         for t in txs:
             await loop.run_in_executor(pool, run, t)
-        out = time.perf_counter() - t0, time.process_time() - c0
+        out = time.perf_counter() - t0, time.process_time() - c0, postgres_cpu() - s0
     conn.close()
     return out
 
 
-async def replay_psycopg_async(url: str, txs: list[Tx]) -> tuple[float, float]:
+async def replay_psycopg_async(url: str, txs: list[Tx]) -> tuple[float, float, float]:
     """The same on psycopg's AsyncConnection."""
     import psycopg
 
     conn = await psycopg.AsyncConnection.connect(url, autocommit=True, prepare_threshold=0)
     cur = conn.cursor()
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0, s0 = time.perf_counter(), time.process_time(), postgres_cpu()
     for t in txs:
         await cur.execute("BEGIN")
         for sql, params in t:
@@ -174,24 +177,24 @@ async def replay_psycopg_async(url: str, txs: list[Tx]) -> tuple[float, float]:
             if cur.pgresult is not None and cur.pgresult.ntuples:
                 await cur.fetchall()
         await cur.execute("COMMIT")
-    out = time.perf_counter() - t0, time.process_time() - c0
+    out = time.perf_counter() - t0, time.process_time() - c0, postgres_cpu() - s0
     await conn.close()
     return out
 
 
-async def replay_asyncpg(url: str, txs: list[Tx]) -> tuple[float, float]:
+async def replay_asyncpg(url: str, txs: list[Tx]) -> tuple[float, float, float]:
     """The same on asyncpg (placeholders rewritten once, statements prepared and cached)."""
     import asyncpg
 
     conn = await asyncpg.connect(url)
     converted = [[to_dollar(sql, params) for sql, params in t] for t in txs]
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0, s0 = time.perf_counter(), time.process_time(), postgres_cpu()
     for t in converted:
         await conn.execute("BEGIN")
         for sql, args in t:
             await conn.fetch(sql, *args)
         await conn.execute("COMMIT")
-    out = time.perf_counter() - t0, time.process_time() - c0
+    out = time.perf_counter() - t0, time.process_time() - c0, postgres_cpu() - s0
     await conn.close()
     return out
 
@@ -240,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return f"{stem}/{name}"
 
         txs = capture(fresh(), db_file, args.cycles, args.seed)
-        ways: list[tuple[str, Callable[[str, list[Tx]], tuple[float, float]]]] = [
+        ways: list[tuple[str, Callable[[str, list[Tx]], tuple[float, float, float]]]] = [
             ("psycopg 3, sync, one thread (floor)", replay_sync),
             (
                 "psycopg 3, sync, a worker thread per transaction (chatlabel)",
@@ -253,10 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, way in ways:
             best: tuple[float, float, float] | None = None
             for _ in range(args.rounds):
-                url = fresh()
-                s0 = postgres_cpu()
-                secs, cpu = way(url, txs)
-                server_cpu = postgres_cpu() - s0
+                secs, cpu, server_cpu = way(fresh(), txs)
                 if best is None or secs < best[0]:
                     best = (secs, cpu, server_cpu)
             assert best is not None
