@@ -178,14 +178,14 @@ def items(user: SlackSimUser) -> list[SlackMessage]:
 
 
 def open_items(user: SlackSimUser) -> list[SlackMessage]:
-    """Item messages that still have something to press other than Undo."""
+    """Item messages that can still be answered: they offer Skip (an answered one never does)."""
     return [
         m
         for m in items(user)
-        if [t for t in m.button_texts if t != "↩️ Undo"]
-        or any(
-            b.get("type") == "actions" and b["elements"][0]["type"] == "checkboxes"
+        if any(
+            str(e.get("value", "")).startswith("s:")
             for b in m.blocks
+            for e in b.get("elements", [])
         )
     ]
 

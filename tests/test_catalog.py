@@ -50,6 +50,19 @@ BUTTONS = (
     "item.write_button",
     "home.start",
     "home.export",
+    "item.report",
+    "problem_button.broken",
+    "problem_button.offensive",
+    "problem_button.unclear",
+    "problem_button.other",
+    "problem_button.unsure",
+    "problem_button.back",
+    "reminder.continue",
+    "announce.send",
+    "announce.cancel_button",
+    "announce.stop_button",
+    "reports.restore",
+    "reports.remove",
 )
 BUTTON_MAX = 32
 SLACK_MODAL = ("platform.answer_title", "platform.answer_save", "platform.answer_cancel")
@@ -249,7 +262,8 @@ def test_captions_fit_their_places(lang: str) -> None:
         assert len(caption) <= BUTTON_MAX, (lang, key, caption)
     for key in SLACK_MODAL:
         assert len(t(key)) <= SLACK_MODAL_MAX, (lang, key)
-    toasts = [k for k in table if k.startswith("press.")] + ["command.not_allowed"]
+    toasts = [k for k in table if k.startswith("press.")]
+    toasts += ["command.not_allowed", "reporting.thanks", "announce.already", "reports.decided"]
     for key in toasts:
         assert len(t(key)) <= TOAST_MAX, (lang, key)
     for key in (k for k in table if k.startswith("menu.")):

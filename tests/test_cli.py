@@ -40,6 +40,17 @@ def test_init_import_status_export(tmp_path: Path) -> None:
     assert lines[0] == "id,label,status,confidence,votes,n_answers,method"
     assert len(lines) == 1 + 12 - 4  # gold items are not results
     assert not (tmp_path / "results.csv.part").exists()
+    for what, header in (
+        ("answers", "item_id,annotator,label,skipped,is_gold,correct,seconds,answered_at,"
+                    "skip_reason,comment"),
+        ("reports", "item_id,annotator,reason,comment,reported_at,item_status,decision"),
+    ):  # fmt: skip
+        out = tmp_path / f"{what}.csv"
+        r = runner.invoke(
+            main, ["export", str(cfg), "--what", what, "--format", "csv", "-o", str(out)]
+        )
+        assert r.exit_code == 0, r.output
+        assert out.read_text().splitlines() == [header]  # nobody has answered or reported yet
 
 
 def test_init_refuses_to_overwrite(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,39 @@ def test_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "c.toml"
     path.write_text("[storage]\ndatabase = 'data/x.db'\n", encoding="utf-8")
     assert load_config(path).database_path() == tmp_path / "sub" / "data" / "x.db"
+
+
+@pytest.mark.parametrize(
+    ("section", "value", "said"),
+    [
+        ({"after": "2 hours"}, "reminders.after", "is not a duration"),
+        ({"quiet_hours": "22-8"}, "reminders.quiet_hours", "is not a time of day"),
+        ({"timezone": "Mars/Olympus"}, "reminders.timezone", "is not a time zone"),
+        ({"max_per_day": 0}, "reminders.max_per_day", "greater than or equal to 1"),
+    ],
+)
+def test_a_bad_reminder_setting_names_the_file_and_key(
+    tmp_path: Path, section: dict[str, object], value: str, said: str
+) -> None:
+    path = tmp_path / "c.toml"
+    body = "\n".join(f"{k} = {json.dumps(v)}" for k, v in section.items())
+    path.write_text(f"[[project]]\nname = 'p'\nlabels = ['a', 'b']\n[project.reminders]\n{body}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert f"{path.resolve()}: project[0].{value}: " in str(err.value) and said in str(err.value)
+
+
+def test_reminders_and_digest_read_as_the_core_needs_them(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "[[project]]\nname = 'p'\nlabels = ['a', 'b']\ntimezone = 'Europe/Berlin'\n"
+        "[project.reminders]\nafter = '90m'\nevery = '12h'\nquiet_hours = ''\n"
+        "[project.digest]\nat = '07:30'\n"
+    )
+    p = load_config(path).project[0]
+    rule = p.reminder_rule()
+    assert rule is not None and (rule.after, rule.every, rule.quiet) == (5400.0, 43200.0, None)
+    assert str(rule.tz) == "Europe/Berlin" and p.digest is not None and p.digest.at == "07:30"
+    plain = load_config(ROOT / "config" / "example.toml").project[0]
+    assert plain.reminder_rule() is None and plain.digest is None  # off unless written
+    assert str(plain.zone()) == "UTC"

@@ -297,14 +297,14 @@ async def test_the_same_script_shows_the_same_things_on_every_platform(tmp_path:
     assert www.stats == tg.stats and www.help == tg.help
     assert tg.first_seen == sl.first_seen
     assert [t for t, _ in tg.first_seen] == [r["text"] for r in ITEMS]
-    assert tg.first_seen[0][1] == ["cat", "dog", "bird", "Skip"]
+    assert tg.first_seen[0][1] == ["cat", "dog", "bird", "Skip", "Report"]
     assert [(s.text, s.status, s.note) for s in tg.final] == [
         (s.text, s.status, s.note) for s in sl.final
     ]
     assert [s.status for s in tg.final] == ["✅ cat", "✅ bird", "⏭ Skipped", "✅ dog"]
     assert tg.final[0].note == "ℹ️ The expected answer was: dog\nBarking."
     assert tg.stats == sl.stats and "Answers: 3 (skipped 1)" in tg.stats
-    assert tg.help == sl.help and "stats — your figures" in tg.help
+    assert tg.help == sl.help and "me — your figures" in tg.help
     assert stored[0] == stored[1] == stored[2]
     assert stored[0] == [("g1", "cat"), ("t1", "bird"), ("t2", None), ("t3", "dog")]
 
@@ -437,7 +437,7 @@ async def test_a_pushed_item_speaks_the_persons_language_on_every_platform(
         await sim.wait_for(lambda: any(m.content == es("idle.no_work") for m in sim.messages))
         await b.add_items("animals", later)
         pushed = await th.next_item(sim)
-        assert [x["text"] for x in pushed.buttons][-1] == es("item.skip")
+        assert [x["text"] for x in pushed.buttons][-2:] == [es("item.skip"), es("item.report")]
 
     quality = Quality(**no_gold["quality"])
     async with contextlib.AsyncExitStack() as stack:
@@ -453,7 +453,7 @@ async def test_a_pushed_item_speaks_the_persons_language_on_every_platform(
         await bot.add_items("animals", later)
         person = SlackPerson(slack_sim)
         item = (await person.wait(lambda: person.items()))[0]
-        assert person.seen(item).captions[-1] == es("item.skip")
+        assert person.seen(item).captions[-2:] == [es("item.skip"), es("item.report")]
 
     async with wh.running_web(tmp_path / "web", [no_gold]) as w:
         visitor = await w.visitor("es")
@@ -461,4 +461,4 @@ async def test_a_pushed_item_speaks_the_persons_language_on_every_platform(
         await visitor.wait_for(lambda: visitor.last_text() == es("idle.no_work"))
         await w.add_items("animals", later)
         item = (await visitor.wait_for(visitor.open_items))[0]
-        assert wh.captions(item)[-1] == es("item.skip")
+        assert wh.captions(item)[-2:] == [es("item.skip"), es("item.report")]

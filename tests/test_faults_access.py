@@ -133,7 +133,7 @@ async def test_telegram_presses_on_someone_elses_buttons_are_refused(tmp_path: P
         assert before[3][-1][4] == '["green"]'
 
         stolen = [str(x["callback_data"]) for x in bob_item.buttons] + [undo]
-        assert {d.split(":")[0] for d in stolen} == {"t", "d", "s", "u"}
+        assert {d.split(":")[0] for d in stolen} == {"t", "d", "s", "r", "u"}
         for data in stolen:
             for message_id in (ann_item.message_id, bob_item.message_id):
                 query = await ann.press_raw(message_id, data)
@@ -331,7 +331,9 @@ async def test_slack_presses_on_someone_elses_items_are_refused(stack: Any, tmp_
     await told(ann, "isn't yours", count=len(forged) + 1)
     await asyncio.sleep(0.2)
     assert await bot.state() == before
-    assert current.button_texts == ["Done", "Skip"] and open_items(bob)[0].ts == current.ts
+    assert (
+        current.button_texts == ["Done", "Skip", "Report"] and open_items(bob)[0].ts == current.ts
+    )
 
 
 async def test_slack_allowlist_keeps_everyone_else_out(stack: Any, tmp_path: Path) -> None:

@@ -368,6 +368,7 @@ async def test_telegram_a_0_to_100_scale_fits_its_limits_page_by_page(tmp_path: 
             "◀",
             "5/5",
             "Skip",
+            "Report",
         ]
         await ann.press(item, "100")
         await ann.wait_for(lambda: item.content.endswith("✅ 100"))

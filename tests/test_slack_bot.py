@@ -80,7 +80,7 @@ async def test_slash_command_joins_and_labels(stack: Any, tmp_path: Path) -> Non
     assert "Is this message spam?" in shown(welcome)
     first = items(ann)[0]
     assert "WIN A PRIZE NOW" in shown(first)
-    assert first.button_texts == ["spam", "ham", "unsure", "Skip"]
+    assert first.button_texts == ["spam", "ham", "unsure", "Skip", "Report"]
 
     await ann.press(first, "spam")
     await ann.wait_for(lambda: len(items(ann)) == 2)
@@ -201,7 +201,7 @@ async def test_project_choice_rating_and_verify(stack: Any, tmp_path: Path) -> N
     )
     await ann.press(chooser, "Stars")
     rating = (await ann.wait_for(lambda: open_items(ann)))[0]
-    assert rating.button_texts == ["1", "2", "3", "4", "5", "Skip"]
+    assert rating.button_texts == ["1", "2", "3", "4", "5", "Skip", "Report"]
     assert bot.emu.message(chooser.channel, chooser.ts).button_texts == []  # type: ignore[union-attr]
     await ann.press(rating, "4")
     await ann.wait_for(lambda: "That's everything for now" in ann.messages[-1].text)
@@ -209,7 +209,7 @@ async def test_project_choice_rating_and_verify(stack: Any, tmp_path: Path) -> N
     await ann.slash("/label", "start boxes")
     verify = await ann.wait_for(lambda: open_items(ann))
     assert "Suggested: cat — is this right?" in shown(verify[0])
-    assert verify[0].button_texts == ["✅ Yes", "❌ No", "Skip"]
+    assert verify[0].button_texts == ["✅ Yes", "❌ No", "Skip", "Report"]
     await ann.press(verify[0], "✅ Yes")
     await ann.wait_for(lambda: not open_items(ann))
     assert await bot.answers() == [("slack:T0001/U1", "r1", "4"), ("slack:T0001/U1", "v1", "yes")]
@@ -220,7 +220,7 @@ async def test_multi_choice_checkboxes_and_done(stack: Any, tmp_path: Path) -> N
     bot = await make_bot(stack, tmp_path, tags, items={"tags": [{"id": "t1", "text": "A flag"}]})
     ann = await joined(bot, "U1")
     msg = open_items(ann)[0]
-    assert msg.button_texts == ["Done", "Skip"]
+    assert msg.button_texts == ["Done", "Skip", "Report"]
     action_id, values = checkbox_values(msg)
 
     async def draft() -> Any:
@@ -275,7 +275,7 @@ async def test_text_answers_through_the_modal_and_a_dm_reply(stack: Any, tmp_pat
     )
     ann = await joined(bot, "U1")
     msg = open_items(ann)[0]
-    assert msg.button_texts == ["✍️ Write answer", "Skip"]
+    assert msg.button_texts == ["✍️ Write answer", "Skip", "Report"]
     await ann.press(msg, "✍️ Write answer")
     modal = (await ann.wait_for(lambda: ann.views))[0]
     assert "Describe photo 1" in shown(modal)
@@ -303,7 +303,7 @@ async def test_undo_brings_the_item_back_without_duplicates(stack: Any, tmp_path
     await ann.press(first, "spam")
     await ann.wait_for(lambda: len(items(ann)) == 2)
     await ann.press(bot.emu.message(first.channel, first.ts), "↩️ Undo")  # type: ignore[arg-type]
-    await ann.wait_for(lambda: first.button_texts == ["spam", "ham", "unsure", "Skip"])
+    await ann.wait_for(lambda: first.button_texts == ["spam", "ham", "unsure", "Skip", "Report"])
     assert await bot.answers() == []
 
     await ann.press(first, "ham")
@@ -701,7 +701,7 @@ async def test_buttons_keep_working_after_a_restart(stack: Any, tmp_path: Path) 
     await ann.wait_for(lambda: len(items(ann)) == 2)
     assert "✅ ham" in shown(first) and "WIN A PRIZE NOW" in shown(first)
     await ann.press(first, "↩️ Undo")
-    await ann.wait_for(lambda: first.button_texts == ["spam", "ham", "unsure", "Skip"])
+    await ann.wait_for(lambda: first.button_texts == ["spam", "ham", "unsure", "Skip", "Report"])
     await ann.press(first, "spam")
     await ann.wait_for(lambda: "✅ spam" in shown(first))
     assert await bot.answers() == [("slack:T0001/U1", "m1", "spam")]

@@ -102,8 +102,8 @@ async def test_join_press_and_answers_recorded_once(stack: Any, tmp_path: Path) 
 
     # The slash command's immediate reply travels in the ack, as over HTTP.
     reply = await ann.slash("/label", "help")
-    assert reply.status == 200 and "/label stats" in reply.body
-    assert any("/label stats" in m.text for m in ann.ephemerals)
+    assert reply.status == 200 and "/label me" in reply.body
+    assert any("/label me" in m.text for m in ann.ephemerals)
 
     kinds = [(e.type, e.accepts_response_payload, e.retry_attempt) for e in sockets.envelopes]
     assert kinds == [

@@ -56,7 +56,7 @@ def test_buttons_per_row_fit_a_phone() -> None:
     task = Task(7, info, "x", "t", None, None, None, None, info.labels, (), 0.0, 0)
     view = item_view(Catalog().texts("en"), task, Mechanics(lambda n: f"/{n}"))
     rows = keyboard(view).inline_keyboard  # type: ignore[union-attr]
-    assert [len(r) for r in rows] == [5, 5, 1]  # a 10-point scale in two rows, then Skip
+    assert [len(r) for r in rows] == [5, 5, 2]  # a 10-point scale in two rows, then Skip, Report
     assert all(len(b.callback_data or "") <= 64 for r in rows for b in r)  # type: ignore[arg-type]
     shown = body(Message("x " * 800, status="✅ " + "long answer " * 200), 1024)
     assert len(shown) <= 1024 and shown.startswith("x x") and "\n\n✅ long answer" in shown
@@ -73,14 +73,15 @@ async def test_start_shows_instructions_then_the_first_item_and_sets_menus(tmp_p
         welcome = ann.messages[-2]
         assert "Welcome to Animals!" in welcome.content and "Label the animals." in welcome.content
         assert item.content == "Meow, says it."
-        assert [btn["text"] for btn in item.buttons] == ["cat", "dog", "bird", "Skip"]
-        assert [len(row) for row in item.reply_markup["inline_keyboard"]] == [3, 1]  # type: ignore[index]
+        assert [btn["text"] for btn in item.buttons] == ["cat", "dog", "bird", "Skip", "Report"]
+        assert [len(row) for row in item.reply_markup["inline_keyboard"]] == [3, 2]  # type: ignore[index]
         asg = _data(item)[0].split(":")[1]
-        assert _data(item) == [f"a:{asg}:0", f"a:{asg}:1", f"a:{asg}:2", f"s:{asg}"]
+        assert _data(item) == [f"a:{asg}:0", f"a:{asg}:1", f"a:{asg}:2", f"s:{asg}", f"r:{asg}"]
 
         bot = b.transport.application.bot
         assert [c.command for c in await bot.get_my_commands()] == [
-            "start", "stats", "pause", "resume", "language", "help",
+            "start", "me", "top", "leaderboard", "pause", "resume", "mute", "unmute", "language",
+            "help",
         ]  # fmt: skip
         boss = b.user(COORDINATOR_ID, "Boss")
         await b.start(boss)  # the coordinator's chat exists now: their menu is set
@@ -114,7 +115,14 @@ async def test_multi_choice_toggles_in_place_then_done(tmp_path: Path) -> None:
         ann = b.user(1)
         item = await b.start(ann)
         assert "Pick all that apply" in item.content
-        assert [btn["text"] for btn in item.buttons] == ["red", "green", "blue", "Done", "Skip"]
+        assert [btn["text"] for btn in item.buttons] == [
+            "red",
+            "green",
+            "blue",
+            "Done",
+            "Skip",
+            "Report",
+        ]
         for press, shown in (("red", "✓ red"), ("green", "✓ green"), ("✓ red", "red")):
             await ann.press(item, press)
             await ann.wait_for(lambda s=shown: s in [x["text"] for x in item.buttons])  # type: ignore[misc]
@@ -131,7 +139,7 @@ async def test_rating_is_one_row_of_values(tmp_path: Path) -> None:
         await b.add_items("stars", [{"id": "s1", "text": "How good is this pizza?"}])
         ann = b.user(1)
         item = await b.start(ann)
-        assert [len(r) for r in item.reply_markup["inline_keyboard"]] == [5, 1]  # type: ignore[index]
+        assert [len(r) for r in item.reply_markup["inline_keyboard"]] == [5, 2]  # type: ignore[index]
         await ann.press(item, "4")
         await ann.wait_for(lambda: item.content.endswith("✅ 4"))
         assert await b.answers() == [("s1", "4")]
@@ -151,7 +159,7 @@ async def test_verify_shows_the_suggestion_drawn_on_the_image(tmp_path: Path) ->
         item = await b.start(ann)
         assert item.kind == "photo"
         assert "Suggested: cat — is this right?" in item.content
-        assert [btn["text"] for btn in item.buttons] == ["✅ Yes", "❌ No", "Skip"]
+        assert [btn["text"] for btn in item.buttons] == ["✅ Yes", "❌ No", "Skip", "Report"]
         [upload] = b.emu.uploads
         sent = b.emu.files[upload.file_id].data
         cache = tmp_path / "cache"
@@ -169,7 +177,7 @@ async def test_a_text_item_is_answered_by_the_next_message(tmp_path: Path) -> No
         ann = b.user(1)
         item = await b.start(ann)
         assert "Reply with your answer" in item.content
-        assert [btn["text"] for btn in item.buttons] == ["Skip"]
+        assert [btn["text"] for btn in item.buttons] == ["Skip", "Report"]
         await ann.send("a small brown dog")
         await ann.wait_for(lambda: item.content.endswith("✅ a small brown dog"))
         assert [btn["text"] for btn in item.buttons] == ["↩️ Undo"]
@@ -352,7 +360,8 @@ async def test_several_projects_offer_a_choice(tmp_path: Path) -> None:
 
 
 async def test_help_stats_and_unknown_commands(tmp_path: Path) -> None:
-    async with running_bot(tmp_path) as b:
+    # With a leaderboard, /stats (another name for /me) shows the person's place on it.
+    async with running_bot(tmp_path, [project(leaderboard=True)]) as b:
         await b.add_items("animals", ANIMALS)
         ann, boss = b.user(1), b.user(COORDINATOR_ID)
         item = await b.start(ann)
@@ -363,7 +372,7 @@ async def test_help_stats_and_unknown_commands(tmp_path: Path) -> None:
         assert "Answers: 1 (skipped 0)" in stats.content and "Rank: 1 of 1" in stats.content
         await ann.send("/help")
         helped = await new_message(ann, stats.message_id)
-        assert "/stats" in helped.content and "Coordinator commands" not in helped.content
+        assert "/me" in helped.content and "Coordinator commands" not in helped.content
         await ann.send("/frobnicate")
         unknown = await new_message(ann, helped.message_id)
         assert "don't know that command" in unknown.content

@@ -72,8 +72,8 @@ async def test_an_invite_link_gives_a_signed_strict_cookie_and_the_first_item(
         item = (await v.wait_for(v.open_items))[0]
         assert v.messages()[0]["text"].startswith("Welcome to Animals!")
         assert item["text"] == "Animal number 1"
-        assert captions(item) == ["cat", "dog", "bird", "Skip"]
-        assert [b["key"] for b in buttons(item)] == ["1", "2", "3", "s"]
+        assert captions(item) == ["cat", "dog", "bird", "Skip", "Report"]
+        assert [b["key"] for b in buttons(item)] == ["1", "2", "3", "s", ""]  # Report has no key
         assert await b.query("SELECT key, invited FROM annotators") == [(f"web:{v.person}", 1)]
 
         # Without the code, or with a wrong one, the door stays shut.
@@ -364,7 +364,7 @@ async def test_a_push_reaches_an_open_page_in_the_persons_language(tmp_path: Pat
         await b.add_items("animals", ITEMS[:1])  # new work: the push loop sends it unasked
         item = (await v.wait_for(v.open_items))[0]
         assert item["text"] == "Animal number 1"
-        assert captions(item)[-1] == es("item.skip")
+        assert captions(item)[-2:] == [es("item.skip"), es("item.report")]
         # /language overrides the browser's language, as on every platform.
         assert await v.type("/language pt") == 200
         pt = Catalog().texts("pt")

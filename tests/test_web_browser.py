@@ -201,7 +201,7 @@ async def test_the_page_fits_a_phone_and_shows_text_as_text(tmp_path: Path) -> N
                 assert im.size == (PHONE["width"], PHONE["height"])
             # The menu of commands opens within the screen too.
             await page.get_by_text("Menu").click()
-            stats = f"/stats — {EN('menu.stats')}"
+            stats = f"/me — {EN('menu.me')}"
             await expect(page.get_by_role("button", name=stats)).to_be_visible()
             assert await overflow(page) == {"page": 0, "chat": 0}
             panel = await page.locator(".panel").bounding_box()

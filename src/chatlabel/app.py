@@ -215,6 +215,9 @@ async def serve(rt: Runtime, stop: asyncio.Event) -> None:
         tune_gc_for_serving()
         # Free space beside the database: a warning now and every minute while it is low.
         rt.background.append(asyncio.create_task(rt.service.health.watch(stop)))
+        if rt.service.schedules():
+            # Reminders and digests: queued into the outbox when due; each platform sends its own.
+            rt.background.append(asyncio.create_task(rt.service.run_schedule(stop)))
         batch = BatchRecompute(rt.service)
         if batch.projects():
             # Dawid-Skene is a batch method: recompute after bursts of answers, never per press.

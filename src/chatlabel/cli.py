@@ -211,7 +211,7 @@ def _storage_line(st: Any) -> str:
 @click.option("--project", "-p", help="Project to export (needed with several).")
 @click.option(
     "--what",
-    type=click.Choice(["results", "answers", "annotators"]),
+    type=click.Choice(["results", "answers", "annotators", "reports"]),
     default="results",
     show_default=True,
 )
@@ -225,7 +225,7 @@ def _storage_line(st: Any) -> str:
     help="File to write (default: standard output).",
 )
 def export(config: str, project: str | None, what: str, fmt: str, output: Path | None) -> None:
-    """Export results, answers or annotators, streamed."""
+    """Export results, answers, annotators or reports on items, streamed."""
     from . import exporter
 
     cfg = _config(config)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any, Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -17,6 +19,7 @@ from pydantic import (
 )
 
 from .core.model import Rules
+from .core.timing import ReminderRule, parse_clock, parse_duration, parse_quiet_hours
 
 MIN_INVITE_CODE = 8
 
@@ -130,6 +133,69 @@ MAX_LABELS = 240
 CAPTION_CHARS = 60  # a label's caption on a button (Slack cuts button texts at 75)
 
 
+def zone(name: str) -> tzinfo:
+    """A time zone by its IANA name ("Europe/Berlin", "UTC")."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{name!r} is not a time zone: use a name like 'Europe/Berlin' or 'UTC'"
+        ) from None
+
+
+def _valid_zone(name: str) -> str:
+    if name:
+        zone(name)
+    return name
+
+
+class Reminders(_Section):
+    """Nudges to members who walked away while work waits for them (absent = no reminders)."""
+
+    after: str = Field("2h", description="Idle this long (no answer) before a reminder")
+    every: str = Field("1d", description="At least this long between two reminders to someone")
+    max_per_day: int = Field(1, ge=1, le=24, description="Reminders per person per day")
+    quiet_hours: str = Field(
+        "22:00-08:00", description="No reminders in this span of local time ('' = none)"
+    )
+    timezone: str = Field("", description="Time zone of the quiet hours ('' = the project's)")
+    max_ignored: int = Field(
+        3, ge=0, description="Stop after this many reminders in a row with no answer (0 = never)"
+    )
+
+    @field_validator("after", "every")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, v: str) -> str:
+        parse_quiet_hours(v)
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        return _valid_zone(v)
+
+
+class Digest(_Section):
+    """A daily summary for coordinators: the progress chart and what changed (absent = none)."""
+
+    at: str = Field("18:00", description="Local time of day it is sent")
+    to: list[str] = Field(
+        default_factory=list, description="platform:user ids to send it to ([] = all coordinators)"
+    )
+
+    @field_validator("at")
+    @classmethod
+    def _clock(cls, v: str) -> str:
+        parse_clock(v)
+        return v
+
+
 class Project(_Section):
     """One labeling job."""
 
@@ -163,7 +229,42 @@ class Project(_Section):
         default_factory=dict,
         description="The project's texts in more languages: one table per language code",
     )
+    timezone: str = Field(
+        "", description="Time zone of streak days and the digest ('' = the reminders' or UTC)"
+    )
+    leaderboard: bool = Field(
+        False, description="Offer /top: a board of agreed answers (people opt in to show names)"
+    )
+    report_quorum: int = Field(
+        2, ge=1, description="Reports from this many people take an item out until decided"
+    )
     quality: Quality = Field(default_factory=Quality, description="Gold and quality rules")
+    reminders: Reminders | None = Field(None, description="Reminders to idle members")
+    digest: Digest | None = Field(None, description="A daily summary for coordinators")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        return _valid_zone(v)
+
+    def zone(self) -> tzinfo:
+        """The project's time zone: its own, else its reminders', else UTC."""
+        name = self.timezone or (self.reminders.timezone if self.reminders else "") or "UTC"
+        return zone(name)
+
+    def reminder_rule(self) -> ReminderRule | None:
+        """The reminder settings as the core reads them (None: no reminders)."""
+        r = self.reminders
+        if r is None:
+            return None
+        return ReminderRule(
+            after=parse_duration(r.after),
+            every=parse_duration(r.every),
+            max_per_day=r.max_per_day,
+            quiet=parse_quiet_hours(r.quiet_hours),
+            tz=zone(r.timezone) if r.timezone else self.zone(),
+            max_ignored=r.max_ignored,
+        )
 
     @model_validator(mode="after")
     def _check(self) -> Project:
@@ -454,7 +555,7 @@ def _toml_value(value: Any) -> str:
 
 def _section(title: str, model: type[BaseModel], sample: dict[str, Any], out: list[str]) -> None:
     out.append(f"\n# {model.__doc__}\n{title}")
-    nested, tables = [], []
+    nested, tables, optional = [], [], []
     for name, field in model.model_fields.items():
         if name == "path":
             continue
@@ -462,6 +563,9 @@ def _section(title: str, model: type[BaseModel], sample: dict[str, Any], out: li
             nested.append((name, field.annotation))
             continue
         args = get_args(field.annotation)
+        if len(args) == 2 and args[1] is type(None) and issubclass(args[0], BaseModel):
+            optional.append((name, args[0]))  # a section that is off unless written
+            continue
         if len(args) == 2 and isinstance(args[1], type) and issubclass(args[1], BaseModel):
             tables.append((name, field.description, args[1]))  # a table per key, e.g. language
             continue
@@ -481,6 +585,12 @@ def _section(title: str, model: type[BaseModel], sample: dict[str, Any], out: li
         _section(f"[{title.strip('[]')}.{name}.es]", sub, {}, example)
         out.append(f"\n# {description}")
         out += [f"# {line}".rstrip() for line in "\n".join(example).strip().splitlines()[1:]]
+    for name, sub in optional:
+        # Off unless present: shown commented out, with every setting's default.
+        example = []
+        _section(f"[{title.strip('[]')}.{name}]", sub, {}, example)
+        lines = "\n".join(example).splitlines()
+        out += [x if x.startswith("#") or not x else f"# {x}".rstrip() for x in lines]
 
 
 def example_toml() -> str:

@@ -14,7 +14,7 @@ from .service.items import ExportWhat
 from .service.labeling import LabelingService
 from .service.reports import Reports
 
-What = Literal["results", "answers", "annotators"]
+What = Literal["results", "answers", "annotators", "reports"]
 Format = Literal["jsonl", "csv"]
 
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -28,6 +28,17 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "correct",
         "seconds",
         "answered_at",
+        "skip_reason",
+        "comment",
+    ),
+    "reports": (
+        "item_id",
+        "annotator",
+        "reason",
+        "comment",
+        "reported_at",
+        "item_status",
+        "decision",
     ),
     "annotators": (
         "id",
@@ -47,7 +58,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 
 async def rows(service: LabelingService, project: str, what: What) -> AsyncIterator[dict[str, Any]]:
     """The export's rows as dicts, streamed from a read-only connection."""
-    if what in ("results", "answers"):
+    if what in ("results", "answers", "reports"):
         async for batch in _sql_batches(service, project, what, "jsonl"):
             for (line,) in batch:
                 yield json.loads(line)
@@ -79,9 +90,13 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 # One match() per cell: a formula start, or a control character (CR included) anywhere.
 _RISKY = re.compile(r"[=+\-@\t\r]|.*[\x00-\x08\x0b-\x1f\x7f-\x9f]", re.S)
-# Columns that can hold outside text (item ids from the data file, labels and free-text
-# answers, annotator keys); the others are numbers, fixed words or JSON chatlabel wrote.
-_TEXT_COLUMNS: dict[str, tuple[int, ...]] = {"results": (0, 1), "answers": (0, 1, 2)}
+# Columns that can hold outside text (item ids from the data file, labels, free-text answers
+# and comments, annotator keys); the others are numbers, fixed words or JSON chatlabel wrote.
+_TEXT_COLUMNS: dict[str, tuple[int, ...]] = {
+    "results": (0, 1),
+    "answers": (0, 1, 2, 9),
+    "reports": (0, 1, 3),
+}
 
 
 def csv_cell(value: Any) -> Any:
@@ -144,7 +159,7 @@ async def write(
     service: LabelingService, project: str, what: What, fmt: Format, out: TextIO
 ) -> int:
     """Write an export to a text stream; returns the number of rows."""
-    if what in ("results", "answers"):
+    if what in ("results", "answers", "reports"):
         return await _sql_export(service, project, what, fmt, out)
     n = 0
     if fmt == "jsonl":

@@ -14,7 +14,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,12 +32,13 @@ from .charts import (
 )
 from .conversation import Catalog
 from .conversation.catalog import Texts
-from .conversation.render import reason_text
+from .conversation.render import cut, reason_text
 from .media import load_font
 from .service import quality
 from .service.labeling import LabelingService
 from .service.reports import Reports
 from .service.types import AnnotatorRow, Disagreement, Progress, ProjectInfo
+from .service.volunteer_types import ReportedItem
 
 MAX_CONFUSIONS = 12  # per-annotator confusion matrices drawn, most gold answers first
 MAX_KAPPA = 20  # annotators in the pairwise kappa heatmap, most answers first
@@ -74,6 +75,7 @@ class ReportData:
     settled: list[float]
     disagreements: list[Disagreement]
     recompute: quality.RecomputeSummary | None
+    reported: list[ReportedItem] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ async def gather(service: LabelingService, project: str) -> ReportData:
         settled=await reports.settled_times(project),
         disagreements=await reports.disagreements(project, limit=15),
         recompute=summary,
+        reported=await reports.reported(project),
     )
 
 
@@ -386,8 +389,30 @@ def render_html(d: ReportData, figs: list[Figure], t: Texts) -> str:
                 ],
             ),
         ]
+    if d.reported:
+        parts += [f"<h2>{e(t('report.reported'))}</h2>", _reported_table(d.reported, t)]
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _reported_table(rows: list[ReportedItem], t: Texts) -> str:
+    """Items people reported: what they are, why, and what a coordinator decided."""
+    e = html.escape
+    decided = {None: "report.decision_open", "restored": "report.decision_restored"}
+    return _table(
+        [t("report.item"), t("report.status"), t("report.reports"), t("report.reasons"),
+         t("report.decision")],
+        [
+            [
+                f"{e(r.item_id)} <span class=muted>{e(cut(r.text or '', 80))}</span>",
+                e(_word(t, "verdict", r.status)),
+                e(t.number(r.reports)),
+                e(t.join(_word(t, "problem", x) for x in r.reasons if x)),
+                e(t(decided.get(r.decision, "report.decision_removed"))),
+            ]
+            for r in rows
+        ],
+    )  # fmt: skip
 
 
 def _word(t: Texts, section: str, value: str) -> str:

@@ -21,9 +21,17 @@ ACTIONS = {
     "l": "language",  # l:<language index>            (/language)
     "b": "start",  # b:0                              (a home page's Start button)
     "x": "export",  # x:<project index>               (a coordinator's Export button)
+    "r": "report",  # r:<assignment>                   (Report: show the reasons)
+    "c": "reason",  # c:<assignment>:<reason index>    (report the item for this reason)
+    "y": "why",  # y:<answer>:<skip reason index>      (why an item was skipped)
+    "n": "continue",  # n:0                             (a reminder's Continue button)
+    "o": "restore",  # o:<item row>                    (a coordinator puts a held item back)
+    "z": "remove",  # z:<item row>                     (a coordinator removes a held item)
+    "e": "send",  # e:<announcement>                   (send a previewed announcement)
+    "q": "cancel",  # q:<announcement>                 (cancel an announcement)
 }
 _CODES = {v: k for k, v in ACTIONS.items()}
-_WITH_INDEX = ("answer", "toggle", "page")
+_WITH_INDEX = ("answer", "toggle", "page", "reason", "why")
 MAX_DATA = 64
 
 

@@ -9,21 +9,38 @@ from ..charts import progress_png
 from . import render
 from .buttons import decode, encode
 from .catalog import Texts
-from .context import Context
+from .context import Context, Handler
+from .coordination import Coordination
 from .events import MessageRef, Who
 from .flow import Flow
 from .views import Button, Chart, Document, Home, Message, Priority, Rows
+from .volunteer_commands import VolunteerCommands
 
-ANNOTATOR = ("start", "stats", "pause", "resume", "language", "help")
+ANNOTATOR = (
+    "start",
+    "me",
+    "top",
+    "leaderboard",
+    "pause",
+    "resume",
+    "mute",
+    "unmute",
+    "language",
+    "help",
+)
 COORDINATOR = (
     "progress",
     "annotators",
     "disagreements",
     "agreement",
+    "reports",
+    "announce",
     "export",
     "pause_project",
     "resume_project",
 )
+# Other names people type for a command.
+ALIASES = {"stats": "me"}
 HOME_PROJECTS = 20  # projects on a coordinator's home page (a Slack view holds 100 blocks)
 
 
@@ -35,12 +52,19 @@ class Commands:
         self.flow = flow
         self.service = ctx.service
         self.reports = ctx.reports
+        self.volunteers = VolunteerCommands(ctx, flow)
+        self.coordination = Coordination(ctx)
+        self.handlers: dict[str, Handler] = {
+            **self.volunteers.handlers(),
+            **self.coordination.handlers(),
+        }
 
     # -- dispatch -------------------------------------------------------------------------------
 
     def resolve(self, who: Who, name: str, args: str) -> tuple[str, str]:
         """The command actually meant: "pause NAME" pauses a project (for coordinators only)."""
         name = name.lower()
+        name = ALIASES.get(name, name)
         if name in ("pause", "resume") and args:
             return f"{name}_project", args
         return name, args
@@ -66,7 +90,7 @@ class Commands:
             return
         name, args = self.resolve(who, name, args)
         t = await self.ctx.texts(who)
-        handler: Callable[[Who, str, Texts], Awaitable[None]] = getattr(self, f"_{name}")
+        handler: Handler = self.handlers.get(name) or getattr(self, f"_{name}")
         await handler(who, args, t)
 
     def help_text(self, t: Texts, coordinator: bool) -> str:
@@ -84,14 +108,6 @@ class Commands:
 
     async def _start(self, who: Who, args: str, t: Texts) -> None:
         await self.flow.start(who, args or None)
-
-    async def _stats(self, who: Who, args: str, t: Texts) -> None:
-        await self.ctx.tell(who, await self._stats_text(who, t))
-
-    async def _stats_text(self, who: Who, t: Texts) -> str:
-        stats = await self.reports.my_stats(who.user)
-        info = self.service.info(stats.project) if stats is not None else None
-        return render.stats_text(t, stats, self.ctx.how, info)
 
     async def _pause(self, who: Who, args: str, t: Texts) -> None:
         if not await self.service.set_paused(who.user, True):
@@ -229,7 +245,12 @@ class Commands:
     # -- presses on command messages ------------------------------------------------------------
 
     async def press(self, who: Who, data: str, ref: MessageRef | None, token: object) -> bool:
-        """Handle a press on a project or language choice, or a home button; False if not ours."""
+        """A press on a command's message (a choice, a home button, a reminder, an announcement,
+        a reported item); False when it is an item's press."""
+        if await self.volunteers.press(who, data, ref, token):
+            return True
+        if await self.coordination.press(who, data, ref, token):
+            return True
         press = decode(data)
         if press is None or press.action not in ("project", "language", "start", "export"):
             return False
@@ -280,7 +301,7 @@ class Commands:
     async def home(self, who: Who) -> Home:
         """Someone's home page: own figures and Start; coordinators see every project too."""
         t = await self.ctx.texts(who)
-        stats = await self._stats_text(who, t)
+        stats = await self.volunteers.me_text(who, t)
         start = ((Button(t("home.start"), encode("start", 0), "primary"),),)
         sections: list[tuple[str, Rows]] = [(stats, start)]
         if self.service.is_coordinator(who.user):

@@ -18,6 +18,8 @@ from .views import Document, Message, Priority
 log = logging.getLogger("chatlabel.conversation")
 
 ExportResults = Callable[[str], Awaitable[tuple[str, bytes]]]
+# A command's handler: the person, the command's arguments, their catalog.
+Handler = Callable[[Who, str, Texts], Awaitable[None]]
 PEOPLE = 20_000  # people remembered in per-person caches (language, latest item)
 
 
@@ -52,6 +54,8 @@ class Context:
         # The platform's language hint last seen with each person: pushes come without one.
         self._hints: BoundedCache[str, str] = BoundedCache(PEOPLE)
         self.shown: BoundedCache[str, Shown] = BoundedCache(PEOPLE)
+        # Item messages sent by this process: a reply to one is a comment on its item.
+        self.items_by_ref: BoundedCache[MessageRef, int] = BoundedCache(PEOPLE)
         self._defaults = any(service.info(n).language for n in service.project_names())
 
     async def texts(self, who: Who, project: str | None = None) -> Texts:

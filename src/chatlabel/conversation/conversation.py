@@ -14,11 +14,13 @@ from ..service.health import StorageUnavailable
 from ..service.labeling import LabelingService
 from ..service.reports import Reports
 from ..service.types import Push
+from .bulk import OutboxSender
 from .catalog import Catalog, Texts
 from .commands import Commands
 from .context import PEOPLE, Context, ExportResults
 from .events import MessageRef, Who
 from .flow import Flow
+from .item_notes import ItemNotes
 from .ports import Outlet
 from .storage_alerts import StorageAlerts
 from .views import Home
@@ -72,6 +74,9 @@ class Conversation:
         self.service = service
         self.flow = Flow(self.ctx)
         self.commands = Commands(self.ctx, self.flow)
+        self.notes = ItemNotes(self.ctx, self.flow)
+        # Reminders, announcements and digests for people on this platform, from the outbox.
+        self.sender = OutboxSender(self.ctx)
         self.locks = LockMap()
         # Coordinators on this platform hear once when storage fails and once when it recovers.
         self.alerts = StorageAlerts(self.ctx)
@@ -126,7 +131,9 @@ class Conversation:
     ) -> None:
         """A pressed button (`token`: the adapter's handle to answer the press with a toast)."""
         async with self.locks.hold(who.user.key), self._storage_safe(who, token):
-            if not await self.commands.press(who, data, ref, token):
+            if await self.commands.press(who, data, ref, token):
+                return
+            if not await self.notes.press(who, data, ref, token):
                 await self.flow.press(who, data, ref, token, ticked)
 
     async def text(
@@ -137,8 +144,10 @@ class Conversation:
         source: str | None = None,
         item: int | None = None,
         ref: MessageRef | None = None,
+        reply_to: MessageRef | None = None,
     ) -> None:
-        """A typed message: the answer to a free-text item (`item` when the platform knows it).
+        """A typed message: the answer to a free-text item (`item` when the platform knows it),
+        or a comment on an item (`reply_to`: the item's message it replies to).
 
         `source` names the platform message, so a redelivered one counts once; `ref` is the
         item's message when the platform knows it (an answer form opened from it).
@@ -146,6 +155,8 @@ class Conversation:
         if item is None and await self._flooding(who):
             return
         async with self.locks.hold(who.user.key), self._storage_safe(who):
+            if item is None and await self.notes.text(who, text, source, reply_to):
+                return
             await self.flow.text(who, text, source, item, ref)
 
     async def edited(self, who: Who, text: str, *, source: str | None = None) -> None:
@@ -232,6 +243,10 @@ class Conversation:
             # One failed push must not strand the others of this round.
             log.exception("pushing an item to %s failed", push.user.key)
             await self.service.release(push.user, push.task.assignment_id)
+
+    async def outbox_loop(self, stop: asyncio.Event, interval: float = 5.0) -> None:
+        """Send this platform's reminders, announcements and digests as they come due."""
+        await self.sender.run(stop, interval)
 
     async def close(self) -> None:
         """Stop pushing, timers and alerts, and let last edits finish."""

@@ -14,11 +14,14 @@ from .context import PEOPLE, Context, Shown
 from .events import MessageRef, Who
 from .ports import MediaFailed, SendFailed
 from .views import Button, Message, Priority
+from .volunteer_words import milestone_text
 
 log = logging.getLogger("chatlabel.conversation")
 
 # A repeated "nothing for you right now" within this many seconds is not sent again.
 IDLE_QUIET = 30.0
+# The presses the flow handles; the others belong to commands and reports (or are forged).
+FLOW_ACTIONS = ("answer", "toggle", "select", "done", "skip", "undo", "page", "report")
 # Items whose media cannot be shown skipped at once for one person before giving up for now.
 UNSHOWABLE_IN_A_ROW = 3
 
@@ -96,6 +99,7 @@ class Flow:
                 continue
             if ref is not None:
                 self.ctx.shown[who.user.key] = Shown(task.assignment_id, ref)
+                self.ctx.items_by_ref[ref] = task.assignment_id
             return ref
         # Item after item fails: the media files are probably gone. Stop skipping for now (the
         # push loop tries again later) rather than run through the whole project.
@@ -167,9 +171,17 @@ class Flow:
         press = decode(data)
         t = await self.ctx.texts(who)
         toast = self.ctx.outlet.toast
-        if press is None or press.action in ("project", "language", "start", "export"):
-            # Those are the commands' presses (see Commands.press); anything else is forged.
+        if press is None or press.action not in FLOW_ACTIONS:
+            # The others are the commands' and the reports' presses; anything else is forged.
             await toast(who.user, token, t("press.dead"), False)
+        elif press.action == "report":
+            # Only an item still open can be reported this way (an answered one: reply to it).
+            out = await self.service.reportable(who.user, press.ref)
+            await self._toast(who, token, out, t)
+            if out.ok and out.task is not None and ref is not None:
+                await self.edit(who, ref, render.reasons_view(t, out.task))
+            elif out.detail == "timed_out":
+                await self.after(who, out, ref, t)  # the fresh item instead
         elif press.action == "undo":
             await self._undo(who, press, ref, token, t)
         elif press.action in ("toggle", "select"):
@@ -226,14 +238,14 @@ class Flow:
             if choice is None:
                 await self.ctx.outlet.toast(user, token, t("press.dead"), False)
                 return
-            out = await self.service.answer(user, press.ref, choice, then_next=True)
+            out = await self.service.answer(user, press.ref, choice, then_next=True, ref=ref)
         elif press.action == "done":
             # What the platform shows ticked wins over ticks still on their way; without it,
             # the selection stored so far (toggle buttons).
             labels = await self._labels(who, press.ref, ticked, ref)
-            out = await self.service.answer(user, press.ref, labels, then_next=True)
+            out = await self.service.answer(user, press.ref, labels, then_next=True, ref=ref)
         else:
-            out = await self.service.skip(user, press.ref, then_next=True)
+            out = await self.service.skip(user, press.ref, then_next=True, ref=ref)
         await self._toast(who, token, out, t)
         await self.after(who, out, ref, t)
 
@@ -242,8 +254,13 @@ class Flow:
         text = None if out.ok else outcome_text(t, out)
         await self.ctx.outlet.toast(who.user, token, text, False)
 
-    async def after(self, who: Who, out: Outcome, ref: MessageRef | None, t: Texts) -> None:
-        """What follows an answer or skip: the item shows the choice, then the next item."""
+    async def after(
+        self, who: Who, out: Outcome, ref: MessageRef | None, t: Texts, note: str = ""
+    ) -> None:
+        """What follows an answer or skip: the item shows the choice, then the next item.
+
+        `note` goes out just before the next item (a question about a report, say).
+        """
         aid = out.task.assignment_id if out.task is not None else None
         shown = self.ctx.shown.get(who.user.key)
         if shown is not None and aid is not None and shown.assignment_id == aid:
@@ -254,31 +271,36 @@ class Flow:
             if ref is not None:
                 self._confirmed[out.task.assignment_id] = ref
                 undo = not out.suspended and bool(out.undo_until)
-                await self._edit(who, ref, render.answered_view(t, out.task, out, undo=undo))
+                await self.edit(who, ref, render.answered_view(t, out.task, out, undo=undo))
                 if undo:
-                    self._undo_later(who, ref, out, t)
+                    self.undo_later(who, ref, out, t)
             else:
                 await self.ctx.send(who, Message(render.status_line(t, out.task.project, out)))
             if out.suspended is not None:
                 text = t("idle.suspended_now", reason=render.reason_text(t, out.suspended))
                 await self.ctx.say(who, text)
                 return
+            if out.milestone is not None:
+                await self.ctx.say(who, milestone_text(t, out.milestone))
+            if note:
+                await self.ctx.say(who, note)
             # The next item was leased with the answer, in the same commit.
             got = out.next if out.next is not None else await self.service.next_task(who.user)
             await self.show(who, got, t)
         elif out.status == "duplicate" and out.task is not None and ref is not None:
             if self._confirmed.get(out.task.assignment_id, ref) != ref:
                 # A second copy of an answered item: show the recorded answer there too.
-                await self._edit(who, ref, render.answered_view(t, out.task, out, undo=False))
+                await self.edit(who, ref, render.answered_view(t, out.task, out, undo=False))
         elif out.status == "stale" and out.detail == "timed_out":
             # A timed-out item: take its dead buttons away and show what is current instead.
             if ref is not None and out.task is not None:
-                await self._edit(who, ref, render.closed_view(t, out.task, "item.timed_out"))
+                await self.edit(who, ref, render.closed_view(t, out.task, "item.timed_out"))
             await self.next(who, t)
 
-    async def _edit(
+    async def edit(
         self, who: Who, ref: MessageRef, view: Message, priority: Priority = Priority.INTERACTIVE
     ) -> None:
+        """Edit an item's message (its undo timer stops)."""
         self._cancel_undo(ref)
         await self.ctx.outlet.edit(who.user, ref, view, priority)
 
@@ -334,10 +356,10 @@ class Flow:
             await self.show_task(who, task, t)
             return
         # Back where it was, buttons and all.
-        await self._edit(who, ref, render.item_view(t, task, self.ctx.how))
+        await self.edit(who, ref, render.item_view(t, task, self.ctx.how))
         self.ctx.shown[who.user.key] = Shown(task.assignment_id, ref)
 
-    def _undo_later(self, who: Who, ref: MessageRef, out: Outcome, t: Texts) -> None:
+    def undo_later(self, who: Who, ref: MessageRef, out: Outcome, t: Texts) -> None:
         """Take the Undo button away when the undo window closes."""
         assert out.undo_until is not None and out.task is not None
         delay = min(max(out.undo_until - self.service.now(), 0.0), 86400.0)
@@ -345,7 +367,7 @@ class Flow:
 
         def expire() -> None:
             self._undo_timers.pop(ref, None)
-            job = asyncio.ensure_future(self._edit(who, ref, final, Priority.BULK))
+            job = asyncio.ensure_future(self.edit(who, ref, final, Priority.BULK))
             self._background.add(job)
             job.add_done_callback(self._background.discard)
 
@@ -405,8 +427,8 @@ class Flow:
         ref = self._confirmed.get(out.task.assignment_id)
         if ref is not None:
             # The item shows the new answer, with Undo for what is left of its window.
-            await self._edit(who, ref, render.answered_view(t, out.task, out, undo=True))
-            self._undo_later(who, ref, out, t)
+            await self.edit(who, ref, render.answered_view(t, out.task, out, undo=True))
+            self.undo_later(who, ref, out, t)
         answer = render.value_text(t, out.task.project, out.value)
         await self.ctx.tell(who, t("text.edit_saved", answer=answer))
 

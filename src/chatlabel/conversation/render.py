@@ -13,12 +13,12 @@ from ..service.types import (
     AnnotatorRow,
     Disagreement,
     Idle,
-    MyStats,
     Outcome,
     Progress,
     ProjectInfo,
     Task,
 )
+from ..service.volunteer_types import REPORT_REASONS, SKIP_REASONS
 from .buttons import encode
 from .catalog import Texts
 from .views import Button, Media, Message, Rows
@@ -74,6 +74,9 @@ def value_text(t: Texts, info: ProjectInfo, value: str | None) -> str:
 
 def status_line(t: Texts, info: ProjectInfo, out: Outcome) -> str:
     """The line that replaces an answered item's buttons."""
+    if out.skipped and out.reason is not None:
+        key = "item.reported" if out.reported else "item.skipped_because"
+        return t(key, reason=t(f"problem.{out.reason}"))
     if out.skipped:
         return t("item.skipped")
     return t("item.answered", choice=value_text(t, info, out.value))
@@ -195,7 +198,10 @@ def item_view(t: Texts, task: Task, how: Mechanics, page: int = 0) -> Message:
         if page < n_pages - 1:
             nav.append(Button(t("item.next"), encode("page", aid, page + 1)))
         rows = (*rows, tuple(nav))
-    last = [Button(t("item.skip"), encode("skip", aid))]
+    last = [
+        Button(t("item.skip"), encode("skip", aid)),
+        Button(t("item.report"), encode("report", aid)),
+    ]
     if kind == "multi":
         last.insert(0, Button(t("item.done"), encode("done", aid), "primary"))
     rows = (*rows, tuple(last))
@@ -209,11 +215,37 @@ def item_view(t: Texts, task: Task, how: Mechanics, page: int = 0) -> Message:
     )
 
 
+def reasons_view(t: Texts, task: Task) -> Message:
+    """An item turned into its Report question: the reasons, and Back to the item."""
+    aid = task.assignment_id
+    reasons = [
+        Button(t(f"problem_button.{r}"), encode("reason", aid, i))
+        for i, r in enumerate(REPORT_REASONS)
+    ]
+    back = Button(t("problem_button.back"), encode("page", aid, 0))
+    return Message(
+        f"{_body_done(t, task)}\n\n{t('item.report_why')}",
+        (*pack(reasons, fixed=2), (back,)),
+        media=_media(task),
+        footer=_footer(t, task),
+        item=aid,
+    )
+
+
 def answered_view(t: Texts, task: Task, out: Outcome, *, undo: bool) -> Message:
-    """An answered item: what it showed, the choice, gold feedback and (for a while) Undo."""
+    """An answered item: what it showed, the choice, gold feedback and (for a while) Undo.
+
+    A skip without a reason offers the reasons for as long as Undo is offered.
+    """
     buttons: Rows = ()
     if undo and out.answer_id is not None and out.undo_until is not None:
         buttons = ((Button(t("item.undo"), encode("undo", out.answer_id)),),)
+        if out.skipped and out.reason is None:
+            why = [
+                Button(t(f"problem_button.{r}"), encode("why", out.answer_id, i))
+                for i, r in enumerate(SKIP_REASONS)
+            ]
+            buttons = (*pack(why, fixed=2), *buttons)
     return Message(
         _body_done(t, task),
         buttons,
@@ -273,35 +305,6 @@ def idle_text(t: Texts, idle: Idle, how: Mechanics) -> str:
     if idle.reason in ("not_joined", "blocked"):
         return t("idle.not_joined", start=how.command("start"))
     return t(f"idle.{idle.reason}")
-
-
-def stats_text(t: Texts, s: MyStats | None, how: Mechanics, info: ProjectInfo | None) -> str:
-    """Someone's own figures (/stats), in their project (`info`)."""
-    if s is None or info is None:
-        return t("stats.not_started", start=how.command("start"))
-    lines = [
-        t("stats.title", project=info.title_in(t.lang)),
-        t("stats.answers", n=s.answers, skips=s.skips),
-    ]
-    if s.gold_answers:
-        lines.append(
-            t(
-                "stats.accuracy",
-                accuracy=t.percent(s.gold_accuracy),
-                n=s.gold_answers,
-                low=t.percent(s.accuracy_low),
-                high=t.percent(s.accuracy_high),
-            )
-        )
-    lines.append(t("stats.rank", rank=s.rank, of=s.of))
-    if s.status != "active":
-        why, status = reason_text(t, s.reason), t(f"status.{s.status}")
-        lines.append(
-            t("stats.status_because", status=status, reason=why)
-            if why
-            else t("stats.status", status=status)
-        )
-    return "\n".join(lines)
 
 
 # -- coordinators ----------------------------------------------------------------------------

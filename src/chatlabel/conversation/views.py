@@ -70,6 +70,9 @@ class Message:
     # A reply that need not stay in the chat (a command's output, a refusal): Slack shows it
     # only to the person, where they typed the command.
     transient: bool = False
+    # A bulk copy's idempotency handle: a platform that can keep it with the message (Slack's
+    # message metadata) lets a restart find out whether the copy went out before a crash.
+    handle: str = ""
 
     @property
     def all_buttons(self) -> list[Button]:

@@ -73,6 +73,7 @@ METHOD_SPECS: dict[str, MethodSpec] = {
         "message_not_found",
         "no_text",
     ),
+    "conversations.history": _spec(("token", "channel"), "channel_not_found", "invalid_ts_oldest"),
     "conversations.open": _spec(
         ("token",), "channel_not_found", "user_not_found", "users_list_not_supplied"
     ),
@@ -157,6 +158,7 @@ class SlackMessage:
     app_id: str | None = None
     ephemeral: bool = False
     edited_ts: str | None = None
+    metadata: JSON | None = None  # chat.postMessage's `metadata` (event_type, event_payload)
 
     def to_dict(self) -> JSON:
         """The message object as Slack returns it in API responses and interaction payloads."""

@@ -223,23 +223,26 @@ class SlackSimUser:
         """Send any interaction payload (forged, stale, ...) as Slack sends interactions."""
         return await self._send("interactive", dict(payload))
 
-    async def say(self, text: str) -> BotResponse:
-        """Write a message in the DM with the bot (a `message` event, channel_type `im`)."""
-        msg = self.emulator.workspace.post_user_message(self.id, self.dm_channel, text)
+    async def say(self, text: str, *, thread: SlackMessage | None = None) -> BotResponse:
+        """Write a message in the DM with the bot (a `message` event, channel_type `im`); with
+        `thread`, as a reply in that message's thread."""
+        thread_ts = None if thread is None else (thread.thread_ts or thread.ts)
+        msg = self.emulator.workspace.post_user_message(self.id, self.dm_channel, text, thread_ts)
         await self.emulator.notify()
-        return await self.send_event(
-            {
-                "type": "message",
-                "channel": self.dm_channel,
-                "user": self.id,
-                "text": text,
-                "ts": msg.ts,
-                "event_ts": msg.ts,
-                "channel_type": "im",
-                "team": self.team_id,
-                "client_msg_id": secrets.token_hex(16),
-            }
-        )
+        event: JSON = {
+            "type": "message",
+            "channel": self.dm_channel,
+            "user": self.id,
+            "text": text,
+            "ts": msg.ts,
+            "event_ts": msg.ts,
+            "channel_type": "im",
+            "team": self.team_id,
+            "client_msg_id": secrets.token_hex(16),
+        }
+        if thread_ts is not None:
+            event["thread_ts"] = thread_ts
+        return await self.send_event(event)
 
     async def edit(self, message: SlackMessage, text: str) -> BotResponse:
         """Edit a message this user wrote in the DM (a `message_changed` event)."""

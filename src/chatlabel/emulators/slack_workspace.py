@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import mimetypes
@@ -81,6 +82,7 @@ class SlackWorkspace:
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
+            "conversations.history": self._conversations_history,
             "conversations.open": self._conversations_open,
             "files.completeUploadExternal": self._files_complete_upload,
             "files.getUploadURLExternal": self._files_get_upload_url,
@@ -151,10 +153,17 @@ class SlackWorkspace:
         """The context behind a response_url's last path segment, if it was issued."""
         return self._responders.get(token)
 
-    def post_user_message(self, user_id: str, channel_id: str, text: str) -> SlackMessage:
-        """Store a message a person wrote."""
+    def post_user_message(
+        self, user_id: str, channel_id: str, text: str, thread_ts: str | None = None
+    ) -> SlackMessage:
+        """Store a message a person wrote (a reply in a thread when `thread_ts` is given)."""
         msg = SlackMessage(
-            channel_id, self.next_ts(), user_id, self.users[user_id]["team_id"], text
+            channel_id,
+            self.next_ts(),
+            user_id,
+            self.users[user_id]["team_id"],
+            text,
+            thread_ts=thread_ts,
         )
         self.channel(channel_id).messages[msg.ts] = msg
         return msg
@@ -322,7 +331,31 @@ class SlackWorkspace:
         if not text and not blocks:
             raise ApiFailure("no_text")
         msg = self._store_message(channel, text, blocks, args.get("thread_ts"))
+        msg.metadata = _metadata(args.get("metadata"))
         return {"channel": channel.id, "ts": msg.ts, "message": msg.to_dict()}
+
+    def _conversations_history(self, args: JSON) -> JSON:
+        channel = self._resolve_channel(args["channel"])
+        try:
+            oldest = float(args.get("oldest") or 0)
+        except ValueError:
+            raise ApiFailure("invalid_ts_oldest") from None
+        limit = min(int(args.get("limit") or 100), 999)
+        with_metadata = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+        found = [m for m in channel.messages.values() if float(m.ts) > oldest and not m.ephemeral]
+        found.sort(key=lambda m: float(m.ts), reverse=True)  # newest first, as Slack returns
+        out = []
+        for m in found[:limit]:
+            d = m.to_dict()
+            if with_metadata and m.metadata is not None:
+                d["metadata"] = copy.deepcopy(m.metadata)
+            out.append(d)
+        return {
+            "messages": out,
+            "has_more": len(found) > limit,
+            "pin_count": 0,
+            "response_metadata": {"next_cursor": ""},
+        }
 
     def _chat_update(self, args: JSON) -> JSON:
         channel = self._resolve_channel(args["channel"])
@@ -477,3 +510,17 @@ class SlackWorkspace:
                 [f.to_dict() for f in files],
             )
         return {"files": [{"id": f.id, "title": f.title} for f in files]}
+
+
+def _metadata(raw: Any) -> JSON | None:
+    """chat.postMessage's `metadata`: a JSON object (or its text) with event_type and payload."""
+    if raw in (None, ""):
+        return None
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise ApiFailure("invalid_arguments", "metadata is not JSON") from None
+    if not isinstance(raw, dict) or "event_type" not in raw:
+        raise ApiFailure("invalid_arguments", "metadata needs an event_type")
+    return {"event_type": str(raw["event_type"]), "event_payload": raw.get("event_payload") or {}}

@@ -179,6 +179,7 @@ class ChatMessage:
     edit_count: int = 0
     edit_date: int | None = None
     deleted: bool = False
+    reply_to: ChatMessage | None = None  # the message this one replies to
 
     @property
     def chat_id(self) -> int:
@@ -239,6 +240,11 @@ class ChatMessage:
             body["caption"] = self.caption
         if self.reply_markup:
             body["reply_markup"] = self.reply_markup
+        if self.reply_to is not None:
+            # Telegram nests the replied-to message one level deep, without its own reply.
+            inner = self.reply_to.to_json()
+            inner.pop("reply_to_message", None)
+            body["reply_to_message"] = inner
         return body
 
     def describe(self) -> str:

@@ -203,11 +203,18 @@ class EmulatorState:
         self.signal.notify()
         return message
 
-    def user_message(self, chat: Chat, text: str) -> ChatMessage:
-        """A simulated user writes to the bot: store the message and queue its update."""
+    def user_message(
+        self, chat: Chat, text: str, reply_to: ChatMessage | None = None
+    ) -> ChatMessage:
+        """A simulated user writes to the bot (maybe replying to a message): store the message
+        and queue its update."""
         chat.started = True
         message = self.add_message(
-            chat, from_bot=False, text=text, entities=command_entities(text) or None
+            chat,
+            from_bot=False,
+            text=text,
+            entities=command_entities(text) or None,
+            reply_to=reply_to,
         )
         self.queue_update("message", message.to_json())
         return message

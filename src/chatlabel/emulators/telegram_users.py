@@ -78,13 +78,20 @@ class SimUser:
         """Unblock the bot."""
         self._state.set_blocked(self._chat, False)
 
-    async def send(self, text: str) -> ChatMessage:
-        """Write a message to the bot ("/start CODE" carries a bot_command entity)."""
+    async def send(self, text: str, reply_to: ChatMessage | int | None = None) -> ChatMessage:
+        """Write a message to the bot ("/start CODE" carries a bot_command entity), as a reply
+        to one of the chat's messages when `reply_to` is given."""
         if self.blocked:
             raise EmulatorUsageError(f"{self} has blocked the bot; unblock() first")
         if not text.strip():
             raise EmulatorUsageError("Telegram clients cannot send an empty message")
-        return self._state.user_message(self._chat, text)
+        replied = None
+        if reply_to is not None:
+            mid = reply_to if isinstance(reply_to, int) else reply_to.message_id
+            replied = self._chat.messages.get(mid)
+            if replied is None or replied.deleted:
+                raise EmulatorUsageError(f"{self} has no message {mid} to reply to")
+        return self._state.user_message(self._chat, text, replied)
 
     async def send_photo(self, caption: str | None = None) -> int:
         """Send the bot a photo (a tiny one, as a phone would: several sizes); the update id."""

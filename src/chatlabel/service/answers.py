@@ -7,8 +7,11 @@ import sqlite3
 from dataclasses import replace
 
 from ..core.assignment import can_undo, lease_deadline
+from ..core.engagement import pulled
 from ..core.values import canonical, matches_gold
+from ..storage import feedback_queries as fq
 from ..storage import repo
+from .engagement import Engagement
 from .leases import Leases
 from .settling import Settling
 from .shared import Row, Shared
@@ -18,10 +21,13 @@ from .types import Feedback, Idle, Outcome, Task, UserRef
 class Answers:
     """What people's answers do, each in one transaction (with the next item, when asked)."""
 
-    def __init__(self, shared: Shared, settling: Settling, leases: Leases) -> None:
+    def __init__(
+        self, shared: Shared, settling: Settling, leases: Leases, engagement: Engagement
+    ) -> None:
         self.s = shared
         self.settling = settling
         self.leases = leases
+        self.engagement = engagement
 
     # -- answers ---------------------------------------------------------------------------
 
@@ -32,17 +38,21 @@ class Answers:
         value: str | list[str] | None = None,
         *,
         then_next: bool = False,
+        ref: str | None = None,
     ) -> Outcome:
         """Record an answer (multi: None means 'the selection so far').
 
         With then_next, the next item is leased in the same transaction (Outcome.next): a
-        button press costs one commit, not two.
+        button press costs one commit, not two. `ref` is the item's message on the platform
+        (a reply to it later is a comment on the item).
         """
-        return await self._record(user, assignment_id, value, False, then_next)
+        return await self._record(user, assignment_id, value, False, then_next, ref)
 
-    async def skip(self, user: UserRef, assignment_id: int, *, then_next: bool = False) -> Outcome:
+    async def skip(
+        self, user: UserRef, assignment_id: int, *, then_next: bool = False, ref: str | None = None
+    ) -> Outcome:
         """Skip an assignment: the item goes to someone else and never comes back to this user."""
-        return await self._record(user, assignment_id, None, True, then_next)
+        return await self._record(user, assignment_id, None, True, then_next, ref)
 
     async def _record(
         self,
@@ -51,13 +61,14 @@ class Answers:
         value: str | list[str] | None,
         skipping: bool,
         then_next: bool,
+        ref: str | None,
     ) -> Outcome:
         now = self.s.clock()
         role = self.s.role(user)
         draw = self.s.rng.random()
 
         def tx(conn: sqlite3.Connection) -> Outcome:
-            out = self.answer_in(conn, user, assignment_id, value, now, skipping)
+            out = self.answer_in(conn, user, assignment_id, value, now, skipping, ref=ref)
             if (
                 not then_next
                 or out.status in ("forbidden", "invalid", "duplicate")
@@ -205,7 +216,11 @@ class Answers:
         now: float,
         skipping: bool,
         source: str | None = None,
+        *,
+        ref: str | None = None,
+        reason: str | None = None,
     ) -> Outcome:
+        """Record an answer or a skip (with its reason) inside the caller's transaction."""
         r = self._check(conn, user, assignment_id)
         if isinstance(r, Outcome):
             return r
@@ -259,8 +274,13 @@ class Answers:
             seconds=seconds,
             answered_at=now,
             source=source,
+            message_ref=ref,
+            skip_reason=reason if skipping else None,
         )
         repo.close_assignment(conn, assignment_id, r["id"], "skipped" if skipping else "answered")
+        reached = self.engagement.on_answer(
+            conn, r["project_id"], r["annotator_id"], member, now, skipping
+        )
         if skipping:
             repo.bump_member(conn, r["project_id"], r["annotator_id"], skips=1)
             # The skipper may have been the last one who could answer an item that has its
@@ -274,6 +294,7 @@ class Answers:
                 task=self.s.task(conn, assignment_id, member["answers"], r),
                 answer_id=answer_id,
                 undo_until=now + project.undo_seconds,
+                reason=reason,
             )
         assert value is not None
         suspended = self.settling.score(
@@ -296,6 +317,7 @@ class Answers:
             undo_until=None if suspended else now + project.undo_seconds,
             feedback=feedback,
             suspended=suspended,
+            milestone=None if suspended else reached,
         )
 
     def _answer_again(
@@ -408,6 +430,11 @@ class Answers:
                 task = self.s.task(conn, x["assignment_id"], m["answers"])
                 return Outcome("recorded", project=name, task=task)
             repo.delete_answer(conn, answer_id)
+            if x["value"] is None and x["skip_reason"] is not None:
+                # Their report goes with the skip; an item it held comes back below the quorum.
+                fq.drop_report(conn, x["item_id"], aid)
+                if not pulled(fq.open_reports(conn, x["item_id"]), project.report_quorum):
+                    fq.release(conn, x["item_id"])
             repo.reopen_assignment(conn, x["assignment_id"], x["item_id"], lease)
             deltas = {"skips": -1} if x["value"] is None else {"answers": -1}
             if x["is_gold"] and x["value"] is not None:

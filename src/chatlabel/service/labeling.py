@@ -6,6 +6,8 @@ class only wires them and is the single public face: callers never reach into a 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 import sqlite3
 import time
@@ -16,15 +18,30 @@ from ..config import Config, Project
 from ..core.model import Rules
 from ..storage.exports import ExportFormat, ExportWhat
 from ..storage.store import Store
+from .announcements import Announcements
 from .answers import Answers
+from .engagement import Engagement
+from .feedback import Feedback
 from .health import Health
 from .items import ImportSummary, Items, Produce
 from .leases import Leases
 from .media_ids import MediaIds
+from .nudges import Nudges
+from .outbox import Outbox
 from .people import People
 from .settling import Settling
 from .shared import Shared
 from .types import Idle, JoinResult, Outcome, ProjectInfo, Push, Task, UserRef
+from .volunteer_types import (
+    Announcement,
+    Board,
+    Decision,
+    HeldItem,
+    MeFigures,
+    OutboxItem,
+    Saved,
+    Tick,
+)
 
 
 class LabelingService:
@@ -41,10 +58,16 @@ class LabelingService:
         self.shared = Shared(db, config, clock=clock, rng=rng)
         self.settling = Settling(self.shared)
         self.leases = Leases(self.shared)
-        self.answers = Answers(self.shared, self.settling, self.leases)
+        self.engagement = Engagement(self.shared)
+        self.answers = Answers(self.shared, self.settling, self.leases, self.engagement)
         self.people = People(self.shared, self.settling)
         self.media = MediaIds(self.shared)
         self.items = Items(self.shared)
+        # Bulk sends: every reminder, announcement and digest is an outbox row before it goes.
+        self.outbox = Outbox(self.shared)
+        self.announcements = Announcements(self.shared, self.outbox)
+        self.nudges = Nudges(self.shared, self.leases, self.outbox)
+        self.feedback = Feedback(self.shared, self.answers, self.leases, self.outbox)
         # The database's incidents and free space: subscribe, status, the free-space watch.
         self.health = Health(db, config.storage)
 
@@ -88,6 +111,14 @@ class LabelingService:
     def pids(self) -> dict[str, int]:
         """Each project's row id."""
         return self.shared.pids
+
+    def exclusive(self, name: str) -> contextlib.AbstractAsyncContextManager[bool]:
+        """Hold background work `name` for a block, across every process on the database.
+
+        Yields False when another process holds it (that process does the work). On
+        PostgreSQL an advisory lock: if its holder dies, the lock goes with its session.
+        """
+        return self.shared.db.exclusive(name)
 
     def now(self) -> float:
         """The service's clock reading."""
@@ -164,13 +195,18 @@ class LabelingService:
         value: str | list[str] | None = None,
         *,
         then_next: bool = False,
+        ref: str | None = None,
     ) -> Outcome:
-        """Record an answer (multi: None means the selection so far); then_next leases the next."""
-        return await self.answers.answer(user, assignment_id, value, then_next=then_next)
+        """Record an answer (multi: None means the selection so far); then_next leases the next.
 
-    async def skip(self, user: UserRef, assignment_id: int, *, then_next: bool = False) -> Outcome:
+        `ref`: the item's message on the platform (a reply to it later is a comment)."""
+        return await self.answers.answer(user, assignment_id, value, then_next=then_next, ref=ref)
+
+    async def skip(
+        self, user: UserRef, assignment_id: int, *, then_next: bool = False, ref: str | None = None
+    ) -> Outcome:
         """Skip an item: it goes to someone else and never comes back to this person."""
-        return await self.answers.skip(user, assignment_id, then_next=then_next)
+        return await self.answers.skip(user, assignment_id, then_next=then_next, ref=ref)
 
     async def answer_text(self, user: UserRef, text: str, source: str | None = None) -> Outcome:
         """A typed message: the answer to the person's open free-text item, if any."""
@@ -225,6 +261,136 @@ class LabelingService:
     async def set_language(self, user: UserRef, language: str | None) -> bool:
         """Remember the person's language; False when they are not known yet."""
         return await self.people.set_language(user, language)
+
+    # -- volunteers: their figures and choices ---------------------------------------------------
+
+    async def me(self, user: UserRef) -> MeFigures | None:
+        """The person's own figures in their current project (None before they join one)."""
+        return await self.engagement.me(user)
+
+    async def board(self, user: UserRef) -> Board | None:
+        """The leaderboard of the person's project (None before they join one)."""
+        return await self.engagement.board(user)
+
+    async def set_muted(self, user: UserRef, muted: bool) -> bool:
+        """No reminders or announcements for this person (or again); False if not known yet."""
+        return await self.engagement.set_muted(user, muted)
+
+    async def set_on_board(self, user: UserRef, shown: bool) -> bool:
+        """Show the person's name on leaderboards (or not); False if not known yet."""
+        return await self.engagement.set_on_board(user, shown)
+
+    # -- reports and comments on items ----------------------------------------------------------
+
+    async def report(
+        self, user: UserRef, assignment_id: int, reason: str, *, ref: str | None = None
+    ) -> Outcome:
+        """Report an open item (it is skipped with the reason); the next item is leased."""
+        return await self.feedback.report(user, assignment_id, reason, ref=ref)
+
+    async def reportable(self, user: UserRef, assignment_id: int) -> Outcome:
+        """The item behind a Report button while its person may report it (`task`), or why not."""
+        return await self.feedback.reportable(user, assignment_id)
+
+    async def skip_reason(self, user: UserRef, answer_id: int, reason: str) -> Outcome:
+        """Say why an item was skipped; a problem with the item reports it."""
+        return await self.feedback.skip_reason(user, answer_id, reason)
+
+    async def comment(
+        self,
+        user: UserRef,
+        text: str,
+        *,
+        assignment_id: int | None = None,
+        ref: str | None = None,
+        source: str | None = None,
+    ) -> Saved:
+        """Save a comment on the person's item (by assignment, or by the message it showed in)."""
+        return await self.feedback.comment(
+            user, text, assignment_id=assignment_id, ref=ref, source=source
+        )
+
+    async def held_items(self, project: str, limit: int = 10) -> tuple[list[HeldItem], int]:
+        """Items reports took out of the queue, waiting for a coordinator, and their number."""
+        return await self.feedback.held(project, limit)
+
+    async def decide(self, item_id: int, restore: bool) -> Decision:
+        """Restore a held item to the queue, or remove it for good (coordinators)."""
+        return await self.feedback.decide(item_id, restore)
+
+    # -- announcements --------------------------------------------------------------------------
+
+    async def draft_announcement(self, project: str, author: UserRef, text: str) -> Announcement:
+        """Keep an announcement to preview; nothing is sent yet."""
+        return await self.announcements.draft(project, author, text)
+
+    async def send_announcement(self, announcement_id: int) -> Announcement | None:
+        """Queue a draft for every active member of its project (once)."""
+        return await self.announcements.send(announcement_id)
+
+    async def cancel_announcements(self, announcement_id: int | None = None) -> list[Announcement]:
+        """Stop copies not yet sent (of one announcement, or of all still sending)."""
+        return await self.announcements.cancel(announcement_id)
+
+    async def announcement(self, announcement_id: int) -> Announcement | None:
+        """One announcement with its progress."""
+        return await self.announcements.get(announcement_id)
+
+    async def recent_announcements(self, limit: int = 3) -> list[Announcement]:
+        """The latest announcements sent or sending, newest first."""
+        return await self.announcements.recent(limit)
+
+    # -- the outbox: reminders, announcements and digests on their way -------------------------
+
+    async def tick(self) -> Tick:
+        """Queue the reminders and digests due at the clock's time (the scheduler's round)."""
+        return await self.nudges.tick()
+
+    async def run_schedule(self, stop: asyncio.Event, interval: float = 60.0) -> None:
+        """Tick every `interval` until `stop` is set (for `chatlabel run`)."""
+        await self.nudges.run(stop, interval)
+
+    def schedules(self) -> bool:
+        """Whether any project has reminders or a digest to schedule."""
+        return self.nudges.active()
+
+    async def outbox_due(
+        self, platform: str, limit: int = 50, skip: tuple[int, ...] = ()
+    ) -> list[OutboxItem]:
+        """Bulk copies for `platform` due now (`skip`: those being sent)."""
+        return await self.outbox.due(platform, limit, skip)
+
+    async def outbox_next_due(self, platform: str) -> float | None:
+        """When the next copy for `platform` comes due (None: nothing pending)."""
+        return await self.outbox.next_due_at(platform)
+
+    async def outbox_claim(self, item: OutboxItem) -> OutboxItem | None:
+        """Take a copy for sending; None when it went already or is no longer wanted."""
+        return await self.outbox.claim(item)
+
+    async def outbox_sent(self, item: OutboxItem, ref: str | None) -> None:
+        """The platform accepted a copy."""
+        await self.outbox.sent(item, ref)
+
+    async def outbox_failed(self, item: OutboxItem, error: str, *, retry: bool) -> None:
+        """A copy did not go: later (`retry`), or never."""
+        await self.outbox.failed(item, error, retry=retry)
+
+    async def outbox_put_back(self, item: OutboxItem) -> None:
+        """A claimed copy not sent because the bot is stopping: pending again, untried."""
+        await self.outbox.put_back(item)
+
+    async def outbox_unsettled(self, platform: str) -> list[OutboxItem]:
+        """Copies a crash left in flight on `platform`."""
+        return await self.outbox.unsettled(platform)
+
+    async def outbox_settle(self, item: OutboxItem, delivered: bool | None) -> bool:
+        """Settle a copy a crash left in flight; True when it is to be sent (again)."""
+        return await self.outbox.settle(item, delivered)
+
+    def outbox_listen(self) -> asyncio.Event:
+        """An event set whenever copies are added (a sender's own: it clears it)."""
+        return self.outbox.listen()
 
     # -- media ----------------------------------------------------------------------------------
 

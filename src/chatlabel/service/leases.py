@@ -81,6 +81,10 @@ class Leases:
             if refusal:
                 return JoinResult("refused", role=role, refusal=refusal)
             repo.add_member(conn, pid, a["id"], now)
+            if member is None:
+                # Reminders count a newcomer's idle time from joining; after that, from their
+                # latest answer or skip (a /start alone changes nothing, as it always did).
+                repo.update_member(conn, pid, a["id"], last_active=now)
             repo.set_current_project(conn, a["id"], pid)
             return JoinResult("joined", project=self.s.info(name), role=role)
 
@@ -152,6 +156,13 @@ class Leases:
         if m["waiting"]:
             repo.update_member(conn, pid, a["id"], waiting=0)
         return self.s.task(conn, asg, m["answers"])
+
+    def has_work(self, conn: sqlite3.Connection, pid: int, aid: int, role: str, m: Row) -> bool:
+        """Whether a member has an item open or one to take now (without leasing it)."""
+        if repo.open_assignment(conn, aid, pid) is not None:
+            return True
+        # A draw of 1.0 asks for gold only where qualification needs it.
+        return self._pick(conn, pid, aid, role, member_record(m), 1.0) is not None
 
     def _pick(
         self, conn: sqlite3.Connection, pid: int, aid: int, role: str, m: MemberRecord, draw: float

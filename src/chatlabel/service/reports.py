@@ -10,10 +10,11 @@ from collections import Counter
 from ..core import agreement as agr
 from ..core.gold import accuracy
 from ..core.suspension import Reason
-from ..storage import quality_queries, repo, report_queries
+from ..storage import feedback_queries, quality_queries, repo, report_queries
 from .labeling import LabelingService
 from .quality import recompute
 from .types import AnnotatorRow, Disagreement, MyStats, Progress, UserRef
+from .volunteer_types import ReportedItem
 
 HOUR = 3600.0
 
@@ -134,6 +135,21 @@ class Reports:
         """Escalated items first, then the least confident items with several answers."""
         rows = await self.db.read(report_queries.disagreements, self.service.pids[name], limit)
         return [Disagreement(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
+
+    async def reported(self, name: str, limit: int = 50) -> list[ReportedItem]:
+        """Items people reported, the latest first, with their reasons and decisions."""
+        rows = await self.db.read(feedback_queries.reported_items, self.service.pids[name], limit)
+        return [
+            ReportedItem(
+                item_id=r["ext_id"],
+                text=r["text"],
+                status=r["status"],
+                reports=int(r["reports"]),
+                reasons=tuple(sorted(str(r["reasons"] or "").split(","))),
+                decision=r["decision"],
+            )
+            for r in rows
+        ]
 
     async def agreement(self, name: str) -> dict[str, float | int]:
         """Fleiss' kappa and Krippendorff's alpha over the project's counted answers."""

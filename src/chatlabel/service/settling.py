@@ -74,7 +74,9 @@ class Settling:
     ) -> None:
         """Stop giving someone work: their open items go back, their open votes stop counting."""
         self.s.pooled.pop(pid, None)
-        repo.update_member(conn, pid, aid, status="suspended", reason=reason.encode(), waiting=0)
+        repo.update_member(
+            conn, pid, aid, status="suspended", reason=reason.encode(), waiting=0, suspended_at=now
+        )
         repo.release_assignments(conn, aid)
         rules = self.s.rules[self.s.names[pid]]
         # Their votes on unsettled items stop counting; those items reopen for others.

@@ -8,6 +8,7 @@ import random
 import sqlite3
 import time
 from collections.abc import Callable
+from datetime import tzinfo
 
 from ..config import Config, Project
 from ..core import access
@@ -37,6 +38,8 @@ class Shared:
         self.rng = rng or random.Random()
         self.projects: dict[str, Project] = {p.name: p for p in config.project}
         self.rules: dict[str, Rules] = {p.name: p.rules() for p in config.project}
+        # Each project's time zone: streak days, quiet hours and the digest's hour are local.
+        self.zones: dict[str, tzinfo] = {p.name: p.zone() for p in config.project}
         self._infos = {p.name: _info(p, self.rules[p.name]) for p in config.project}
         self.pids: dict[str, int] = {}
         self.names: dict[int, str] = {}

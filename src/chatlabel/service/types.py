@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..core.engagement import Milestone
 from ..core.suspension import Reason
 
 
@@ -170,6 +171,10 @@ class Outcome:
     task: Task | None = None  # answered: the item; toggle: updated; undo: to answer again
     next: Task | Idle | None = None  # answer/skip with then_next: what to show next
     problem: str = ""  # bad_value: what is wrong, for logs
+    milestone: Milestone | None = None  # a milestone this answer reached
+    reason: str | None = None  # a skip's reason (a report's, when it reported the item)
+    reported: bool = False  # the skip reported the item to the coordinators
+    held: bool = False  # ... and took it out of the queue (the report quorum was reached)
 
     @property
     def ok(self) -> bool:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-ExportWhat = Literal["results", "answers"]
+from .feedback_queries import PG_REPORTS_CSV, PG_REPORTS_JSONL, REPORTS_CSV, REPORTS_JSONL
+
+ExportWhat = Literal["results", "answers", "reports"]
 ExportFormat = Literal["jsonl", "csv"]
 
 
@@ -22,6 +24,12 @@ def _label_sql(kind: str, column: str) -> str:
 
 
 _BOOL = "json(CASE WHEN {} THEN 'true' ELSE 'false' END)"
+# Held (reported, awaiting a decision) and removed items say so whatever their verdict says.
+_STATUS = """CASE WHEN i.status IN ('held', 'removed') THEN i.status
+    ELSE COALESCE(v.status, i.status) END"""
+# What the annotator wrote about the item (replies to it, a report's note), oldest first.
+_COMMENT = """(SELECT GROUP_CONCAT(c.text, char(10)) FROM comments c
+    WHERE c.item_id = x.item_id AND c.annotator_id = x.annotator_id)"""
 _RESULTS_FROM = """FROM items i LEFT JOIN verdicts v ON v.item_id = i.id
     WHERE i.project_id = :p AND i.gold IS NULL ORDER BY i.seq"""
 _ANSWERS_FROM = """FROM answers x JOIN items i ON i.id = x.item_id
@@ -29,28 +37,31 @@ _ANSWERS_FROM = """FROM answers x JOIN items i ON i.id = x.item_id
 _ISO = "strftime('%Y-%m-%dT%H:%M:%f', x.answered_at, 'unixepoch') || '+00:00'"
 _SQL = {
     ("results", "jsonl"): """SELECT json_object('id', i.ext_id,
-        'label', CASE WHEN COALESCE(v.status, i.status) = 'resolved' THEN {label} END,
-        'status', COALESCE(v.status, i.status), 'confidence', ROUND(v.confidence, 4),
+        'label', CASE WHEN {status} = 'resolved' THEN {label} END,
+        'status', {status}, 'confidence', ROUND(v.confidence, 4),
         'votes', json(COALESCE(v.votes, '{{}}')), 'n_answers', COALESCE(v.n_answers, 0),
         'method', COALESCE(v.method, :method)) """
     + _RESULTS_FROM,
     ("results", "csv"): """SELECT i.ext_id,
-        CASE WHEN COALESCE(v.status, i.status) = 'resolved' THEN v.label END,
-        COALESCE(v.status, i.status), ROUND(v.confidence, 4), COALESCE(v.votes, '{{}}'),
+        CASE WHEN {status} = 'resolved' THEN v.label END,
+        {status}, ROUND(v.confidence, 4), COALESCE(v.votes, '{{}}'),
         COALESCE(v.n_answers, 0), COALESCE(v.method, :method) """
     + _RESULTS_FROM,
     ("answers", "jsonl"): f"""SELECT json_object('item_id', i.ext_id, 'annotator', a.key,
         'label', {{label}}, 'skipped', {_BOOL.format("x.value IS NULL")},
         'is_gold', {_BOOL.format("x.is_gold")},
         'correct', CASE WHEN x.correct IS NULL THEN NULL ELSE {_BOOL.format("x.correct")} END,
-        'seconds', ROUND(x.seconds, 3), 'answered_at', {_ISO}) """
+        'seconds', ROUND(x.seconds, 3), 'answered_at', {_ISO},
+        'skip_reason', x.skip_reason, 'comment', {_COMMENT}) """
     + _ANSWERS_FROM,
     ("answers", "csv"): f"""SELECT i.ext_id, a.key, x.value,
         CASE WHEN x.value IS NULL THEN 'true' ELSE 'false' END,
         CASE WHEN x.is_gold THEN 'true' ELSE 'false' END,
         CASE x.correct WHEN 1 THEN 'true' WHEN 0 THEN 'false' END,
-        ROUND(x.seconds, 3), {_ISO} """
+        ROUND(x.seconds, 3), {_ISO}, x.skip_reason, {_COMMENT} """
     + _ANSWERS_FROM,
+    ("reports", "jsonl"): REPORTS_JSONL,
+    ("reports", "csv"): REPORTS_CSV,
 }
 
 
@@ -77,18 +88,20 @@ _PG_ISO = (
     "to_char(to_timestamp(x.answered_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS')"
     " || '+00:00'"
 )
+_PG_COMMENT = """(SELECT string_agg(c.text, chr(10) ORDER BY c.id) FROM comments c
+    WHERE c.item_id = x.item_id AND c.annotator_id = x.annotator_id)"""
 _PG_SQL = {
     ("results", "jsonl"): """SELECT json_build_object('id', i.ext_id,
-        'label', CASE WHEN COALESCE(v.status, i.status) = 'resolved' THEN {label} END,
-        'status', COALESCE(v.status, i.status),
+        'label', CASE WHEN {status} = 'resolved' THEN {label} END,
+        'status', {status},
         'confidence', """
     + _PG_ROUND.format("v.confidence", 4)
     + """, 'votes', COALESCE(v.votes, '{{}}')::json, 'n_answers', COALESCE(v.n_answers, 0),
         'method', COALESCE(v.method, :method))::text """
     + _RESULTS_FROM,
     ("results", "csv"): """SELECT i.ext_id,
-        CASE WHEN COALESCE(v.status, i.status) = 'resolved' THEN v.label END,
-        COALESCE(v.status, i.status), """
+        CASE WHEN {status} = 'resolved' THEN v.label END,
+        {status}, """
     + _PG_ROUND.format("v.confidence", 4)
     + """, COALESCE(v.votes, '{{}}'),
         COALESCE(v.n_answers, 0), COALESCE(v.method, :method) """
@@ -96,21 +109,28 @@ _PG_SQL = {
     ("answers", "jsonl"): f"""SELECT json_build_object('item_id', i.ext_id, 'annotator', a.key,
         'label', {{label}}, 'skipped', x.value IS NULL, 'is_gold', x.is_gold <> 0,
         'correct', CASE WHEN x.correct IS NULL THEN NULL ELSE x.correct <> 0 END,
-        'seconds', {_PG_ROUND.format("x.seconds", 3)}, 'answered_at', {_PG_ISO})::text """
+        'seconds', {_PG_ROUND.format("x.seconds", 3)}, 'answered_at', {_PG_ISO},
+        'skip_reason', x.skip_reason, 'comment', {_PG_COMMENT})::text """
     + _ANSWERS_FROM,
     ("answers", "csv"): f"""SELECT i.ext_id, a.key, x.value,
         CASE WHEN x.value IS NULL THEN 'true' ELSE 'false' END,
         CASE WHEN x.is_gold <> 0 THEN 'true' ELSE 'false' END,
         CASE x.correct WHEN 1 THEN 'true' WHEN 0 THEN 'false' END,
-        {_PG_ROUND.format("x.seconds", 3)}, {_PG_ISO} """
+        {_PG_ROUND.format("x.seconds", 3)}, {_PG_ISO}, x.skip_reason, {_PG_COMMENT} """
     + _ANSWERS_FROM,
+    ("reports", "jsonl"): PG_REPORTS_JSONL,
+    ("reports", "csv"): PG_REPORTS_CSV,
 }
 
 
 def export_sql(what: ExportWhat, fmt: ExportFormat, kind: str, dialect: str = "sqlite") -> str:
     """The query for an export; parameters :p (project id) and :method (its verdict method)."""
+    if what == "reports" and dialect != "postgresql":
+        return _SQL[what, fmt]
     column = "v.label" if what == "results" else "x.value"
     if dialect == "postgresql":
+        if what == "reports":
+            return _PG_SQL[what, fmt]
         label = _pg_label_sql(kind, column, fmt == "jsonl")
-        return _PG_SQL[what, fmt].format(label=label)
-    return _SQL[what, fmt].format(label=_label_sql(kind, column))
+        return _PG_SQL[what, fmt].format(label=label, status=_STATUS)
+    return _SQL[what, fmt].format(label=_label_sql(kind, column), status=_STATUS)

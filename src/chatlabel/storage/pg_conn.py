@@ -25,7 +25,19 @@ from psycopg.adapt import Loader
 from psycopg.rows import RowMaker
 
 # Tables whose rows have an `id` (identity) column: an INSERT into one reports it back.
-_ID_TABLES = frozenset({"projects", "items", "annotators", "assignments", "answers"})
+_ID_TABLES = frozenset(
+    {
+        "projects",
+        "items",
+        "annotators",
+        "assignments",
+        "answers",
+        "item_reports",
+        "comments",
+        "announcements",
+        "outbox",
+    }
+)
 _TOKEN = re.compile(r"'(?:[^']|'')*'|\"[^\"]*\"|::|\?|:[A-Za-z_]\w*|%|\bINDEXED BY \w+\s*", re.I)
 _INSERT = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)", re.I)
 _cache: dict[str, str] = {}

@@ -229,7 +229,7 @@ def next_gold_item(conn: sqlite3.Connection, project_id: int, annotator_id: int)
     """The least-used gold item this annotator has not seen."""
     row = conn.execute(
         f"""SELECT i.id FROM items i INDEXED BY items_gold
-            WHERE i.project_id = :p AND i.gold IS NOT NULL AND {_UNSEEN}
+            WHERE i.project_id = :p AND i.gold IS NOT NULL AND i.status = 'pending' AND {_UNSEEN}
             ORDER BY i.n_answers, i.seq LIMIT 1""",
         {"p": project_id, "a": annotator_id},
     ).fetchone()
@@ -255,7 +255,7 @@ def open_item(
     row = conn.execute(
         f"""SELECT i.id FROM items i
            WHERE i.project_id = :p AND i.ext_id = :e
-             AND (i.queued OR i.gold IS NOT NULL)
+             AND (i.queued OR (i.gold IS NOT NULL AND i.status = 'pending'))
              AND {_UNSEEN}"""
         + for_update(conn, "i"),
         {"p": project_id, "e": ext_id, "a": annotator_id},
@@ -438,8 +438,10 @@ def save_verdict(
              updated_at = excluded.updated_at""",
         (item_id, status, label, confidence, json.dumps(votes), n_answers, method, now),
     )
+    # An item held by reports (or removed) keeps that status until a coordinator decides.
     conn.execute(
-        "UPDATE items SET status = ?, n_answers = ?, needed = ? WHERE id = ?",
+        """UPDATE items SET status = CASE WHEN status IN ('held', 'removed') THEN status ELSE ? END,
+             n_answers = ?, needed = ? WHERE id = ?""",
         (status, n_answers, needed, item_id),
     )
 

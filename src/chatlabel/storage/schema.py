@@ -135,6 +135,92 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE annotators ADD COLUMN language TEXT;
     """,
+    # 5: volunteers: activity and streaks, reminders, milestones, mute and leaderboard choices,
+    # reports and comments on items, announcements, and the outbox every bulk send goes through.
+    """
+    ALTER TABLE members ADD COLUMN last_active REAL;      -- latest answer, skip or join
+    ALTER TABLE members ADD COLUMN streak_day INTEGER;    -- local day number of the latest answer
+    ALTER TABLE members ADD COLUMN streak INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE members ADD COLUMN best_streak INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE members ADD COLUMN days_active INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE members ADD COLUMN celebrated INTEGER NOT NULL DEFAULT 0;  -- milestones, a bit each
+    ALTER TABLE members ADD COLUMN reminded_at REAL;
+    ALTER TABLE members ADD COLUMN reminded_day INTEGER;
+    ALTER TABLE members ADD COLUMN reminded_today INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE members ADD COLUMN reminders_ignored INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE members ADD COLUMN suspended_at REAL;
+    UPDATE members SET last_active = COALESCE(
+        (SELECT MAX(x.answered_at) FROM answers x JOIN items i ON i.id = x.item_id
+         WHERE x.annotator_id = members.annotator_id AND i.project_id = members.project_id),
+        joined_at);
+    ALTER TABLE annotators ADD COLUMN muted INTEGER NOT NULL DEFAULT 0;     -- no bulk messages
+    ALTER TABLE annotators ADD COLUMN on_board INTEGER NOT NULL DEFAULT 0;  -- named on /top
+    ALTER TABLE answers ADD COLUMN skip_reason TEXT;
+    ALTER TABLE answers ADD COLUMN message_ref TEXT;  -- the item's message, for replies to it
+
+    CREATE TABLE item_reports (
+        id INTEGER PRIMARY KEY,
+        item_id INTEGER NOT NULL REFERENCES items(id),
+        annotator_id INTEGER NOT NULL REFERENCES annotators(id),
+        reason TEXT NOT NULL,       -- broken | offensive | unclear | other
+        created_at REAL NOT NULL,
+        decision TEXT,              -- NULL until a coordinator decides: restored | removed
+        decided_at REAL,
+        UNIQUE (item_id, annotator_id)
+    );
+    CREATE INDEX item_reports_open ON item_reports(item_id) WHERE decision IS NULL;
+    CREATE TABLE comments (
+        id INTEGER PRIMARY KEY,
+        item_id INTEGER NOT NULL REFERENCES items(id),
+        annotator_id INTEGER NOT NULL REFERENCES annotators(id),
+        text TEXT NOT NULL,
+        source TEXT,                -- the platform message, so a redelivered one counts once
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX comments_by_item ON comments(item_id, annotator_id);
+    CREATE UNIQUE INDEX comments_source ON comments(annotator_id, source) WHERE source IS NOT NULL;
+    -- Items out of the queue until a coordinator decides (held) or for good (removed).
+    CREATE INDEX items_held ON items(project_id, seq) WHERE status IN ('held', 'removed');
+
+    CREATE TABLE announcements (
+        id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL REFERENCES projects(id),
+        author TEXT NOT NULL,       -- platform:user of the coordinator
+        author_address TEXT,
+        text TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'draft',  -- draft | sending | done | cancelled
+        created_at REAL NOT NULL,
+        queued_at REAL,
+        finished_at REAL
+    );
+    -- One row per recipient and message, written before anything is sent.
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,         -- reminder | announcement | announced | digest | pulled
+        platform TEXT NOT NULL,
+        recipient TEXT NOT NULL,    -- platform:user
+        address TEXT,
+        name TEXT NOT NULL DEFAULT '',
+        project_id INTEGER REFERENCES projects(id),
+        announcement_id INTEGER REFERENCES announcements(id),
+        payload TEXT NOT NULL DEFAULT '{}',   -- data for the words, never the words
+        dedupe TEXT UNIQUE,         -- one copy per person and thing
+        state TEXT NOT NULL DEFAULT 'pending',
+            -- pending | sending | sent | failed | cancelled | dropped | unsure
+        attempts INTEGER NOT NULL DEFAULT 0,
+        not_before REAL NOT NULL,
+        expires_at REAL,            -- not worth sending after this (a reminder at quiet hours)
+        claimed_at REAL,
+        sent_at REAL,
+        message_ref TEXT,
+        error TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX outbox_due ON outbox(platform, not_before, id) WHERE state = 'pending';
+    CREATE INDEX outbox_sending ON outbox(platform) WHERE state = 'sending';
+    CREATE INDEX outbox_announcement ON outbox(announcement_id, state)
+        WHERE announcement_id IS NOT NULL;
+    """,
 ]
 
 

@@ -28,6 +28,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from ..config import ConfigError, Slack
 from ..conversation import Catalog, Conversation, Who
+from ..conversation.bulk import STOP_GRACE as OUTBOX_GRACE
+from ..conversation.bulk import stop_outbox
 from ..mechanics import BoundedCache, Limit, Pacer
 from ..mechanics.redact import redacted_logger
 from ..service.labeling import LabelingService
@@ -71,6 +73,8 @@ class SlackTransport:
     """Translates Slack commands, button presses, modals, DMs and App Home to the conversation."""
 
     socket_ping_interval = PING_INTERVAL  # Socket Mode: a link silent for 4 pings is replaced
+    outbox_interval = 5.0  # how often the outbox sender looks for due copies without a signal
+    outbox_grace = OUTBOX_GRACE  # seconds bulk copies in flight get to settle at stop()
 
     def __init__(
         self,
@@ -128,6 +132,7 @@ class SlackTransport:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self._push_task: asyncio.Task[None] | None = None
+        self._outbox_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._port: int | None = None
@@ -173,6 +178,9 @@ class SlackTransport:
                 "Slack bot %s for %s listening on %s", me.get("user"), me.get("team"), self.url
             )
         self._push_task = asyncio.create_task(self.conversation.push_loop(self._stop))
+        self._outbox_task = asyncio.create_task(
+            self.conversation.outbox_loop(self._stop, self.outbox_interval)
+        )
 
     async def stop(self) -> None:
         """Stop serving, let in-flight work finish briefly, and close every connection."""
@@ -182,6 +190,8 @@ class SlackTransport:
             self._push_task.cancel()
             await asyncio.gather(self._push_task, return_exceptions=True)
             self._push_task = None
+        await stop_outbox(self._outbox_task, self.outbox_grace)
+        self._outbox_task = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -477,12 +487,15 @@ class SlackTransport:
             text = str(said.get("text") or "").strip()
             # The message's own id makes a redelivered event count once, across restarts too.
             source = f"{channel}:{said.get('ts')}"
+            # A reply in an item's thread may be a comment on that item.
+            thread = said.get("thread_ts")
+            reply_to = f"{channel}:{thread}" if thread and thread != said.get("ts") else None
             if edited:
                 await self.conversation.edited(who, text, source=source)
             elif subtype == "file_share" or not text:
                 await self.conversation.unsupported(who)
             else:
-                await self.conversation.text(who, text, source=source)
+                await self.conversation.text(who, text, source=source, reply_to=reply_to)
 
     def _seen(self, body: dict[str, Any]) -> bool:
         """True for an event delivered before (Slack retries one whose ack it missed).

@@ -50,6 +50,8 @@ log = logging.getLogger("chatlabel.slack")
 T = TypeVar("T")
 
 PEOPLE = 20_000  # DM channels and locales remembered
+HANDLE_EVENT = "chatlabel_outbox"  # the metadata event type that carries a bulk copy's handle
+HISTORY = "conversations.history"  # read only after a crash, to settle copies left in flight
 # Errors that mean we can no longer write to this person.
 GONE = frozenset(
     {
@@ -266,10 +268,16 @@ class SlackOutlet:
 
     async def _post(self, channel: str, view: Message, image: JSON | None, priority: int) -> str:
         blocks = message_blocks(view, image)
+        # A bulk copy carries its handle as message metadata: `delivered` finds it after a crash.
+        meta = (
+            {"event_type": HANDLE_EVENT, "event_payload": {"handle": view.handle}}
+            if view.handle
+            else None
+        )
 
         def post() -> Awaitable[AsyncSlackResponse]:
             return self.client.chat_postMessage(
-                channel=channel, text=notification(view), blocks=blocks
+                channel=channel, text=notification(view), blocks=blocks, metadata=meta
             )
 
         try:
@@ -285,6 +293,32 @@ class SlackOutlet:
             except SlackApiError:
                 raise MediaFailed("Slack refused the image block") from None
         return str(sent["ts"])
+
+    async def delivered(self, to: UserRef, handle: str) -> bool | None:
+        """Whether a message carrying `handle` is among the latest in the person's DM.
+
+        Read from the DM's history (scope im:history); None when Slack cannot tell us. A copy
+        in flight at a crash is among the last few messages there: 15 are plenty (and all that
+        Slack gives apps distributed outside its Marketplace, once a minute).
+        """
+        try:
+            channel = await self.dm(to, Priority.BULK)
+            found = await self.api(
+                HISTORY,
+                lambda: self.client.conversations_history(
+                    channel=channel, include_all_metadata=True, limit=15
+                ),
+                priority=Priority.BULK,
+            )
+        except (SlackApiError, Unreachable, SendFailed, Dropped) as e:
+            log.info("cannot look for %s in %s's DM: %r", handle, to.key, e)
+            return None
+        for m in found.get("messages") or []:
+            meta = m.get("metadata") or {}
+            payload = meta.get("event_payload") or {}
+            if meta.get("event_type") == HANDLE_EVENT and payload.get("handle") == handle:
+                return True
+        return False
 
     async def _upload(self, priority: int, **kwargs: object) -> AsyncSlackResponse:
         return await self.api(

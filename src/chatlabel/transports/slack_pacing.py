@@ -27,6 +27,7 @@ PER_MINUTE = {
     "chat.update": 50,
     "chat.delete": 50,
     "conversations.open": 50,
+    "conversations.history": 50,
     "chat.postEphemeral": 100,
     "users.info": 100,
     "views.open": 100,

@@ -29,6 +29,8 @@ from telegram.request import BaseRequest
 
 from ..config import ConfigError, Telegram
 from ..conversation import Catalog, Conversation, Who
+from ..conversation.bulk import STOP_GRACE as OUTBOX_GRACE
+from ..conversation.bulk import stop_outbox
 from ..conversation.commands import ANNOTATOR, COORDINATOR
 from ..mechanics import Limit, Pacer
 from ..mechanics.redact import hide
@@ -99,6 +101,8 @@ class TelegramTransport:
     chat_limit: Limit | None = Limit(3, 1.05, reserve=1)
     poll_timeout = 10  # seconds a getUpdates long poll may hang
     push_interval = 5.0  # how often the push loop looks for expired leases without a signal
+    outbox_interval = 5.0  # how often the outbox sender looks for due copies without a signal
+    outbox_grace = OUTBOX_GRACE  # seconds bulk copies in flight get to settle at stop()
     retry_delays: tuple[float, ...] = TelegramOutlet.retry_delays  # backoff after network errors
     # Updates handled at once. The rate limiter caps throughput anyway; more in flight would
     # only queue inside it and make a shutdown wait for them.
@@ -134,6 +138,7 @@ class TelegramTransport:
         self._conversation: Conversation | None = None
         self._webhook: WebhookServer | None = None
         self._push_task: asyncio.Task[None] | None = None
+        self._outbox_task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._commands_set: set[int] = set()
         self._dropped = 0
@@ -260,6 +265,10 @@ class TelegramTransport:
                 self._conversation.push_loop(self._stop, self.push_interval),
                 name="telegram-push",
             )
+            self._outbox_task = asyncio.create_task(
+                self._conversation.outbox_loop(self._stop, self.outbox_interval),
+                name="telegram-outbox",
+            )
         except BaseException:
             await self.stop()
             raise
@@ -290,6 +299,8 @@ class TelegramTransport:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await stop_outbox(self._outbox_task, self.outbox_grace)
+        self._outbox_task = None
         if self._conversation is not None:
             await self._conversation.close()
         app, self._app = self._app, None
@@ -398,7 +409,14 @@ class TelegramTransport:
         message = update.message
         assert message is not None and message.text is not None
         source = f"{message.chat_id}:{message.message_id}"
-        await self.conversation.text(who, message.text, source=source)
+        replied = message.reply_to_message
+        # A reply to one of the bot's messages may be a comment on the item it shows.
+        reply_to = (
+            ref_of(replied.chat_id, replied.message_id)
+            if replied is not None and replied.from_user is not None and replied.from_user.is_bot
+            else None
+        )
+        await self.conversation.text(who, message.text, source=source, reply_to=reply_to)
 
     async def _on_edited(self, update: Update, who: Who) -> None:
         message = update.edited_message

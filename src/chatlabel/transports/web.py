@@ -28,6 +28,8 @@ from aiohttp import web
 
 from ..config import Web
 from ..conversation import Catalog, Conversation, Texts, Who
+from ..conversation.bulk import STOP_GRACE as OUTBOX_GRACE
+from ..conversation.bulk import stop_outbox
 from ..conversation.commands import ANNOTATOR, COORDINATOR
 from ..conversation.conversation import TokenBucket
 from ..mechanics import BoundedCache
@@ -70,6 +72,7 @@ class WebTransport:
 
     name = "web"
     push_interval = 5.0  # how often the push loop looks for expired leases without a signal
+    outbox_grace = OUTBOX_GRACE  # seconds bulk copies in flight get to settle at stop()
     # Typed messages a person may send (per second, burst); None: the conversation's default.
     inbound: tuple[float, float] | None = None
 
@@ -104,6 +107,7 @@ class WebTransport:
         self._template: Template | None = None
         self._runner: web.AppRunner | None = None
         self._push_task: asyncio.Task[None] | None = None
+        self._outbox_task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._streams = 0
         self._port: int | None = None
@@ -180,6 +184,9 @@ class WebTransport:
             self._push_task = asyncio.create_task(
                 self.conversation.push_loop(self._stop, self.push_interval), name="web-push"
             )
+            self._outbox_task = asyncio.create_task(
+                self.conversation.outbox_loop(self._stop, self.push_interval), name="web-outbox"
+            )
         except BaseException:
             await self.stop()
             raise
@@ -194,6 +201,8 @@ class WebTransport:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await stop_outbox(self._outbox_task, self.outbox_grace)
+        self._outbox_task = None
         self.outlet.close()
         runner, self._runner = self._runner, None
         if runner is not None:
