@@ -241,3 +241,79 @@ async def test_two_processes_one_killed_every_acknowledged_answer_once(tmp_path:
     )
     assert leases[0][0] == leases[0][1], f"lease counters drifted: {leases}"
     assert "stopped cleanly" in logs[1].read_text()
+
+
+async def test_an_update_delivered_to_two_processes_counts_once(tmp_path: Path, clock: Any) -> None:
+    """Two services on one PostgreSQL database, each with its own pool (as two workers behind
+    a load balancer are): the same press, the same typed message and the same /start reach
+    both at once, several times. Each counts once: one answer, one next item, one lease."""
+    import random
+
+    from chatlabel.importer import import_file
+    from chatlabel.service.labeling import LabelingService
+    from chatlabel.service.types import Task, UserRef
+    from chatlabel.storage.store import open_store
+
+    from .conftest import make_config
+
+    url = pg.fresh_database()
+    projects: list[dict[str, Any]] = [
+        {"name": "p", "labels": ["a", "b"], "overlap": 2, "max_overlap": 3},
+        {"name": "t", "kind": "text", "overlap": 2, "max_overlap": 3},
+    ]
+    for p in projects:
+        p["quality"] = {"qualification": 0, "gold_rate": 0.0}
+    cfg = make_config(tmp_path, projects, url=url)
+    services: list[LabelingService] = []
+    try:
+        for n in range(2):
+            db = await open_store(cfg)
+            svc = LabelingService(db, cfg, clock=clock, rng=random.Random(n))
+            await svc.start()
+            services.append(svc)
+        a, b = services
+        for name in ("p", "t"):
+            rows = [{"id": f"{name}{i}", "text": f"item {i}"} for i in range(6)]
+            await import_file(a, name, write_jsonl(tmp_path / f"{name}.jsonl", rows))
+
+        async def rows(query: str, *args: Any) -> list[tuple[Any, ...]]:
+            return await a.db.read(lambda c: [tuple(r) for r in c.execute(query, args)])
+
+        # A /start delivered to both: one lease, the same item shown by both.
+        u = UserRef("telegram", "1", "one", "1")
+        assert (await a.join(u, "p")).status == "joined"
+        got = await asyncio.gather(*(s.next_task(u) for s in (a, b, a, b)))
+        assert all(isinstance(t, Task) for t in got), got
+        assert len({t.assignment_id for t in got if isinstance(t, Task)}) == 1
+        leases = "SELECT COUNT(*) FROM assignments s JOIN annotators x ON x.id = s.annotator_id WHERE x.key = ? AND s.state = 'pending'"
+        assert await rows(leases, u.key) == [(1,)]
+
+        # The press delivered five times to each: recorded once, one next item leased.
+        task = got[0]
+        assert isinstance(task, Task)
+        outs = await asyncio.gather(
+            *(s.answer(u, task.assignment_id, "a", then_next=True) for s in (a, b) * 5)
+        )
+        assert [o.status for o in outs].count("recorded") == 1, outs
+        assert {o.status for o in outs} == {"recorded", "duplicate"}
+        assert await rows("SELECT COUNT(*) FROM answers") == [(1,)]
+        assert await rows(leases, u.key) == [(1,)]
+
+        # A typed answer (its platform message id as `source`) delivered three times to each:
+        # one answer, on the item it was typed for, never also on the next one.
+        v = UserRef("telegram", "2", "two", "2")
+        assert (await b.join(v, "t")).status == "joined"
+        first = await b.next_task(v)
+        assert isinstance(first, Task)
+        outs = await asyncio.gather(*(s.answer_text(v, "Paris", source="2:77") for s in (a, b) * 3))
+        assert [o.status for o in outs].count("recorded") == 1, outs
+        assert {o.status for o in outs} == {"recorded", "duplicate"}, outs
+        assert await rows(
+            "SELECT i.ext_id, x.value FROM answers x JOIN items i ON i.id = x.item_id "
+            "JOIN annotators n ON n.id = x.annotator_id WHERE n.key = ?",
+            v.key,
+        ) == [(first.item_id, "Paris")]
+        assert await rows(leases, v.key) == [(1,)]
+    finally:
+        for svc in services:
+            await svc.db.close()

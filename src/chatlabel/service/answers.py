@@ -98,6 +98,7 @@ class Answers:
                 return Outcome("stale", "no_text_item")
             a, name = cur
             if source is not None:
+                repo.hold_member(conn, self.s.pids[name], a["id"])
                 prev = repo.answer_from_source(conn, a["id"], source)
                 if prev is not None:
                     return Outcome("duplicate", project=name, value=prev["value"])

@@ -107,6 +107,18 @@ def member_for_work(conn: sqlite3.Connection, project_id: int, annotator_id: int
     ).fetchone()
 
 
+def hold_member(conn: sqlite3.Connection, project_id: int, annotator_id: int) -> None:
+    """Lock a membership until commit on PostgreSQL (on SQLite the one writer already does).
+
+    Two workers handling the same person's message at once then take turns: the second sees
+    what the first recorded (a redelivered typed answer finds its answer, not the next item)."""
+    if is_pg(conn):
+        conn.execute(
+            "SELECT 1 FROM members WHERE project_id = ? AND annotator_id = ?" + for_update(conn),
+            (project_id, annotator_id),
+        )
+
+
 def add_member(conn: sqlite3.Connection, project_id: int, annotator_id: int, now: float) -> None:
     """Make an annotator a member of a project (no-op when already one)."""
     conn.execute(
@@ -212,17 +224,29 @@ _UNSEEN = """NOT EXISTS (SELECT 1 FROM answers x WHERE x.item_id = i.id AND x.an
                     WHERE y.item_id = i.id AND y.annotator_id = :a AND y.state = 'pending')"""
 
 
+def _lease_candidate(conn: sqlite3.Connection, sql: str, params: dict[str, Any]) -> int | None:
+    """The first row of an item query, locked on PostgreSQL.
+
+    A row another transaction holds right now (a queue head someone else is leasing, an item
+    whose answer is being recorded) is skipped: the next one will do, nobody waits. Only when
+    every candidate is held does this wait for them, so that "nothing to do" is said only when
+    it is true once they commit (as SQLite's one writer would see it), not because a press on
+    the last open item happened to be in flight."""
+    row = conn.execute(sql + for_update(conn, "i", skip_locked=True), params).fetchone()
+    if row is None and is_pg(conn):
+        row = conn.execute(sql + for_update(conn, "i"), params).fetchone()
+    return _id(row)
+
+
 def next_queue_item(conn: sqlite3.Connection, project_id: int, annotator_id: int) -> int | None:
     """The fullest open ordinary item with a free slot that this annotator has not seen."""
-    row = conn.execute(
+    return _lease_candidate(
+        conn,
         f"""SELECT i.id FROM items i INDEXED BY items_queue
             WHERE i.project_id = :p AND i.queued AND {_UNSEEN}
-            ORDER BY i.n_answers DESC, i.seq LIMIT 1"""
-        # Skip a queue head another transaction is leasing right now: the next one will do.
-        + for_update(conn, "i", skip_locked=True),
+            ORDER BY i.n_answers DESC, i.seq LIMIT 1""",
         {"p": project_id, "a": annotator_id},
-    ).fetchone()
-    return _id(row)
+    )
 
 
 def next_gold_item(conn: sqlite3.Connection, project_id: int, annotator_id: int) -> int | None:
@@ -238,14 +262,13 @@ def next_gold_item(conn: sqlite3.Connection, project_id: int, annotator_id: int)
 
 def next_escalated_item(conn: sqlite3.Connection, project_id: int, annotator_id: int) -> int | None:
     """The oldest escalated item this expert has not answered and nobody is settling."""
-    row = conn.execute(
+    return _lease_candidate(
+        conn,
         f"""SELECT i.id FROM items i INDEXED BY items_escalated
             WHERE i.project_id = :p AND i.status = 'escalated' AND i.n_leases = 0 AND {_UNSEEN}
-            ORDER BY i.seq LIMIT 1"""
-        + for_update(conn, "i", skip_locked=True),
+            ORDER BY i.seq LIMIT 1""",
         {"p": project_id, "a": annotator_id},
-    ).fetchone()
-    return _id(row)
+    )
 
 
 def open_item(
