@@ -225,3 +225,60 @@ async def test_an_unreachable_server_is_an_incident_refused_then_cleared(tmp_pat
         assert isinstance(cleared, IncidentCleared) and cleared.incident.refused == 2
         assert await db.read(_rows) == [("after", 4), ("before", 1)]
     await proxy.cut()
+
+
+async def test_a_server_unreachable_at_start_is_tried_again_then_a_clear_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`chatlabel run` before the database is up: it keeps trying with backoff (one WARNING)
+    and connects when the server answers; one that never does ends in one clear error, not a
+    traceback, and a server that refuses chatlabel for good (no such database) fails at once."""
+    from chatlabel.storage.pg import PgDatabase
+    from chatlabel.storage.pgtemp import free_port
+    from chatlabel.storage.schema import UnusableDatabase
+
+    url = pg.fresh_database()
+    server_port = int(url.rsplit(":", 1)[1].split("/")[0])
+    proxy = _Proxy(server_port)
+    port = free_port()
+    via_proxy = url.replace(f":{server_port}/", f":{port}/")
+
+    # Nothing listening for 1.5 s, then the server is there: opened, migrated, usable.
+    caplog.set_level("INFO", logger="chatlabel.storage")
+    db = PgDatabase(via_proxy, open_retry=20)
+    late = asyncio.get_running_loop().call_later(
+        1.5, lambda: asyncio.ensure_future(proxy.start(port))
+    )
+    t0 = time.monotonic()
+    try:
+        await db.open()
+        took = time.monotonic() - t0
+        assert 1.5 <= took <= 8, took
+        await db.write(_table)
+        assert await db.write(_put, "up", 1, short=True) == 1
+        assert db.incidents.incident is None and not db.incidents.troubled
+    finally:
+        late.cancel()
+        await db.close()
+        if proxy.server is not None:
+            await proxy.cut()
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "trying again" in warnings[0].getMessage(), warnings
+    assert any("answers again" in r.getMessage() for r in caplog.records)
+
+    # Never there: retried for open_retry seconds, then StorageUnavailable naming the server.
+    db = PgDatabase(via_proxy, open_retry=1.0)
+    t0 = time.monotonic()
+    with pytest.raises(StorageUnavailable) as refused:
+        await db.open()
+    assert 1.0 <= time.monotonic() - t0 <= 6
+    assert refused.value.cause == "unreachable"
+    assert f"127.0.0.1:{port}" in str(refused.value) and "cannot reach" in str(refused.value)
+
+    # The server answers and refuses: no database of that name. At once, and said so.
+    missing = url.rsplit("/", 1)[0] + "/no_such_database"
+    db = PgDatabase(missing, open_retry=20)
+    t0 = time.monotonic()
+    with pytest.raises(UnusableDatabase, match="no_such_database.*does not exist"):
+        await db.open()
+    assert time.monotonic() - t0 < 5

@@ -53,6 +53,20 @@ COLLISION_TRIES = 20
 LOCK_TIMEOUT_MS = 2000
 # How long connecting may take before the server counts as unreachable (one try).
 CONNECT_TIMEOUT = 3
+# Opening keeps trying a server it cannot reach (a database host restarting, a network not up
+# yet when the bot starts) for this long, backing off to OPEN_RETRY_MAX between tries, then
+# gives up with one clear error (StorageUnavailable) instead of a crash to be restarted.
+OPEN_RETRY_SECONDS = 60.0
+OPEN_RETRY_FIRST, OPEN_RETRY_MAX = 0.25, 5.0
+# A server that answers but refuses chatlabel (no such database or role, a wrong password,
+# pg_hba.conf) will not change its mind by itself: no retrying then.
+_REFUSED_FOR_GOOD = (
+    "does not exist",
+    "authentication failed",
+    "no password supplied",
+    "pg_hba.conf",
+    "permission denied",
+)
 CHANNEL = "chatlabel_work"  # the NOTIFY channel that wakes other processes' push loops
 _COLLISIONS = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 
@@ -72,8 +86,16 @@ class PgDatabase:
     dialect = "postgresql"
     path = None  # no local file: no WAL, no free-space watch, no run lock
 
-    def __init__(self, url: str, *, password: str | None = None, pool_size: int = 4) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        password: str | None = None,
+        pool_size: int = 4,
+        open_retry: float = OPEN_RETRY_SECONDS,
+    ) -> None:
         self.url = url
+        self.open_retry = open_retry
         self.label = _redact(url)
         self._kwargs: dict[str, Any] = {
             "connect_timeout": CONNECT_TIMEOUT,
@@ -124,13 +146,52 @@ class PgDatabase:
         self._loop = asyncio.get_running_loop()
         self._pool = ThreadPoolExecutor(self.pool_size, thread_name_prefix="chatlabel-pg")
         try:
-            await self._in_thread(self._setup)
+            await self._connect_and_migrate()
         except BaseException:
             await self.close()
             raise
         self._listener = threading.Thread(target=self._listen, name="chatlabel-listen", daemon=True)
         self._listener.start()
         return self
+
+    async def _connect_and_migrate(self) -> None:
+        """Connect and migrate; an unreachable server is tried again with backoff for
+        `open_retry` seconds (one WARNING, then one INFO when it answers), then
+        StorageUnavailable. A server that refuses chatlabel for good: UnusableDatabase at once."""
+        from .schema import UnusableDatabase
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.open_retry
+        delay = OPEN_RETRY_FIRST
+        while True:
+            try:
+                await self._in_thread(self._setup)
+            except psycopg.Error as exc:
+                if fault_cause(exc) is None:
+                    raise
+                detail = " ".join(str(exc).split())
+                if any(words in detail for words in _REFUSED_FOR_GOOD):
+                    raise UnusableDatabase(
+                        f"database {self.label} refused the connection: {detail}"
+                    ) from None
+                now = loop.time()
+                if now >= deadline:
+                    raise self.incidents.refuse(exc) from exc
+                if not self.incidents.troubled:
+                    log.warning(
+                        "database %s cannot be reached (%s): trying again for up to %.0f s",
+                        self.label,
+                        detail,
+                        deadline - now,
+                    )
+                self.incidents.failed(exc)
+                await asyncio.sleep(min(delay, max(0.0, deadline - now)))
+                delay = min(delay * 2, OPEN_RETRY_MAX)
+                continue
+            if self.incidents.troubled:
+                log.info("database %s answers again", self.label)
+                self.incidents.recovered()
+            return
 
     def _setup(self) -> None:
         conn = self._conn()
