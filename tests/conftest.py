@@ -64,10 +64,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("backend", backends, ids=list(backends))
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _stop_postgres_at_the_end() -> Iterator[None]:
-    """Stop the throwaway PostgreSQL server when the session ends, if a test started it."""
-    yield
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop the throwaway PostgreSQL server when the run ends, if a test started it.
+
+    Here rather than in a session fixture: a fixture's teardown runs inside the last test's
+    timeout, and deleting the folder of a few hundred test databases can take a minute on a
+    busy disk (it once failed a browser test that had passed)."""
     pg.stop_server()
 
 
