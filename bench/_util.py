@@ -58,3 +58,27 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 def human(n: float) -> str:
     """A count with thousands separators."""
     return f"{n:,.0f}"
+
+
+def postgres_cpu() -> float:
+    """CPU seconds used so far by every PostgreSQL server process on this machine (0 if none).
+
+    Read from /proc: a local server's share of each phase, next to the client's own CPU.
+    Processes that ended in between are not counted (the bench's connections stay open).
+    """
+    total = 0
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name_end = stat.rfind(")")
+        if stat[stat.find("(") + 1 : name_end] != "postgres":
+            continue
+        fields = stat[name_end + 2 :].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick

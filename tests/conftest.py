@@ -1,4 +1,9 @@
-"""Shared fixtures: a real SQLite file, a controllable clock, a service over a small project."""
+"""Shared fixtures: a real SQLite file or PostgreSQL database, a clock, a service over a project.
+
+Tests that take the `backend` fixture run on SQLite only, unless their module says
+`BACKENDS = ("sqlite", "postgresql")`: then they run on both (PostgreSQL on a throwaway
+server, tests/pg.py).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +16,10 @@ from typing import Any
 
 import pytest
 
+import pg
 from chatlabel.config import Config, parse_config
 from chatlabel.service.labeling import LabelingService
-from chatlabel.storage.db import Database
+from chatlabel.storage.store import Store, open_store
 from standalone import install_guard, pytest_runtest_logreport, pytest_sessionfinish
 
 
@@ -51,10 +57,40 @@ def clock() -> Clock:
     return Clock()
 
 
-def make_config(tmp_path: Path, projects: list[dict[str, Any]] | None = None, **top: Any) -> Config:
-    """A validated config whose database lives in tmp_path."""
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run `backend` tests on the backends their module names (SQLite alone by default)."""
+    if "backend" in metafunc.fixturenames:
+        backends = getattr(metafunc.module, "BACKENDS", ("sqlite",))
+        metafunc.parametrize("backend", backends, ids=list(backends))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop the throwaway PostgreSQL server when the run ends, if a test started it.
+
+    Here rather than in a session fixture: a fixture's teardown runs inside the last test's
+    timeout, and deleting the folder of a few hundred test databases can take a minute on a
+    busy disk (it once failed a browser test that had passed)."""
+    pg.stop_server()
+
+
+@pytest.fixture
+def storage_url(backend: str, tmp_path: Path) -> str:
+    """Where a test's data lives: a SQLite file in tmp_path or a fresh PostgreSQL database."""
+    if backend == "postgresql":
+        return pg.fresh_database()
+    return f"sqlite:///{tmp_path / 'chatlabel.db'}"
+
+
+def make_config(
+    tmp_path: Path,
+    projects: list[dict[str, Any]] | None = None,
+    *,
+    url: str | None = None,
+    **top: Any,
+) -> Config:
+    """A validated config whose database lives in tmp_path (or at `url`)."""
     data: dict[str, Any] = {
-        "storage": {"database": str(tmp_path / "chatlabel.db")},
+        "storage": {"url": url} if url else {"database": str(tmp_path / "chatlabel.db")},
         "project": projects
         if projects is not None
         else [
@@ -81,13 +117,39 @@ ServiceFactory = Callable[..., Any]
 
 
 @pytest.fixture
-async def service_factory(tmp_path: Path, clock: Clock) -> AsyncIterator[ServiceFactory]:
-    """Build services over real SQLite files in tmp_path; all closed at the end."""
-    dbs: list[Database] = []
+def telegram_storage(storage_url: str) -> Iterator[str]:
+    """Make tests/telegram_harness.py's running_bot keep its data at `storage_url`."""
+    import sys
+
+    import tests.telegram_harness  # noqa: F401 (imported under both names by the tests)
+
+    harnesses = [
+        m for n in ("telegram_harness", "tests.telegram_harness") if (m := sys.modules.get(n))
+    ]
+    for h in harnesses:
+        h.storage_url = None if storage_url.startswith("sqlite:") else storage_url
+    yield storage_url
+    for h in harnesses:
+        h.storage_url = None
+
+
+@pytest.fixture
+def backend() -> str:
+    """SQLite, unless the module asks for both backends (see pytest_generate_tests)."""
+    return "sqlite"
+
+
+@pytest.fixture
+async def service_factory(
+    tmp_path: Path, clock: Clock, storage_url: str
+) -> AsyncIterator[ServiceFactory]:
+    """Build services over a real SQLite file (or PostgreSQL database); all closed at the end."""
+    dbs: list[Store] = []
 
     async def make(projects: list[dict[str, Any]] | None = None, **top: Any) -> LabelingService:
-        cfg = make_config(tmp_path, projects, **top)
-        db = await Database(cfg.database_path()).open()
+        url = None if storage_url.startswith("sqlite:") else storage_url
+        cfg = make_config(tmp_path, projects, url=url, **top)
+        db = await open_store(cfg)
         dbs.append(db)
         # Seeded: gold draws are random, and a test should fail or pass the same every run.
         svc = LabelingService(db, cfg, clock=clock, rng=random.Random(0))

@@ -1,7 +1,8 @@
 """A running chatlabel Telegram bot against the Bot API emulator, for the end-to-end tests.
 
 Everything is real except time: python-telegram-bot talks HTTP to the emulator, the service
-writes a SQLite file, and the service's clock is a FakeClock the test moves forward.
+writes a SQLite file (or a PostgreSQL database: see `storage_url`), and the service's clock is
+a FakeClock the test moves forward.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from chatlabel.config import Config, Telegram, parse_config
 from chatlabel.emulators.telegram import BotApiEmulator, ChatMessage, SimUser
 from chatlabel.mechanics import Limit
 from chatlabel.service import LabelingService, Reports
-from chatlabel.storage.db import Database
+from chatlabel.storage.store import Store, open_store
 from chatlabel.transports.telegram import TelegramTransport
 
 COORDINATOR_ID = 900
+# Where running_bot keeps its data: None for a SQLite file in the test's folder, else a
+# database URL (a module that runs on both backends sets it per test, see conftest.py).
+storage_url: str | None = None
 T0 = 1_700_000_000.0
 
 
@@ -60,8 +64,9 @@ def project(name: str = "animals", **overrides: Any) -> dict[str, Any]:
 
 def make_config(tmp: Path, projects: list[dict[str, Any]], **access: Any) -> Config:
     """A config with these projects, a coordinator and a [telegram] section."""
+    where = {"url": storage_url} if storage_url else {"database": str(tmp / "chatlabel.db")}
     data = {
-        "storage": {"database": str(tmp / "chatlabel.db"), "media_cache": str(tmp / "cache")},
+        "storage": {**where, "media_cache": str(tmp / "cache")},
         "project": projects,
         "access": {"coordinators": [f"telegram:{COORDINATOR_ID}"], **access},
         "telegram": {},
@@ -74,7 +79,7 @@ class Bench:
     """The emulator, the database, the service and the running bot."""
 
     emu: BotApiEmulator
-    db: Database
+    db: Store
     service: LabelingService
     reports: Reports
     transport: TelegramTransport
@@ -112,7 +117,7 @@ class Bench:
 
 
 async def insert_items(
-    db: Database, service: LabelingService, now: float, name: str, rows: list[dict[str, Any]]
+    db: Store, service: LabelingService, now: float, name: str, rows: list[dict[str, Any]]
 ) -> None:
     """Insert items straight into the database, then wake the push loops (as the importer does)."""
     pid = service.pids[name]
@@ -188,7 +193,7 @@ async def running_bot(
     config = make_config(tmp, projects or [project()], **(access or {}))
     clock = FakeClock()
     async with BotApiEmulator() as emu:
-        db = await Database(config.database_path()).open()
+        db = await open_store(config)
         try:
             service = LabelingService(db, config, clock=clock, rng=random.Random(3))
             await service.start()

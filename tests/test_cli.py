@@ -84,6 +84,9 @@ def test_bad_config_exits_non_zero(tmp_path: Path) -> None:
     assert f"{cfg}: project[0].overlap" in r.stderr
 
 
+_SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
 def test_run_without_platforms_explains(tmp_path: Path) -> None:
     assert run("init", str(tmp_path)).returncode == 0
     r = subprocess.run(
@@ -91,7 +94,8 @@ def test_run_without_platforms_explains(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        # This checkout's code, whether or not (or wherever) the package is installed.
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": _SRC},
     )
     assert r.returncode == 1
     assert "CHATLABEL_TELEGRAM_TOKEN is not set" in r.stderr

@@ -117,13 +117,16 @@ async def test_the_web_demo_lets_a_person_label_beside_the_crowd(tmp_path: Path)
     assert platforms["web"] >= 5 and platforms["telegram"] >= 10
 
 
+_SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
 def test_demo_web_from_the_command_line_serves_the_page_and_stops_on_ctrl_c(
     tmp_path: Path,
 ) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "chatlabel", "demo", "--web", "--port", "0", "--items", "12"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
-        env={**os.environ, "COLUMNS": "120", "DISPLAY": ""},
+        env={**os.environ, "COLUMNS": "120", "DISPLAY": "", "PYTHONPATH": _SRC},  # this checkout
     )  # fmt: skip
     try:
         assert proc.stdout is not None

@@ -1,4 +1,5 @@
-"""The labeling engine through the service, on a real SQLite file: every assignment rule."""
+"""The labeling engine through the service, on a real SQLite file and a real PostgreSQL
+database: every assignment rule."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from chatlabel.service.labeling import LabelingService
 from chatlabel.service.types import Idle, Task, UserRef
 
 from .conftest import Clock, write_jsonl
+
+BACKENDS = ("sqlite", "postgresql")
 
 
 def U(n: int | str) -> UserRef:
@@ -634,7 +637,8 @@ async def test_many_annotators_concurrently(service_factory: Any, tmp_path: Path
 
     await asyncio.gather(*(work(u, k) for k, u in enumerate(users)))
     dupes = await sql(
-        svc, "SELECT item_id, annotator_id, COUNT(*) c FROM answers GROUP BY 1, 2 HAVING c > 1"
+        svc,
+        "SELECT item_id, annotator_id, COUNT(*) c FROM answers GROUP BY 1, 2 HAVING COUNT(*) > 1",
     )
     assert dupes == []
     over = await sql(
@@ -675,10 +679,26 @@ async def test_a_refused_stranger_leaves_nothing_behind(service_factory: Any) ->
     assert (await svc.join(U(5), "one")).status == "joined"
 
 
-async def test_schema_is_migrated_and_versioned(service_factory: Any) -> None:
+async def test_schema_is_migrated_and_versioned(service_factory: Any, backend: str) -> None:
     from chatlabel.storage.schema import MIGRATIONS
 
     svc = await service_factory()
+    if backend == "postgresql":
+        import psycopg
+        import pytest
+
+        version = await svc.db.read(
+            lambda c: c.execute("SELECT version FROM chatlabel_schema").fetchone()[0]
+        )
+        assert version == len(MIGRATIONS)
+        # Foreign keys hold (always on there): a membership of nobody in no project is refused.
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            await svc.db.write(
+                lambda c: c.execute(
+                    "INSERT INTO members (project_id, annotator_id, joined_at) VALUES (999, 999, 0)"
+                )
+            )
+        return
     version = await svc.db.read(lambda c: c.execute("PRAGMA user_version").fetchone()[0])
     assert version == len(MIGRATIONS)
     modes = await svc.db.read(

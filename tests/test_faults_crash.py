@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import sqlite3
 import sys
 import time
 from collections.abc import Iterator
@@ -20,21 +19,25 @@ from typing import Any
 
 import pytest
 
+import pg
 from chatlabel.emulators.telegram import BotApiEmulator
 
 from .conftest import write_jsonl
+
+# SIGKILL then a restart, on a SQLite file and on a PostgreSQL database.
+BACKENDS = ("sqlite", "postgresql")
 
 USERS = 100
 ITEMS = 150
 TOKEN = "424242:CRASH-TEST"
 
 
-def _config(tmp_path: Path, base_url: str) -> Path:
+def _config(tmp_path: Path, base_url: str, url: str) -> Path:
     cfg = tmp_path / "chatlabel.toml"
     cfg.write_text(
         f"""
 [storage]
-database = "chatlabel.db"
+url = "{url}"
 
 [[project]]
 name = "crash"
@@ -78,23 +81,19 @@ def bot_process(cfg: Path, log: Path) -> Iterator[Any]:
             proc.wait(10)
 
 
-def _rows(db: Path, query: str) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
-    try:
-        return conn.execute(query).fetchall()
-    finally:
-        conn.close()
+def _rows(db: str, query: str) -> list[tuple[Any, ...]]:
+    return pg.rows(db, query)
 
 
 @pytest.mark.timeout(240)
-async def test_sigkill_under_load_loses_nothing(tmp_path: Path) -> None:
+async def test_sigkill_under_load_loses_nothing(tmp_path: Path, storage_url: str) -> None:
     from chatlabel.app import open_service
     from chatlabel.config import load_config
     from chatlabel.importer import import_file
 
     async with BotApiEmulator(token=TOKEN) as emu:
-        cfg = _config(tmp_path, emu.base_url)
-        db_path = tmp_path / "chatlabel.db"
+        cfg = _config(tmp_path, emu.base_url, storage_url)
+        db_path = storage_url
         config = load_config(cfg)
         db, svc = await open_service(config)
         try:

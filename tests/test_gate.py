@@ -25,6 +25,8 @@ HONEST = 6
 SPAMMERS = 2
 EN = Catalog().texts("en")
 
+BACKENDS = ("sqlite", "postgresql")
+
 
 def crowd(seed: int) -> list[float | None]:
     """Honest people's accuracies (errors spread over the other labels); None: a spammer."""

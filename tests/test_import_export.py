@@ -18,11 +18,27 @@ from chatlabel.service.types import Task, UserRef
 
 from .conftest import write_jsonl
 
+# Service tests: on a SQLite file and on a PostgreSQL database (tests/conftest.py).
+BACKENDS = ("sqlite", "postgresql")
 
-def db_digest(path: Path) -> str:
-    """A digest of every table's rows: equal digests mean the database did not change."""
+
+def db_digest(path: Path | str) -> str:
+    """A digest of every table's rows: equal digests mean the database did not change.
+
+    `path`: a SQLite file, or a storage URL (sqlite:/// or postgresql://)."""
     import sqlite3
 
+    if isinstance(path, str) and path.startswith("postgresql://"):
+        from chatlabel.storage.transfer import _open, digest
+
+        side = _open(path, None)
+        try:
+            return repr([(t, digest(side, t, side.columns(t))) for t in side.tables()])
+        finally:
+            side.close()
+    if isinstance(path, str):
+        path = Path(path.removeprefix("sqlite:///"))
+    assert path.is_file(), f"no database at {path}"
     conn = sqlite3.connect(path)
     try:
         h = hashlib.sha256()
@@ -62,14 +78,14 @@ async def test_bad_jsonl_imports_nothing(
 ) -> None:
     svc = await service_factory()
     await import_file(svc, "p", write_jsonl(tmp_path / "ok.jsonl", [{"id": "keep", "text": "k"}]))
-    before = db_digest(svc.config.database_path())
+    before = db_digest(svc.config.storage_url())
     bad = tmp_path / "bad.jsonl"
     bad.write_text(content, encoding="utf-8")
     with pytest.raises(ImportError_) as err:
         await import_file(svc, "p", bad)
     assert f"{bad}:{line}:" in str(err.value)
     assert reason in str(err.value)
-    assert db_digest(svc.config.database_path()) == before
+    assert db_digest(svc.config.storage_url()) == before
 
 
 async def test_corrupt_image_refused_at_import(service_factory: Any, tmp_path: Path) -> None:
@@ -78,10 +94,10 @@ async def test_corrupt_image_refused_at_import(service_factory: Any, tmp_path: P
     data = good.read_bytes()
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
     rows = [{"id": "1", "image": "good.jpg"}, {"id": "2", "image": "cut.jpg"}]
-    before = db_digest(svc.config.database_path())
+    before = db_digest(svc.config.storage_url())
     with pytest.raises(ImportError_, match=r"items.jsonl:2: image cut.jpg"):
         await import_file(svc, "p", write_jsonl(tmp_path / "items.jsonl", rows))
-    assert db_digest(svc.config.database_path()) == before
+    assert db_digest(svc.config.storage_url()) == before
 
 
 async def test_not_utf8_and_long_lines(service_factory: Any, tmp_path: Path) -> None:

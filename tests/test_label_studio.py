@@ -21,6 +21,8 @@ from tests.conftest import ServiceFactory, write_jsonl
 
 LABELS = ["positive", "negative", "neutral"]
 
+BACKENDS = ("sqlite", "postgresql")
+
 
 def project(**over: Any) -> dict[str, Any]:
     p: dict[str, Any] = {
@@ -251,3 +253,26 @@ def test_the_model_section_is_checked(tmp_path: Path) -> None:
         parse_config({"project": [project(kind="multi")]}, tmp_path / "c.toml")
     with pytest.raises(ConfigError, match=r"model\.url: kind 'http' needs"):
         parse_config({"project": [project(model={"kind": "http"})]}, tmp_path / "c.toml")
+
+
+async def test_coordinators_on_every_platform_are_told_when_routing_switches_off(
+    service_factory: ServiceFactory, tmp_path: Path
+) -> None:
+    """The alert is an outbox row per coordinator, queued with the switch: a process serving
+    Slack hears of it even when the model runs in the Telegram bot's process."""
+    boss = ["telegram:1", "slack:T1/U9"]
+    svc = await service_factory([project()], access={"coordinators": boss})
+    wrong = [
+        {"id": f"g{n}", "text": f"review {n}", "gold": "positive",
+         "suggestion": "negative", "suggestion_score": 0.95}
+        for n in range(8)
+    ]  # fmt: skip
+    await import_file(svc, "p", write_jsonl(tmp_path / "gold.jsonl", wrong))
+    stopped = await svc.check_model("p")
+    assert stopped is not None and stopped.reason.params["n"] == 8
+    assert await svc.check_model("p") is None  # once
+    for platform in ("telegram", "slack"):
+        (row,) = await svc.outbox_due(platform, 10)
+        to = boss[platform == "slack"]
+        assert (row.kind, row.user.key, row.project) == ("model_off", to, "p")
+        assert row.payload == {"accuracy": 0.0, "n": 8, "min": 0.7}

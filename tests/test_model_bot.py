@@ -30,7 +30,9 @@ from tests.telegram_harness import (
     running_bot,
 )
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("telegram_storage")]
+
+BACKENDS = ("sqlite", "postgresql")
 
 
 def routed(**model: Any) -> dict[str, Any]:

@@ -23,6 +23,9 @@ from chatlabel.service.types import Idle, Outcome, Task, UserRef
 from chatlabel.storage import quality_queries as qq
 from tests.conftest import Clock, ServiceFactory, write_jsonl
 
+# Service tests: on a SQLite file and on a PostgreSQL database (tests/conftest.py).
+BACKENDS = ("sqlite", "postgresql")
+
 NO_GATE = {"qualification": 0, "gold_rate": 0.0, "min_gold_accuracy": 0.0}
 
 EN = Catalog().texts("en")  # how people read a reason

@@ -36,6 +36,9 @@ from chatlabel.service.types import AnnotatorRow, Task, UserRef
 from chatlabel.storage.db import Database
 from tests.conftest import Clock, ServiceFactory, write_jsonl
 
+# Service tests: on a SQLite file and on a PostgreSQL database (tests/conftest.py).
+BACKENDS = ("sqlite", "postgresql")
+
 PROJECT = {
     "name": "p",
     "title": "Pets <&> friends",

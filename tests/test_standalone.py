@@ -53,7 +53,7 @@ def test_a_skipped_test_fails_the_run(tmp_path: Path) -> None:
         text=True,
         timeout=60,
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "tests")},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / d) for d in ("tests", "src"))},
     )
     assert run.returncode == 1, run.stdout
     assert "skipped: test_x.py::test_skipped" in run.stdout

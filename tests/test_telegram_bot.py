@@ -24,7 +24,9 @@ from tests.telegram_harness import (
     running_bot,
 )
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.usefixtures("telegram_storage")]
+# End to end on both backends: the bot cannot tell which one keeps its data.
+BACKENDS = ("sqlite", "postgresql")
 
 ANIMALS = [{"id": "t1", "text": "Meow, says it."}, {"id": "t2", "text": "Woof, says it."}]
 

@@ -17,8 +17,8 @@ from .service.labeling import LabelingService
 from .service.model_loop import ModelLoop
 from .service.quality import BatchRecompute
 from .service.reports import Reports
-from .storage.db import Database
 from .storage.lock import RunLock
+from .storage.store import Store, open_store
 
 log = logging.getLogger("chatlabel")
 
@@ -38,7 +38,7 @@ class Runtime:
     """Everything one chatlabel process runs."""
 
     config: Config
-    db: Database
+    db: Store
     service: LabelingService
     reports: Reports
     transports: list[Transport] = field(default_factory=list)
@@ -99,9 +99,9 @@ def tune_gc_for_serving() -> None:
 
 async def open_service(
     config: Config, *, clock: Callable[[], float] | None = None
-) -> tuple[Database, LabelingService]:
+) -> tuple[Store, LabelingService]:
     """Open the database and start the service (for the CLI commands that need no platform)."""
-    db = await Database(config.database_path()).open()
+    db = await open_store(config)
     try:
         kw: dict[str, Any] = {} if clock is None else {"clock": clock}
         service = LabelingService(db, config, **kw)
@@ -117,14 +117,16 @@ async def build(
 ) -> Runtime:
     """Open storage and the service, and create a transport per configured platform.
 
-    The database's lock is taken first: a second `chatlabel run` on it stops here
-    (DatabaseInUse names the holder) before it touches anything.
+    A SQLite file's lock is taken first: a second `chatlabel run` on it stops here
+    (DatabaseInUse names the holder) before it touches anything. A PostgreSQL database takes
+    any number of processes (docs/scaling.md), so there is no lock to take.
     """
-    lock = RunLock(config.database_path()).acquire()
+    lock = None if config.storage.is_postgres else RunLock(config.database_path()).acquire()
     try:
         db, service = await open_service(config, clock=clock)
     except BaseException:
-        lock.release()
+        if lock is not None:
+            lock.release()
         raise
     rt = Runtime(config, db, service, Reports(service), lock=lock)
     models = {p.name: m for p in config.project if (m := make_model(p, env)) is not None}
@@ -235,7 +237,7 @@ async def serve(rt: Runtime, stop: asyncio.Event) -> None:
         log.info(
             "chatlabel running: %s (database %s)",
             ", ".join(_name(t) for t in rt.transports),
-            rt.config.database_path(),
+            rt.db.label,
         )
         waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(rt.failed.wait())]
         try:

@@ -194,6 +194,8 @@ def _storage_line(st: Any) -> str:
     from .service.health import human_bytes
 
     space = st.space
+    if space is None:
+        return f"database {escape(str(st.database))} (PostgreSQL)"
     line = (
         f"database {escape(str(st.database))}: {human_bytes(st.database_bytes)}, "
         f"WAL {human_bytes(st.wal_bytes)}; {human_bytes(space.free)} free of "
@@ -312,6 +314,11 @@ def backup(config: str, output: Path) -> None:
     from .storage.schema import UnusableDatabase
 
     cfg = _config(config)
+    if cfg.storage.is_postgres:
+        raise click.ClickException(
+            f"{cfg.path}: backup copies a SQLite file; for PostgreSQL use pg_dump, or "
+            "chatlabel migrate-db CONFIG --to sqlite:///COPY.db"
+        )
     try:
         s = copy_database(cfg.database_path(), output)
     except (BackupError, UnusableDatabase) as exc:
@@ -323,6 +330,68 @@ def backup(config: str, output: Path) -> None:
         f"Backed up {s.source} to {s.target}: {s.bytes / 2**20:.1f} MiB ({s.pages:,} pages, "
         f"schema version {s.schema_version}) in {s.seconds:.2f} s; integrity check ok.\n"
         f"It holds {counts or 'no tables yet'}."
+    )
+
+
+@main.command(name="migrate-db")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    help="Where to copy the database: postgresql://USER@HOST:PORT/DB or sqlite:///FILE "
+    "(must be empty).",
+)
+@click.option(
+    "--to-password-env",
+    default="",
+    help="Variable holding the target's PostgreSQL password (default: the config's).",
+)
+def migrate_db(config: str, target: str, to_password_env: str) -> None:
+    """Copy the database to an empty SQLite file or PostgreSQL database, and verify the copy.
+
+    Stop `chatlabel run` first: answers given during the copy would not be in it. Then point
+    [storage] url at the target.
+    """
+    from pydantic import ValidationError
+
+    from .config import Storage, secret
+    from .storage.schema import UnusableDatabase
+    from .storage.transfer import TransferError, transfer
+
+    cfg = _config(config)
+    try:
+        target = Storage(url=target).url
+    except ValidationError as exc:
+        why = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise click.ClickException(f"--to: {why}") from None
+    if target.startswith("sqlite:///"):
+        rest = target[len("sqlite:///") :]
+        target = f"sqlite:///{cfg._resolve(Path(rest)) if not rest.startswith('/') else rest}"
+    source = cfg.storage_url()
+    if target == source:
+        raise click.ClickException(f"--to: {target} is the database the config already uses")
+    password = cfg.storage_password()
+    to_password = secret(to_password_env) if to_password_env else password
+
+    def progress(table: str, n: int) -> None:
+        if n % 100_000 < 5000:
+            console.print(f"  {table}: {n:,} rows", highlight=False)
+
+    try:
+        report = transfer(
+            source, target, password=password, target_password=to_password, progress=progress
+        )
+    except (TransferError, UnusableDatabase) as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:  # the driver's own words: unreachable server, refused login
+        raise click.ClickException(f"copying to {target} failed: {exc}") from None
+    for name, t in report.tables.items():
+        click.echo(f"{name:>12}: {t.rows:,} rows, digest {t.source_digest[:16]} = copy's")
+    click.echo(
+        f"Copied {report.source} to {report.target} (schema version {report.version}) in "
+        f"{report.seconds:.1f} s; every table's count and digest match. Point [storage] url "
+        "at the copy to use it."
     )
 
 

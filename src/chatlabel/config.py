@@ -38,6 +38,16 @@ class Storage(_Section):
     """Where chatlabel keeps its data."""
 
     database: Path = Field(Path("chatlabel.db"), description="SQLite file (relative to this file)")
+    url: str = Field(
+        "",
+        description="Instead of database: sqlite:///FILE or postgresql://USER@HOST:5432/DB",
+    )
+    password_env: str = Field(
+        "", description="Variable holding the PostgreSQL password (never put it in the url)"
+    )
+    pool_size: int = Field(
+        4, ge=1, le=64, description="PostgreSQL connections per process (one per worker thread)"
+    )
     media_cache: Path = Field(
         Path("media-cache"), description="Folder for prepared images (relative to this file)"
     )
@@ -55,6 +65,39 @@ class Storage(_Section):
     space_check_seconds: float = Field(
         60, ge=1, description="How often `chatlabel run` checks free space"
     )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        url = url.strip()
+        if not url:
+            return url
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError(
+                "must be sqlite:///FILE or postgresql://USER@HOST:PORT/DATABASE, "
+                f"not {url.split('://')[0]!r}://..."
+            )
+        if scheme == "sqlite":
+            if not rest.startswith("/") or len(rest) < 2:
+                raise ValueError("a SQLite url is sqlite:///FILE (relative) or sqlite:////ABS/FILE")
+            return url
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        if parts.password is not None or "password=" in parts.query:
+            raise ValueError(
+                "the password must not be in the file: name the variable that holds it in "
+                "[storage] password_env (and leave it out of the url)"
+            )
+        if not parts.hostname or not parts.path.strip("/"):
+            raise ValueError("a PostgreSQL url is postgresql://USER@HOST:PORT/DATABASE")
+        return url
+
+    @property
+    def is_postgres(self) -> bool:
+        """True when the data lives in PostgreSQL."""
+        return self.url.startswith(("postgresql://", "postgres://"))
 
 
 class Quality(_Section):
@@ -451,6 +494,12 @@ class Config(_Section):
     path: Path = Field(Path("."), exclude=True, description="The file this came from")
 
     @model_validator(mode="after")
+    def _one_database(self) -> Config:
+        if self.storage.url and "database" in self.storage.model_fields_set:
+            raise ValueError("[storage] has both url and database: keep one")
+        return self
+
+    @model_validator(mode="after")
     def _unique_projects(self) -> Config:
         names = [p.name for p in self.project]
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -464,8 +513,29 @@ class Config(_Section):
         return self.path.parent
 
     def database_path(self) -> Path:
-        """The SQLite file, resolved against the config's folder."""
+        """The SQLite file, resolved against the config's folder.
+
+        With a PostgreSQL url there is no file: this is then where files that live "beside the
+        database" go (the web chat's secret), named after the config file.
+        """
+        url = self.storage.url
+        if url.startswith("sqlite:///"):
+            rest = url[len("sqlite:///") :]
+            return self._resolve(Path(rest))
+        if self.storage.is_postgres:
+            return self.path.with_suffix(".db")
         return self._resolve(self.storage.database)
+
+    def storage_url(self) -> str:
+        """Where the data lives, as a URL: sqlite:///ABSOLUTE/FILE or postgresql://..."""
+        if self.storage.is_postgres:
+            return self.storage.url
+        return f"sqlite:///{self.database_path()}"
+
+    def storage_password(self) -> str | None:
+        """The PostgreSQL password, from the variable [storage] password_env names."""
+        var = self.storage.password_env
+        return secret(var) if var else None
 
     def media_cache_path(self) -> Path:
         """The prepared-media folder, resolved against the config's folder."""

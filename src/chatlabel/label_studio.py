@@ -179,7 +179,7 @@ def result(value: str, kind: str, from_name: str, to_name: str) -> list[dict[str
 
 
 def task_of(r: Sequence[Any], kind: str, labels: Sequence[str], names: Any) -> dict[str, Any]:
-    """One exported row (storage.exports.TASKS_SQL's columns) as a Label Studio task."""
+    """One exported row (storage.exports.tasks_sql's columns) as a Label Studio task."""
     (ext_id, text, media_kind, media_path, context, meta, gold, suggestion, score, model) = r[:10]
     status, label, confidence, n_answers, method = r[10:15]
     data: dict[str, Any] = json.loads(meta) if meta else {}

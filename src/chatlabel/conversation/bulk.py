@@ -23,6 +23,7 @@ from ..service.volunteer_types import OutboxItem
 from . import volunteer_words as words
 from .context import Context
 from .events import MessageRef, Who
+from .model_alerts import routing_off_text
 from .ports import MediaFailed, SendFailed, Unreachable
 from .views import Chart, Message, Priority
 
@@ -118,8 +119,31 @@ class OutboxSender:
         return self._stop is not None and self._stop.is_set()
 
     async def run(self, stop: asyncio.Event, interval: float = 5.0) -> None:
-        """Send copies as they come due until `stop`; storage faults skip a round quietly."""
+        """Send copies as they come due until `stop`, while this process holds the platform's
+        outbox; storage faults skip a round quietly.
+
+        One sender per platform across every process on a shared database (an advisory lock,
+        held as long as this loop runs): another process's sender would take this one's copies
+        in flight for a crash's. If the holder dies, its lock goes with it and a waiting
+        process takes over, starting with the dead one's copies in flight (reconcile).
+        """
         self._stop = stop
+        while not stop.is_set():
+            try:
+                async with self.service.exclusive(f"outbox:{self.platform}") as mine:
+                    if mine:
+                        self._reconciled = False  # whatever was in flight: reconcile first
+                        await self._serve(stop, interval)
+                        return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("taking the %s outbox failed; retrying shortly", self.platform)
+            # Another process sends this platform's copies: look again in a while.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(interval, 5.0))
+
+    async def _serve(self, stop: asyncio.Event, interval: float) -> None:
         woken = self.service.outbox_listen()
         while not stop.is_set():
             try:
@@ -213,6 +237,8 @@ class OutboxSender:
             view = Message(words.announced_text(t, item, info))
         elif item.kind == "pulled":
             view = Message(words.pulled_text(t, item, info, how))
+        elif item.kind == "model_off":
+            view = Message(routing_off_text(t, info.title_in(t.lang), item.payload))
         else:
             p = await self.ctx.reports.progress(name)
             title = info.title_in(t.lang)

@@ -21,7 +21,6 @@ from .context import PEOPLE, Context, ExportResults
 from .events import MessageRef, Who
 from .flow import Flow
 from .item_notes import ItemNotes
-from .model_alerts import ModelAlerts
 from .ports import Outlet
 from .storage_alerts import StorageAlerts
 from .views import Home
@@ -81,8 +80,6 @@ class Conversation:
         self.locks = LockMap()
         # Coordinators on this platform hear once when storage fails and once when it recovers.
         self.alerts = StorageAlerts(self.ctx)
-        # ...and when a model's suggestions stop routing items (its record fell too low).
-        self.model_alerts = ModelAlerts(self.ctx)
         self._starts: Counter[str] = Counter()  # /start commands waiting per person
         self._buckets: BoundedCache[str, TokenBucket] = BoundedCache(PEOPLE)
         self._slowed: BoundedCache[str, bool] = BoundedCache(PEOPLE)
@@ -257,7 +254,6 @@ class Conversation:
             task.cancel()
         await asyncio.gather(*self._pushing, return_exceptions=True)
         self.alerts.close()
-        self.model_alerts.close()
         await self.flow.close()
 
     # -- flood control --------------------------------------------------------------------------

@@ -109,6 +109,7 @@ class Answers:
                 return Outcome("stale", "no_text_item")
             a, name = cur
             if source is not None:
+                repo.hold_member(conn, self.s.pids[name], a["id"])
                 prev = repo.answer_from_source(conn, a["id"], source)
                 if prev is not None:
                     return Outcome("duplicate", project=name, value=prev["value"])
@@ -138,6 +139,7 @@ class Answers:
             prev = repo.answer_from_source(conn, a["id"], source) if a is not None else None
             if prev is None or prev["value"] is None:
                 return Outcome("stale", "not_an_answer")
+            repo.lock_item(conn, prev["item_id"])  # its verdict is recomputed below
             item = repo.get_item(conn, prev["item_id"])
             pid = item["project_id"]
             name = self.s.names[pid]
@@ -211,7 +213,8 @@ class Answers:
         return got
 
     def _check(self, conn: sqlite3.Connection, user: UserRef, assignment_id: int) -> Row | Outcome:
-        r = repo.get_assignment(conn, assignment_id)
+        # Locked (on PostgreSQL): a press delivered twice, to two workers, counts once.
+        r = repo.get_assignment(conn, assignment_id, lock=True)
         if r is None or r["annotator_key"] != user.key:
             return Outcome("forbidden", "not_yours")
         return r
@@ -315,9 +318,18 @@ class Answers:
             )
         assert value is not None
         suspended = self.settling.score(
-            conn, r, rules, project, value, correct, seconds, now, check=checking
+            conn,
+            r,
+            rules,
+            project,
+            value,
+            correct,
+            seconds,
+            now,
+            member,
+            count_answer=True,
+            check=checking,
         )
-        repo.bump_member(conn, r["project_id"], r["annotator_id"], answers=1)
         if is_gold:
             # Counting gold answers rotates gold items ("least used first") across annotators.
             repo.bump_item_answers(conn, r["id"], 1)
@@ -430,6 +442,7 @@ class Answers:
                 return Outcome("stale", "nothing_to_undo")
             if x["annotator_key"] != user.key:
                 return Outcome("forbidden", "not_yours")
+            repo.lock_item(conn, x["item_id"])
             item = repo.get_item(conn, x["item_id"])
             name = self.s.names[item["project_id"]]
             project, rules = self.s.projects[name], self.s.rules[name]

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Storage
-from ..storage.db import Database
 from ..storage.health import (
     DiskSpace,
     IncidentCleared,
@@ -28,6 +27,7 @@ from ..storage.health import (
     file_size,
     human_bytes,
 )
+from ..storage.store import Store
 
 __all__ = [
     "DiskSpace",
@@ -51,17 +51,17 @@ log = logging.getLogger("chatlabel.storage")
 class StorageStatus:
     """The database file, its WAL, the free space beside them and any open incident."""
 
-    database: Path
+    database: Path | str  # the file, or a PostgreSQL URL (without password)
     database_bytes: int
     wal_bytes: int
-    space: DiskSpace
+    space: DiskSpace | None  # None on PostgreSQL: its disk is the server's to watch
     incident: StorageIncident | None
 
 
 class Health:
     """Incidents and free space of the service's database, for subscribers and `status`."""
 
-    def __init__(self, db: Database, storage: Storage) -> None:
+    def __init__(self, db: Store, storage: Storage) -> None:
         self.db = db
         self.storage = storage
         self._low = False  # what the last space check found, to announce changes only
@@ -81,13 +81,16 @@ class Health:
 
     def space(self) -> DiskSpace:
         """Free space on the database's filesystem, against the configured threshold."""
-        return disk_space(
-            self.db.path.parent, self.storage.min_free_mb, self.storage.min_free_percent
-        )
+        path = self.db.path
+        if path is None:
+            raise OSError("the database is on a PostgreSQL server, not on a local disk")
+        return disk_space(path.parent, self.storage.min_free_mb, self.storage.min_free_percent)
 
     def status(self) -> StorageStatus:
         """Sizes of the database and its WAL, free space, and any open incident."""
         path = self.db.path
+        if path is None:
+            return StorageStatus(self.db.label, 0, 0, None, self.incident)
         return StorageStatus(
             path,
             file_size(path),
@@ -120,8 +123,11 @@ class Health:
         return space
 
     async def watch(self, stop: asyncio.Event) -> None:
-        """Check free space now and every `space_check_seconds` until `stop` is set."""
-        while not stop.is_set():
+        """Check free space now and every `space_check_seconds` until `stop` is set.
+
+        Nothing to watch on PostgreSQL: the server's disk is its operator's (a full one still
+        reaches subscribers as a disk_full incident)."""
+        while not stop.is_set() and self.db.path is not None:
             try:
                 self.check_space()
             except OSError as exc:  # the folder vanished or cannot be read: say so, keep going

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..core.model import ITEM_FIELDS, Rules
 from ..storage import repo
-from ..storage.exports import TASKS_SQL, ExportFormat, ExportWhat, export_sql
+from ..storage.exports import ExportFormat, ExportWhat, export_sql, tasks_sql
 
 __all__ = ["ExportFormat", "ExportWhat", "ImportSummary", "Items"]
 from .shared import Shared
@@ -102,14 +102,15 @@ class Items:
     ) -> AsyncIterator[list[Any]]:
         """An export's rows in batches: one JSON text per row (jsonl) or a tuple of CSV cells."""
         rules = self.s.rules[project]
-        sql = export_sql(what, fmt, rules.kind)
+        sql = export_sql(what, fmt, rules.kind, self.s.db.dialect)
         params = {"p": self.s.pids[project], "method": rules.method}
         async for batch in self.s.db.stream_batches(sql, params):
             yield batch
 
     async def task_batches(self, project: str) -> AsyncIterator[list[Any]]:
         """Every item with its suggestion and verdict, in batches (Label Studio's tasks)."""
-        async for batch in self.s.db.stream_batches(TASKS_SQL, {"p": self.s.pids[project]}):
+        sql = tasks_sql(self.s.db.dialect)
+        async for batch in self.s.db.stream_batches(sql, {"p": self.s.pids[project]}):
             yield batch
 
 

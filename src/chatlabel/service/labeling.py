@@ -8,6 +8,7 @@ into a part.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sqlite3
 import time
@@ -17,8 +18,8 @@ from typing import Any
 from ..config import Config, Project
 from ..core.model import Rules
 from ..models.base import Suggested, WorkSource
-from ..storage.db import Database
 from ..storage.exports import ExportFormat, ExportWhat
+from ..storage.store import Store
 from .announcements import Announcements
 from .answers import Answers
 from .engagement import Engagement
@@ -61,7 +62,7 @@ class LabelingService:
 
     def __init__(
         self,
-        db: Database,
+        db: Store,
         config: Config,
         *,
         clock: Callable[[], float] = time.time,
@@ -71,15 +72,16 @@ class LabelingService:
         self.settling = Settling(self.shared)
         self.leases = Leases(self.shared)
         self.engagement = Engagement(self.shared)
-        self.suggestions = Suggestions(self.shared)
+        # Bulk sends: every reminder, announcement and digest is an outbox row before it goes;
+        # so is the coordinators' alert when routing by a model switches itself off.
+        self.outbox = Outbox(self.shared)
+        self.suggestions = Suggestions(self.shared, self.outbox)
         self.answers = Answers(
             self.shared, self.settling, self.leases, self.engagement, self.suggestions
         )
         self.people = People(self.shared, self.settling)
         self.media = MediaIds(self.shared)
         self.items = Items(self.shared, self.suggestions)
-        # Bulk sends: every reminder, announcement and digest is an outbox row before it goes.
-        self.outbox = Outbox(self.shared)
         self.announcements = Announcements(self.shared, self.outbox)
         self.nudges = Nudges(self.shared, self.leases, self.outbox)
         self.feedback = Feedback(self.shared, self.answers, self.leases, self.outbox)
@@ -94,7 +96,7 @@ class LabelingService:
     # -- what the configuration says (read-only) ------------------------------------------------
 
     @property
-    def db(self) -> Database:
+    def db(self) -> Store:
         """The database (for the importer, exporter and reports of this package)."""
         return self.shared.db
 
@@ -127,6 +129,14 @@ class LabelingService:
     def pids(self) -> dict[str, int]:
         """Each project's row id."""
         return self.shared.pids
+
+    def exclusive(self, name: str) -> contextlib.AbstractAsyncContextManager[bool]:
+        """Hold background work `name` for a block, across every process on the database.
+
+        Yields False when another process holds it (that process does the work). On
+        PostgreSQL an advisory lock: if its holder dies, the lock goes with its session.
+        """
+        return self.shared.db.exclusive(name)
 
     def now(self) -> float:
         """The service's clock reading."""

@@ -120,12 +120,13 @@ class Leases:
             return Idle("not_joined")
         a, name = cur
         pid = self.s.pids[name]
-        m = repo.get_member(conn, pid, a["id"])
+        # Locked until commit (PostgreSQL): one person's next item is decided once at a time.
+        m = repo.member_for_work(conn, pid, a["id"])
         if m is None:
             return Idle("not_joined")
         if m["status"] == "suspended":
             return Idle("suspended", Reason.decode(m["reason"]))
-        if any(p["id"] == pid and p["paused"] for p in repo.project_rows(conn)):
+        if m["project_paused"]:
             # Waiting, so the push loop brings them back when the project resumes.
             repo.update_member(conn, pid, a["id"], waiting=1)
             return Idle("project_paused")
@@ -255,7 +256,7 @@ class Leases:
         """Give back an item that could not be shown; its person keeps waiting for work."""
 
         def tx(conn: sqlite3.Connection) -> None:
-            r = repo.get_assignment(conn, assignment_id)
+            r = repo.get_assignment(conn, assignment_id, lock=True)
             if r is None or r["annotator_key"] != user.key or r["state"] != "pending":
                 return
             repo.close_assignment(conn, assignment_id, r["id"], "expired")
@@ -270,7 +271,7 @@ class Leases:
 
         def tx(conn: sqlite3.Connection) -> list[Push]:
             out = []
-            for w in repo.waiting_members(conn, platform, limit):
+            for w in repo.waiting_members(conn, platform, self.s.pids.values(), limit):
                 platform_, _, uid = w["key"].partition(":")
                 user = UserRef(platform_, uid, w["name"], w["address"])
                 role = self.s.role(user)

@@ -88,7 +88,12 @@ class ModelLoop:
         """Rounds after answers arrive (and every `interval`) until `stop` is set."""
         while not stop.is_set():
             try:
-                await self.check()
+                # One process at a time on a shared database (an advisory lock on PostgreSQL):
+                # the others skip the round; if the holder dies, its lock dies with it and the
+                # next process trains afresh from the database.
+                async with self.service.exclusive("model") as mine:
+                    if mine:
+                        await self.check()
             except asyncio.CancelledError:
                 raise
             except StorageUnavailable:

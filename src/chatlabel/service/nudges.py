@@ -73,7 +73,11 @@ class Nudges:
         """Tick every `interval` until `stop`; storage faults skip a round quietly."""
         while not stop.is_set():
             try:
-                await self.tick()
+                # One process queues them on a shared database (an advisory lock); the outbox's
+                # unique dedupe keys would drop a second copy anyway, but not the work.
+                async with self.s.db.exclusive("reminders") as mine:
+                    if mine:
+                        await self.tick()
             except asyncio.CancelledError:
                 raise
             except StorageUnavailable:

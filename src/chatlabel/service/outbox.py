@@ -24,8 +24,9 @@ from .volunteer_types import OutboxItem
 # the outlet's own retries); after the last, the copy is given up as failed.
 RETRY_DELAYS = (30.0, 120.0, 600.0, 3600.0)
 # When a crash leaves a copy's fate unknown and the platform cannot tell: a second copy of an
-# announcement (or a digest) is better than none; a second reminder is worse than a missed one.
-RESEND_WHEN_UNSURE = frozenset({"announcement", "announced", "digest", "pulled"})
+# announcement (or a digest, or the alert that routing by a model is off) is better than none;
+# a second reminder is worse than a missed one.
+RESEND_WHEN_UNSURE = frozenset({"announcement", "announced", "digest", "pulled", "model_off"})
 # Kinds for members (not coordinators): a later /mute stops copies still queued.
 FOR_MEMBERS = frozenset({"reminder", "announcement"})
 
@@ -60,12 +61,20 @@ class Outbox:
 
     def listen(self) -> asyncio.Event:
         """An event of one's own that every `notify` sets (each sender clears its own)."""
+        if not self._listeners:
+            # Rows queued by another process on the same database (PostgreSQL) wake it too.
+            self.s.db.on_change(self._wake)
         event = asyncio.Event()
         self._listeners.append(event)
         return event
 
     def notify(self) -> None:
-        """New rows are due: wake the senders (a sender busy sending sees it when it next waits)."""
+        """New rows are due: wake the senders (a sender busy sending sees it when it next waits),
+        in this process and, on a shared database, in the others."""
+        self._wake()
+        self.s.db.announce()
+
+    def _wake(self) -> None:
         for event in self._listeners:
             event.set()
 

@@ -169,7 +169,11 @@ class BatchRecompute:
             # Let a burst of answers land first: one pass per burst, not per answer.
             await asyncio.sleep(settle)
             try:
-                await self.check()
+                # One process at a time on a shared database (an advisory lock on PostgreSQL):
+                # the others skip the round; if the holder dies, its lock dies with it.
+                async with self.service.db.exclusive("dawid-skene") as mine:
+                    if mine:
+                        await self.check()
             except asyncio.CancelledError:
                 raise
             except StorageUnavailable:

@@ -31,15 +31,20 @@ class Settling:
         correct: bool | None,
         seconds: float,
         now: float,
+        m: Row | None = None,
+        count_answer: bool = False,
         check: bool = False,
     ) -> Reason | None:
         """Update quality counters for one answer; returns why it suspends its author, if so.
 
-        A check (yes or no to a suggestion) is judged by gold only: a run of "yes" to a good
-        model's suggestions is no sign of carelessness, and a quick yes is what a check is.
+        `m`: the author's membership row as the caller read it in this transaction;
+        `count_answer`: add the answer to their count in the same UPDATE (one statement, not
+        three: on PostgreSQL each is a round trip and a row version). A `check` (yes or no to
+        a suggestion) is judged by gold only: a run of "yes" to a good model's suggestions is
+        no sign of carelessness, and a quick yes is what a check is.
         """
         pid, aid = r["project_id"], r["annotator_id"]
-        m = repo.get_member(conn, pid, aid)
+        m = m or repo.get_member(conn, pid, aid)
         assert m is not None
         deltas: dict[str, int] = {}
         if correct is not None:
@@ -49,22 +54,26 @@ class Settling:
                 deltas.update(qual_answers=1, qual_correct=int(correct))
         if rules.min_seconds and seconds < rules.min_seconds and not check:
             deltas["fast_answers"] = 1
-        if deltas:
-            repo.bump_member(conn, pid, aid, **deltas)
         run = m["same_run"]
+        set_: dict[str, Any] = {}
         if not check:
             run = run + 1 if m["last_label"] == value else 1
-            repo.update_member(conn, pid, aid, last_label=value, same_run=run)
-        m = repo.get_member(conn, pid, aid)
-        assert m is not None
+            set_ = {"last_label": value, "same_run": run}
+        add = {**deltas, "answers": 1} if count_answer else deltas
+        if set_ or add:
+            repo.change_member(conn, pid, aid, set_, add)
+        # The row as it is now, without reading it again: the counters plus what was added.
+        now_m = {k: m[k] for k in m.keys()}  # noqa: SIM118 (rows are not dicts)
+        for k, d in deltas.items():
+            now_m[k] += d
         # The relative gate's bar moves with the crowd, so it is read when gold is scored.
         crowd = self.s.crowd(conn, pid) if correct is not None else None
         conduct = Conduct(
-            member=member_record(m),
+            member=member_record(now_m),
             qualifying=bool(deltas.get("qual_answers")),
             scored=correct is not None,
             same_run=run if not check else 0,
-            fast_answers=m["fast_answers"],
+            fast_answers=now_m["fast_answers"],
             crowd=crowd,
         )
         reason = suspension(rules, conduct)
@@ -85,7 +94,8 @@ class Settling:
         # Their votes on unsettled items stop counting; those items reopen for others.
         reopened = repo.uncount_open_answers(conn, pid, aid)
         # And undecided items only they could still have answered go to the experts.
-        for item_id in {*reopened, *repo.undecided_items(conn, pid, rules.overlap)}:
+        for item_id in sorted({*reopened, *repo.undecided_items(conn, pid, rules.overlap)}):
+            repo.lock_item(conn, item_id)  # in id order: two suspensions cannot deadlock
             self.settle(conn, pid, item_id, rules, now)
         self.s.notify()
 
@@ -106,7 +116,7 @@ class Settling:
     def settle(
         self, conn: sqlite3.Connection, pid: int, item_id: int, rules: Rules, now: float
     ) -> None:
-        """Recompute an item's verdict from its counted votes."""
+        """Recompute an item's verdict from its counted votes (the caller holds the item row)."""
         rows = repo.item_votes(conn, item_id)
         weights = None
         if rules.method != "majority" and rows:

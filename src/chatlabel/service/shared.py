@@ -18,10 +18,11 @@ from ..core.model import VERIFY_LABELS, Rules
 from ..core.routing import Routing
 from ..mechanics import BoundedCache
 from ..storage import quality_queries, repo
-from ..storage.db import Database
+from ..storage.store import Store
 from .types import Media, ProjectInfo, ProjectTexts, Task, UserRef
 
 Row = sqlite3.Row
+POOLED_SECONDS = 30.0  # the crowd's pooled gold figures are scanned again at least this often
 
 
 class Shared:
@@ -29,7 +30,7 @@ class Shared:
 
     def __init__(
         self,
-        db: Database,
+        db: Store,
         config: Config,
         *,
         clock: Callable[[], float] = time.time,
@@ -54,14 +55,19 @@ class Shared:
         # Per project: the active members' pooled gold answers [right, all], behind the average
         # annotator's accuracy (the prior of weighted votes and the relative gate's crowd). A
         # scan of every member, so kept up to date by each gold answer and rescanned only after
-        # a suspension, a reinstatement or an undone gold answer (pop the project).
+        # a suspension, a reinstatement or an undone gold answer (pop the project), and at
+        # least every POOLED_SECONDS: other processes sharing a PostgreSQL database count
+        # their own gold answers, and a transaction run again after a collision counts twice.
         self.pooled: dict[int, list[int]] = {}
+        self._pooled_at: dict[int, float] = {}
         # The choices behind each assignment's buttons never change: a press needs no read.
         self._choices: BoundedCache[int, tuple[str, ...]] = BoundedCache(50_000)
 
     async def start(self) -> None:
         """Create the project rows the config declares."""
         self._loop = asyncio.get_running_loop()
+        # Work announced by another process on the same database wakes this one's push loops.
+        self.db.on_change(self._wake)
         now = self.clock()
 
         def tx(conn: sqlite3.Connection) -> dict[str, int]:
@@ -102,10 +108,13 @@ class Shared:
         return out
 
     def notify(self) -> None:
-        """Wake everyone waiting for work to appear; safe to call from the database thread."""
+        """Wake everyone waiting for work to appear; safe to call from the database thread.
+
+        Other processes on the same database (PostgreSQL) hear of it too."""
         loop = self._loop
         if loop is None:
             return
+        self.db.announce()
         try:
             here = asyncio.get_running_loop()
         except RuntimeError:
@@ -131,8 +140,10 @@ class Shared:
     def crowd(self, conn: sqlite3.Connection, pid: int) -> float:
         """The project's average annotator's gold accuracy (pooled, shrunk; cached)."""
         counts = self.pooled.get(pid)
-        if counts is None:
+        t = time.monotonic()
+        if counts is None or t - self._pooled_at.get(pid, t) > POOLED_SECONDS:
             counts = self.pooled[pid] = list(quality_queries.pooled_gold(conn, pid))
+            self._pooled_at[pid] = t
         return crowd_accuracy(counts[0], counts[1])
 
     def gold_scored(self, pid: int, correct: bool) -> None:

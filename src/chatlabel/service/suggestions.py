@@ -7,6 +7,7 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..core.model import Rules
 from ..core.routing import (
@@ -21,7 +22,9 @@ from ..core.routing import (
 from ..core.suspension import Reason
 from ..models.base import Predictions, Suggested, Work, WorkSource
 from ..storage import model_queries as mq
+from ..storage import outbox_queries as oq
 from ..storage import repo
+from .outbox import Outbox
 from .shared import Row, Shared
 from .types import ModelState, RoutingStopped
 
@@ -40,9 +43,10 @@ Listener = Callable[[RoutingStopped], object]
 class Suggestions:
     """Use cases of suggestions and routing (the press-time ones inside a press's transaction)."""
 
-    def __init__(self, shared: Shared) -> None:
+    def __init__(self, shared: Shared, outbox: Outbox) -> None:
         self.s = shared
         self._listeners: list[Listener] = []
+        self.outbox = outbox
 
     def models(self) -> list[str]:
         """Projects with a [model] section, in the config's order."""
@@ -165,7 +169,13 @@ class Suggestions:
     def source(self, name: str, *, learns: bool) -> WorkSource:
         """Where a model round reads its work: every labeled and untouched item for a model that
         learns, only items it has not suggested for yet for one that does not."""
-        return WorkSource(read_work, (str(self.s.db.path), self.s.pids[name], learns))
+        db = self.s.db
+        where: tuple[Any, ...]
+        if db.dialect == "postgresql":
+            where = ("postgresql", *db.connect_args())  # type: ignore[attr-defined]
+        else:
+            where = ("sqlite", str(db.path))
+        return WorkSource(read_work, (where, self.s.pids[name], learns))
 
     async def unsuggested(self, name: str) -> int:
         """Items (gold included) that no model has suggested for yet."""
@@ -285,6 +295,24 @@ class Suggestions:
             )
             mq.set_routing(conn, pid, False, reason.encode(), now)
             mq.unroute_checks(conn, pid, project.overlap)
+            # Every coordinator hears of it, on their platform, whichever process serves it
+            # (one process per bot on a shared database): a row of the outbox each, in the
+            # same transaction, so the alert is sent once routing is off and only then.
+            alert = [
+                oq.NewRow(
+                    kind="model_off",
+                    platform=key.partition(":")[0],
+                    recipient=key,
+                    address=None,
+                    name="",
+                    payload=dict(reason.params),
+                    not_before=now,
+                    project_id=pid,
+                    dedupe=f"model_off:{name}:{now}:{key}",
+                )
+                for key in self.s.config.access.coordinators
+            ]
+            oq.add(conn, alert, now)
             return RoutingStopped(name, reason)
 
         right, scored = await self.s.db.read(mq.record, pid)
@@ -300,6 +328,7 @@ class Suggestions:
                 rules.min_gold_accuracy * 100,
             )
             self.s.notify()  # items that were checks want full overlap now
+            self.outbox.notify()  # the coordinators' alert is queued
             for listener in list(self._listeners):
                 try:
                     listener(stopped)
@@ -355,9 +384,20 @@ def _write_items(
     return mq.write_suggestions(conn, rows)
 
 
-def read_work(path: str, project_id: int, learns: bool) -> Work:
-    """A model round's work, read on a connection of its own (in a model's worker process)."""
-    conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+def read_work(where: tuple[Any, ...], project_id: int, learns: bool) -> Work:
+    """A model round's work, read on a connection of its own (in a model's worker process).
+
+    `where`: ("sqlite", path) or ("postgresql", url, connect arguments); on PostgreSQL the
+    three reads share one read-only snapshot, as they do in SQLite's WAL reader."""
+    conn: Any
+    if where[0] == "postgresql":
+        from ..storage.pg_conn import PgConnection
+
+        conn = PgConnection.connect(where[1], **where[2])
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    else:
+        conn = sqlite3.connect(f"{Path(where[1]).resolve().as_uri()}?mode=ro", uri=True)
+        conn.execute("BEGIN")
     try:
         work = Work()
         if learns:

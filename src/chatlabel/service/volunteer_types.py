@@ -14,7 +14,7 @@ REPORT_REASONS = ("broken", "offensive", "unclear", "other")
 # Why someone skipped an item; the ones that are also report reasons file a report too.
 SKIP_REASONS = ("unsure", "unclear", "broken", "offensive")
 
-OutboxKind = Literal["reminder", "announcement", "announced", "digest", "pulled"]
+OutboxKind = Literal["reminder", "announcement", "announced", "digest", "pulled", "model_off"]
 
 
 @dataclass(frozen=True)

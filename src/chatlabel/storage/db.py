@@ -136,8 +136,11 @@ class _Checkpointer(threading.Thread):
 class Database:
     """The single writer for one chatlabel database file."""
 
+    dialect = "sqlite"
+
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        self.label = str(self.path)
         self._conn: aiosqlite.Connection | None = None
         # The short writes' connection, used only from the event loop's thread.
         self._inline: sqlite3.Connection | None = None
@@ -371,6 +374,19 @@ class Database:
                 return None
             raise
         return _jobs(conn, jobs)
+
+    # -- what several processes need (one process per SQLite file: nothing to do) ----------
+
+    def announce(self) -> None:
+        """Other processes need no wake-up: one `run` per SQLite file (storage.lock)."""
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        """No other process writes work into this file while `run` holds it."""
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[bool]:
+        """Background work needs no lock across processes here: always granted."""
+        yield True
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run fn(sqlite3_conn, *args) for reading, in one hop to the connection's thread.

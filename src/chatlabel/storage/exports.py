@@ -1,10 +1,10 @@
-"""The SQL of exports: results and answers built by SQLite itself, streamed in batches."""
+"""The SQL of exports: results and answers built by the database itself, streamed in batches."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from .feedback_queries import REPORTS_CSV, REPORTS_JSONL
+from .feedback_queries import PG_REPORTS_CSV, PG_REPORTS_JSONL, REPORTS_CSV, REPORTS_JSONL
 
 ExportWhat = Literal["results", "answers", "reports"]
 ExportFormat = Literal["jsonl", "csv"]
@@ -62,26 +62,104 @@ _SQL = {
         CASE WHEN x.is_gold THEN 'true' ELSE 'false' END,
         CASE x.correct WHEN 1 THEN 'true' WHEN 0 THEN 'false' END,
         ROUND(x.seconds, 3), {_ISO},
-        x.skip_reason, {_COMMENT}, CASE WHEN x.checked THEN 'true' ELSE 'false' END """
+        x.skip_reason, {_COMMENT}, CASE WHEN x.checked <> 0 THEN 'true' ELSE 'false' END """
     + _ANSWERS_FROM,
     ("reports", "jsonl"): REPORTS_JSONL,
     ("reports", "csv"): REPORTS_CSV,
 }
 
 
-def export_sql(what: ExportWhat, fmt: ExportFormat, kind: str) -> str:
+# The same rows on PostgreSQL: json_build_object keeps the keys in this order, as SQLite's
+# json_object does; times and scores are double precision, rounded through numeric.
+def _pg_label_sql(kind: str, column: str, json: bool) -> str:
+    if kind == "multi":
+        return f"({column})::json" if json else column
+    if kind == "rating" and json:
+        return (
+            f"CASE WHEN ({column})::numeric = trunc(({column})::numeric)"
+            f" THEN to_json(({column})::numeric::bigint) ELSE to_json(({column})::float8) END"
+        )
+    if kind == "rating":
+        return (
+            f"CASE WHEN ({column})::numeric = trunc(({column})::numeric)"
+            f" THEN (({column})::numeric::bigint)::text ELSE (({column})::float8)::text END"
+        )
+    return column
+
+
+_PG_ROUND = "round(({})::numeric, {})::float8"
+_PG_ISO = (
+    "to_char(to_timestamp(x.answered_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS')"
+    " || '+00:00'"
+)
+_PG_COMMENT = """(SELECT string_agg(c.text, chr(10) ORDER BY c.id) FROM comments c
+    WHERE c.item_id = x.item_id AND c.annotator_id = x.annotator_id)"""
+_PG_SQL = {
+    ("results", "jsonl"): """SELECT json_build_object('id', i.ext_id,
+        'label', CASE WHEN {status} = 'resolved' THEN {label} END,
+        'status', {status},
+        'confidence', """
+    + _PG_ROUND.format("v.confidence", 4)
+    + """, 'votes', COALESCE(v.votes, '{{}}')::json, 'n_answers', COALESCE(v.n_answers, 0),
+        'method', COALESCE(v.method, :method), 'suggestion', i.suggestion,
+        'suggestion_score', """
+    + _PG_ROUND.format("i.suggestion_score", 4)
+    + """, 'model', i.suggestion_model)::text """
+    + _RESULTS_FROM,
+    ("results", "csv"): """SELECT i.ext_id,
+        CASE WHEN {status} = 'resolved' THEN v.label END,
+        {status}, """
+    + _PG_ROUND.format("v.confidence", 4)
+    + """, COALESCE(v.votes, '{{}}'),
+        COALESCE(v.n_answers, 0), COALESCE(v.method, :method), i.suggestion, """
+    + _PG_ROUND.format("i.suggestion_score", 4)
+    + """, i.suggestion_model """
+    + _RESULTS_FROM,
+    ("answers", "jsonl"): f"""SELECT json_build_object('item_id', i.ext_id, 'annotator', a.key,
+        'label', {{label}}, 'skipped', x.value IS NULL, 'is_gold', x.is_gold <> 0,
+        'correct', CASE WHEN x.correct IS NULL THEN NULL ELSE x.correct <> 0 END,
+        'seconds', {_PG_ROUND.format("x.seconds", 3)}, 'answered_at', {_PG_ISO},
+        'skip_reason', x.skip_reason, 'comment', {_PG_COMMENT},
+        'check', x.checked <> 0)::text """
+    + _ANSWERS_FROM,
+    ("answers", "csv"): f"""SELECT i.ext_id, a.key, x.value,
+        CASE WHEN x.value IS NULL THEN 'true' ELSE 'false' END,
+        CASE WHEN x.is_gold <> 0 THEN 'true' ELSE 'false' END,
+        CASE x.correct WHEN 1 THEN 'true' WHEN 0 THEN 'false' END,
+        {_PG_ROUND.format("x.seconds", 3)}, {_PG_ISO}, x.skip_reason, {_PG_COMMENT},
+        CASE WHEN x.checked <> 0 THEN 'true' ELSE 'false' END """
+    + _ANSWERS_FROM,
+    ("reports", "jsonl"): PG_REPORTS_JSONL,
+    ("reports", "csv"): PG_REPORTS_CSV,
+}
+
+
+def export_sql(what: ExportWhat, fmt: ExportFormat, kind: str, dialect: str = "sqlite") -> str:
     """The query for an export; parameters :p (project id) and :method (its verdict method)."""
-    if what == "reports":
+    if what == "reports" and dialect != "postgresql":
         return _SQL[what, fmt]
     column = "v.label" if what == "results" else "x.value"
+    if dialect == "postgresql":
+        if what == "reports":
+            return _PG_SQL[what, fmt]
+        label = _pg_label_sql(kind, column, fmt == "jsonl")
+        return _PG_SQL[what, fmt].format(label=label, status=_STATUS)
     return _SQL[what, fmt].format(label=_label_sql(kind, column), status=_STATUS)
 
 
 # Every item (gold too: its gold answer is a ground-truth annotation) with its suggestion and
 # verdict, for Label Studio's task JSON; the columns label_studio.task_of reads, in order.
-TASKS_SQL = """SELECT i.ext_id, i.text, i.media_kind, i.media_path, i.context, i.meta, i.gold,
-    i.suggestion, ROUND(i.suggestion_score, 4), i.suggestion_model,
-    COALESCE(v.status, i.status), v.label, ROUND(v.confidence, 4), COALESCE(v.n_answers, 0),
+_TASKS_SQL = """SELECT i.ext_id, i.text, i.media_kind, i.media_path, i.context, i.meta, i.gold,
+    i.suggestion, {score}, i.suggestion_model,
+    COALESCE(v.status, i.status), v.label, {confidence}, COALESCE(v.n_answers, 0),
     v.method
     FROM items i LEFT JOIN verdicts v ON v.item_id = i.id
     WHERE i.project_id = :p ORDER BY i.seq"""
+
+
+def tasks_sql(dialect: str = "sqlite") -> str:
+    """The query behind Label Studio's task export; parameter :p (project id)."""
+    rnd = _PG_ROUND if dialect == "postgresql" else "ROUND({}, {})"
+    return _TASKS_SQL.format(
+        score=rnd.format("i.suggestion_score", 4), confidence=rnd.format("v.confidence", 4)
+    )

@@ -14,6 +14,7 @@ import inspect
 import logging
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -22,7 +23,7 @@ from typing import Literal
 
 log = logging.getLogger("chatlabel.storage")
 
-Cause = Literal["locked", "disk_full", "io_error"]
+Cause = Literal["locked", "disk_full", "io_error", "unreachable"]
 
 # Primary result codes (the low byte of the extended code Python reports) of errors that a
 # retry can outlive. Everything else (constraints, a bad schema, misuse) is a bug or bad input
@@ -39,15 +40,39 @@ _WORDS: dict[Cause, str] = {
     "locked": "locked by another connection",
     "disk_full": "disk full",
     "io_error": "I/O error",
+    "unreachable": "cannot reach the database server",
+}
+
+# PostgreSQL's SQLSTATEs of errors a retry can outlive (by class, or exactly). Serialization
+# failures and deadlocks are not here: the storage reruns those transactions at once.
+_PG_CLASSES: dict[str, Cause] = {"08": "unreachable", "57": "unreachable"}
+_PG_STATES: dict[str, Cause] = {
+    "53100": "disk_full",
+    "53300": "unreachable",  # too many connections: the server cannot take this one now
+    "58030": "io_error",
+    "55P03": "locked",  # lock_not_available (lock_timeout)
+    "57014": "locked",  # query_canceled (statement_timeout) while waiting for a lock
 }
 
 
 def fault_cause(exc: BaseException) -> Cause | None:
     """The passing cause behind an SQLite error, or None for errors a retry cannot fix."""
-    if not isinstance(exc, sqlite3.OperationalError):
+    if isinstance(exc, sqlite3.OperationalError):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return None if code is None else _CAUSES.get(code & 0xFF)
+    return _pg_cause(exc)
+
+
+def _pg_cause(exc: BaseException) -> Cause | None:
+    """The passing cause behind a psycopg error (None when psycopg is not even installed)."""
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None or not isinstance(exc, psycopg.Error):
         return None
-    code = getattr(exc, "sqlite_errorcode", None)
-    return None if code is None else _CAUSES.get(code & 0xFF)
+    state = getattr(exc, "sqlstate", None)
+    if state is None:
+        # No answer from a server at all: refused, reset, a timeout connecting.
+        return "unreachable" if isinstance(exc, psycopg.OperationalError) else None
+    return _PG_STATES.get(state) or _PG_CLASSES.get(state[:2])
 
 
 @dataclass(frozen=True)
@@ -55,7 +80,7 @@ class StorageIncident:
     """A stretch of time in which the database refused writes."""
 
     cause: Cause
-    database: Path
+    database: Path | str  # the SQLite file, or the PostgreSQL URL without its password
     since: float  # wall-clock time of the first failed attempt
     refused: int  # calls given up on so far (writes; reads fail rarely and count too)
     detail: str  # SQLite's own words, e.g. "database or disk is full"
@@ -78,8 +103,8 @@ class StorageUnavailable(Exception):
         return self.incident.cause
 
     @property
-    def database(self) -> Path:
-        """The database file."""
+    def database(self) -> Path | str:
+        """The database file (or a PostgreSQL database's URL, without password)."""
         return self.incident.database
 
 
@@ -135,7 +160,7 @@ Listener = Callable[[StorageEvent], Awaitable[None] | None]
 class IncidentTracker:
     """One database's incidents and the listeners that hear of them; event-loop thread only."""
 
-    def __init__(self, database: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, database: Path | str, clock: Callable[[], float] = time.time) -> None:
         self.database = database
         self.clock = clock
         self.incident: StorageIncident | None = None

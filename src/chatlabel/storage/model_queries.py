@@ -109,7 +109,7 @@ def suggestion_counts(conn: sqlite3.Connection, project_id: int) -> tuple[int, i
 # -- what a model learns from and works on -----------------------------------------------------
 
 # What a model reads of an item: its text, and its context after a line break.
-_TEXT = "COALESCE(text, '') || COALESCE(char(10) || context, '')"
+_TEXT = "COALESCE(text, '') || COALESCE('\n' || context, '')"  # a line break in the literal
 
 
 def resolved_count(conn: sqlite3.Connection, project_id: int) -> int:
@@ -124,7 +124,7 @@ def resolved_count(conn: sqlite3.Connection, project_id: int) -> int:
 def examples(conn: sqlite3.Connection, project_id: int) -> list[tuple[int, str, str, int]]:
     """(item id, text, label, is gold) of every labeled item: gold, and resolved verdicts."""
     return conn.execute(
-        """SELECT i.id, COALESCE(i.text, '') || COALESCE(char(10) || i.context, ''),
+        """SELECT i.id, COALESCE(i.text, '') || COALESCE('\n' || i.context, ''),
                   COALESCE(i.gold, v.label), i.gold IS NOT NULL
            FROM items i LEFT JOIN verdicts v ON v.item_id = i.id
            WHERE i.project_id = ?
@@ -196,10 +196,10 @@ def write_gold_suggestions(
     """Set (suggestion, score, model) of gold items and score each against the gold value."""
     # SET sees the row as it was, so the new suggestion is compared as a parameter.
     cur = conn.executemany(
-        """UPDATE items SET suggestion = ?1, suggestion_score = ?2, suggestion_model = ?3,
-             model_hit = (?1 = gold)
-           WHERE id = ?4 AND gold IS NOT NULL""",
-        rows,
+        """UPDATE items SET suggestion = :s, suggestion_score = :score, suggestion_model = :m,
+             model_hit = CASE WHEN :s = gold THEN 1 ELSE 0 END
+           WHERE id = :id AND gold IS NOT NULL""",
+        [{"s": s, "score": score, "m": m, "id": i} for s, score, m, i in rows],
     )
     return cur.rowcount
 
@@ -219,7 +219,7 @@ def imported_scores(
 def score_imported_gold(conn: sqlite3.Connection, project_id: int, after_seq: int) -> None:
     """Score the suggestions imported with gold items against their gold values."""
     conn.execute(
-        """UPDATE items SET model_hit = (suggestion = gold)
+        """UPDATE items SET model_hit = CASE WHEN suggestion = gold THEN 1 ELSE 0 END
            WHERE project_id = ? AND seq > ? AND gold IS NOT NULL AND suggestion IS NOT NULL""",
         (project_id, after_seq),
     )
@@ -262,9 +262,10 @@ def reroute_check(conn: sqlite3.Connection, item_id: int, overlap: int | None) -
     """An undone check: the item waits for its one check again (or, with `overlap`, for
     ordinary overlap: routing is off now); its verdict goes."""
     conn.execute(
-        """UPDATE items SET route = CASE WHEN ?1 IS NULL THEN 'check' END,
-             needed = COALESCE(?1, 1), n_answers = 0, status = 'pending' WHERE id = ?2""",
-        (overlap, item_id),
+        """UPDATE items SET route = CASE WHEN CAST(:o AS INTEGER) IS NULL THEN 'check' END,
+             needed = COALESCE(CAST(:o AS INTEGER), 1), n_answers = 0, status = 'pending'
+           WHERE id = :id""",
+        {"o": overlap, "id": item_id},
     )
     conn.execute("DELETE FROM verdicts WHERE item_id = ?", (item_id,))
 

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..core.model import ITEM_FIELDS
+from .dialect import for_update, is_pg
 
 Row = sqlite3.Row
 
@@ -47,8 +48,8 @@ def upsert_annotator(
         """INSERT INTO annotators (key, platform, address, name, created_at)
            VALUES (?, ?, ?, ?, ?)
            ON CONFLICT(key) DO UPDATE SET
-             address = COALESCE(excluded.address, address),
-             name = CASE WHEN excluded.name != '' THEN excluded.name ELSE name END,
+             address = COALESCE(excluded.address, annotators.address),
+             name = CASE WHEN excluded.name != '' THEN excluded.name ELSE annotators.name END,
              blocked = 0""",
         (key, platform, address, name, now),
     )
@@ -92,6 +93,32 @@ def get_member(conn: sqlite3.Connection, project_id: int, annotator_id: int) -> 
     ).fetchone()
 
 
+def member_for_work(conn: sqlite3.Connection, project_id: int, annotator_id: int) -> Row | None:
+    """A membership with its project's `project_paused`, held until commit on PostgreSQL.
+
+    Locked because the use case decides from it what to write for that person (their next
+    item): two workers handling the same person at once then take turns, as on SQLite."""
+    return conn.execute(
+        """SELECT m.*, p.paused AS project_paused FROM members m
+           JOIN projects p ON p.id = m.project_id
+           WHERE m.project_id = ? AND m.annotator_id = ?"""
+        + for_update(conn, "m"),
+        (project_id, annotator_id),
+    ).fetchone()
+
+
+def hold_member(conn: sqlite3.Connection, project_id: int, annotator_id: int) -> None:
+    """Lock a membership until commit on PostgreSQL (on SQLite the one writer already does).
+
+    Two workers handling the same person's message at once then take turns: the second sees
+    what the first recorded (a redelivered typed answer finds its answer, not the next item)."""
+    if is_pg(conn):
+        conn.execute(
+            "SELECT 1 FROM members WHERE project_id = ? AND annotator_id = ?" + for_update(conn),
+            (project_id, annotator_id),
+        )
+
+
 def add_member(conn: sqlite3.Connection, project_id: int, annotator_id: int, now: float) -> None:
     """Make an annotator a member of a project (no-op when already one)."""
     conn.execute(
@@ -123,16 +150,42 @@ def bump_member(
     )
 
 
-def waiting_members(conn: sqlite3.Connection, platform: str, limit: int) -> list[Row]:
-    """Members told there was no work, who can be pushed an item now."""
+def change_member(
+    conn: sqlite3.Connection,
+    project_id: int,
+    annotator_id: int,
+    set_: dict[str, Any],
+    add: dict[str, int],
+) -> None:
+    """Set some columns of a membership row and add to others, in one statement."""
+    sets = [f"{c} = ?" for c in set_] + [f"{c} = {c} + ?" for c in add]
+    conn.execute(
+        f"UPDATE members SET {', '.join(sets)} WHERE project_id = ? AND annotator_id = ?",
+        (*set_.values(), *add.values(), project_id, annotator_id),
+    )
+
+
+def waiting_members(
+    conn: sqlite3.Connection, platform: str, project_ids: Iterable[int], limit: int
+) -> list[Row]:
+    """Members of these projects told there was no work, who can be pushed an item now.
+
+    On PostgreSQL the rows are locked and rows another process is pushing are skipped: two
+    processes serving one bot never push the same person the same item twice."""
+    ids = [int(p) for p in project_ids]
+    if not ids:
+        return []
+    marks = ",".join("?" for _ in ids)
     return conn.execute(
-        """SELECT a.key, a.address, a.name, a.id AS annotator_id, m.project_id
+        f"""SELECT a.key, a.address, a.name, a.id AS annotator_id, m.project_id
            FROM members m JOIN annotators a ON a.id = m.annotator_id
            JOIN projects p ON p.id = m.project_id
            WHERE m.waiting = 1 AND m.paused = 0 AND m.status = 'active' AND p.paused = 0
              AND a.blocked = 0 AND a.platform = ? AND a.project_id = m.project_id
-           LIMIT ?""",
-        (platform, limit),
+             AND m.project_id IN ({marks})
+           LIMIT ?"""
+        + for_update(conn, "m", skip_locked=True),
+        (platform, *ids, limit),
     ).fetchall()
 
 
@@ -141,12 +194,14 @@ def waiting_members(conn: sqlite3.Connection, platform: str, limit: int) -> list
 
 def expire_leases(conn: sqlite3.Connection, now: float) -> int:
     """Expire overdue assignments and give their items' slots back; returns how many."""
+    # Rows another transaction is expiring (or answering) right now are left to it.
     rows = conn.execute(
-        "SELECT id, item_id FROM assignments WHERE state = 'pending' AND expires_at <= ?", (now,)
+        "SELECT id, item_id FROM assignments WHERE state = 'pending' AND expires_at <= ?"
+        + for_update(conn, skip_locked=True),
+        (now,),
     ).fetchall()
     for r in rows:
-        conn.execute("UPDATE assignments SET state = 'expired' WHERE id = ?", (r["id"],))
-        conn.execute("UPDATE items SET n_leases = n_leases - 1 WHERE id = ?", (r["item_id"],))
+        close_assignment(conn, r["id"], r["item_id"], "expired")
     return len(rows)
 
 
@@ -169,6 +224,20 @@ _UNSEEN = """NOT EXISTS (SELECT 1 FROM answers x WHERE x.item_id = i.id AND x.an
                     WHERE y.item_id = i.id AND y.annotator_id = :a AND y.state = 'pending')"""
 
 
+def _lease_candidate(conn: sqlite3.Connection, sql: str, params: dict[str, Any]) -> int | None:
+    """The first row of an item query, locked on PostgreSQL.
+
+    A row another transaction holds right now (a queue head someone else is leasing, an item
+    whose answer is being recorded) is skipped: the next one will do, nobody waits. Only when
+    every candidate is held does this wait for them, so that "nothing to do" is said only when
+    it is true once they commit (as SQLite's one writer would see it), not because a press on
+    the last open item happened to be in flight."""
+    row = conn.execute(sql + for_update(conn, "i", skip_locked=True), params).fetchone()
+    if row is None and is_pg(conn):
+        row = conn.execute(sql + for_update(conn, "i"), params).fetchone()
+    return _id(row)
+
+
 def next_queue_item(
     conn: sqlite3.Connection, project_id: int, annotator_id: int, check: bool = False
 ) -> int | None:
@@ -178,13 +247,13 @@ def next_queue_item(
     project orders by uncertainty), then import order. `check`: an item waiting for its one
     yes/no check instead (routed by a confident suggestion); the two are separate ranges.
     """
-    row = conn.execute(
+    return _lease_candidate(
+        conn,
         f"""SELECT i.id FROM items i INDEXED BY items_queue
             WHERE i.project_id = :p AND i.awaiting_check = :c AND i.queued AND {_UNSEEN}
             ORDER BY i.n_answers DESC, i.certainty, i.seq LIMIT 1""",
         {"p": project_id, "a": annotator_id, "c": int(check)},
-    ).fetchone()
-    return _id(row)
+    )
 
 
 def checker_around(
@@ -217,13 +286,13 @@ def next_gold_item(conn: sqlite3.Connection, project_id: int, annotator_id: int)
 
 def next_escalated_item(conn: sqlite3.Connection, project_id: int, annotator_id: int) -> int | None:
     """The oldest escalated item this expert has not answered and nobody is settling."""
-    row = conn.execute(
+    return _lease_candidate(
+        conn,
         f"""SELECT i.id FROM items i INDEXED BY items_escalated
             WHERE i.project_id = :p AND i.status = 'escalated' AND i.n_leases = 0 AND {_UNSEEN}
             ORDER BY i.seq LIMIT 1""",
         {"p": project_id, "a": annotator_id},
-    ).fetchone()
-    return _id(row)
+    )
 
 
 def open_item(
@@ -234,7 +303,8 @@ def open_item(
         f"""SELECT i.id FROM items i
            WHERE i.project_id = :p AND i.ext_id = :e
              AND (i.queued OR (i.gold IS NOT NULL AND i.status = 'pending'))
-             AND {_UNSEEN}""",
+             AND {_UNSEEN}"""
+        + for_update(conn, "i"),
         {"p": project_id, "e": ext_id, "a": annotator_id},
     ).fetchone()
     return _id(row)
@@ -248,30 +318,48 @@ def create_assignment(
     # and the lease keeps what it was even if routing changes while it is out.
     cur = conn.execute(
         """INSERT INTO assignments (item_id, annotator_id, created_at, expires_at, checking)
-           SELECT :i, :a, :now, :exp, COALESCE(route = 'check', 0) FROM items WHERE id = :i""",
+           SELECT :i, :a, :now, :exp, CASE WHEN route = 'check' THEN 1 ELSE 0 END
+           FROM items WHERE id = :i""",
         {"i": item_id, "a": annotator_id, "now": now, "exp": expires},
     )
     conn.execute("UPDATE items SET n_leases = n_leases + 1 WHERE id = ?", (item_id,))
     return int(cur.lastrowid or 0)
 
 
-def get_assignment(conn: sqlite3.Connection, assignment_id: int) -> Row | None:
-    """An assignment with its item's fields and its annotator's key."""
+def get_assignment(
+    conn: sqlite3.Connection, assignment_id: int, *, lock: bool = False
+) -> Row | None:
+    """An assignment with its item's fields and its annotator's key.
+
+    `lock` (for a use case that changes them): on PostgreSQL the assignment and its item stay
+    locked until commit, so a press delivered twice, or two people's answers to one item,
+    take turns and each sees what the other wrote."""
     return conn.execute(
         """SELECT s.id AS assignment_id, s.state, s.draft, s.created_at AS leased_at,
                   s.expires_at, s.annotator_id, s.checking, a.key AS annotator_key, i.*
            FROM assignments s JOIN items i ON i.id = s.item_id
-           JOIN annotators a ON a.id = s.annotator_id WHERE s.id = ?""",
+           JOIN annotators a ON a.id = s.annotator_id WHERE s.id = ?"""
+        + (for_update(conn, "s, i") if lock else ""),
         (assignment_id,),
     ).fetchone()
+
+
+def lock_item(conn: sqlite3.Connection, item_id: int) -> None:
+    """Hold an item's row until commit before recomputing its verdict (PostgreSQL only)."""
+    if is_pg(conn):
+        conn.execute("SELECT id FROM items WHERE id = ? FOR UPDATE", (item_id,))
 
 
 def close_assignment(
     conn: sqlite3.Connection, assignment_id: int, item_id: int, state: str
 ) -> None:
-    """End a pending assignment and free its slot."""
-    conn.execute("UPDATE assignments SET state = ? WHERE id = ?", (state, assignment_id))
-    conn.execute("UPDATE items SET n_leases = n_leases - 1 WHERE id = ?", (item_id,))
+    """End a pending assignment and free its slot (once: a closed one is left as it is)."""
+    cur = conn.execute(
+        "UPDATE assignments SET state = ? WHERE id = ? AND state = 'pending'",
+        (state, assignment_id),
+    )
+    if cur.rowcount:
+        conn.execute("UPDATE items SET n_leases = n_leases - 1 WHERE id = ?", (item_id,))
 
 
 def bump_item_answers(conn: sqlite3.Connection, item_id: int, delta: int) -> None:
@@ -411,7 +499,8 @@ def save_verdict(
              n_answers = :n,
              needed = CASE WHEN route = 'check' THEN needed ELSE :needed END,
              model_hit = CASE WHEN route != 'audit' OR route IS NULL THEN model_hit
-                              WHEN :status = 'resolved' THEN suggestion = :label END
+                              WHEN :status != 'resolved' THEN NULL
+                              WHEN suggestion = :label THEN 1 ELSE 0 END
            WHERE id = :id""",
         {"status": status, "n": n_answers, "needed": needed, "label": label, "id": item_id},
     )
@@ -451,13 +540,15 @@ def media_file_id(conn: sqlite3.Connection, sha256: str, platform: str) -> str |
 def save_media_file_id(conn: sqlite3.Connection, sha256: str, platform: str, file_id: str) -> None:
     """Remember a platform's file id for prepared media."""
     conn.execute(
-        "INSERT OR REPLACE INTO media_files (sha256, platform, file_id) VALUES (?, ?, ?)",
+        """INSERT INTO media_files (sha256, platform, file_id) VALUES (?, ?, ?)
+           ON CONFLICT (sha256, platform) DO UPDATE SET file_id = excluded.file_id""",
         (sha256, platform, file_id),
     )
 
 
 # -- import -------------------------------------------------------------------------------
 
+_IMPORT_LOCK = 0x63_6C_69_6D  # "clim": held by an import's transaction on PostgreSQL
 ITEM_COLUMNS = ITEM_FIELDS  # the importer builds rows in this order
 _INSERT_ITEM = (
     f"INSERT INTO items ({', '.join(ITEM_COLUMNS)}) VALUES ({', '.join('?' * len(ITEM_COLUMNS))})"
@@ -466,7 +557,10 @@ _INSERT_ITEM = (
 
 
 def max_seq(conn: sqlite3.Connection) -> int:
-    """The highest import sequence number so far."""
+    """The highest import sequence number so far (imports take turns on PostgreSQL)."""
+    if is_pg(conn):
+        # Two processes importing at once would otherwise number their rows alike.
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (_IMPORT_LOCK,))
     return int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM items").fetchone()[0])
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from .dialect import is_pg
+
 Row = sqlite3.Row
 
 
 def rank(conn: sqlite3.Connection, project_id: int, answers: int) -> tuple[int, int]:
     """(1 + members with more answers, members) of a project: someone's place by volume."""
     above, members = conn.execute(
-        "SELECT 1 + COALESCE(SUM(answers > :n), 0), COUNT(*) FROM members WHERE project_id = :p",
+        "SELECT 1 + COALESCE(SUM(CASE WHEN answers > :n THEN 1 ELSE 0 END), 0), COUNT(*)"
+        " FROM members WHERE project_id = :p",
         {"n": answers, "p": project_id},
     ).fetchone()
     return int(above), int(members)
@@ -50,12 +53,14 @@ def project_counts(
         "SELECT COUNT(*) FROM items WHERE project_id = ? AND gold IS NOT NULL", (p,)
     ).fetchone()[0]
     answers, recent = conn.execute(
-        """SELECT COUNT(*), COALESCE(SUM(x.answered_at >= ?), 0) FROM answers x
+        """SELECT COUNT(*), COALESCE(SUM(CASE WHEN x.answered_at >= ? THEN 1 ELSE 0 END), 0)
+           FROM answers x
            JOIN items i ON i.id = x.item_id WHERE i.project_id = ? AND x.value IS NOT NULL""",
         (since, p),
     ).fetchone()
     members, suspended = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(status = 'suspended'), 0) FROM members WHERE project_id = ?",
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status = 'suspended' THEN 1 ELSE 0 END), 0)"
+        " FROM members WHERE project_id = ?",
         (p,),
     ).fetchone()
     active = conn.execute(
@@ -69,15 +74,18 @@ def project_counts(
            GROUP BY v.label""",
         (p,),
     ).fetchall()
+    # Whole minutes: SQLite's CAST truncates, PostgreSQL's rounds, so FLOOR there.
+    minute = "FLOOR(x.answered_at / 60)" if is_pg(conn) else "CAST(x.answered_at / 60 AS INTEGER)"
     per_minute = conn.execute(
-        """SELECT CAST(x.answered_at / 60 AS INTEGER) * 60 AS t, COUNT(*)
+        f"""SELECT {minute} * 60 AS t, COUNT(*)
            FROM answers x JOIN items i ON i.id = x.item_id
            WHERE i.project_id = ? AND x.value IS NOT NULL GROUP BY t ORDER BY t""",
         (p,),
     ).fetchall()
     paused = conn.execute("SELECT paused FROM projects WHERE id = ?", (p,)).fetchone()[0]
     needed = conn.execute(
-        """SELECT COALESCE(SUM(MAX(needed - n_answers, 0)), 0) FROM items
+        """SELECT COALESCE(SUM(CASE WHEN needed > n_answers THEN needed - n_answers ELSE 0 END), 0)
+           FROM items
            WHERE project_id = ? AND gold IS NULL AND status = 'pending'""",
         (p,),
     ).fetchone()[0]

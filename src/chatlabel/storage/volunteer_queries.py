@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from .dialect import is_pg
+
 Row = sqlite3.Row
 
 
@@ -18,7 +20,8 @@ def set_flag(conn: sqlite3.Connection, key: str, column: str, on: bool) -> bool:
 def agreement(conn: sqlite3.Connection, project_id: int, annotator_id: int) -> tuple[int, int]:
     """(answers on resolved items, of which equal to the verdict) of one member."""
     n, agreed = conn.execute(
-        """SELECT COUNT(*), COALESCE(SUM(v.label = x.value), 0) FROM answers x
+        """SELECT COUNT(*), COALESCE(SUM(CASE WHEN v.label = x.value THEN 1 ELSE 0 END), 0)
+           FROM answers x
            JOIN items i ON i.id = x.item_id JOIN verdicts v ON v.item_id = x.item_id
            WHERE x.annotator_id = ? AND i.project_id = ? AND x.is_gold = 0
              AND x.value IS NOT NULL AND v.status = 'resolved'""",
@@ -113,9 +116,11 @@ def last_digest(conn: sqlite3.Connection, project: str) -> tuple[int | None, flo
     per reminder, and this runs every minute.
     """
     prefix = f"digest:{project}:"
+    # Byte order on PostgreSQL too, whatever the database's collation (';' right after ':').
+    c = ' COLLATE "C"' if is_pg(conn) else ""
     row = conn.execute(
-        """SELECT dedupe, created_at FROM outbox WHERE dedupe >= ? AND dedupe < ?
-           ORDER BY dedupe DESC LIMIT 1""",
+        f"""SELECT dedupe, created_at FROM outbox WHERE dedupe{c} >= ? AND dedupe{c} < ?
+           ORDER BY dedupe{c} DESC LIMIT 1""",
         (prefix, prefix[:-1] + ";"),  # ';' sorts right after ':'
     ).fetchone()
     if row is None:
