@@ -5,8 +5,8 @@ template database once (chatlabel's own migrate-db copy, without the digests), a
 starts from a fresh copy of that template, so the phases compare like with like:
 
   floor          the service's transaction functions on one plain psycopg connection in one
-                 thread (BEGIN, answer_in + next_in, COMMIT): what this SQL costs with no event
-                 loop and no pool
+                 thread (BEGIN, answer_in + next_in, COMMIT, pipelined as storage.pg sends them):
+                 what this SQL costs with no event loop and no pool
   1 process      the real service on storage.pg.PgDatabase (a pool of worker threads)
   2 processes    two processes, each the real service with half of the annotators and half
                  of the offered rate, started together phase by phase (a barrier)
@@ -93,9 +93,9 @@ def run_floor(url: str, args: argparse.Namespace, users: list[Any]) -> Phase:
     rng = random.Random(args.seed)
 
     def tx(fn: Any) -> Any:
-        conn.execute("BEGIN")
+        conn.begin()  # pipelined, as storage.pg runs a transaction
         out = fn(conn)
-        conn.execute("COMMIT")
+        conn.commit()
         return out
 
     tasks = {u: tx(lambda c, u=u: svc.next_in(c, u, time.time())) for u in users}

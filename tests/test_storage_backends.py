@@ -77,6 +77,55 @@ async def test_a_failing_write_rolls_back_alone(tmp_path: Path, storage_url: str
         assert await db.read(_rows) == [("a", landed[0]), ("b", 3)]
 
 
+async def test_writes_count_their_rows_and_a_failing_one_undoes_its_transaction(
+    tmp_path: Path, storage_url: str
+) -> None:
+    """On PostgreSQL a transaction's writes go out in a pipeline with the next statement that
+    returns rows: their row counts are still right when read, and a write that fails (at the
+    next statement, or at COMMIT when it was the last) still undoes the whole transaction."""
+
+    def bump(conn: Any, first: str) -> tuple[int, int, int, list[tuple[Any, ...]]]:
+        changed = conn.execute("UPDATE t SET n = n + 10 WHERE k >= ?", (first,)).rowcount
+        none = conn.execute("UPDATE t SET n = n + 100 WHERE k = 'zzz'").rowcount
+        conn.execute("UPDATE t SET n = n - 1")  # still in the pipeline when executemany runs
+        many = conn.executemany(
+            "UPDATE t SET n = n + 1 WHERE k = ?", [("a",), ("b",), ("zzz",)]
+        ).rowcount
+        return changed, none, many, _rows(conn)
+
+    def clash(conn: Any) -> list[tuple[Any, ...]]:
+        conn.execute("UPDATE t SET n = 0 WHERE k = 'a'")
+        conn.execute("UPDATE t SET k = 'a' WHERE k = 'b'")  # the primary key: refused
+        conn.execute("INSERT INTO t (k, n) VALUES ('c', 3)")
+        return _rows(conn)
+
+    def clash_last(conn: Any) -> None:
+        conn.execute("UPDATE t SET n = 0 WHERE k = 'a'")
+        conn.execute("UPDATE t SET k = 'a' WHERE k = 'b'")
+
+    def change_of_mind(conn: Any) -> None:
+        conn.execute("UPDATE t SET n = 0")
+        conn.execute("INSERT INTO t (k, n) VALUES ('c', 3)")
+        raise RuntimeError("changed my mind")
+
+    async with opened(tmp_path, storage_url) as db:
+        await db.write(_table)
+        assert await db.write(_put, "a", 1) == 1
+        assert await db.write(_put, "b", 2) == 1
+        assert await db.write(bump, "a") == (2, 0, 2, [("a", 11), ("b", 12)])
+        for fn in (clash, clash_last):
+            with pytest.raises(Exception, match="(?i)unique") as refused:
+                await db.write(fn)
+            assert not isinstance(refused.value, StorageUnavailable)
+            assert await db.read(_rows) == [("a", 11), ("b", 12)]
+        with pytest.raises(RuntimeError):
+            await db.write(change_of_mind)
+        assert await db.read(_rows) == [("a", 11), ("b", 12)]
+        for i in range(8):  # every pooled connection is fine afterwards
+            assert await db.write(_put, f"c{i}", i) == 1
+        assert len(await db.read(_rows)) == 10
+
+
 async def test_concurrent_read_modify_writes_lose_nothing(tmp_path: Path, storage_url: str) -> None:
     """200 increments from 200 concurrent writes, each reading the row and writing it back:
     SQLite's one writer and PostgreSQL's row lock both make the total exact."""

@@ -242,7 +242,7 @@ class PgDatabase:
         while True:
             tries += 1
             try:
-                conn.execute("BEGIN")
+                conn.begin()
                 result = fn(conn, *args)
             except _COLLISIONS:
                 _rollback(conn)
@@ -255,7 +255,7 @@ class PgDatabase:
                 _rollback(conn)
                 raise
             try:
-                conn.execute("COMMIT")
+                conn.commit()  # with the writes still in the pipeline: their errors land here
             except _COLLISIONS:
                 _rollback(conn)
                 if tries >= COLLISION_TRIES:
@@ -267,6 +267,10 @@ class PgDatabase:
                     # The answer to COMMIT never came: it may have landed. Not tried again,
                     # so nothing is done twice; the caller hears the database is unavailable.
                     raise _CommitUnknown(str(exc)) from exc
+                _rollback(conn)
+                raise
+            except BaseException:
+                _rollback(conn)
                 raise
             return result
 
@@ -463,9 +467,7 @@ class PgDatabase:
 
 
 def _rollback(conn: PgConnection) -> None:
-    if not conn.closed and conn.in_transaction:
-        with contextlib.suppress(psycopg.Error):
-            conn.execute("ROLLBACK")
+    conn.rollback()
 
 
 def _redact(url: str) -> str:

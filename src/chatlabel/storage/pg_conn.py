@@ -15,6 +15,7 @@ is written per dialect where it is used, with `dialect.is_pg(conn)`.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
@@ -38,9 +39,24 @@ _ID_TABLES = frozenset(
         "outbox",
     }
 )
+# A write whose result nobody waits for: an UPDATE, DELETE or INSERT (also after a WITH) with
+# no RETURNING of its own. Inside a transaction it is sent along with the next statement.
+_WRITE = re.compile(r"^\s*(?:WITH\b.*?\)\s*)?(?:UPDATE|DELETE|INSERT)\b", re.I | re.S)
 _TOKEN = re.compile(r"'(?:[^']|'')*'|\"[^\"]*\"|::|\?|:[A-Za-z_]\w*|%|\bINDEXED BY \w+\s*", re.I)
 _INSERT = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)", re.I)
 _cache: dict[str, str] = {}
+_deferrable: dict[str, bool] = {}
+
+
+def deferrable(q: str) -> bool:
+    """True for a translated statement that returns nothing (its row count at most)."""
+    known = _deferrable.get(q)
+    if known is None:
+        tail = q[q.rfind(")") + 1 :]
+        known = bool(_WRITE.match(q)) and "RETURNING" not in tail.upper()
+        if len(_deferrable) < 4096:
+            _deferrable[q] = known
+    return known
 
 
 def translate(sql: str) -> str:
@@ -123,13 +139,18 @@ class PgCursor:
     next statement at once (no cursor object per statement: they cost more than a query).
     """
 
-    __slots__ = ("_rows", "_pos", "lastrowid", "rowcount")
+    __slots__ = ("_rows", "_pos", "lastrowid", "_rowcount")
 
-    def __init__(self, rows: list[Any], lastrowid: int | None, rowcount: int) -> None:
+    def __init__(self, rows: list[Any], lastrowid: int | None, rowcount: int | None) -> None:
         self._rows = rows
         self._pos = 0
         self.lastrowid = lastrowid
-        self.rowcount = rowcount
+        self._rowcount = rowcount
+
+    @property
+    def rowcount(self) -> int:
+        """Rows the statement returned or changed."""
+        return -1 if self._rowcount is None else self._rowcount
 
     def fetchone(self) -> Any:
         """The next row, or None."""
@@ -154,6 +175,32 @@ class PgCursor:
         return iter(self.fetchall())
 
 
+class _Deferred(PgCursor):
+    """A write sent in the transaction's pipeline: no rows; its row count once it is known.
+
+    Reading `rowcount` before the next statement has brought the result back waits for it."""
+
+    __slots__ = ("_owner", "_raw")
+
+    def __init__(self, owner: PgConnection, raw: psycopg.Cursor[Any]) -> None:
+        super().__init__(_EMPTY, None, None)
+        self._owner: PgConnection | None = owner
+        self._raw: psycopg.Cursor[Any] | None = raw
+
+    @property
+    def rowcount(self) -> int:
+        """Rows the write changed (synchronises the pipeline if still unknown)."""
+        if self._owner is not None:
+            self._owner.flush()
+        return -1 if self._rowcount is None else self._rowcount
+
+    def _settle(self) -> psycopg.Cursor[Any] | None:
+        raw, self._raw, self._owner = self._raw, None, None
+        if raw is not None:
+            self._rowcount = raw.rowcount
+        return raw
+
+
 _EMPTY: list[Any] = []
 
 
@@ -169,6 +216,14 @@ class PgConnection:
         # prepared once per connection, they skip parsing and planning.
         conn.prepare_threshold = 0
         self._cur = conn.cursor()
+        # Pipeline mode between begin() and commit()/rollback(): BEGIN and the writes whose
+        # results nobody waits for go out with the next statement that returns rows, so a
+        # press costs a round trip per read instead of one per statement.
+        self._pipe: Any = None  # the pipeline's context manager while a transaction is open
+        self._sync: Any = None  # its Pipeline.sync
+        self._ctl = conn.cursor()  # BEGIN / COMMIT in the pipeline
+        self._pending: list[_Deferred] = []
+        self._free: list[psycopg.Cursor[Any]] = []
         self._shapes: dict[str, RowMaker[Any]] = {}  # statement -> its rows' class
         self.trace: list[tuple[str, Any]] | None = None  # (sql, params), for the driver bench
 
@@ -187,13 +242,90 @@ class PgConnection:
         """True once the connection is closed or lost."""
         return self.raw.closed or self.raw.broken
 
+    # -- transactions (pipelined) ------------------------------------------------------------
+
+    pipelined = True  # False: every statement waits for its answer (the bench's comparison)
+
+    def begin(self) -> None:
+        """Start a transaction; pipelined, BEGIN goes out with the first statement."""
+        if not self.pipelined:
+            self.execute("BEGIN")
+            return
+        if self.trace is not None:
+            self.trace.append(("BEGIN", ()))
+        self._start_pipeline()
+        self._ctl.execute("BEGIN")
+
+    def commit(self) -> None:
+        """COMMIT, with the writes still in the pipeline; their errors are raised here."""
+        if self._pipe is None:
+            self.execute("COMMIT")
+            return
+        if self.trace is not None:
+            self.trace.append(("COMMIT", ()))
+        try:
+            self._ctl.execute("COMMIT")
+        finally:
+            self._end_pipeline(quiet=False)
+
+    def rollback(self) -> None:
+        """End the transaction without keeping anything (errors ignored: it is ending)."""
+        if self._pipe is not None:
+            self._end_pipeline(quiet=True)
+        if not self.closed and self.in_transaction:
+            with contextlib.suppress(psycopg.Error):
+                self.raw.execute("ROLLBACK")
+
+    def flush(self) -> None:
+        """Send what the pipeline holds and take every result back (raises the first error)."""
+        if self._pipe is None:
+            return
+        try:
+            self._sync()
+        finally:
+            self._settle()
+
+    def _start_pipeline(self) -> None:
+        self._pipe = self.raw.pipeline()
+        self._sync = self._pipe.__enter__().sync
+
+    def _end_pipeline(self, *, quiet: bool) -> None:
+        pipe, self._pipe = self._pipe, None
+        try:
+            pipe.__exit__(None, None, None)
+        except psycopg.Error:
+            if not quiet:
+                raise
+        finally:
+            self._settle()
+
+    def _settle(self) -> None:
+        """The pipeline's results are in: note the writes' row counts, free their cursors."""
+        if self._pending:
+            for d in self._pending:
+                raw = d._settle()
+                if raw is not None:
+                    self._free.append(raw)
+            self._pending.clear()
+
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> PgCursor:
         """Run one statement; params as sqlite3 takes them (a tuple for ?, a dict for :name)."""
         q = translate(sql)
         if self.trace is not None:
             self.trace.append((q, params))
-        cur = self._cur
-        cur.execute(q, params)
+        if self._pipe is not None:
+            if deferrable(q):
+                raw = self._free.pop() if self._free else self.raw.cursor()
+                raw.execute(q, params)
+                d = _Deferred(self, raw)
+                self._pending.append(d)
+                return d
+            self._cur.execute(q, params)
+            self.flush()
+            cur = self._cur
+        else:
+            cur = self._cur
+            cur.execute(q, params)
         if cur.pgresult is None or cur.pgresult.status != psycopg.pq.ExecStatus.TUPLES_OK:
             return PgCursor(_EMPTY, None, cur.rowcount)
         rows = cur.fetchall()
@@ -209,7 +341,16 @@ class PgConnection:
         q = translate(sql)
         if q.endswith(" RETURNING id"):
             q = q[: -len(" RETURNING id")]
-        self._cur.executemany(q, rows)
+        if self._pipe is None:
+            self._cur.executemany(q, rows)
+            return PgCursor(_EMPTY, None, self._cur.rowcount)
+        # In a transaction's pipeline: the writes before it are sent and checked first, then
+        # executemany runs its own pipeline (whose row count psycopg totals), then ours again.
+        self._end_pipeline(quiet=False)
+        try:
+            self._cur.executemany(q, rows)
+        finally:
+            self._start_pipeline()
         return PgCursor(_EMPTY, None, self._cur.rowcount)
 
     def close(self) -> None:
