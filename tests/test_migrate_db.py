@@ -37,6 +37,11 @@ max_overlap = 3
 [project.quality]
 qualification = 0
 gold_rate = 0.2
+
+[project.model]
+kind = "import"
+auto_threshold = 0.9
+audit_rate = 0.0
 """,
         encoding="utf-8",
     )
@@ -56,6 +61,10 @@ async def _label(cfg_path: Path, tmp_path: Path, users: range, import_items: boo
             rows: list[dict[str, Any]] = [
                 {"id": f"i{i}", "text": f"ítem {i} — ünïcode", "meta": {"n": i}} for i in range(30)
             ]
+            # Scored suggestions: confident ones become one-person checks (routes, the model).
+            for i, row in enumerate(rows[:12]):
+                row.update(suggestion="abc"[i % 3], suggestion_score=0.5 + 0.04 * i)
+                row["model_version"] = "m-1"
             rows += [{"id": f"g{i}", "text": f"gold {i}", "gold": "a"} for i in range(3)]
             await import_file(svc, "p", write_jsonl(tmp_path / "items.jsonl", rows))
         answered = 0
@@ -68,6 +77,8 @@ async def _label(cfg_path: Path, tmp_path: Path, users: range, import_items: boo
                     break
                 if k == 3:
                     out = await svc.skip(u, task.assignment_id)
+                elif task.check:
+                    out = await svc.answer(u, task.assignment_id, "yes" if k % 2 else "no")
                 else:
                     out = await svc.answer(u, task.assignment_id, "abc"[(n + k) % 3])
                 assert out.ok, out
@@ -93,6 +104,9 @@ def test_sqlite_to_postgresql_and_back_verified(tmp_path: Path) -> None:
     asyncio.run(_label(source, tmp_path, range(1, 6), True))
     original = _digests(f"sqlite:///{tmp_path / 'chatlabel.db'}")
     assert original["answers"][0] >= 15 and original["verdicts"][0] > 0
+    assert original["models"][0] == 1  # the model's record moves with the rest
+    src_url = f"sqlite:///{tmp_path / 'chatlabel.db'}"
+    assert pg.rows(src_url, "SELECT COUNT(*) FROM answers WHERE checked = 1")[0][0] > 0
 
     url = pg.fresh_database(migrated=False)
     runner = CliRunner()
