@@ -21,9 +21,11 @@ from PIL import Image
 from chatlabel.cli import main
 from chatlabel.config import Web
 from chatlabel.conversation import Catalog, Message
+from chatlabel.importer import import_file
 from chatlabel.service.types import UserRef
 from chatlabel.transports import web_outlet
 from chatlabel.transports.web_session import Origins, Sessions, languages, load_secret
+from tests.conftest import write_jsonl
 from tests.web_harness import COORDINATOR, Visitor, buttons, captions, project, running_web
 
 pytestmark = pytest.mark.timeout(60)
@@ -454,3 +456,18 @@ def test_chatlabel_invite_prints_the_web_link(tmp_path: Path) -> None:
     code = re.search(r"Invite code: (\S+)", result.output)
     assert code is not None
     assert f"Web link: https://l.example.org/join/{code.group(1)}" in result.output
+
+
+async def test_a_confident_suggestion_is_one_check_on_the_web_too(tmp_path: Path) -> None:
+    """The check flow is the shared conversation's: the web chat shows a yes/no check too."""
+    routed = project(model={"kind": "import", "auto_threshold": 0.9, "audit_rate": 0.0})
+    async with running_web(tmp_path, [routed]) as b:
+        rows = [{"id": "c1", "text": "Meow.", "suggestion": "cat", "suggestion_score": 0.97}]
+        await import_file(b.service, "animals", write_jsonl(tmp_path / "items.jsonl", rows))
+        v, item = await one_answerer(b)
+        assert item["text"].startswith("Meow.\n\nSuggested: cat — is this right?")
+        assert captions(item) == ["✅ Yes", "❌ No", "Skip", "Report"]
+        await v.press(item, "✅ Yes")
+        await v.wait_for(lambda: not v.open_items())
+        assert await b.query("SELECT status, route FROM items") == [("resolved", "verified")]
+        assert await b.query("SELECT label, method FROM verdicts") == [("cat", "check")]
