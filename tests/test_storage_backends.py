@@ -83,6 +83,20 @@ async def test_writes_count_their_rows_and_a_failing_one_undoes_its_transaction(
     """On PostgreSQL a transaction's writes go out in a pipeline with the next statement that
     returns rows: their row counts are still right when read, and a write that fails (at the
     next statement, or at COMMIT when it was the last) still undoes the whole transaction."""
+    await _writes_count_and_fail_whole(tmp_path, storage_url)
+
+
+async def test_without_pipeline_mode_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A libpq older than 14 has no pipeline mode: each statement is then sent on its own."""
+    from chatlabel.storage.pg_conn import PgConnection
+
+    monkeypatch.setattr(PgConnection, "pipelined", False)
+    await _writes_count_and_fail_whole(tmp_path, pg.fresh_database())
+
+
+async def _writes_count_and_fail_whole(tmp_path: Path, storage_url: str) -> None:
 
     def bump(conn: Any, first: str) -> tuple[int, int, int, list[tuple[Any, ...]]]:
         changed = conn.execute("UPDATE t SET n = n + 10 WHERE k >= ?", (first,)).rowcount

@@ -244,7 +244,8 @@ class PgConnection:
 
     # -- transactions (pipelined) ------------------------------------------------------------
 
-    pipelined = True  # False: every statement waits for its answer (the bench's comparison)
+    # False: every statement waits for its answer (a libpq older than 14 has no pipeline mode).
+    pipelined = psycopg.Pipeline.is_supported()
 
     def begin(self) -> None:
         """Start a transaction; pipelined, BEGIN goes out with the first statement."""
