@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +22,8 @@ import pytest
 import pg
 from chatlabel.config import parse_config
 from chatlabel.service.health import IncidentCleared, IncidentStarted, StorageUnavailable
+from chatlabel.service.rounds import exclusive_round
+from chatlabel.storage.health import StorageIncident
 from chatlabel.storage.store import Store, make_store
 
 BACKENDS = ("sqlite", "postgresql")
@@ -193,6 +196,44 @@ async def test_exclusive_work_runs_in_one_holder_at_a_time(
                 assert different
         async with other.exclusive("dawid-skene") as theirs:
             assert theirs, "the lock was not released"
+
+
+async def test_a_background_round_runs_in_the_holder_and_survives_its_failures(
+    tmp_path: Path, storage_url: str, backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = logging.getLogger("chatlabel.test-round")
+    ran: list[str] = []
+
+    def mine() -> list[logging.LogRecord]:
+        # Only the round's own records: the stores' own warnings are not what is tested.
+        return [r for r in caplog.records if r.name == log.name]
+
+    async def work() -> None:
+        ran.append("work")
+
+    async def storage_down() -> None:
+        raise StorageUnavailable(
+            StorageIncident("disk_full", tmp_path / "x.db", time.time(), 1, "disk full")
+        )
+
+    async def broken() -> None:
+        raise ValueError("a bug in the round")
+
+    async with opened(tmp_path, storage_url) as one, opened(tmp_path, storage_url) as other:
+        async with one.exclusive("model"):
+            await exclusive_round(other.exclusive, "model", work, log, "round failed")
+        # Another process holding the round's lock: this one skips it (PostgreSQL only).
+        assert ran == (["work"] if backend == "sqlite" else [])
+        await exclusive_round(other.exclusive, "model", work, log, "round failed")
+        assert ran[-1:] == ["work"]
+        with caplog.at_level(logging.ERROR, logger="chatlabel.test-round"):
+            await exclusive_round(one.exclusive, "model", storage_down, log, "round failed")
+            assert not mine(), "storage faults are logged by storage, once"
+            await exclusive_round(one.exclusive, "model", broken, log, "round failed")
+        assert [r.getMessage() for r in mine()] == ["round failed"]
+        assert mine()[0].exc_info is not None
+        async with other.exclusive("model") as free:
+            assert free, "a failed round released its lock"
 
 
 async def test_an_announcement_wakes_the_other_process_only(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..models.base import Model
-from ..storage.health import StorageUnavailable
 from .labeling import LabelingService
+from .rounds import exclusive_round
 from .types import RoutingStopped
 
 log = logging.getLogger("chatlabel.model")
@@ -87,19 +87,14 @@ class ModelLoop:
     async def run(self, stop: asyncio.Event, interval: float = 30.0, settle: float = 2.0) -> None:
         """Rounds after answers arrive (and every `interval`) until `stop` is set."""
         while not stop.is_set():
-            try:
-                # One process at a time on a shared database (an advisory lock on PostgreSQL):
-                # the others skip the round; if the holder dies, its lock dies with it and the
-                # next process trains afresh from the database.
-                async with self.service.exclusive("model") as mine:
-                    if mine:
-                        await self.check()
-            except asyncio.CancelledError:
-                raise
-            except StorageUnavailable:
-                pass  # storage logs the incident once; the next round tries again
-            except Exception:
-                log.exception("a model round failed; routing keeps the suggestions it has")
+            # A process that takes over from a dead holder trains afresh from the database.
+            await exclusive_round(
+                self.service.exclusive,
+                "model",
+                self.check,
+                log,
+                "a model round failed; routing keeps the suggestions it has",
+            )
             await self.service.wait_for_change(interval)
             # Let a burst of answers land first: one round per burst, not per answer.
             await asyncio.sleep(settle)

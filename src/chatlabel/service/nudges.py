@@ -27,9 +27,9 @@ from ..core.timing import (
 from ..storage import outbox_queries as oq
 from ..storage import repo, report_queries
 from ..storage import volunteer_queries as vq
-from ..storage.health import StorageUnavailable
 from .leases import Leases
 from .outbox import Outbox
+from .rounds import exclusive_round
 from .shared import Row, Shared
 from .types import UserRef
 from .volunteer_types import Tick
@@ -72,18 +72,15 @@ class Nudges:
     async def run(self, stop: asyncio.Event, interval: float = 60.0) -> None:
         """Tick every `interval` until `stop`; storage faults skip a round quietly."""
         while not stop.is_set():
-            try:
-                # One process queues them on a shared database (an advisory lock); the outbox's
-                # unique dedupe keys would drop a second copy anyway, but not the work.
-                async with self.s.db.exclusive("reminders") as mine:
-                    if mine:
-                        await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except StorageUnavailable:
-                pass  # storage logs the incident once; the next round catches up
-            except Exception:
-                log.exception("queueing reminders and digests failed; trying again next round")
+            # One process queues them: the outbox's unique dedupe keys would drop a second
+            # copy anyway, but not the work.
+            await exclusive_round(
+                self.s.db.exclusive,
+                "reminders",
+                self.tick,
+                log,
+                "queueing reminders and digests failed; trying again next round",
+            )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
 

@@ -15,8 +15,8 @@ from ..core.dawid_skene import dawid_skene
 from ..core.model import Verdict, Vote
 from ..core.verdict import decide, normalize_text
 from ..storage import quality_queries as qq
-from ..storage.health import StorageUnavailable
 from .labeling import LabelingService
+from .rounds import exclusive_round
 
 log = logging.getLogger("chatlabel.quality")
 
@@ -168,18 +168,13 @@ class BatchRecompute:
             await self.service.wait_for_change(interval)
             # Let a burst of answers land first: one pass per burst, not per answer.
             await asyncio.sleep(settle)
-            try:
-                # One process at a time on a shared database (an advisory lock on PostgreSQL):
-                # the others skip the round; if the holder dies, its lock dies with it.
-                async with self.service.db.exclusive("dawid-skene") as mine:
-                    if mine:
-                        await self.check()
-            except asyncio.CancelledError:
-                raise
-            except StorageUnavailable:
-                pass  # storage logs the incident once; the next round tries again
-            except Exception:
-                log.exception("Dawid-Skene recompute failed; verdicts keep their online labels")
+            await exclusive_round(
+                self.service.exclusive,
+                "dawid-skene",
+                self.check,
+                log,
+                "Dawid-Skene recompute failed; verdicts keep their online labels",
+            )
 
 
 # -- per-annotator quality --------------------------------------------------------------------
