@@ -6,8 +6,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 from ..core.model import Rules
 from ..core.routing import (
@@ -24,6 +22,7 @@ from ..models.base import Predictions, Suggested, Work, WorkSource
 from ..storage import model_queries as mq
 from ..storage import outbox_queries as oq
 from ..storage import repo
+from ..storage.snapshot import Where, read_only, where
 from .outbox import Outbox
 from .shared import Row, Shared
 from .types import ModelState, RoutingStopped
@@ -169,13 +168,7 @@ class Suggestions:
     def source(self, name: str, *, learns: bool) -> WorkSource:
         """Where a model round reads its work: every labeled and untouched item for a model that
         learns, only items it has not suggested for yet for one that does not."""
-        db = self.s.db
-        where: tuple[Any, ...]
-        if db.dialect == "postgresql":
-            where = ("postgresql", *db.connect_args())  # type: ignore[attr-defined]
-        else:
-            where = ("sqlite", str(db.path))
-        return WorkSource(read_work, (where, self.s.pids[name], learns))
+        return WorkSource(read_work, (where(self.s.db), self.s.pids[name], learns))
 
     async def unsuggested(self, name: str) -> int:
         """Items (gold included) that no model has suggested for yet."""
@@ -384,22 +377,11 @@ def _write_items(
     return mq.write_suggestions(conn, rows)
 
 
-def read_work(where: tuple[Any, ...], project_id: int, learns: bool) -> Work:
-    """A model round's work, read on a connection of its own (in a model's worker process).
-
-    `where`: ("sqlite", path) or ("postgresql", url, connect arguments); on PostgreSQL the
-    three reads share one read-only snapshot, as they do in SQLite's WAL reader."""
-    conn: Any
-    if where[0] == "postgresql":
-        from ..storage.pg_conn import PgConnection
-
-        conn = PgConnection.connect(where[1], **where[2])
-        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-    else:
-        conn = sqlite3.connect(f"{Path(where[1]).resolve().as_uri()}?mode=ro", uri=True)
-        conn.execute("BEGIN")
-    try:
-        work = Work()
+def read_work(place: Where, project_id: int, learns: bool) -> Work:
+    """A model round's work, read on a connection of its own (in a model's worker process),
+    its reads in one snapshot."""
+    work = Work()
+    with read_only(place) as conn:
         if learns:
             for item_id, text, label, gold in mq.examples(conn, project_id):
                 work.example_ids.append(item_id)
@@ -412,6 +394,4 @@ def read_work(where: tuple[Any, ...], project_id: int, learns: bool) -> Work:
         for item_id, text in mq.gold_texts(conn, project_id, unsuggested=not learns):
             work.gold_ids.append(item_id)
             work.gold_texts.append(text)
-        return work
-    finally:
-        conn.close()
+    return work
