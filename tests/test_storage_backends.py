@@ -204,6 +204,9 @@ async def test_a_background_round_runs_in_the_holder_and_survives_its_failures(
     log = logging.getLogger("chatlabel.test-round")
     ran: list[str] = []
 
+    def failed() -> None:
+        log.exception("round failed")
+
     def mine() -> list[logging.LogRecord]:
         # Only the round's own records: the stores' own warnings are not what is tested.
         return [r for r in caplog.records if r.name == log.name]
@@ -221,15 +224,15 @@ async def test_a_background_round_runs_in_the_holder_and_survives_its_failures(
 
     async with opened(tmp_path, storage_url) as one, opened(tmp_path, storage_url) as other:
         async with one.exclusive("model"):
-            await exclusive_round(other.exclusive, "model", work, log, "round failed")
+            await exclusive_round(other.exclusive, "model", work, failed)
         # Another process holding the round's lock: this one skips it (PostgreSQL only).
         assert ran == (["work"] if backend == "sqlite" else [])
-        await exclusive_round(other.exclusive, "model", work, log, "round failed")
+        await exclusive_round(other.exclusive, "model", work, failed)
         assert ran[-1:] == ["work"]
         with caplog.at_level(logging.ERROR, logger="chatlabel.test-round"):
-            await exclusive_round(one.exclusive, "model", storage_down, log, "round failed")
+            await exclusive_round(one.exclusive, "model", storage_down, failed)
             assert not mine(), "storage faults are logged by storage, once"
-            await exclusive_round(one.exclusive, "model", broken, log, "round failed")
+            await exclusive_round(one.exclusive, "model", broken, failed)
         assert [r.getMessage() for r in mine()] == ["round failed"]
         assert mine()[0].exc_info is not None
         async with other.exclusive("model") as free:

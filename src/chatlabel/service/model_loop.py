@@ -92,8 +92,7 @@ class ModelLoop:
                 self.service.exclusive,
                 "model",
                 self.check,
-                log,
-                "a model round failed; routing keeps the suggestions it has",
+                lambda: log.exception("a model round failed; routing keeps the suggestions it has"),
             )
             await self.service.wait_for_change(interval)
             # Let a burst of answers land first: one round per burst, not per answer.

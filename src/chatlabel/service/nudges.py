@@ -78,8 +78,9 @@ class Nudges:
                 self.s.db.exclusive,
                 "reminders",
                 self.tick,
-                log,
-                "queueing reminders and digests failed; trying again next round",
+                lambda: log.exception(
+                    "queueing reminders and digests failed; trying again next round"
+                ),
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)

@@ -172,8 +172,9 @@ class BatchRecompute:
                 self.service.exclusive,
                 "dawid-skene",
                 self.check,
-                log,
-                "Dawid-Skene recompute failed; verdicts keep their online labels",
+                lambda: log.exception(
+                    "Dawid-Skene recompute failed; verdicts keep their online labels"
+                ),
             )
 
 

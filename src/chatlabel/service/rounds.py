@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 
@@ -15,10 +14,10 @@ async def exclusive_round(
     exclusive: Exclusive,
     name: str,
     work: Callable[[], Awaitable[object]],
-    log: logging.Logger,
-    failed: str,
+    failed: Callable[[], object],
 ) -> None:
-    """Run `work` if this process holds `name`'s lock; a failure skips the round, logged once.
+    """Run `work` if this process holds `name`'s lock; on a failure, call `failed` (inside the
+    `except`, so `log.exception` there logs the traceback) and skip the round.
 
     On PostgreSQL the lock is an advisory lock: the other processes skip the round, and if the
     holder dies its lock dies with its session, so another process takes the next round. On
@@ -32,4 +31,4 @@ async def exclusive_round(
     except StorageUnavailable:
         pass
     except Exception:
-        log.exception(failed)
+        failed()
