@@ -187,17 +187,17 @@ def test_a_media_root_from_the_config_and_from_the_cli(tmp_path: Path) -> None:
 
     data = tmp_path / "data"
     png(data / "inside.png")
-    shared = png(tmp_path / "shared" / "pic.png")
+    allowed = png(tmp_path / "media" / "pic.png")
     other = png(tmp_path / "other" / "pic.png")
     cfg = tmp_path / "chatlabel.toml"
     cfg.write_text(
-        '[storage]\ndatabase = "chatlabel.db"\nmedia_roots = ["shared"]\n\n'
+        '[storage]\ndatabase = "chatlabel.db"\nmedia_roots = ["media"]\n\n'
         '[[project]]\nname = "p"\nlabels = ["a", "b"]\n',
         encoding="utf-8",
     )
     items = write_jsonl(
         data / "items.jsonl",
-        [{"id": "1", "image": str(shared)}, {"id": "2", "image": "../other/pic.png"}],
+        [{"id": "1", "image": str(allowed)}, {"id": "2", "image": "../other/pic.png"}],
     )
     runner = CliRunner()
     r = runner.invoke(main, ["import", str(cfg), str(items)])

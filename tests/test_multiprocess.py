@@ -51,7 +51,7 @@ def _config(tmp_path: Path, name: str, base_url: str, url: str, port: int) -> Pa
 url = "{url}"
 
 [[project]]
-name = "shared"
+name = "together"
 labels = ["a", "b"]
 overlap = 2
 max_overlap = {MAX_OVERLAP}
@@ -146,7 +146,7 @@ async def test_two_processes_one_killed_every_acknowledged_answer_once(tmp_path:
         db, svc = await open_service(load_config(cfgs[0]))
         try:
             rows = [{"id": f"i{i}", "text": f"item number {i}"} for i in range(ITEMS)]
-            await import_file(svc, "shared", write_jsonl(tmp_path / "items.jsonl", rows))
+            await import_file(svc, "together", write_jsonl(tmp_path / "items.jsonl", rows))
         finally:
             await db.close()
 
