@@ -45,13 +45,3 @@ def matches_gold(rules: Rules, value: str, gold: str) -> bool:
     if rules.kind == "text":
         return normalize_text(value) == normalize_text(gold)
     return value == gold
-
-
-def display(rules: Rules, value: str | None) -> str:
-    """A short human form of a stored value."""
-    if value is None:
-        return "skipped"
-    if rules.kind == "multi":
-        chosen = json.loads(value)
-        return ", ".join(chosen) if chosen else "none"
-    return value

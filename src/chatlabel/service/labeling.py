@@ -478,12 +478,6 @@ class LabelingService:
         """Switch routing on or off by hand (False: the project has no model)."""
         return await self.suggestions.set_routing(project, on)
 
-    def on_routing_stopped(
-        self, listener: Callable[[RoutingStopped], object]
-    ) -> Callable[[], None]:
-        """Hear when routing switches itself off; returns how to stop listening."""
-        return self.suggestions.subscribe(listener)
-
     # -- for benchmarks: a use case's transaction body on a connection --------------------------
 
     def answer_in(

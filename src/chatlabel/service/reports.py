@@ -10,10 +10,10 @@ from collections import Counter
 from ..core import agreement as agr
 from ..core.gold import accuracy
 from ..core.suspension import Reason
-from ..storage import feedback_queries, quality_queries, repo, report_queries
+from ..storage import feedback_queries, quality_queries, report_queries
 from .labeling import LabelingService
 from .quality import recompute
-from .types import AnnotatorRow, Disagreement, ModelState, MyStats, Progress, UserRef
+from .types import AnnotatorRow, Disagreement, ModelState, Progress, UserRef
 from .volunteer_types import ReportedItem
 
 HOUR = 3600.0
@@ -25,38 +25,6 @@ class Reports:
     def __init__(self, service: LabelingService) -> None:
         self.service = service
         self.db = service.db
-
-    async def my_stats(self, user: UserRef) -> MyStats | None:
-        """The person's own figures in their current project (None before /start)."""
-        shared = self.service.shared
-
-        def q(conn: sqlite3.Connection) -> MyStats | None:
-            cur = shared.current(conn, user)
-            if cur is None:
-                return None
-            a, name = cur
-            pid = shared.pids[name]
-            m = repo.get_member(conn, pid, a["id"])
-            if m is None:
-                return None
-            place, of = report_queries.rank(conn, pid, m["answers"])
-            acc = accuracy(m["gold_correct"], m["gold_answers"])
-            has = m["gold_answers"] > 0
-            return MyStats(
-                project=name,
-                answers=m["answers"],
-                skips=m["skips"],
-                gold_answers=m["gold_answers"],
-                gold_accuracy=acc.raw,
-                accuracy_low=acc.low if has else None,
-                accuracy_high=acc.high if has else None,
-                rank=place,
-                of=of,
-                status=m["status"],
-                reason=Reason.decode(m["reason"]),
-            )
-
-        return await self.db.read(q)
 
     async def progress(self, name: str) -> Progress:
         """Counts, rate, ETA and label distribution of a project."""

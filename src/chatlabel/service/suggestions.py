@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable
 
 from ..core.model import Rules
 from ..core.routing import (
@@ -36,15 +35,11 @@ WRITE_CHUNK = 16
 CHECKER_PRIOR = 4
 
 
-Listener = Callable[[RoutingStopped], object]
-
-
 class Suggestions:
     """Use cases of suggestions and routing (the press-time ones inside a press's transaction)."""
 
     def __init__(self, shared: Shared, outbox: Outbox) -> None:
         self.s = shared
-        self._listeners: list[Listener] = []
         self.outbox = outbox
 
     def models(self) -> list[str]:
@@ -63,16 +58,6 @@ class Suggestions:
 
         if self.models():
             await self.s.db.write(tx)
-
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Hear when routing switches itself off; returns how to stop listening."""
-        self._listeners.append(listener)
-
-        def unsubscribe() -> None:
-            if listener in self._listeners:  # twice is harmless (a conversation closed twice)
-                self._listeners.remove(listener)
-
-        return unsubscribe
 
     # -- inside a press's transaction ------------------------------------------------------------
 
@@ -322,11 +307,6 @@ class Suggestions:
             )
             self.s.notify()  # items that were checks want full overlap now
             self.outbox.notify()  # the coordinators' alert is queued
-            for listener in list(self._listeners):
-                try:
-                    listener(stopped)
-                except Exception:
-                    log.exception("a listener failed to hear that routing stopped")
         return stopped
 
     async def set_routing(self, name: str, on: bool) -> bool:

@@ -194,23 +194,6 @@ class Push:
 
 
 @dataclass(frozen=True)
-class MyStats:
-    """An annotator's own figures."""
-
-    project: str  # the project's name (its title is worded per language)
-    answers: int
-    skips: int
-    gold_answers: int
-    gold_accuracy: float | None
-    accuracy_low: float | None
-    accuracy_high: float | None
-    rank: int
-    of: int
-    status: str
-    reason: Reason | None
-
-
-@dataclass(frozen=True)
 class Progress:
     """A project's progress for coordinators."""
 

@@ -111,19 +111,6 @@ def muted(conn: sqlite3.Connection, recipient: str) -> bool:
     return bool(row and row[0])
 
 
-def pending_for(conn: sqlite3.Connection, recipient: str, kinds: tuple[str, ...]) -> list[int]:
-    """Ids of a person's rows of these kinds still waiting to go."""
-    marks = ",".join("?" for _ in kinds)
-    return [
-        int(r[0])
-        for r in conn.execute(
-            f"""SELECT id FROM outbox WHERE recipient = ? AND state = 'pending'
-                AND kind IN ({marks})""",
-            (recipient, *kinds),
-        )
-    ]
-
-
 # -- announcements ----------------------------------------------------------------------------
 
 

@@ -16,7 +16,6 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 # Where Debian puts the server binaries (one folder per major version).
@@ -188,14 +187,3 @@ class TempServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-@contextlib.contextmanager
-def temp_server(**settings: str) -> Iterator[TempServer]:
-    """A running throwaway server for the duration of a with-block."""
-    server = TempServer(settings=settings)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()

@@ -22,11 +22,6 @@ def ensure_project(conn: sqlite3.Connection, name: str, now: float) -> int:
     return int(conn.execute("SELECT id FROM projects WHERE name = ?", (name,)).fetchone()[0])
 
 
-def project_rows(conn: sqlite3.Connection) -> list[Row]:
-    """All project rows."""
-    return conn.execute("SELECT * FROM projects").fetchall()
-
-
 def set_project_paused(conn: sqlite3.Connection, project_id: int, paused: bool) -> None:
     """Pause or resume a whole project."""
     conn.execute("UPDATE projects SET paused = ? WHERE id = ?", (int(paused), project_id))

@@ -10,16 +10,6 @@ from .dialect import is_pg
 Row = sqlite3.Row
 
 
-def rank(conn: sqlite3.Connection, project_id: int, answers: int) -> tuple[int, int]:
-    """(1 + members with more answers, members) of a project: someone's place by volume."""
-    above, members = conn.execute(
-        "SELECT 1 + COALESCE(SUM(CASE WHEN answers > :n THEN 1 ELSE 0 END), 0), COUNT(*)"
-        " FROM members WHERE project_id = :p",
-        {"n": answers, "p": project_id},
-    ).fetchone()
-    return int(above), int(members)
-
-
 @dataclass(frozen=True)
 class ProjectCounts:
     """A project's raw counts, as the progress report needs them."""
