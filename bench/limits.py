@@ -34,7 +34,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +43,11 @@ from typing import Any
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 from chatlabel.config import Telegram, parse_config  # noqa: E402
+from chatlabel.emulators.crowd import LABELS, Annotator  # noqa: E402
 from chatlabel.emulators.telegram import (  # noqa: E402
     BotApiEmulator,
-    ChatMessage,
     Faults,
     FloodLimits,
-    SimUser,
 )
 from chatlabel.service import LabelingService, Reports  # noqa: E402
 from chatlabel.storage.db import Database  # noqa: E402
@@ -57,49 +56,7 @@ from chatlabel.transports.telegram import TelegramTransport  # noqa: E402
 sys.path.append(str(_HERE))
 from _util import load, machine, pct, table  # noqa: E402
 
-LABELS = ("cat", "dog", "bird")
-NOTHING = "That's everything for now"
 PLATFORM_PACE = 12 * 3 / 2  # answers/s: 12 chats, 3 calls/s each, 2 calls per answer
-
-
-def _assignment(m: ChatMessage) -> int | None:
-    for b in m.buttons:
-        data = str(b.get("callback_data", ""))
-        if data.startswith("a:"):
-            return int(data.split(":")[1])
-    return None
-
-
-@dataclass
-class Person:
-    """Presses a label on each item `think` seconds after it shows."""
-
-    user: SimUser
-    think: float = 0.0
-    waits: list[float] = field(default_factory=list)
-    done: set[int] = field(default_factory=set)
-    pressed_at: float | None = None
-
-    def _open(self, m: ChatMessage) -> bool:
-        a = _assignment(m)
-        return a is not None and a not in self.done
-
-    async def run(self, stop: asyncio.Event) -> None:
-        await self.user.send("/start")
-        while not stop.is_set():
-            try:
-                msg = await self.user.wait_for_message(self._open, timeout=0.5)
-            except TimeoutError:
-                continue
-            if self.pressed_at is not None:
-                self.waits.append(time.monotonic() - self.pressed_at)
-            a = _assignment(msg)
-            assert a is not None
-            self.done.add(a)
-            if self.think:
-                await asyncio.sleep(self.think)
-            self.pressed_at = time.monotonic()
-            await self.user.press(msg, LABELS[a % 3])
 
 
 @dataclass
@@ -181,7 +138,7 @@ async def bot(
 async def crowd(tmp: Path, seconds: float, *, paced: bool, flood: bool) -> dict[str, Any]:
     """12 people pressing as fast as they can for `seconds`."""
     async with bot(tmp, paced=paced, flood=flood, items=2000, overlap=12) as b:
-        people = [Person(b.emu.user(100 + n, f"p{n}")) for n in range(12)]
+        people = [Annotator(b.emu.user(100 + n, f"p{n}")) for n in range(12)]
         stop = asyncio.Event()
         tasks = [asyncio.create_task(p.run(stop)) for p in people]
         await asyncio.sleep(1.5)  # everyone has joined
@@ -208,7 +165,7 @@ async def crowd(tmp: Path, seconds: float, *, paced: bool, flood: bool) -> dict[
 async def storm(tmp: Path, with_storm: bool) -> dict[str, Any]:
     """8 people through 96 answers; with a 2 s 429 storm a second in."""
     async with bot(tmp, paced=True, flood=True, items=48, overlap=2) as b:
-        people = [Person(b.emu.user(200 + n, f"s{n}")) for n in range(8)]
+        people = [Annotator(b.emu.user(200 + n, f"s{n}")) for n in range(8)]
         stop = asyncio.Event()
         started = time.monotonic()
         tasks = [asyncio.create_task(p.run(stop)) for p in people]
@@ -219,16 +176,14 @@ async def storm(tmp: Path, with_storm: bool) -> dict[str, Any]:
             b.emu.faults = None
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            told = all(p.user.messages and NOTHING in p.user.messages[-1].content for p in people)
+            told = all(p.told_nothing_left() for p in people)
             if await b.answers() >= 96 and told:
                 break
             await asyncio.sleep(0.05)
         elapsed = time.monotonic() - started
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 10)
-        stranded = sum(
-            1 for p in people if not (p.user.messages and NOTHING in p.user.messages[-1].content)
-        )
+        stranded = sum(1 for p in people if not p.told_nothing_left())
         return {
             "seconds": elapsed,
             "answers": await b.answers(),
@@ -240,7 +195,7 @@ async def storm(tmp: Path, with_storm: bool) -> dict[str, Any]:
 async def flood(tmp: Path, seconds: float, with_flood: bool) -> dict[str, Any]:
     """8 people at a human pace; one more sends 300 messages."""
     async with bot(tmp, paced=True, flood=True, items=400, overlap=8) as b:
-        people = [Person(b.emu.user(300 + n, f"c{n}"), think=0.8) for n in range(8)]
+        people = [Annotator(b.emu.user(300 + n, f"c{n}"), think=0.8) for n in range(8)]
         stop = asyncio.Event()
         tasks = [asyncio.create_task(p.run(stop)) for p in people]
         await asyncio.sleep(1.5)

@@ -27,7 +27,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,8 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 from chatlabel.config import Telegram, parse_config  # noqa: E402
 from chatlabel.emulators import telegram as tg_emulator  # noqa: E402
-from chatlabel.emulators.telegram import BotApiEmulator, ChatMessage, SimUser  # noqa: E402
+from chatlabel.emulators.crowd import LABELS, Annotator  # noqa: E402
+from chatlabel.emulators.telegram import BotApiEmulator  # noqa: E402
 from chatlabel.service import LabelingService, Reports  # noqa: E402
 from chatlabel.storage.db import Database  # noqa: E402
 from chatlabel.transports.telegram import TelegramTransport  # noqa: E402
@@ -45,49 +46,10 @@ from chatlabel.transports.telegram import TelegramTransport  # noqa: E402
 sys.path.append(str(_HERE))
 from _util import human, load, machine, pct, table  # noqa: E402
 
-LABELS = ("cat", "dog", "bird")
 PEOPLE = 10  # annotators labeling at a human pace
+THINK = 0.8  # seconds a person looks at an item before pressing
 T0 = 1_714_986_000.0  # 2024-05-06 09:00 UTC: no quiet hours in the way
 IDLE_SINCE = T0 - 6 * 3600  # the 5,000 answered last six hours ago
-
-
-def _assignment(m: ChatMessage) -> int | None:
-    for b in m.buttons:
-        data = str(b.get("callback_data", ""))
-        if data.startswith("a:"):
-            return int(data.split(":")[1])
-    return None
-
-
-@dataclass
-class Person:
-    """Presses a label on each item `think` seconds after it shows."""
-
-    user: SimUser
-    think: float = 0.8
-    waits: list[float] = field(default_factory=list)
-    done: set[int] = field(default_factory=set)
-    pressed_at: float | None = None
-
-    def _open(self, m: ChatMessage) -> bool:
-        a = _assignment(m)
-        return a is not None and a not in self.done
-
-    async def run(self, stop: asyncio.Event) -> None:
-        await self.user.send("/start")
-        while not stop.is_set():
-            try:
-                msg = await self.user.wait_for_message(self._open, timeout=0.5)
-            except TimeoutError:
-                continue
-            if self.pressed_at is not None:
-                self.waits.append(time.monotonic() - self.pressed_at)
-            a = _assignment(msg)
-            assert a is not None
-            self.done.add(a)
-            await asyncio.sleep(self.think)
-            self.pressed_at = time.monotonic()
-            await self.user.press(msg, LABELS[a % 3])
 
 
 @dataclass
@@ -184,7 +146,7 @@ def _fill(c: sqlite3.Connection, pid: int, idle: int) -> None:
 async def phase(tmp: Path, seconds: float, idle: int) -> dict[str, Any]:
     """PEOPLE people at a human pace for `seconds`; with `idle` reminders queued first."""
     async with bot(tmp, idle) as b:
-        people = [Person(b.emu.user(300 + n, f"c{n}")) for n in range(PEOPLE)]
+        people = [Annotator(b.emu.user(300 + n, f"c{n}"), think=THINK) for n in range(PEOPLE)]
         stop = asyncio.Event()
         tasks = [asyncio.create_task(p.run(stop)) for p in people]
         await asyncio.sleep(1.5)  # everyone has joined and holds an item
