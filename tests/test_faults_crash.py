@@ -23,6 +23,7 @@ import pg
 from chatlabel.emulators.telegram import BotApiEmulator
 
 from .conftest import write_jsonl
+from .crash_crowd import CrashCrowd
 
 # SIGKILL then a restart, on a SQLite file and on a PostgreSQL database.
 BACKENDS = ("sqlite", "postgresql")
@@ -103,50 +104,14 @@ async def test_sigkill_under_load_loses_nothing(tmp_path: Path, storage_url: str
             await db.close()
 
         users = [emu.user(10_000 + n, f"u{n}") for n in range(USERS)]
-        acked: list[tuple[int, str]] = []  # (user id, item text) of presses the bot answered
-        pressed: dict[int, set[int]] = {u.id: set() for u in users}
-        stop = asyncio.Event()
-        enough = asyncio.Event()  # set once enough presses were acknowledged to crash mid-work
-
-        async def annotate(u: Any) -> None:
-            await u.send("/start")
-            last_start = time.monotonic()
-            while not stop.is_set():
-                try:
-                    msg = await u.wait_for_message(
-                        lambda m: (
-                            any(b.get("callback_data", "").startswith("a:") for b in m.buttons)
-                            and m.message_id not in pressed[u.id]
-                        ),
-                        timeout=3.0,
-                    )
-                except TimeoutError:
-                    # Nothing new: a real person sends /start again after a while. Not every
-                    # 3 s: 100 people doing that kept the restarted bot's 30 messages/s
-                    # budget busy answering /start, and the backlog could outlast the test.
-                    if stop.is_set():
-                        return
-                    if time.monotonic() - last_start > 10:
-                        await u.send("/start")
-                        last_start = time.monotonic()
-                    continue
-                label = msg.buttons[0]["text"]
-                text = msg.content
-                query = await u.press(msg, label)
-                try:
-                    await u.wait_for_answer(query, timeout=4.0)
-                except TimeoutError:
-                    continue  # not acknowledged (the bot may be dead); the button is still there
-                pressed[u.id].add(msg.message_id)
-                acked.append((u.id, text))
-                if len(acked) >= 120:
-                    enough.set()
+        crowd = CrashCrowd(users, lambda acked: len(acked) >= 120)
+        acked = crowd.acked
 
         log = tmp_path / "bot.log"
         with bot_process(cfg, log) as first:
-            workers = [asyncio.create_task(annotate(u)) for u in users]
+            workers = crowd.start()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(enough.wait(), 60)
+                await asyncio.wait_for(crowd.enough.wait(), 60)
             assert len(acked) >= 120, (
                 f"too slow before the crash: {len(acked)} answers\n{log.read_text()[-3000:]}"
             )
@@ -164,7 +129,7 @@ async def test_sigkill_under_load_loses_nothing(tmp_path: Path, storage_url: str
                 if settled == ITEMS:
                     break
                 await asyncio.sleep(0.25)
-            stop.set()
+            crowd.stop.set()
             await asyncio.wait_for(asyncio.gather(*workers), 30)
             second.send_signal(signal.SIGTERM)
             assert await asyncio.to_thread(second.wait, 30) == 0, log.read_text()[-3000:]

@@ -34,6 +34,7 @@ from chatlabel.emulators.telegram import BotApiEmulator
 from chatlabel.storage.pgtemp import free_port
 
 from .conftest import write_jsonl
+from .crash_crowd import CrashCrowd
 
 USERS = 100
 ITEMS = 150
@@ -151,50 +152,22 @@ async def test_two_processes_one_killed_every_acknowledged_answer_once(tmp_path:
             await db.close()
 
         users = [emu.user(20_000 + n, f"u{n}") for n in range(USERS)]
-        acked: list[tuple[int, str]] = []
-        pressed: dict[int, set[int]] = {u.id: set() for u in users}
-        stop = asyncio.Event()
-        enough = asyncio.Event()
 
-        async def annotate(u: Any) -> None:
-            await u.send("/start")
-            last_start = time.monotonic()
-            while not stop.is_set():
-                try:
-                    msg = await u.wait_for_message(
-                        lambda m: (
-                            any(b.get("callback_data", "").startswith("a:") for b in m.buttons)
-                            and m.message_id not in pressed[u.id]
-                        ),
-                        timeout=3.0,
-                    )
-                except TimeoutError:
-                    if stop.is_set():
-                        return
-                    if time.monotonic() - last_start > 10:
-                        await u.send("/start")
-                        last_start = time.monotonic()
-                    continue
-                text = msg.content
-                query = await u.press(msg, msg.buttons[0]["text"])
-                try:
-                    await u.wait_for_answer(query, timeout=4.0)
-                except TimeoutError:
-                    continue  # not acknowledged (its worker may be dead): the button stays
-                pressed[u.id].add(msg.message_id)
-                acked.append((u.id, text))
-                served = [sum(1 for uid, _ in acked if uid % 2 == k) for k in (0, 1)]
-                if len(acked) >= 120 and min(served) >= 20:  # both workers well under way
-                    enough.set()
+        def both_under_way(acked: list[tuple[int, str]]) -> bool:
+            served = [sum(1 for uid, _ in acked if uid % 2 == k) for k in (0, 1)]
+            return len(acked) >= 120 and min(served) >= 20  # both workers well under way
+
+        crowd = CrashCrowd(users, both_under_way)
+        acked = crowd.acked
 
         logs = [tmp_path / "A.log", tmp_path / "B.log"]
         halt = asyncio.Event()
         with worker(cfgs[0], logs[0]) as a, worker(cfgs[1], logs[1]) as b:
             lb = asyncio.create_task(relay(emu, ports, halt))
-            workers = [asyncio.create_task(annotate(u)) for u in users]
+            workers = crowd.start()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(enough.wait(), 90)
-            assert enough.is_set(), (
+                await asyncio.wait_for(crowd.enough.wait(), 90)
+            assert crowd.enough.is_set(), (
                 f"too slow before the kill: {len(acked)}\n{logs[0].read_text()[-2000:]}"
                 f"\n{logs[1].read_text()[-2000:]}"
             )
@@ -208,7 +181,7 @@ async def test_two_processes_one_killed_every_acknowledged_answer_once(tmp_path:
                 if settled == ITEMS:
                     break
                 await asyncio.sleep(0.5)
-            stop.set()
+            crowd.stop.set()
             await asyncio.wait_for(asyncio.gather(*workers), 30)
             halt.set()
             await asyncio.wait_for(lb, 30)
