@@ -28,6 +28,11 @@ class Accuracy:
         """The plain share of correct gold answers, None without gold answers."""
         return self.correct / self.total if self.total else None
 
+    @property
+    def shown_interval(self) -> tuple[float | None, float | None]:
+        """(low, high) to show, or (None, None) without gold answers (the prior's is no news)."""
+        return (self.low, self.high) if self.total else (None, None)
+
 
 def _beta_cdf(x: float, a: int, b: int) -> float:
     """Regularized incomplete beta I_x(a, b) for integer a, b (a binomial tail sum)."""

@@ -15,8 +15,6 @@ from typing import Literal
 from .gold import confidently_below
 
 Route = Literal["check", "audit", "verified", "rejected"]
-# The routes a newer suggestion may still change: nobody has answered the item yet.
-OPEN_ROUTES = ("check", "audit")
 
 
 @dataclass(frozen=True)

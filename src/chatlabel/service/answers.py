@@ -474,20 +474,12 @@ class Answers:
                 if not pulled(fq.open_reports(conn, x["item_id"]), project.report_quorum):
                     fq.release(conn, x["item_id"])
             repo.reopen_assignment(conn, x["assignment_id"], x["item_id"], lease)
+            # A scored gold answer returned above: what is undone here never counted on gold.
             deltas = {"skips": -1} if x["value"] is None else {"answers": -1}
-            if x["is_gold"] and x["value"] is not None:
-                repo.bump_item_answers(conn, x["item_id"], -1)
-                self.s.pooled.pop(pid, None)
-            if x["correct"] is not None:
-                deltas.update(gold_answers=-1, gold_correct=-int(x["correct"]))
-                # Undoing a qualification answer gives back its qualification slot too.
-                gold_before = m["gold_answers"] - 1
-                if gold_before < rules.qualification:
-                    deltas.update(qual_answers=-1, qual_correct=-int(x["correct"]))
             repo.bump_member(conn, pid, aid, **deltas)
             if not x["checked"]:  # checks never counted toward a run of the same label
                 repo.update_member(conn, pid, aid, same_run=max(0, m["same_run"] - 1))
-            if x["value"] is not None and not x["is_gold"] and not x["checked"]:
+            if x["value"] is not None and not x["checked"]:
                 self.settling.settle(conn, pid, x["item_id"], rules, now)
             task = self.s.task(conn, x["assignment_id"], m["answers"] + deltas.get("answers", 0))
             return Outcome("recorded", project=name, task=task)

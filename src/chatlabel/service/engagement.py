@@ -102,7 +102,7 @@ class Engagement:
         today = day_number(now, self.s.zones[name])
         streak = Streak(m["streak_day"], m["streak"], m["best_streak"], m["days_active"])
         acc = accuracy(m["gold_correct"], m["gold_answers"])
-        has = m["gold_answers"] > 0
+        low, high = acc.shown_interval
         place = of = None
         if self.s.projects[name].leaderboard:
             board = await self._board(name)
@@ -114,8 +114,8 @@ class Engagement:
             skips=m["skips"],
             gold_answers=m["gold_answers"],
             gold_accuracy=acc.raw,
-            accuracy_low=acc.low if has else None,
-            accuracy_high=acc.high if has else None,
+            accuracy_low=low,
+            accuracy_high=high,
             settled=settled,
             agreed=agreed,
             days_active=m["days_active"],

@@ -10,6 +10,7 @@ from collections import Counter
 from ..core import agreement as agr
 from ..core.gold import accuracy
 from ..core.suspension import Reason
+from ..core.timing import eta_seconds
 from ..storage import feedback_queries, quality_queries, report_queries
 from .labeling import LabelingService
 from .quality import recompute
@@ -43,7 +44,7 @@ class Reports:
             timeline.append((t, total))
         pending = c.by_status.get("pending", 0)
         # Answers still needed at the last hour's pace.
-        eta = c.answers_needed / (c.answers_since / HOUR) if pending and c.answers_since else None
+        eta = eta_seconds(c.answers_needed, c.answers_since, pending)
         return Progress(
             project=name,
             title=svc.projects[name].title,
@@ -78,7 +79,7 @@ class Reports:
             out.append(model_row(model))
         for r, secs in await self.db.read(q):
             acc = accuracy(r["gold_correct"], r["gold_answers"])
-            has = r["gold_answers"] > 0
+            low, high = acc.shown_interval
             platform, _, uid = r["key"].partition(":")
             out.append(
                 AnnotatorRow(
@@ -90,8 +91,8 @@ class Reports:
                     skips=r["skips"],
                     gold_answers=r["gold_answers"],
                     gold_accuracy=acc.raw,
-                    accuracy_low=acc.low if has else None,
-                    accuracy_high=acc.high if has else None,
+                    accuracy_low=low,
+                    accuracy_high=high,
                     median_seconds=statistics.median(secs) if secs else None,
                     reason=Reason.decode(r["reason"]),
                 )
@@ -134,7 +135,7 @@ class Reports:
 def model_row(m: ModelState) -> AnnotatorRow:
     """A project's model as a line of the annotator table: scored on gold and audits."""
     acc = accuracy(m.right, m.scored)
-    has = m.scored > 0
+    low, high = acc.shown_interval
     return AnnotatorRow(
         key=f"model:{m.kind}",
         name=m.version or m.kind,
@@ -145,8 +146,8 @@ def model_row(m: ModelState) -> AnnotatorRow:
         skips=0,
         gold_answers=m.scored,
         gold_accuracy=acc.raw,
-        accuracy_low=acc.low if has else None,
-        accuracy_high=acc.high if has else None,
+        accuracy_low=low,
+        accuracy_high=high,
         median_seconds=None,
         reason=m.reason,
     )

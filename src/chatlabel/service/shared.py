@@ -55,7 +55,7 @@ class Shared:
         # Per project: the active members' pooled gold answers [right, all], behind the average
         # annotator's accuracy (the prior of weighted votes and the relative gate's crowd). A
         # scan of every member, so kept up to date by each gold answer and rescanned only after
-        # a suspension, a reinstatement or an undone gold answer (pop the project), and at
+        # a suspension or a reinstatement (pop the project), and at
         # least every POOLED_SECONDS: other processes sharing a PostgreSQL database count
         # their own gold answers, and a transaction run again after a collision counts twice.
         self.pooled: dict[int, list[int]] = {}

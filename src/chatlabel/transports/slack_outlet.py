@@ -124,8 +124,6 @@ class SlackOutlet:
         self.media_cache = media_cache
         self.pacer = pacer or Pacer()
         self.team = ""  # the workspace (or organisation) the bot token belongs to
-        self.closing = False
-        self.limited = 0  # 429 answers met
         self.mechanics = Mechanics(
             command=lambda name: f"{command} {name}",
             writer="modal",
@@ -140,7 +138,6 @@ class SlackOutlet:
 
     def close(self) -> None:
         """Stopping: calls waiting for their turn give up."""
-        self.closing = True
         self.pacer.close()
 
     # -- calls ----------------------------------------------------------------------------
@@ -170,7 +167,6 @@ class SlackOutlet:
                 if e.response.status_code != 429 or not attempts:
                     raise
                 attempts -= 1
-                self.limited += 1
                 wait = retry_after(e)
                 log.info("Slack asked to wait %.0f s before more %s", wait, "/".join(names))
                 self.pacer.refused(scopes, wait)

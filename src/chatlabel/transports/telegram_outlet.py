@@ -149,7 +149,6 @@ class TelegramOutlet:
         # The latest edit asked for each message: an older one still queued is dropped.
         self._edits: BoundedCache[MessageRef, int] = BoundedCache(20_000)
         self._edit_seq = itertools.count(1)
-        self.limited = 0  # 429 answers met
 
     def close(self) -> None:
         """Stopping: calls waiting for their turn give up, later ones go out unpaced once."""
@@ -200,7 +199,6 @@ class TelegramOutlet:
 
     def _limited(self, scopes: Sequence[Scope], seconds: float) -> None:
         """A 429: hold the chat that got it (several chats at once: the bot-wide scope too)."""
-        self.limited += 1
         self.pacer.refused(scopes, seconds)
         log.info("Telegram asked to wait %.0f s (%s)", seconds, scopes[-1][1] if scopes else "-")
 
@@ -360,6 +358,7 @@ class TelegramOutlet:
     async def delete(self, to: UserRef, ref: MessageRef) -> None:
         """Delete a message if Telegram still allows it."""
         chat, message_id = _parse(ref)
+        self._edits[ref] = next(self._edit_seq)  # no edit of it is wanted any more
         await self._cosmetic(
             "delete a message",
             lambda: self.bot.delete_message(chat, message_id),
