@@ -198,6 +198,31 @@ async def test_exclusive_work_runs_in_one_holder_at_a_time(
             assert theirs, "the lock was not released"
 
 
+async def test_wake_ups_wait_for_the_commit(tmp_path: Path, storage_url: str, backend: str) -> None:
+    async with opened(tmp_path, storage_url) as store:
+        await store.write(_table)
+        heard: list[str] = []
+
+        def tx(conn: Any, tag: str, fail: bool) -> bool:
+            _put(conn, tag, 1)
+            store.after_commit(lambda: heard.append(tag))
+            # PostgreSQL: nobody is woken before COMMIT (another connection would not see
+            # the row yet); SQLite's readers queue behind its one writer, so at once is safe.
+            assert heard == ([tag] if backend == "sqlite" else [])
+            if fail:
+                raise ValueError("rolled back")
+            return True
+
+        assert await store.write(tx, "kept", False)
+        assert heard == ["kept"]
+        heard.clear()
+        with pytest.raises(ValueError):
+            await store.write(tx, "undone", True)
+        assert heard == (["undone"] if backend == "sqlite" else []), "a rollback wakes nobody"
+        store.after_commit(lambda: heard.append("outside"))
+        assert heard[-1] == "outside"
+
+
 async def test_a_background_round_runs_in_the_holder_and_survives_its_failures(
     tmp_path: Path, storage_url: str, backend: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -40,7 +40,7 @@ class WorkSource:
     """
 
     read: Callable[..., Work]
-    args: tuple[Any, ...]
+    args: tuple[Any, ...] = field(repr=False)  # may hold the database's password
 
     def __call__(self) -> Work:
         """Read the work (blocking: call it in a worker process or a thread)."""

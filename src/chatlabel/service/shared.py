@@ -108,9 +108,14 @@ class Shared:
         return out
 
     def notify(self) -> None:
-        """Wake everyone waiting for work to appear; safe to call from the database thread.
+        """Wake everyone waiting for work to appear, once the transaction calling this (if
+        any) has committed; safe to call from the database thread.
 
         Other processes on the same database (PostgreSQL) hear of it too."""
+        if self._loop is not None:
+            self.db.after_commit(self._notify_now)
+
+    def _notify_now(self) -> None:
         loop = self._loop
         if loop is None:
             return

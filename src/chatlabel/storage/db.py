@@ -383,6 +383,11 @@ class Database:
     def on_change(self, callback: Callable[[], None]) -> None:
         """No other process writes work into this file while `run` holds it."""
 
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """At once: readers of this file queue behind its one writer, so none runs before the
+        COMMIT of the transaction calling this."""
+        fn()
+
     @contextlib.asynccontextmanager
     async def exclusive(self, name: str) -> AsyncIterator[bool]:
         """Background work needs no lock across processes here: always granted."""

@@ -119,7 +119,6 @@ class PgDatabase:
         self._stopping = threading.Event()
         self._announce_wanted = False
         self._announcing: asyncio.Task[None] | None = None
-        self.collisions = 0  # transactions run again after a collision (for benchmarks, tests)
 
     # -- connections -----------------------------------------------------------------------
 
@@ -236,43 +235,52 @@ class PgDatabase:
     # -- transactions ----------------------------------------------------------------------
 
     def _transaction(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        """fn in one transaction on this thread's connection; collisions are run again."""
+        """fn in one transaction on this thread's connection; collisions are run again.
+
+        What fn hands to `after_commit` runs once its COMMIT is answered (a run that rolls
+        back, or is run again, drops its own)."""
         conn = self._conn()
         tries = 0
         while True:
             tries += 1
+            after: list[Callable[[], None]] = []
+            self._local.after = after
             try:
                 conn.begin()
                 result = fn(conn, *args)
+                try:
+                    conn.commit()  # with the writes still in the pipeline: their errors land here
+                except psycopg.OperationalError as exc:
+                    if conn.closed:
+                        # The answer to COMMIT never came: it may have landed. Not tried again,
+                        # so nothing is done twice; the caller hears it is unavailable.
+                        raise _CommitUnknown(str(exc)) from exc
+                    raise
             except _COLLISIONS:
                 _rollback(conn)
                 if tries >= COLLISION_TRIES:
                     raise
-                self.collisions += 1
                 time.sleep(random.uniform(0, 0.002 * tries))  # let the other one finish
                 continue
-            except BaseException:
-                _rollback(conn)
-                raise
-            try:
-                conn.commit()  # with the writes still in the pipeline: their errors land here
-            except _COLLISIONS:
-                _rollback(conn)
-                if tries >= COLLISION_TRIES:
-                    raise
-                self.collisions += 1
-                continue
-            except psycopg.OperationalError as exc:
-                if conn.closed:
-                    # The answer to COMMIT never came: it may have landed. Not tried again,
-                    # so nothing is done twice; the caller hears the database is unavailable.
-                    raise _CommitUnknown(str(exc)) from exc
-                _rollback(conn)
+            except _CommitUnknown:
                 raise
             except BaseException:
                 _rollback(conn)
                 raise
+            finally:
+                self._local.after = None
+            for call in after:
+                call()
             return result
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """After this thread's transaction commits: another connection reading sooner (this
+        process's push loop, or another process woken by NOTIFY) would not see its change."""
+        pending: list[Callable[[], None]] | None = getattr(self._local, "after", None)
+        if pending is None:
+            fn()
+        else:
+            pending.append(fn)
 
     def _read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         conn = self._conn()

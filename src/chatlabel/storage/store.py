@@ -57,6 +57,10 @@ class Store(Protocol):
     def announce(self) -> None:
         """Tell other processes on this database that work may have appeared."""
 
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """Call fn once the transaction running on this thread commits (at once outside one;
+        never if it rolls back)."""
+
     def on_change(self, callback: Callable[[], None]) -> None:
         """Call `callback` on the event loop when another process announces work."""
 
