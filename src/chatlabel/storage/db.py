@@ -13,7 +13,14 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from .health import IncidentTracker, fault_cause
+from .health import (
+    RETRY_FIRST,
+    RETRY_MAX,
+    RETRY_SECONDS,
+    RETRY_SECONDS_LONG,
+    IncidentTracker,
+    fault_cause,
+)
 from .schema import check_version, migrate
 
 T = TypeVar("T")
@@ -25,16 +32,6 @@ log = logging.getLogger("chatlabel.storage")
 # blocked (~0.3 ms a write) while still sharing a COMMIT among writes that arrive together.
 INLINE_GROUP = 32
 
-# A write that fails for a passing cause (another connection's lock, a full disk, an I/O
-# error) is tried again for this long after it first met the fault; then its caller hears
-# StorageUnavailable. A press must be answered within 5 s in all, round trips included.
-RETRY_SECONDS = 3.0
-# Long writes (imports, batch recomputes, coordinator commands) wait longer for a lock, as the
-# old 10 s busy timeout let them. On a full disk or an I/O error they are given up on at once:
-# another try would redo all their work, and a full disk seldom clears within seconds.
-RETRY_SECONDS_LONG = 10.0
-# Sleep between tries: 10 ms, doubling to 250 ms (SQLite's own busy handler sleeps up to 100).
-RETRY_FIRST, RETRY_MAX = 0.01, 0.25
 # What aiosqlite's thread waits for another process's lock in one try (the retries above do
 # the rest): a try never holds the writer for more than a small part of RETRY_SECONDS.
 THREAD_BUSY_MS = 250

@@ -25,6 +25,18 @@ log = logging.getLogger("chatlabel.storage")
 
 Cause = Literal["locked", "disk_full", "io_error", "unreachable"]
 
+# The same on SQLite and PostgreSQL. A write that fails for a passing cause (a lock, a full
+# disk, an I/O error, an unreachable server) is tried again for this long after it first met
+# the fault; then its caller hears StorageUnavailable. A press must be answered within 5 s in
+# all, round trips included.
+RETRY_SECONDS = 3.0
+# Long writes (imports, batch recomputes, coordinator commands) wait longer for a lock, as the
+# old 10 s busy timeout let them. On a full disk or an I/O error they are given up on at once:
+# another try would redo all their work, and a full disk seldom clears within seconds.
+RETRY_SECONDS_LONG = 10.0
+# Sleep between tries: 10 ms, doubling to 250 ms (SQLite's own busy handler sleeps up to 100).
+RETRY_FIRST, RETRY_MAX = 0.01, 0.25
+
 # Primary result codes (the low byte of the extended code Python reports) of errors that a
 # retry can outlive. Everything else (constraints, a bad schema, misuse) is a bug or bad input
 # and is raised at once.

@@ -36,17 +36,20 @@ from typing import Any, TypeVar
 import psycopg
 import psycopg.errors
 
-from .health import IncidentTracker, fault_cause
+from .health import (
+    RETRY_FIRST,
+    RETRY_MAX,
+    RETRY_SECONDS,
+    RETRY_SECONDS_LONG,
+    IncidentTracker,
+    fault_cause,
+)
 from .pg_conn import PgConnection, row_factory
-from .pg_schema import check_version, migrate
+from .pg_schema import migrate
 
 T = TypeVar("T")
 log = logging.getLogger("chatlabel.storage")
 
-# As on SQLite (storage.db): a press is retried for 3 s, a long write waits 10 s for a lock.
-RETRY_SECONDS = 3.0
-RETRY_SECONDS_LONG = 10.0
-RETRY_FIRST, RETRY_MAX = 0.01, 0.25
 # A collision (serialization failure, deadlock) is run again at once, this many times at most.
 COLLISION_TRIES = 20
 # How long a statement may wait for a row lock before it is a "locked" fault (retried).
@@ -198,9 +201,7 @@ class PgDatabase:
             return
 
     def _setup(self) -> None:
-        conn = self._conn()
-        check_version(conn, self.label)
-        migrate(conn, self.label)
+        migrate(self._conn(), self.label)  # checks the version first, under its lock
 
     async def close(self) -> None:
         """Close every connection and stop the listener."""

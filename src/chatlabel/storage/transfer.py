@@ -144,6 +144,11 @@ class _Sqlite(_Side):
         self.conn.close()
 
 
+def _pg_kwargs(password: str | None) -> dict[str, Any]:
+    """How migrate-db connects to a PostgreSQL side: an unreachable one fails in 10 s."""
+    return {"connect_timeout": 10, **({"password": password} if password else {})}
+
+
 class _Postgres(_Side):
     def __init__(self, url: str, password: str | None) -> None:
         import psycopg
@@ -151,10 +156,7 @@ class _Postgres(_Side):
         from .pg import _redact
 
         self.label = _redact(url)
-        kw: dict[str, Any] = {"connect_timeout": 10}
-        if password:
-            kw["password"] = password
-        self.conn = psycopg.connect(url, autocommit=True, **kw)
+        self.conn = psycopg.connect(url, autocommit=True, **_pg_kwargs(password))
 
     def tables(self) -> list[str]:
         rows = self.conn.execute(
@@ -258,6 +260,7 @@ def transfer(
     """Copy every table from source to an empty target, then verify; TransferError if not.
 
     `verify=False` (benchmarks building a throwaway copy) skips the digests, not the counts."""
+    from .pg import _redact
     from .pg_conn import PgConnection
     from .pg_schema import migrate as pg_migrate
     from .schema import MIGRATIONS
@@ -283,11 +286,9 @@ def transfer(
             finally:
                 conn.close()
         else:
-            pg = PgConnection.connect(
-                target_url, **({"password": target_password} if target_password else {})
-            )
+            pg = PgConnection.connect(target_url, **_pg_kwargs(target_password))
             try:
-                pg_migrate(pg, target_url)
+                pg_migrate(pg, _redact(target_url))
             except UnusableDatabase as exc:
                 raise TransferError(str(exc)) from None
             finally:
