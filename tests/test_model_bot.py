@@ -19,6 +19,7 @@ from aiohttp import web
 from chatlabel.importer import import_file
 from chatlabel.models.http import HttpModel
 from chatlabel.models.text import BuiltinText
+from chatlabel.service import quality
 from chatlabel.service.model_loop import ModelLoop
 from tests.conftest import write_jsonl
 from tests.telegram_harness import (
@@ -26,6 +27,7 @@ from tests.telegram_harness import (
     Bench,
     is_item,
     new_message,
+    next_item,
     project,
     running_bot,
 )
@@ -124,6 +126,79 @@ async def test_a_no_sends_the_item_to_ordinary_overlap(tmp_path: Path) -> None:
         assert await rows(b, "SELECT value, counted FROM answers ORDER BY id") == [
             ("no", 0), ("dog", 1), ("dog", 1)
         ]  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["majority", "weighted"])
+async def test_of_two_labels_a_no_asks_one_more_person_to_break_the_tie(
+    tmp_path: Path, method: str
+) -> None:
+    """The no is a vote for the other label, the suggestion one for its own: one more decides."""
+    spam = {**routed(), "labels": ["ham", "spam"], "method": method, "overlap": 3, "max_overlap": 3}
+    async with running_bot(tmp_path, [spam]) as b:
+        await load(
+            b,
+            [
+                {"id": "s1", "text": "WIN NOW", "suggestion": "spam", "suggestion_score": 0.95},
+                {"id": "s2", "text": "See you", "suggestion": "spam", "suggestion_score": 0.95},
+            ],
+        )
+        ann, bob, cid = b.user(1), b.user(2), b.user(3)
+        check = await b.start(ann)
+        for _ in range(2):
+            await ann.press(check, "❌ No")
+            await ann.wait_for(lambda c=check: "✅ no" in c.content)  # type: ignore[misc]
+            if check.content.startswith("WIN NOW"):
+                check = await next_item(ann, after=check.message_id)
+        assert await rows(b, "SELECT route, status, n_answers, needed FROM items") == [
+            ("rejected", "pending", 1, 2), ("rejected", "pending", 1, 2)
+        ]  # fmt: skip
+        # Bob sides with the model on the first item and with Ann on the second.
+        item = await b.start(bob)
+        for answer in ("spam", "ham"):
+            if answer == "ham":
+                item = await next_item(bob, after=item.message_id)
+            assert texts(item) == ["ham", "spam", "Skip"]
+            await bob.press(item, answer)
+            await bob.wait_for(lambda i=item, a=answer: i.content.endswith(f"✅ {a}"))  # type: ignore[misc]
+        told = await b.start(cid)  # two people and the suggestion were all either needed
+        assert "That's everything for now" in told.content
+        assert await rows(
+            b,
+            "SELECT i.ext_id, i.status, i.n_answers, v.label, v.n_answers, v.votes "
+            "FROM items i JOIN verdicts v ON v.item_id = i.id ORDER BY i.seq",
+        ) == [
+            ("s1", "resolved", 2, "spam", 2, json.dumps({"spam": 2.0, "ham": 1.0})),
+            ("s2", "resolved", 2, "ham", 2, json.dumps({"spam": 1.0, "ham": 2.0})),
+        ]
+        assert await rows(b, "SELECT value, counted FROM answers ORDER BY id") == [
+            ("ham", 1), ("ham", 1), ("spam", 1), ("ham", 1)
+        ]  # fmt: skip
+        verdicts = await quality.current_verdicts(b.service, "animals")
+        assert {k: (v.label, v.n_answers) for k, v in verdicts.items()} == {
+            "s1": ("spam", 2), "s2": ("ham", 2)
+        }  # fmt: skip
+
+
+async def test_with_routing_off_a_rejected_suggestion_no_longer_votes(tmp_path: Path) -> None:
+    spam = {**routed(), "labels": ["ham", "spam"], "overlap": 3, "max_overlap": 3}
+    async with running_bot(tmp_path, [spam]) as b:
+        await load(b, [{"id": "s1", "text": "WIN", "suggestion": "spam", "suggestion_score": 0.95}])
+        ann, bob = b.user(1), b.user(2)
+        check = await b.start(ann)
+        await ann.press(check, "❌ No")
+        await ann.wait_for(lambda: "✅ no" in check.content)
+        assert await rows(b, "SELECT n_answers, needed FROM items") == [(1, 2)]
+        assert await b.service.set_routing("animals", False)
+        # Full overlap of people again: the no and two more, Bob's "spam" no longer settles it.
+        assert await rows(b, "SELECT route, n_answers, needed FROM items") == [("rejected", 1, 3)]
+        item = await b.start(bob)
+        await bob.press(item, "spam")
+        await bob.wait_for(lambda: item.content.endswith("✅ spam"))
+        assert await rows(b, "SELECT status, n_answers, needed FROM items") == [("pending", 2, 3)]
+        assert await b.service.set_routing("animals", True)  # the suggestion votes again
+        assert await rows(
+            b, "SELECT i.status, v.label FROM items i JOIN verdicts v ON v.item_id = i.id"
+        ) == [("resolved", "spam")]
 
 
 async def test_undo_of_a_check_puts_the_item_back_to_its_check(tmp_path: Path) -> None:

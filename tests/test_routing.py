@@ -14,17 +14,21 @@ from chatlabel.core.assignment import (
     may_check,
     should_suspend,
 )
-from chatlabel.core.model import Rules
+from chatlabel.core.model import Rules, Vote
 from chatlabel.core.routing import (
+    SUGGESTION_VOTER,
     Routing,
+    as_stored,
     audit_draw,
     certainty_key,
     check_confidence,
     needed_for,
     route_for,
     routing_stops,
+    suggestion_votes,
 )
 from chatlabel.core.suspension import Conduct, Reason, suspension
+from chatlabel.core.verdict import decide
 
 ROUTING = Routing(threshold=0.9, audit_rate=0.1)
 
@@ -38,6 +42,20 @@ def test_confident_suggestions_route_to_one_check_or_an_audit() -> None:
     assert route_for(None, 0.99, draw=0.5) is None  # no routing (none configured, or off)
     assert needed_for("check", 3) == 1
     assert needed_for("audit", 3) == needed_for(None, 3) == 3
+
+
+def test_a_rejected_suggestion_and_the_no_tie_and_one_more_person_breaks_it() -> None:
+    assert suggestion_votes(2) and not suggestion_votes(3)  # a no names a label only of two
+    rules = Rules(labels=("ham", "spam"), overlap=3, max_overlap=3)
+    model, no = Vote(SUGGESTION_VOTER, "spam"), Vote("t:1", "ham")
+    tie = as_stored(decide(rules, [model, no]), 1)
+    assert (tie.status, tie.n_answers, tie.needed) == ("pending", 1, 2)  # one person more
+    for third, label in (("spam", "spam"), ("ham", "ham")):
+        v = as_stored(decide(rules, [model, no, Vote("t:2", third)]), 1)
+        assert (v.status, v.label, v.n_answers, v.needed) == ("resolved", label, 2, 2)
+        assert v.votes == {"spam": 2.0, "ham": 1.0} if label == "spam" else {"ham": 2, "spam": 1}
+    alone = decide(rules, [no, Vote("t:2", "ham")])
+    assert as_stored(alone, 0) == alone  # no suggestion among the votes: nothing to take off
 
 
 def test_the_audit_draw_is_fixed_per_item_and_uniform() -> None:

@@ -9,10 +9,11 @@ its check "verified" (a yes settled it) or "rejected" (a no sent it to ordinary 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from .gold import confidently_below
+from .model import Verdict
 
 Route = Literal["check", "audit", "verified", "rejected"]
 
@@ -39,6 +40,29 @@ def route_for(routing: Routing | None, score: float | None, draw: float) -> Rout
     if routing is None or score is None or score < routing.threshold:
         return None
     return "audit" if draw < routing.audit_rate else "check"
+
+
+# A rejected check's suggestion among an item's voters (annotator keys are "platform:uid").
+SUGGESTION_VOTER = "suggestion"
+
+
+def suggestion_votes(n_labels: int) -> bool:
+    """Whether a rejected check's suggestion keeps a vote of its own: on two labels only.
+
+    There the "no" is a vote for the other label, so the suggestion against it is a tie that
+    the next person breaks: one more answer, not the full overlap. The model only routes what
+    it is sure of while its gold record keeps routing on, so its vote is worth at least a third
+    person's (bench/model.py measures both). Among more labels a "no" names no label: the item
+    gets its full overlap of people.
+    """
+    return n_labels == 2
+
+
+def as_stored(v: Verdict, stand_ins: int) -> Verdict:
+    """The verdict as stored: a suggestion's vote is in its tally but is nobody's answer."""
+    if not stand_ins:
+        return v
+    return replace(v, n_answers=v.n_answers - stand_ins, needed=max(v.needed - stand_ins, 0))
 
 
 def needed_for(route: Route | None, overlap: int) -> int:

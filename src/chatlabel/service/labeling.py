@@ -75,7 +75,7 @@ class LabelingService:
         # Bulk sends: every reminder, announcement and digest is an outbox row before it goes;
         # so is the coordinators' alert when routing by a model switches itself off.
         self.outbox = Outbox(self.shared)
-        self.suggestions = Suggestions(self.shared, self.outbox)
+        self.suggestions = Suggestions(self.shared, self.outbox, self.settling)
         self.answers = Answers(
             self.shared, self.settling, self.leases, self.engagement, self.suggestions
         )

@@ -13,6 +13,7 @@ import numpy as np
 from ..core import agreement as agr
 from ..core.dawid_skene import dawid_skene
 from ..core.model import Verdict, Vote
+from ..core.routing import SUGGESTION_VOTER, as_stored, suggestion_votes
 from ..core.verdict import decide, normalize_text
 from ..storage import quality_queries as qq
 from .labeling import LabelingService
@@ -268,18 +269,24 @@ async def current_verdicts(service: LabelingService, project: str) -> dict[str, 
         votes: dict[int, list[tuple[str, int, str, bool]]] = {}
         for r in qq.counted_votes(conn, pid):
             votes.setdefault(r[0], []).append((r[1], r[2], r[3], bool(r[4])))
-        weights: dict[int, float] | None = None
+        weights: dict[int | None, float] | None = None
         if rules.method != "majority":
             ids = sorted({aid for vs in votes.values() for _, aid, _, _ in vs})
             # The service's own weights, so this is exactly what its online verdict would say.
-            weights = service.settling.weights(conn, pid, rules, ids) if ids else {}
+            weights = service.settling.weights(conn, pid, rules, ids)
+        suggestion = service.projects[project].model is not None and suggestion_votes(
+            len(rules.choices)
+        )
         out = {}
         for s in qq.item_states(conn, pid):
             if s["gold"] is not None:
                 continue
-            vs = votes.get(s["id"], [])
+            vs: list[tuple[str, int | None, str, bool]] = list(votes.get(s["id"], []))
+            if suggestion and s["rejected"] is not None:
+                vs.insert(0, (SUGGESTION_VOTER, None, s["rejected"], False))
             w = None if weights is None else {k: weights.get(a, 1.0) for k, a, _, _ in vs}
-            out[s["ext_id"]] = decide(rules, [Vote(k, v, e) for k, _, v, e in vs], w)
+            v = decide(rules, [Vote(k, v, e) for k, _, v, e in vs], w)
+            out[s["ext_id"]] = as_stored(v, int(suggestion and s["rejected"] is not None))
         return out
 
     return await service.db.read(read)

@@ -9,6 +9,7 @@ from ..config import Project
 from ..core.assignment import MemberRecord
 from ..core.gold import reliability_weight
 from ..core.model import Rules, Vote
+from ..core.routing import SUGGESTION_VOTER, as_stored, suggestion_votes
 from ..core.suspension import Conduct, Reason, suspension
 from ..core.verdict import decide, stranded
 from ..storage import repo
@@ -101,31 +102,41 @@ class Settling:
 
     def weights(
         self, conn: sqlite3.Connection, pid: int, rules: Rules, ids: list[int]
-    ) -> dict[int, float]:
-        """Vote weights of these annotators, from their gold accuracy (weighted methods)."""
+    ) -> dict[int | None, float]:
+        """Vote weights of these annotators, from their gold accuracy (weighted methods).
+
+        Under None: a voter who is nobody (a rejected check's suggestion) weighs like the
+        project's average annotator, one ordinary vote.
+        """
         n = len(rules.choices) or 2
         # Unscored annotators weigh like this project's average one, not a fixed guess.
         prior = self.s.crowd(conn, pid)
-        return {
-            int(g["annotator_id"]): reliability_weight(
+        out: dict[int | None, float] = {None: reliability_weight(0, 0, n, prior)}
+        for g in repo.gold_counts(conn, pid, ids) if ids else ():
+            out[int(g["annotator_id"])] = reliability_weight(
                 g["gold_correct"], g["gold_answers"], n, prior
             )
-            for g in repo.gold_counts(conn, pid, ids)
-        }
+        return out
 
     def settle(
         self, conn: sqlite3.Connection, pid: int, item_id: int, rules: Rules, now: float
     ) -> None:
         """Recompute an item's verdict from its counted votes (the caller holds the item row)."""
-        rows = repo.item_votes(conn, item_id)
+        routed = self.s.projects[self.s.names[pid]].model is not None
+        rows = repo.item_votes(conn, item_id, routed and suggestion_votes(len(rules.choices)))
+        votes = [Vote(r["key"] or SUGGESTION_VOTER, r["value"], bool(r["expert"])) for r in rows]
         weights = None
         if rules.method != "majority" and rows:
-            by_id = self.weights(conn, pid, rules, [r["annotator_id"] for r in rows])
-            weights = {r["key"]: by_id.get(r["annotator_id"], 1.0) for r in rows}
-        votes = [Vote(r["key"], r["value"], bool(r["expert"])) for r in rows]
+            ids = [r["annotator_id"] for r in rows if r["annotator_id"] is not None]
+            by_id = self.weights(conn, pid, rules, ids)
+            weights = {
+                vote.annotator: by_id.get(r["annotator_id"], 1.0)
+                for vote, r in zip(votes, rows, strict=True)
+            }
         v = decide(rules, votes, weights)
         if (gave_up := stranded(rules, v)) is not None and not repo.anyone_left(conn, pid, item_id):
             v = gave_up
+        v = as_stored(v, sum(r["key"] is None for r in rows))
         repo.save_verdict(
             conn,
             item_id,

@@ -23,6 +23,7 @@ from ..storage import outbox_queries as oq
 from ..storage import repo
 from ..storage.snapshot import Where, read_only, where
 from .outbox import Outbox
+from .settling import Settling
 from .shared import Row, Shared
 from .types import ModelState, RoutingStopped
 
@@ -38,9 +39,10 @@ CHECKER_PRIOR = 4
 class Suggestions:
     """Use cases of suggestions and routing (the press-time ones inside a press's transaction)."""
 
-    def __init__(self, shared: Shared, outbox: Outbox) -> None:
+    def __init__(self, shared: Shared, outbox: Outbox, settling: Settling) -> None:
         self.s = shared
         self.outbox = outbox
+        self.settling = settling
 
     def models(self) -> list[str]:
         """Projects with a [model] section, in the config's order."""
@@ -273,6 +275,7 @@ class Suggestions:
             )
             mq.set_routing(conn, pid, False, reason.encode(), now)
             mq.unroute_checks(conn, pid, project.overlap)
+            self._settle_rejections(conn, name, now)
             # Every coordinator hears of it, on their platform, whichever process serves it
             # (one process per bot on a shared database): a row of the outbox each, in the
             # same transaction, so the alert is sent once routing is off and only then.
@@ -309,6 +312,17 @@ class Suggestions:
             self.outbox.notify()  # the coordinators' alert is queued
         return stopped
 
+    def _settle_rejections(self, conn: sqlite3.Connection, name: str, now: float) -> None:
+        """Routing just went off or on: settle again the items still collecting after a no.
+
+        A rejected suggestion's vote counts only while routing is on: without it they want
+        more people, with it again they may be decided.
+        """
+        pid, rules = self.s.pids[name], self.s.rules[name]
+        for item_id in mq.open_rejections(conn, pid):
+            repo.lock_item(conn, item_id)  # in id order, as suspensions lock them
+            self.settling.settle(conn, pid, item_id, rules, now)
+
     async def set_routing(self, name: str, on: bool) -> bool:
         """Switch routing on or off by hand; untouched items are routed again by their scores."""
         routing = self.s.routing.get(name)
@@ -318,16 +332,17 @@ class Suggestions:
 
         def tx(conn: sqlite3.Connection) -> None:
             mq.set_routing(conn, pid, on, None, now)
-            if not on:
+            if on:
+                rows = []
+                for item_id, score in mq.untouched_scores(conn, pid):
+                    route = route_for(routing, score, audit_draw(item_id))
+                    rows.append(
+                        (route, needed_for(route, overlap), certainty_key(routing, score), item_id)
+                    )
+                mq.route_items(conn, rows)
+            else:
                 mq.unroute_checks(conn, pid, overlap)
-                return
-            rows = []
-            for item_id, score in mq.untouched_scores(conn, pid):
-                route = route_for(routing, score, audit_draw(item_id))
-                rows.append(
-                    (route, needed_for(route, overlap), certainty_key(routing, score), item_id)
-                )
-            mq.route_items(conn, rows)
+            self._settle_rejections(conn, name, now)
 
         await self.s.db.write(tx)
         self.s.notify()

@@ -248,6 +248,18 @@ def unroute_checks(conn: sqlite3.Connection, project_id: int, overlap: int) -> i
     return cur.rowcount
 
 
+def open_rejections(conn: sqlite3.Connection, project_id: int) -> list[int]:
+    """Items still collecting answers after a no, in id order (their suggestion votes)."""
+    return [
+        int(r[0])
+        for r in conn.execute(
+            """SELECT id FROM items WHERE project_id = ? AND route = 'rejected'
+                 AND status = 'pending' ORDER BY id""",
+            (project_id,),
+        )
+    ]
+
+
 def verify(conn: sqlite3.Connection, item_id: int) -> None:
     """A "yes" settled the item's check (its verdict is saved apart)."""
     conn.execute("UPDATE items SET route = 'verified' WHERE id = ?", (item_id,))

@@ -25,10 +25,14 @@ def ds_answers(conn: sqlite3.Connection, project_id: int) -> list[Row]:
 
 
 def item_states(conn: sqlite3.Connection, project_id: int) -> list[Row]:
-    """Every item of a project with its gold value and its verdict (NULLs before any answer)."""
+    """Every item of a project with its gold value and its verdict (NULLs before any answer),
+    and `rejected`: the suggestion a check said no to, while routing is on (it is a vote)."""
     return conn.execute(
-        """SELECT i.id, i.ext_id, i.gold, i.status, v.label, v.method, v.confidence
+        """SELECT i.id, i.ext_id, i.gold, i.status, v.label, v.method, v.confidence,
+                  CASE WHEN i.route = 'rejected' AND m.routing = 1 THEN i.suggestion END
+                    AS rejected
            FROM items i LEFT JOIN verdicts v ON v.item_id = i.id
+             LEFT JOIN models m ON m.project_id = i.project_id
            WHERE i.project_id = ? ORDER BY i.seq""",
         (project_id,),
     ).fetchall()

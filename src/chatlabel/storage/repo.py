@@ -445,15 +445,24 @@ def delete_answer(conn: sqlite3.Connection, answer_id: int) -> None:
     conn.execute("DELETE FROM answers WHERE id = ?", (answer_id,))
 
 
-def item_votes(conn: sqlite3.Connection, item_id: int) -> list[Row]:
-    """The counted, non-skip answers of an item with their annotators' keys."""
-    return conn.execute(
-        """SELECT a.key, a.id AS annotator_id, x.value, x.expert FROM answers x
-           JOIN annotators a ON a.id = x.annotator_id
-           WHERE x.item_id = ? AND x.value IS NOT NULL AND x.counted = 1 AND x.is_gold = 0
-           ORDER BY x.id""",
-        (item_id,),
-    ).fetchall()
+def item_votes(conn: sqlite3.Connection, item_id: int, suggestion: bool = False) -> list[Row]:
+    """The counted, non-skip answers of an item with their annotators' keys, in order.
+
+    `suggestion`: a rejected check's suggestion comes first as a vote of its own, with no key
+    or annotator, while its model's routing is on (in the same statement: a settle is on
+    every press's path).
+    """
+    sql = """SELECT a.key, a.id AS annotator_id, x.value, x.expert, x.id AS seq FROM answers x
+             JOIN annotators a ON a.id = x.annotator_id
+             WHERE x.item_id = ? AND x.value IS NOT NULL AND x.counted = 1 AND x.is_gold = 0"""
+    args: tuple[int, ...] = (item_id,)
+    if suggestion:
+        sql += """ UNION ALL SELECT NULL, NULL, i.suggestion, 0, 0 FROM items i
+                   JOIN models m ON m.project_id = i.project_id
+                   WHERE i.id = ? AND i.route = 'rejected' AND i.suggestion IS NOT NULL
+                     AND m.routing = 1"""
+        args = (item_id, item_id)
+    return conn.execute(sql + " ORDER BY seq", args).fetchall()
 
 
 def gold_counts(
