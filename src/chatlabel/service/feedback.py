@@ -123,20 +123,8 @@ class Feedback:
         if not pulled(n, self.s.projects[name].report_quorum) or not fq.hold(conn, item_id):
             return False
         payload = {"item": item["ext_id"], "reports": n, "reasons": fq.reasons(conn, item_id)}
-        rows = [
-            oq.NewRow(
-                kind="pulled",
-                platform=key.partition(":")[0],
-                recipient=key,
-                address=None,
-                name="",
-                payload=payload,
-                not_before=now,
-                project_id=item["project_id"],
-            )
-            for key in self.s.config.access.coordinators
-        ]
-        oq.add(conn, rows, now)
+        coordinators = self.s.config.access.coordinators
+        oq.add(conn, oq.to_each(coordinators, "pulled", payload, now, item["project_id"]), now)
         return True
 
     def _woken(self, out: Outcome) -> None:

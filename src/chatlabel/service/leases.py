@@ -272,8 +272,7 @@ class Leases:
         def tx(conn: sqlite3.Connection) -> list[Push]:
             out = []
             for w in repo.waiting_members(conn, platform, self.s.pids.values(), limit):
-                platform_, _, uid = w["key"].partition(":")
-                user = UserRef(platform_, uid, w["name"], w["address"])
+                user = UserRef.from_key(w["key"], w["name"], w["address"])
                 role = self.s.role(user)
                 got = self.next_in(conn, user, role, now, self.s.rng.random())
                 if isinstance(got, Task):

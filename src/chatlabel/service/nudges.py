@@ -111,7 +111,7 @@ class Nudges:
             state = _state(m)
             if not reminder_due(rule, state, now):
                 continue
-            user = UserRef(m["platform"], str(m["key"]).partition(":")[2])
+            user = UserRef.from_key(str(m["key"]))
             if not self.leases.has_work(conn, pid, m["annotator_id"], self.s.role(user), m, now):
                 continue
             _save(conn, pid, m["annotator_id"], reminded(rule, state, now))
@@ -159,21 +159,9 @@ class Nudges:
                 "suspended": [r["name"] or r["key"] for r in vq.suspended_since(conn, pid, since)],
                 "held": c.by_status.get("held", 0),
             }
-            rows = [
-                oq.NewRow(
-                    kind="digest",
-                    platform=key.partition(":")[0],
-                    recipient=key,
-                    address=None,
-                    name="",
-                    payload=payload,
-                    not_before=now,
-                    project_id=pid,
-                    dedupe=f"digest:{name}:{day}:{key}",
-                )
-                for key in to
-            ]
-            return oq.add(conn, rows, now)
+            return oq.add(
+                conn, oq.to_each(to, "digest", payload, now, pid, f"digest:{name}:{day}"), now
+            )
 
         return await self.s.db.write(tx)
 

@@ -32,8 +32,7 @@ FOR_MEMBERS = frozenset({"reminder", "announcement"})
 
 
 def _user(r: Row) -> UserRef:
-    platform, _, uid = str(r["recipient"]).partition(":")
-    return UserRef(platform, uid, r["name"] or "", r["address"])
+    return UserRef.from_key(str(r["recipient"]), r["name"] or "", r["address"])
 
 
 class Outbox:

@@ -80,12 +80,11 @@ class Reports:
         for r, secs in await self.db.read(q):
             acc = accuracy(r["gold_correct"], r["gold_answers"])
             low, high = acc.shown_interval
-            platform, _, uid = r["key"].partition(":")
             out.append(
                 AnnotatorRow(
                     key=r["key"],
                     name=r["name"],
-                    role=svc.role(UserRef(platform, uid)),
+                    role=svc.role(UserRef.from_key(r["key"])),
                     status=r["status"],
                     answers=r["answers"],
                     skips=r["skips"],

@@ -101,11 +101,7 @@ class Shared:
 
     def coordinators(self) -> list[UserRef]:
         """The coordinators the config lists (platform and user id; nothing else is known)."""
-        out = []
-        for key in self.config.access.coordinators:
-            platform, _, uid = key.partition(":")
-            out.append(UserRef(platform, uid))
-        return out
+        return [UserRef.from_key(key) for key in self.config.access.coordinators]
 
     def notify(self) -> None:
         """Wake everyone waiting for work to appear, once the transaction calling this (if

@@ -279,21 +279,11 @@ class Suggestions:
             # Every coordinator hears of it, on their platform, whichever process serves it
             # (one process per bot on a shared database): a row of the outbox each, in the
             # same transaction, so the alert is sent once routing is off and only then.
-            alert = [
-                oq.NewRow(
-                    kind="model_off",
-                    platform=key.partition(":")[0],
-                    recipient=key,
-                    address=None,
-                    name="",
-                    payload=dict(reason.params),
-                    not_before=now,
-                    project_id=pid,
-                    dedupe=f"model_off:{name}:{now}:{key}",
-                )
-                for key in self.s.config.access.coordinators
-            ]
-            oq.add(conn, alert, now)
+            coordinators = self.s.config.access.coordinators
+            dedupe = f"model_off:{name}:{now}"
+            oq.add(
+                conn, oq.to_each(coordinators, "model_off", reason.params, now, pid, dedupe), now
+            )
             return RoutingStopped(name, reason)
 
         right, scored = await self.s.db.read(mq.record, pid)

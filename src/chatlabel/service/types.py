@@ -24,6 +24,12 @@ class UserRef:
         """The stable `platform:user` key."""
         return f"{self.platform}:{self.user_id}"
 
+    @classmethod
+    def from_key(cls, key: str, name: str = "", address: str | None = None) -> UserRef:
+        """The person a stored `platform:user` key names."""
+        platform, _, uid = key.partition(":")
+        return cls(platform, uid, name, address)
+
 
 @dataclass(frozen=True)
 class ProjectTexts:

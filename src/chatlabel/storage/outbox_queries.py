@@ -28,6 +28,32 @@ class NewRow:
     expires_at: float | None = None
 
 
+def to_each(
+    keys: Iterable[str],
+    kind: str,
+    payload: Mapping[str, Any],
+    now: float,
+    project_id: int,
+    dedupe: str | None = None,
+) -> list[NewRow]:
+    """One row of `kind` for each `platform:user` key, due now; `dedupe` (plus the key) sends
+    each person's once."""
+    return [
+        NewRow(
+            kind=kind,
+            platform=key.partition(":")[0],
+            recipient=key,
+            address=None,
+            name="",
+            payload=payload,
+            not_before=now,
+            project_id=project_id,
+            dedupe=None if dedupe is None else f"{dedupe}:{key}",
+        )
+        for key in keys
+    ]
+
+
 def add(conn: sqlite3.Connection, rows: Iterable[NewRow], now: float) -> int:
     """Write rows (a row whose `dedupe` exists already is left out); how many were new."""
     cur = conn.executemany(
