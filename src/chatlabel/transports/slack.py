@@ -30,7 +30,7 @@ from ..config import ConfigError, Slack
 from ..conversation import Catalog, Conversation, Who
 from ..conversation.bulk import STOP_GRACE as OUTBOX_GRACE
 from ..conversation.bulk import stop_outbox
-from ..mechanics import BoundedCache, Limit, Pacer
+from ..mechanics import BoundedCache, Dropped, Limit, Pacer
 from ..mechanics.redact import redacted_logger
 from ..service.labeling import LabelingService
 from ..service.reports import Reports
@@ -47,7 +47,7 @@ from .slack_blocks import (
     ticked,
 )
 from .slack_outlet import PEOPLE, REPLYING, CommandReply, SlackOutlet, is_loopback, slack_id
-from .slack_pacing import Dropped, slack_limits
+from .slack_pacing import slack_limits
 from .slack_payloads import actor, assignment, enterprise, modal_text
 from .slack_socket import PING_INTERVAL, REFUSED, open_socket
 

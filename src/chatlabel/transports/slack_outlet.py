@@ -6,7 +6,6 @@ import asyncio
 import contextvars
 import hashlib
 import ipaddress
-import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,7 +31,15 @@ from ..conversation import (
     Unreachable,
 )
 from ..conversation.render import cut
-from ..mechanics import BoundedCache, Pacer, Scope, SingleFlight, redacted_logger
+from ..mechanics import (
+    BoundedCache,
+    Dropped,
+    LatestEdit,
+    Pacer,
+    Scope,
+    SingleFlight,
+    redacted_logger,
+)
 from ..media import MediaError, prepare_image
 from ..service.labeling import LabelingService
 from ..service.types import UserRef
@@ -41,7 +48,6 @@ from .slack_pacing import (
     POST,
     POST_CHANNEL,
     UPLOAD,
-    Dropped,
     Responder,
     retry_after,
 )
@@ -133,8 +139,7 @@ class SlackOutlet:
         self._dm: BoundedCache[str, str] = BoundedCache(PEOPLE)
         self._uploads: SingleFlight[str] = SingleFlight()
         self._responders: BoundedCache[MessageRef, Responder] = BoundedCache(PEOPLE)
-        self._edits: BoundedCache[MessageRef, int] = BoundedCache(PEOPLE)
-        self._edit_seq = itertools.count(1)
+        self._edits: LatestEdit[MessageRef] = LatestEdit(PEOPLE)
 
     def close(self) -> None:
         """Stopping: calls waiting for their turn give up."""
@@ -332,12 +337,7 @@ class SlackOutlet:
         else chat.update in its turn. A failure is logged and the flow goes on.
         """
         channel, _, ts = ref.partition(":")
-        mine = self._edits[ref] = next(self._edit_seq)
-        self.pacer.recheck()  # an older edit of this message waiting now drops out
-
-        def wanted() -> bool:
-            return self._edits.get(ref) == mine
-
+        wanted = self._edits.claim(ref, self.pacer)
         try:
             image = await self._media(to, channel, view, upload=False)
             blocks = message_blocks(view, image)
@@ -379,7 +379,7 @@ class SlackOutlet:
     async def delete(self, to: UserRef, ref: MessageRef) -> None:
         """Delete a message the bot posted."""
         channel, _, ts = ref.partition(":")
-        self._edits[ref] = next(self._edit_seq)  # no edit of it is wanted any more
+        self._edits.forget(ref)
         try:
             await self.api("chat.delete", lambda: self.client.chat_delete(channel=channel, ts=ts))
         except (SlackApiError, Dropped) as e:
