@@ -14,7 +14,7 @@ from ..service.health import StorageUnavailable
 from ..service.labeling import LabelingService
 from ..service.reports import Reports
 from ..service.types import Push
-from .bulk import OutboxSender
+from .bulk import STOP_GRACE, OutboxSender
 from .catalog import Catalog, Texts
 from .commands import Commands
 from .context import PEOPLE, Context, ExportResults
@@ -84,6 +84,7 @@ class Conversation:
         self._buckets: BoundedCache[str, TokenBucket] = BoundedCache(PEOPLE)
         self._slowed: BoundedCache[str, bool] = BoundedCache(PEOPLE)
         self._pushing: set[asyncio.Task[None]] = set()
+        self._outbox: asyncio.Task[None] | None = None
 
     async def texts(self, who: Who) -> Texts:
         """The catalog in the person's language (adapters word their mechanics with it)."""
@@ -244,9 +245,29 @@ class Conversation:
             log.exception("pushing an item to %s failed", push.user.key)
             await self.service.release(push.user, push.task.assignment_id)
 
-    async def outbox_loop(self, stop: asyncio.Event, interval: float = 5.0) -> None:
-        """Send this platform's reminders, announcements and digests as they come due."""
-        await self.sender.run(stop, interval)
+    def start_outbox(self, stop: asyncio.Event, interval: float = 5.0) -> None:
+        """Send this platform's reminders, announcements and digests as they come due, until `stop`.
+
+        `interval`: how often the sender looks for due copies without a signal.
+        """
+        self._outbox = asyncio.create_task(
+            self.sender.run(stop, interval), name=f"{self.sender.platform}-outbox"
+        )
+
+    async def stop_outbox(self, grace: float = STOP_GRACE) -> None:
+        """Stop the outbox sender (its stop event is set already): copies in flight settle first.
+
+        A copy cut off between the platform's acceptance and its "sent" row would be resent (or
+        dropped) at the next start; a short grace lets the ones in flight finish instead.
+        """
+        task, self._outbox = self._outbox, None
+        if task is None:
+            return
+        done, _ = await asyncio.wait({task}, timeout=grace)
+        if not done:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     async def close(self) -> None:
         """Stop pushing, timers and alerts, and let last edits finish."""
