@@ -15,9 +15,10 @@ from ..service.labeling import LabelingService
 from ..service.reports import Reports
 from ..service.types import Push
 from .bulk import STOP_GRACE, OutboxSender
+from .buttons import decode
 from .catalog import Catalog, Texts
 from .commands import Commands
-from .context import PEOPLE, Context, ExportResults
+from .context import PEOPLE, Context, ExportResults, PressHandler
 from .events import MessageRef, Who
 from .flow import Flow
 from .item_notes import ItemNotes
@@ -75,6 +76,12 @@ class Conversation:
         self.flow = Flow(self.ctx)
         self.commands = Commands(self.ctx, self.flow)
         self.notes = ItemNotes(self.ctx, self.flow)
+        # Each press is decoded once and goes to the one part that answers its action.
+        self._presses: dict[str, PressHandler] = {
+            **self.flow.presses(),
+            **self.commands.presses(),
+            **self.notes.presses(),
+        }
         # Reminders, announcements and digests for people on this platform, from the outbox.
         self.sender = OutboxSender(self.ctx)
         self.locks = LockMap()
@@ -130,12 +137,20 @@ class Conversation:
         token: object,
         ticked: tuple[str, ...] | None = None,
     ) -> None:
-        """A pressed button (`token`: the adapter's handle to answer the press with a toast)."""
+        """A pressed button (`token`: the adapter's handle to answer the press with a toast).
+
+        `ticked`: the toggle data of every choice the platform shows ticked (Slack's checkboxes
+        send their whole state with each press).
+        """
+        press = decode(data, ticked)
+        handler = None if press is None else self._presses.get(press.action)
         async with self.locks.hold(who.user.key), self._storage_safe(who, token):
-            if await self.commands.press(who, data, ref, token):
+            if press is None or handler is None:
+                # Malformed, unknown or forged: it changes nothing, and is answered politely.
+                t = await self.ctx.texts(who)
+                await self.ctx.outlet.toast(who.user, token, t("press.dead"), False)
                 return
-            if not await self.notes.press(who, data, ref, token):
-                await self.flow.press(who, data, ref, token, ticked)
+            await handler(who, press, ref, token)
 
     async def text(
         self,
