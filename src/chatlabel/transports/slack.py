@@ -200,6 +200,7 @@ class SlackTransport:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        await self.outlet.aclose()  # last: listeners that just finished may have replied
         log.info("Slack bot stopped")
 
     @property

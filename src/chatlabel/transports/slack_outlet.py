@@ -56,6 +56,7 @@ log = logging.getLogger("chatlabel.slack")
 T = TypeVar("T")
 
 PEOPLE = 20_000  # DM channels and locales remembered
+HOOK_TIMEOUT = 30  # seconds a response_url post may take (slack_sdk's own default)
 HANDLE_EVENT = "chatlabel_outbox"  # the metadata event type that carries a bulk copy's handle
 HISTORY = "conversations.history"  # read only after a crash, to settle copies left in flight
 # Errors that mean we can no longer write to this person.
@@ -140,10 +141,21 @@ class SlackOutlet:
         self._uploads: SingleFlight[str] = SingleFlight()
         self._responders: BoundedCache[MessageRef, Responder] = BoundedCache(PEOPLE)
         self._edits: LatestEdit[MessageRef] = LatestEdit(PEOPLE)
+        # One HTTP session for every response_url post, opened by the first: without one,
+        # slack_sdk opens (and closes) a session with its own connection pool per post.
+        self._hooks: aiohttp.ClientSession | None = None
 
     def close(self) -> None:
         """Stopping: calls waiting for their turn give up."""
         self.pacer.close()
+
+    async def aclose(self) -> None:
+        """Close the response_url session (once nothing posts any more).
+
+        It stays closed: a post after this gets slack_sdk's one-off session, closed after it.
+        """
+        if self._hooks is not None:
+            await self._hooks.close()
 
     # -- calls ----------------------------------------------------------------------------
 
@@ -365,7 +377,7 @@ class SlackOutlet:
 
     async def _replace(self, url: str, view: Message, blocks: list[JSON]) -> bool:
         """Replace the pressed message through its response_url; False if Slack refused."""
-        hook = _webhook(url)
+        hook = self._webhook(url)
         try:
             sent = await hook.send(text=notification(view), blocks=blocks, replace_original=True)
         except (TimeoutError, OSError, aiohttp.ClientError) as e:
@@ -400,8 +412,27 @@ class SlackOutlet:
         except (SlackApiError, Unreachable, SendFailed, Dropped) as e:
             log.info("could not tell %s: %s", to.key, e)
 
+    def _webhook(self, url: str) -> AsyncWebhookClient:
+        """A client for one response_url on the outlet's session, logging through the redactor
+        (the URL is a secret)."""
+        if self._hooks is None:
+            # As slack_sdk's per-post sessions: its timeout, and trust_env off (the proxy is
+            # each client's, per request: see below).
+            self._hooks = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=HOOK_TIMEOUT), trust_env=False
+            )
+        hook = AsyncWebhookClient(
+            url,
+            timeout=HOOK_TIMEOUT,
+            session=self._hooks,
+            logger=redacted_logger("chatlabel.slack.response"),
+        )
+        if is_loopback(url):
+            hook.proxy = None  # it read HTTP(S)_PROXY, which would swallow loopback calls
+        return hook
+
     async def _respond(self, url: str, text: str) -> None:
-        hook = _webhook(url)
+        hook = self._webhook(url)
         await hook.send(text=text, response_type="ephemeral")
 
     # -- media ----------------------------------------------------------------------------
@@ -462,14 +493,6 @@ class SlackOutlet:
             return file_id
 
         return await self._uploads.run(sha, upload)
-
-
-def _webhook(url: str) -> AsyncWebhookClient:
-    """A client for one response_url, logging through the redactor (the URL is a secret)."""
-    hook = AsyncWebhookClient(url, logger=redacted_logger("chatlabel.slack.response"))
-    if is_loopback(url):
-        hook.proxy = None  # it read HTTP(S)_PROXY, which would swallow loopback calls
-    return hook
 
 
 def _plain(view: Message) -> bool:
