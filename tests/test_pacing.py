@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from chatlabel.mechanics import Limit, Pacer, Priority
+from chatlabel.mechanics import LatestEdit, Limit, Pacer, Priority
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -98,6 +98,19 @@ async def test_a_call_no_longer_wanted_drops_out_without_a_slot() -> None:
     assert not await asyncio.wait_for(old, 0.1)
     new = await pacer.turn([("chat", "1")], wanted=lambda: latest["m"] == 2)
     assert new and pacer.dropped == 1
+
+
+async def test_only_the_latest_edit_of_a_message_goes_and_a_deletion_drops_queued_ones() -> None:
+    pacer = Pacer({"chat": Limit(1, 0.2)})
+    edits: LatestEdit[str] = LatestEdit(10)
+    assert await pacer.turn([("chat", "1")])  # the window is now full
+    old = asyncio.create_task(pacer.turn([("chat", "1")], wanted=edits.claim("m", pacer)))
+    await asyncio.sleep(0.01)
+    newer = edits.claim("m", pacer)  # drops the queued older edit at once
+    assert not await asyncio.wait_for(old, 0.1)
+    assert newer() and edits.claim("other", pacer)()
+    edits.forget("m")  # the message is being deleted
+    assert not newer()
 
 
 async def test_lower_priorities_leave_the_reserve_for_interactive_calls() -> None:

@@ -555,6 +555,23 @@ async def test_env_proxy_does_not_capture_loopback_calls(
     await ann.wait_for(lambda: any("Answers: 0" in m.text for m in ann.ephemerals))
 
 
+async def test_response_url_posts_share_one_session_closed_at_stop(
+    stack: Any, tmp_path: Path
+) -> None:
+    bot = await make_bot(stack, tmp_path, items={"triage": MESSAGES})
+    ann = await joined(bot, "U1")
+    await ann.slash("/label", "stats")  # replies through the response_url
+    await ann.wait_for(lambda: any("Answers: 0" in m.text for m in ann.ephemerals))
+    session = bot.transport.outlet._hooks
+    assert session is not None and not session.closed
+    first = open_items(ann)[0]
+    await ann.press(first, "spam")  # the edit goes through the press's response_url
+    await ann.wait_for(lambda: "✅ spam" in shown(first))
+    assert bot.transport.outlet._hooks is session
+    await bot.transport.stop()
+    assert session.closed
+
+
 async def test_undo_button_goes_when_the_window_closes(stack: Any, tmp_path: Path) -> None:
     bot = await make_bot(stack, tmp_path, project(undo_seconds=1), items={"triage": MESSAGES})
     ann = await joined(bot, "U1")

@@ -249,21 +249,6 @@ class OutboxSender:
         return replace(view, handle=item.handle)
 
 
-async def stop_outbox(task: asyncio.Task[None] | None, grace: float = STOP_GRACE) -> None:
-    """Stop a sender's loop (its stop event is set already): copies in flight settle first.
-
-    A copy cut off between the platform's acceptance and its "sent" row would be resent (or
-    dropped) at the next start; a short grace lets the ones in flight finish instead.
-    """
-    if task is None:
-        return
-    done, _ = await asyncio.wait({task}, timeout=grace)
-    if not done:
-        task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
 async def _first(a: asyncio.Event, b: asyncio.Event, timeout: float) -> None:  # noqa: ASYNC109
     """Wait until either event is set, or the timeout."""
     waits = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]

@@ -42,6 +42,9 @@ class Press:
     action: str
     ref: int
     index: int | None = None
+    # The toggle data of every choice the platform shows ticked, when it sends them with the
+    # press (Slack's checkboxes send their whole state each time); None when it does not.
+    ticked: tuple[str, ...] | None = None
 
 
 def encode(action: str, ref: int, index: int | None = None) -> str:
@@ -50,8 +53,9 @@ def encode(action: str, ref: int, index: int | None = None) -> str:
     return f"{code}:{ref}" if index is None else f"{code}:{ref}:{index}"
 
 
-def decode(data: str) -> Press | None:
-    """The press a button's data stands for; None for anything malformed or unknown."""
+def decode(data: str, ticked: tuple[str, ...] | None = None) -> Press | None:
+    """The press a button's data stands for (with the ticks sent with it); None for anything
+    malformed or unknown."""
     if len(data) > MAX_DATA:
         return None
     parts = data.split(":")
@@ -67,7 +71,7 @@ def decode(data: str) -> Press | None:
     needs_index = action in _WITH_INDEX
     if needs_index != (len(nums) == 2):
         return None
-    return Press(action, nums[0], nums[1] if needs_index else None)
+    return Press(action, nums[0], nums[1] if needs_index else None, ticked)
 
 
 def choice_of(choices: tuple[str, ...], index: int | None) -> str | None:

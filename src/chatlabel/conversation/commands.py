@@ -7,9 +7,9 @@ from collections.abc import Awaitable, Callable
 
 from ..charts import progress_png
 from . import render
-from .buttons import decode, encode
+from .buttons import Press, encode
 from .catalog import Texts
-from .context import Context, Handler
+from .context import Context, Handler, PressHandler
 from .coordination import Coordination
 from .events import MessageRef, Who
 from .flow import Flow
@@ -244,22 +244,23 @@ class Commands:
 
     # -- presses on command messages ------------------------------------------------------------
 
-    async def press(self, who: Who, data: str, ref: MessageRef | None, token: object) -> bool:
-        """A press on a command's message (a choice, a home button, a reminder, an announcement,
-        a reported item); False when it is an item's press."""
-        if await self.volunteers.press(who, data, ref, token):
-            return True
-        if await self.coordination.press(who, data, ref, token):
-            return True
-        press = decode(data)
-        if press is None or press.action not in ("project", "language", "start", "export"):
-            return False
+    def presses(self) -> dict[str, PressHandler]:
+        """The presses on commands' messages, by action (a choice, a home button, a reminder,
+        an announcement, a reported item)."""
+        return {
+            **dict.fromkeys(("project", "language", "start", "export"), self.press),
+            **self.volunteers.presses(),
+            **self.coordination.presses(),
+        }
+
+    async def press(self, who: Who, press: Press, ref: MessageRef | None, token: object) -> None:
+        """A choice of project or language, a home page's Start, a coordinator's Export."""
         outlet = self.ctx.outlet
         t = await self.ctx.texts(who)
         if press.action == "start":
             await outlet.toast(who.user, token, None, False)
             await self.flow.start(who, None)
-            return True
+            return
         if press.action == "export":
             names = self.service.project_names()
             if not self.service.is_coordinator(who.user):
@@ -269,7 +270,7 @@ class Commands:
             else:
                 await outlet.toast(who.user, token, None, False)
                 await self.export(who, names[press.ref], t)
-            return True
+            return
         choices = (
             self.service.project_names()
             if press.action == "project"
@@ -277,7 +278,7 @@ class Commands:
         )
         if not 0 <= press.ref < len(choices):
             await outlet.toast(who.user, token, t("press.dead"), False)
-            return True
+            return
         await outlet.toast(who.user, token, None, False)
         chosen = choices[press.ref]
         if press.action == "project":
@@ -294,7 +295,6 @@ class Commands:
             await self.flow.start(who, chosen)
         else:
             await self._set_language(who, chosen)
-        return True
 
     # -- a home page ----------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from ..mechanics import BoundedCache
 from ..service.labeling import LabelingService
 from ..service.reports import Reports
 from ..service.types import UserRef
+from .buttons import Press
 from .catalog import Catalog, Texts
 from .events import MessageRef, Who
 from .ports import Outlet, Unreachable
@@ -20,6 +21,8 @@ log = logging.getLogger("chatlabel.conversation")
 ExportResults = Callable[[str], Awaitable[tuple[str, bytes]]]
 # A command's handler: the person, the command's arguments, their catalog.
 Handler = Callable[[Who, str, Texts], Awaitable[None]]
+# A press's handler: the person, the decoded press, the pressed message, the press's token.
+PressHandler = Callable[[Who, Press, MessageRef | None, object], Awaitable[None]]
 PEOPLE = 20_000  # people remembered in per-person caches (language, latest item)
 
 

@@ -14,10 +14,11 @@ from ..service.health import StorageUnavailable
 from ..service.labeling import LabelingService
 from ..service.reports import Reports
 from ..service.types import Push
-from .bulk import OutboxSender
+from .bulk import STOP_GRACE, OutboxSender
+from .buttons import decode
 from .catalog import Catalog, Texts
 from .commands import Commands
-from .context import PEOPLE, Context, ExportResults
+from .context import PEOPLE, Context, ExportResults, PressHandler
 from .events import MessageRef, Who
 from .flow import Flow
 from .item_notes import ItemNotes
@@ -75,6 +76,12 @@ class Conversation:
         self.flow = Flow(self.ctx)
         self.commands = Commands(self.ctx, self.flow)
         self.notes = ItemNotes(self.ctx, self.flow)
+        # Each press is decoded once and goes to the one part that answers its action.
+        self._presses: dict[str, PressHandler] = {
+            **self.flow.presses(),
+            **self.commands.presses(),
+            **self.notes.presses(),
+        }
         # Reminders, announcements and digests for people on this platform, from the outbox.
         self.sender = OutboxSender(self.ctx)
         self.locks = LockMap()
@@ -84,6 +91,7 @@ class Conversation:
         self._buckets: BoundedCache[str, TokenBucket] = BoundedCache(PEOPLE)
         self._slowed: BoundedCache[str, bool] = BoundedCache(PEOPLE)
         self._pushing: set[asyncio.Task[None]] = set()
+        self._outbox: asyncio.Task[None] | None = None
 
     async def texts(self, who: Who) -> Texts:
         """The catalog in the person's language (adapters word their mechanics with it)."""
@@ -129,12 +137,20 @@ class Conversation:
         token: object,
         ticked: tuple[str, ...] | None = None,
     ) -> None:
-        """A pressed button (`token`: the adapter's handle to answer the press with a toast)."""
+        """A pressed button (`token`: the adapter's handle to answer the press with a toast).
+
+        `ticked`: the toggle data of every choice the platform shows ticked (Slack's checkboxes
+        send their whole state with each press).
+        """
+        press = decode(data, ticked)
+        handler = None if press is None else self._presses.get(press.action)
         async with self.locks.hold(who.user.key), self._storage_safe(who, token):
-            if await self.commands.press(who, data, ref, token):
+            if press is None or handler is None:
+                # Malformed, unknown or forged: it changes nothing, and is answered politely.
+                t = await self.ctx.texts(who)
+                await self.ctx.outlet.toast(who.user, token, t("press.dead"), False)
                 return
-            if not await self.notes.press(who, data, ref, token):
-                await self.flow.press(who, data, ref, token, ticked)
+            await handler(who, press, ref, token)
 
     async def text(
         self,
@@ -244,9 +260,29 @@ class Conversation:
             log.exception("pushing an item to %s failed", push.user.key)
             await self.service.release(push.user, push.task.assignment_id)
 
-    async def outbox_loop(self, stop: asyncio.Event, interval: float = 5.0) -> None:
-        """Send this platform's reminders, announcements and digests as they come due."""
-        await self.sender.run(stop, interval)
+    def start_outbox(self, stop: asyncio.Event, interval: float = 5.0) -> None:
+        """Send this platform's reminders, announcements and digests as they come due, until `stop`.
+
+        `interval`: how often the sender looks for due copies without a signal.
+        """
+        self._outbox = asyncio.create_task(
+            self.sender.run(stop, interval), name=f"{self.sender.platform}-outbox"
+        )
+
+    async def stop_outbox(self, grace: float = STOP_GRACE) -> None:
+        """Stop the outbox sender (its stop event is set already): copies in flight settle first.
+
+        A copy cut off between the platform's acceptance and its "sent" row would be resent (or
+        dropped) at the next start; a short grace lets the ones in flight finish instead.
+        """
+        task, self._outbox = self._outbox, None
+        if task is None:
+            return
+        done, _ = await asyncio.wait({task}, timeout=grace)
+        if not done:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     async def close(self) -> None:
         """Stop pushing, timers and alerts, and let last edits finish."""

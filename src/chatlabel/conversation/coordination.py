@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from ..service.volunteer_types import Announcement
 from . import volunteer_words as words
-from .buttons import decode
+from .buttons import Press
 from .catalog import Texts
-from .context import Context, Handler
+from .context import Context, Handler, PressHandler
 from .events import MessageRef, Who
 from .views import Message, Priority
 
@@ -91,27 +91,28 @@ class Coordination:
 
     # -- presses --------------------------------------------------------------------------------
 
-    async def press(self, who: Who, data: str, ref: MessageRef | None, token: object) -> bool:
-        """Send / Cancel of an announcement, Restore / Remove of an item; False if not ours."""
-        press = decode(data)
-        if press is None or press.action not in ("send", "cancel", "restore", "remove"):
-            return False
+    def presses(self) -> dict[str, PressHandler]:
+        """The presses this part answers, by action."""
+        return dict.fromkeys(("send", "cancel", "restore", "remove"), self.press)
+
+    async def press(self, who: Who, press: Press, ref: MessageRef | None, token: object) -> None:
+        """Send / Cancel of an announcement, Restore / Remove of an item."""
         t = await self.ctx.texts(who)
         toast = self.ctx.outlet.toast
         if not self.service.is_coordinator(who.user):
             await toast(who.user, token, t("command.not_allowed"), False)
-            return True
+            return
         if press.action in ("restore", "remove"):
             await self._decide(who, press.ref, press.action == "restore", ref, token, t)
-            return True
+            return
         a = await self.service.announcement(press.ref)
         if a is None or a.author != who.user.key:
             await toast(who.user, token, t("press.dead"), False)
-            return True
+            return
         if press.action == "send":
             if a.state != "draft":
                 await toast(who.user, token, t("announce.already"), False)
-                return True
+                return
             got = await self.service.send_announcement(a.id)
             a = got or a
             await toast(who.user, token, None, False)
@@ -122,7 +123,6 @@ class Coordination:
         if ref is not None:
             view = words.progress_view(t, a, self.service.info(a.project))
             await self.ctx.outlet.edit(who.user, ref, view, Priority.INTERACTIVE)
-        return True
 
     async def _decide(
         self, who: Who, item: int, restore: bool, ref: MessageRef | None, token: object, t: Texts

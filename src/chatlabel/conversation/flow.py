@@ -10,7 +10,7 @@ from ..service.types import Idle, JoinResult, Outcome, Push, Task
 from . import render
 from .buttons import Press, choice_of, decode, encode
 from .catalog import Texts
-from .context import PEOPLE, Context, Shown
+from .context import PEOPLE, Context, PressHandler, Shown
 from .events import MessageRef, Who
 from .ports import MediaFailed, SendFailed
 from .views import Button, Message, Priority
@@ -20,7 +20,7 @@ log = logging.getLogger("chatlabel.conversation")
 
 # A repeated "nothing for you right now" within this many seconds is not sent again.
 IDLE_QUIET = 30.0
-# The presses the flow handles; the others belong to commands and reports (or are forged).
+# The presses the flow handles; the others belong to commands and reports.
 FLOW_ACTIONS = ("answer", "toggle", "select", "done", "skip", "undo", "page", "report")
 # Items whose media cannot be shown skipped at once for one person before giving up for now.
 UNSHOWABLE_IN_A_ROW = 3
@@ -155,26 +155,19 @@ class Flow:
 
     # -- presses -------------------------------------------------------------------------------
 
-    async def press(
-        self,
-        who: Who,
-        data: str,
-        ref: MessageRef | None,
-        token: object,
-        ticked: tuple[str, ...] | None = None,
-    ) -> None:
-        """A pressed button; the press is always answered (a toast) before anything is sent.
+    def presses(self) -> dict[str, PressHandler]:
+        """The presses this part answers, by action."""
+        return dict.fromkeys(FLOW_ACTIONS, self.press)
 
-        `ticked`: the toggle data of every choice the platform shows ticked (Slack's checkboxes
-        send their whole state with each press).
+    async def press(self, who: Who, press: Press, ref: MessageRef | None, token: object) -> None:
+        """A press on an item; it is always answered (a toast) before anything is sent.
+
+        `press.ticked`: the toggle data of every choice the platform shows ticked.
         """
-        press = decode(data)
         t = await self.ctx.texts(who)
         toast = self.ctx.outlet.toast
-        if press is None or press.action not in FLOW_ACTIONS:
-            # The others are the commands' and the reports' presses; anything else is forged.
-            await toast(who.user, token, t("press.dead"), False)
-        elif press.action == "report":
+        ticked = press.ticked
+        if press.action == "report":
             # Only an item still open can be reported this way (an answered one: reply to it).
             out = await self.service.reportable(who.user, press.ref)
             await self._toast(who, token, out, t)

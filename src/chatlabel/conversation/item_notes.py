@@ -12,9 +12,9 @@ import time
 from ..mechanics import BoundedCache
 from ..service.volunteer_types import REPORT_REASONS, SKIP_REASONS
 from . import render
-from .buttons import decode
+from .buttons import Press
 from .catalog import Texts
-from .context import PEOPLE, Context
+from .context import PEOPLE, Context, PressHandler
 from .events import MessageRef, Who
 from .flow import Flow, outcome_text
 
@@ -31,22 +31,23 @@ class ItemNotes:
         # person -> (assignment reported "for something else", until when its note is awaited)
         self._awaiting: BoundedCache[str, tuple[int, float]] = BoundedCache(PEOPLE)
 
-    async def press(self, who: Who, data: str, ref: MessageRef | None, token: object) -> bool:
-        """A report reason or a skip reason; False when the press is not about those."""
-        press = decode(data)
-        if press is None or press.action not in ("reason", "why") or press.index is None:
-            return False
+    def presses(self) -> dict[str, PressHandler]:
+        """The presses this part answers, by action."""
+        return {"reason": self.press, "why": self.press}
+
+    async def press(self, who: Who, press: Press, ref: MessageRef | None, token: object) -> None:
+        """A report reason or a skip reason."""
         t = await self.ctx.texts(who)
         reasons = REPORT_REASONS if press.action == "reason" else SKIP_REASONS
-        if not 0 <= press.index < len(reasons):
+        # decode() gives both actions an index; a forged one out of range changes nothing.
+        if press.index is None or not 0 <= press.index < len(reasons):
             await self.ctx.outlet.toast(who.user, token, t("press.dead"), False)
-            return True
+            return
         reason = reasons[press.index]
         if press.action == "reason":
             await self._report(who, press.ref, reason, ref, token, t)
         else:
             await self._why(who, press.ref, reason, ref, token, t)
-        return True
 
     async def _report(
         self, who: Who, aid: int, reason: str, ref: MessageRef | None, token: object, t: Texts

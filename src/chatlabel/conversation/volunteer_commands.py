@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .buttons import decode
+from .buttons import Press
 from .catalog import Texts
-from .context import Context, Handler
+from .context import Context, Handler, PressHandler
 from .events import MessageRef, Who
 from .flow import Flow
 from .volunteer_words import board_text, me_text
@@ -77,11 +77,11 @@ class VolunteerCommands:
         text = t("mute.muted", unmute=cmd("unmute")) if muted else t("mute.unmuted")
         await self.ctx.tell(who, text)
 
-    async def press(self, who: Who, data: str, ref: MessageRef | None, token: object) -> bool:
-        """A reminder's Continue: the person's item (or why there is none); False if not ours."""
-        press = decode(data)
-        if press is None or press.action != "continue":
-            return False
+    def presses(self) -> dict[str, PressHandler]:
+        """The presses this part answers, by action."""
+        return {"continue": self.press}
+
+    async def press(self, who: Who, press: Press, ref: MessageRef | None, token: object) -> None:
+        """A reminder's Continue: the person's item (or why there is none)."""
         await self.ctx.outlet.toast(who.user, token, None, False)
         await self.flow.next(who, await self.ctx.texts(who))
-        return True

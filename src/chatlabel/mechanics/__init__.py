@@ -3,12 +3,14 @@ pacing of platform calls."""
 
 from .cache import BoundedCache
 from .locks import LockMap
-from .pacing import Limit, Pacer, Priority, Scope
+from .pacing import Dropped, LatestEdit, Limit, Pacer, Priority, Scope
 from .redact import Redactor, redacted_logger
 from .single_flight import SingleFlight
 
 __all__ = [
     "BoundedCache",
+    "Dropped",
+    "LatestEdit",
     "Limit",
     "LockMap",
     "Pacer",

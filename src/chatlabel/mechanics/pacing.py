@@ -17,7 +17,8 @@ the call counts against and its priority:
 served within a priority. A call that cannot go yet never blocks calls on other scopes: a
 limited chat does not stall everyone else. A 429 holds only the scope that got it
 (`hold(scope, seconds)`). `wanted` lets a queued call drop out when it became pointless (an
-edit superseded by a newer edit of the same message), without spending a slot.
+edit superseded by a newer edit of the same message), without spending a slot; `LatestEdit`
+keeps that bookkeeping for an outlet.
 """
 
 from __future__ import annotations
@@ -32,10 +33,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from .cache import BoundedCache
 
-__all__ = ["Limit", "Pacer", "Priority", "Scope", "Turn"]
+__all__ = ["Dropped", "LatestEdit", "Limit", "Pacer", "Priority", "Scope", "Turn"]
+
+K = TypeVar("K")
 
 # A scope is (family, key): ("chat", "42"), ("all", ""), ("chat.update", "T0001").
 Scope = tuple[str, str]
@@ -339,3 +343,30 @@ class Pacer:
         self._waiters = keep
         if keep:
             self._wake_at(later)
+
+
+class Dropped(Exception):
+    """A paced call that did not go out: superseded by a newer edit, or the bot is stopping."""
+
+
+class LatestEdit(Generic[K]):
+    """Only the latest edit of each message goes out: an older one still queued drops out.
+
+    Each edit takes a number; its `wanted` check stays true while no newer edit (or a deletion)
+    of the same message came. Bounded: a message forgotten for being least recently used has
+    no edit queued that could still go out of order.
+    """
+
+    def __init__(self, size: int = 20_000) -> None:
+        self._latest: BoundedCache[K, int] = BoundedCache(size)
+        self._seq = itertools.count(1)
+
+    def claim(self, message: K, pacer: Pacer) -> Callable[[], bool]:
+        """A new edit of `message`: its `wanted` check for `pacer` (older edits drop out)."""
+        mine = self._latest[message] = next(self._seq)
+        pacer.recheck()  # an older edit of this message waiting now drops out
+        return lambda: self._latest.get(message) == mine
+
+    def forget(self, message: K) -> None:
+        """`message` is being deleted: no edit of it queued before now is wanted any more."""
+        self._latest[message] = next(self._seq)

@@ -29,8 +29,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from ..config import ConfigError, Slack
 from ..conversation import Catalog, Conversation, Who
 from ..conversation.bulk import STOP_GRACE as OUTBOX_GRACE
-from ..conversation.bulk import stop_outbox
-from ..mechanics import BoundedCache, Limit, Pacer
+from ..mechanics import BoundedCache, Dropped, Limit, Pacer
 from ..mechanics.redact import redacted_logger
 from ..service.labeling import LabelingService
 from ..service.reports import Reports
@@ -47,7 +46,7 @@ from .slack_blocks import (
     ticked,
 )
 from .slack_outlet import PEOPLE, REPLYING, CommandReply, SlackOutlet, is_loopback, slack_id
-from .slack_pacing import Dropped, slack_limits
+from .slack_pacing import slack_limits
 from .slack_payloads import actor, assignment, enterprise, modal_text
 from .slack_socket import PING_INTERVAL, REFUSED, open_socket
 
@@ -132,7 +131,6 @@ class SlackTransport:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self._push_task: asyncio.Task[None] | None = None
-        self._outbox_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._port: int | None = None
@@ -178,9 +176,7 @@ class SlackTransport:
                 "Slack bot %s for %s listening on %s", me.get("user"), me.get("team"), self.url
             )
         self._push_task = asyncio.create_task(self.conversation.push_loop(self._stop))
-        self._outbox_task = asyncio.create_task(
-            self.conversation.outbox_loop(self._stop, self.outbox_interval)
-        )
+        self.conversation.start_outbox(self._stop, self.outbox_interval)
 
     async def stop(self) -> None:
         """Stop serving, let in-flight work finish briefly, and close every connection."""
@@ -190,8 +186,7 @@ class SlackTransport:
             self._push_task.cancel()
             await asyncio.gather(self._push_task, return_exceptions=True)
             self._push_task = None
-        await stop_outbox(self._outbox_task, self.outbox_grace)
-        self._outbox_task = None
+        await self.conversation.stop_outbox(self.outbox_grace)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -205,6 +200,7 @@ class SlackTransport:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        await self.outlet.aclose()  # last: listeners that just finished may have replied
         log.info("Slack bot stopped")
 
     @property

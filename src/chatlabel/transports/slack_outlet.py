@@ -6,7 +6,6 @@ import asyncio
 import contextvars
 import hashlib
 import ipaddress
-import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,7 +31,15 @@ from ..conversation import (
     Unreachable,
 )
 from ..conversation.render import cut
-from ..mechanics import BoundedCache, Pacer, Scope, SingleFlight, redacted_logger
+from ..mechanics import (
+    BoundedCache,
+    Dropped,
+    LatestEdit,
+    Pacer,
+    Scope,
+    SingleFlight,
+    redacted_logger,
+)
 from ..media import MediaError, prepare_image
 from ..service.labeling import LabelingService
 from ..service.types import UserRef
@@ -41,7 +48,6 @@ from .slack_pacing import (
     POST,
     POST_CHANNEL,
     UPLOAD,
-    Dropped,
     Responder,
     retry_after,
 )
@@ -50,6 +56,7 @@ log = logging.getLogger("chatlabel.slack")
 T = TypeVar("T")
 
 PEOPLE = 20_000  # DM channels and locales remembered
+HOOK_TIMEOUT = 30  # seconds a response_url post may take (slack_sdk's own default)
 HANDLE_EVENT = "chatlabel_outbox"  # the metadata event type that carries a bulk copy's handle
 HISTORY = "conversations.history"  # read only after a crash, to settle copies left in flight
 # Errors that mean we can no longer write to this person.
@@ -133,12 +140,22 @@ class SlackOutlet:
         self._dm: BoundedCache[str, str] = BoundedCache(PEOPLE)
         self._uploads: SingleFlight[str] = SingleFlight()
         self._responders: BoundedCache[MessageRef, Responder] = BoundedCache(PEOPLE)
-        self._edits: BoundedCache[MessageRef, int] = BoundedCache(PEOPLE)
-        self._edit_seq = itertools.count(1)
+        self._edits: LatestEdit[MessageRef] = LatestEdit(PEOPLE)
+        # One HTTP session for every response_url post, opened by the first: without one,
+        # slack_sdk opens (and closes) a session with its own connection pool per post.
+        self._hooks: aiohttp.ClientSession | None = None
 
     def close(self) -> None:
         """Stopping: calls waiting for their turn give up."""
         self.pacer.close()
+
+    async def aclose(self) -> None:
+        """Close the response_url session (once nothing posts any more).
+
+        It stays closed: a post after this gets slack_sdk's one-off session, closed after it.
+        """
+        if self._hooks is not None:
+            await self._hooks.close()
 
     # -- calls ----------------------------------------------------------------------------
 
@@ -332,12 +349,7 @@ class SlackOutlet:
         else chat.update in its turn. A failure is logged and the flow goes on.
         """
         channel, _, ts = ref.partition(":")
-        mine = self._edits[ref] = next(self._edit_seq)
-        self.pacer.recheck()  # an older edit of this message waiting now drops out
-
-        def wanted() -> bool:
-            return self._edits.get(ref) == mine
-
+        wanted = self._edits.claim(ref, self.pacer)
         try:
             image = await self._media(to, channel, view, upload=False)
             blocks = message_blocks(view, image)
@@ -365,7 +377,7 @@ class SlackOutlet:
 
     async def _replace(self, url: str, view: Message, blocks: list[JSON]) -> bool:
         """Replace the pressed message through its response_url; False if Slack refused."""
-        hook = _webhook(url)
+        hook = self._webhook(url)
         try:
             sent = await hook.send(text=notification(view), blocks=blocks, replace_original=True)
         except (TimeoutError, OSError, aiohttp.ClientError) as e:
@@ -379,7 +391,7 @@ class SlackOutlet:
     async def delete(self, to: UserRef, ref: MessageRef) -> None:
         """Delete a message the bot posted."""
         channel, _, ts = ref.partition(":")
-        self._edits[ref] = next(self._edit_seq)  # no edit of it is wanted any more
+        self._edits.forget(ref)
         try:
             await self.api("chat.delete", lambda: self.client.chat_delete(channel=channel, ts=ts))
         except (SlackApiError, Dropped) as e:
@@ -400,8 +412,27 @@ class SlackOutlet:
         except (SlackApiError, Unreachable, SendFailed, Dropped) as e:
             log.info("could not tell %s: %s", to.key, e)
 
+    def _webhook(self, url: str) -> AsyncWebhookClient:
+        """A client for one response_url on the outlet's session, logging through the redactor
+        (the URL is a secret)."""
+        if self._hooks is None:
+            # As slack_sdk's per-post sessions: its timeout, and trust_env off (the proxy is
+            # each client's, per request: see below).
+            self._hooks = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=HOOK_TIMEOUT), trust_env=False
+            )
+        hook = AsyncWebhookClient(
+            url,
+            timeout=HOOK_TIMEOUT,
+            session=self._hooks,
+            logger=redacted_logger("chatlabel.slack.response"),
+        )
+        if is_loopback(url):
+            hook.proxy = None  # it read HTTP(S)_PROXY, which would swallow loopback calls
+        return hook
+
     async def _respond(self, url: str, text: str) -> None:
-        hook = _webhook(url)
+        hook = self._webhook(url)
         await hook.send(text=text, response_type="ephemeral")
 
     # -- media ----------------------------------------------------------------------------
@@ -462,14 +493,6 @@ class SlackOutlet:
             return file_id
 
         return await self._uploads.run(sha, upload)
-
-
-def _webhook(url: str) -> AsyncWebhookClient:
-    """A client for one response_url, logging through the redactor (the URL is a secret)."""
-    hook = AsyncWebhookClient(url, logger=redacted_logger("chatlabel.slack.response"))
-    if is_loopback(url):
-        hook.proxy = None  # it read HTTP(S)_PROXY, which would swallow loopback calls
-    return hook
 
 
 def _plain(view: Message) -> bool:

@@ -14,7 +14,6 @@ __all__ = [
     "POST",
     "POST_CHANNEL",
     "UPLOAD",
-    "Dropped",
     "Responder",
     "per_minute",
     "retry_after",
@@ -76,10 +75,6 @@ class Responder:
     def usable(self) -> bool:
         """Whether Slack still takes a post to it (uses left, not expired)."""
         return self.uses < RESPONSE_USES and time.monotonic() - self.since < RESPONSE_SECONDS
-
-
-class Dropped(Exception):
-    """A paced call that did not go out: superseded by a newer edit, or the bot is stopping."""
 
 
 def retry_after(e: SlackApiError) -> float:

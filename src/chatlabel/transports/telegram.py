@@ -30,7 +30,6 @@ from telegram.request import BaseRequest
 from ..config import ConfigError, Telegram
 from ..conversation import Catalog, Conversation, Who
 from ..conversation.bulk import STOP_GRACE as OUTBOX_GRACE
-from ..conversation.bulk import stop_outbox
 from ..conversation.commands import ANNOTATOR, COORDINATOR
 from ..mechanics import Limit, Pacer
 from ..mechanics.redact import hide
@@ -138,7 +137,6 @@ class TelegramTransport:
         self._conversation: Conversation | None = None
         self._webhook: WebhookServer | None = None
         self._push_task: asyncio.Task[None] | None = None
-        self._outbox_task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._commands_set: set[int] = set()
         self._dropped = 0
@@ -265,10 +263,7 @@ class TelegramTransport:
                 self._conversation.push_loop(self._stop, self.push_interval),
                 name="telegram-push",
             )
-            self._outbox_task = asyncio.create_task(
-                self._conversation.outbox_loop(self._stop, self.outbox_interval),
-                name="telegram-outbox",
-            )
+            self._conversation.start_outbox(self._stop, self.outbox_interval)
         except BaseException:
             await self.stop()
             raise
@@ -299,9 +294,8 @@ class TelegramTransport:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await stop_outbox(self._outbox_task, self.outbox_grace)
-        self._outbox_task = None
         if self._conversation is not None:
+            await self._conversation.stop_outbox(self.outbox_grace)
             await self._conversation.close()
         app, self._app = self._app, None
         if app is None:

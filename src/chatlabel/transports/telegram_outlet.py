@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
@@ -25,7 +24,7 @@ from ..conversation import (
     Unreachable,
 )
 from ..conversation.render import cut
-from ..mechanics import BoundedCache, Pacer, Scope, SingleFlight
+from ..mechanics import BoundedCache, Dropped, LatestEdit, Pacer, Scope, SingleFlight
 from ..media import MAX_UPLOAD_BYTES, MediaError, file_sha256, fit_photo, prepare_image
 from ..service.labeling import LabelingService
 from ..service.types import UserRef
@@ -51,10 +50,6 @@ _FILE_REFUSED = ("wrong file identifier", "file_id", "file reference")
 ALL: Scope = ("all", "")  # Telegram's bot-wide limit on new messages
 # An upload Telegram refuses for its size: no retry can fix it.
 _TOO_BIG = ("request entity too large", "(413)", "file is too big")
-
-
-class Dropped(Exception):
-    """A paced call that did not go out: superseded by a newer edit, or the bot is stopping."""
 
 
 def chat_of(user: UserRef) -> int:
@@ -146,9 +141,7 @@ class TelegramOutlet:
         self.mechanics = Mechanics(command=lambda name: f"/{name}", writer="reply")
         self._hashes: BoundedCache[Path, str] = BoundedCache(10_000)
         self._uploads: SingleFlight[TgMessage | None] = SingleFlight()
-        # The latest edit asked for each message: an older one still queued is dropped.
-        self._edits: BoundedCache[MessageRef, int] = BoundedCache(20_000)
-        self._edit_seq = itertools.count(1)
+        self._edits: LatestEdit[MessageRef] = LatestEdit(20_000)
 
     def close(self) -> None:
         """Stopping: calls waiting for their turn give up, later ones go out unpaced once."""
@@ -317,12 +310,7 @@ class TelegramOutlet:
         markup = keyboard(view)
         bot = self.bot
         caption = view.media is not None or view.chart is not None
-        mine = self._edits[ref] = next(self._edit_seq)
-        self.pacer.recheck()  # an older edit of this message waiting now drops out
-
-        def wanted() -> bool:
-            return self._edits.get(ref) == mine
-
+        wanted = self._edits.claim(ref, self.pacer)
         scopes = (("chat", str(chat)),)
 
         def edit(as_caption: bool) -> Awaitable[object]:
@@ -358,7 +346,7 @@ class TelegramOutlet:
     async def delete(self, to: UserRef, ref: MessageRef) -> None:
         """Delete a message if Telegram still allows it."""
         chat, message_id = _parse(ref)
-        self._edits[ref] = next(self._edit_seq)  # no edit of it is wanted any more
+        self._edits.forget(ref)
         await self._cosmetic(
             "delete a message",
             lambda: self.bot.delete_message(chat, message_id),

@@ -29,7 +29,6 @@ from aiohttp import web
 from ..config import Web
 from ..conversation import Catalog, Conversation, Texts, Who
 from ..conversation.bulk import STOP_GRACE as OUTBOX_GRACE
-from ..conversation.bulk import stop_outbox
 from ..conversation.commands import ANNOTATOR, COORDINATOR
 from ..conversation.conversation import TokenBucket
 from ..mechanics import BoundedCache
@@ -107,7 +106,6 @@ class WebTransport:
         self._template: Template | None = None
         self._runner: web.AppRunner | None = None
         self._push_task: asyncio.Task[None] | None = None
-        self._outbox_task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._streams = 0
         self._port: int | None = None
@@ -184,9 +182,7 @@ class WebTransport:
             self._push_task = asyncio.create_task(
                 self.conversation.push_loop(self._stop, self.push_interval), name="web-push"
             )
-            self._outbox_task = asyncio.create_task(
-                self.conversation.outbox_loop(self._stop, self.push_interval), name="web-outbox"
-            )
+            self.conversation.start_outbox(self._stop, self.push_interval)
         except BaseException:
             await self.stop()
             raise
@@ -201,8 +197,8 @@ class WebTransport:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await stop_outbox(self._outbox_task, self.outbox_grace)
-        self._outbox_task = None
+        if self._conversation is not None:
+            await self._conversation.stop_outbox(self.outbox_grace)
         self.outlet.close()
         runner, self._runner = self._runner, None
         if runner is not None:
