@@ -565,7 +565,7 @@ def test_chatlabel_invite_prints_a_strong_code_and_its_link(tmp_path: Path) -> N
 
 
 def test_the_attempt_limiter_stays_bounded_whoever_guesses() -> None:
-    from chatlabel.core.access import AttemptLimiter
+    from chatlabel.mechanics import AttemptLimiter
 
     limiter = AttemptLimiter(per_person=5, overall=10**9, window=600, max_people=1000)
     for _ in range(4):

@@ -57,6 +57,10 @@ class BoundedCache(Generic[K, V]):
             return default
         return self[key]
 
+    def peek(self, key: K) -> V | None:
+        """The value for `key` without marking it recently used, or None."""
+        return self._data.get(key)
+
     def pop(self, key: K, default: V | None = None) -> V | None:
         """Remove and return the value for `key`, or `default`."""
         return self._data.pop(key, default)

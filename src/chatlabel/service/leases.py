@@ -8,6 +8,7 @@ from dataclasses import replace
 from ..core import access
 from ..core.assignment import MemberRecord, lease_deadline, may_check, wants_gold
 from ..core.suspension import Reason
+from ..mechanics import AttemptLimiter
 from ..storage import repo
 from .settling import member_record
 from .shared import Row, Shared
@@ -20,7 +21,7 @@ class Leases:
     def __init__(self, shared: Shared) -> None:
         self.s = shared
         # Failed invite codes, per person and overall (in memory: a restart forgets them).
-        self.invite_attempts = access.AttemptLimiter()
+        self.invite_attempts = AttemptLimiter()
 
     # -- join ------------------------------------------------------------------------------
 
