@@ -298,11 +298,9 @@ class Answers:
             skip_reason=reason if skipping else None,
         )
         repo.close_assignment(conn, assignment_id, r["id"], "skipped" if skipping else "answered")
-        reached = self.engagement.on_answer(
-            conn, r["project_id"], r["annotator_id"], member, now, skipping
-        )
+        reached, activity = self.engagement.on_answer(r["project_id"], member, now, skipping)
         if skipping:
-            repo.bump_member(conn, r["project_id"], r["annotator_id"], skips=1)
+            repo.change_member(conn, r["project_id"], r["annotator_id"], activity, {"skips": 1})
             # The skipper may have been the last one who could answer an item that has its
             # planned answers (see stranded); a skip changes no vote, so nothing else to redo.
             if not is_gold and r["n_answers"] >= rules.overlap:
@@ -329,6 +327,7 @@ class Answers:
             member,
             count_answer=True,
             check=checking,
+            also=activity,
         )
         if is_gold:
             # Counting gold answers rotates gold items ("least used first") across annotators.
@@ -476,7 +475,7 @@ class Answers:
             repo.reopen_assignment(conn, x["assignment_id"], x["item_id"], lease)
             # A scored gold answer returned above: what is undone here never counted on gold.
             deltas = {"skips": -1} if x["value"] is None else {"answers": -1}
-            repo.bump_member(conn, pid, aid, **deltas)
+            repo.change_member(conn, pid, aid, {}, deltas)
             if not x["checked"]:  # checks never counted toward a run of the same label
                 repo.update_member(conn, pid, aid, same_run=max(0, m["same_run"] - 1))
             if x["value"] is not None and not x["checked"]:

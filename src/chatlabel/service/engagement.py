@@ -42,9 +42,11 @@ class Engagement:
     # -- inside an answer's transaction ------------------------------------------------------
 
     def on_answer(
-        self, conn: sqlite3.Connection, pid: int, aid: int, m: Row, now: float, skipped: bool
-    ) -> Milestone | None:
-        """Note activity (and for an answer, the streak); a milestone this answer reached."""
+        self, pid: int, m: Row, now: float, skipped: bool
+    ) -> tuple[Milestone | None, dict[str, object]]:
+        """What an answer (or a skip) changes of its author's activity and streak, and the
+        milestone it reached; the caller writes the columns with the answer's other counters
+        (one UPDATE of the member row a press, not two: on PostgreSQL each is a round trip)."""
         cols: dict[str, object] = {"last_active": now}
         reached = None
         if not skipped:
@@ -62,8 +64,7 @@ class Engagement:
             reached, mask = milestone(m["celebrated"], m["answers"] + 1, after.current)
             if mask != m["celebrated"]:
                 cols["celebrated"] = mask
-        repo.update_member(conn, pid, aid, **cols)
-        return reached
+        return reached, cols
 
     # -- choices ----------------------------------------------------------------------------
 

@@ -35,12 +35,14 @@ class Settling:
         m: Row | None = None,
         count_answer: bool = False,
         check: bool = False,
+        also: dict[str, object] | None = None,
     ) -> Reason | None:
         """Update quality counters for one answer; returns why it suspends its author, if so.
 
         `m`: the author's membership row as the caller read it in this transaction;
         `count_answer`: add the answer to their count in the same UPDATE (one statement, not
-        three: on PostgreSQL each is a round trip and a row version). A `check` (yes or no to
+        three: on PostgreSQL each is a round trip and a row version); `also`: other columns of
+        that row to set in the same statement (activity and streak). A `check` (yes or no to
         a suggestion) is judged by gold only: a run of "yes" to a good model's suggestions is
         no sign of carelessness, and a quick yes is what a check is.
         """
@@ -56,10 +58,10 @@ class Settling:
         if rules.min_seconds and seconds < rules.min_seconds and not check:
             deltas["fast_answers"] = 1
         run = m["same_run"]
-        set_: dict[str, Any] = {}
+        set_: dict[str, Any] = dict(also or {})
         if not check:
             run = run + 1 if m["last_label"] == value else 1
-            set_ = {"last_label": value, "same_run": run}
+            set_.update(last_label=value, same_run=run)
         add = {**deltas, "answers": 1} if count_answer else deltas
         if set_ or add:
             repo.change_member(conn, pid, aid, set_, add)

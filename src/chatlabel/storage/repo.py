@@ -134,17 +134,6 @@ def update_member(
     )
 
 
-def bump_member(
-    conn: sqlite3.Connection, project_id: int, annotator_id: int, **deltas: int
-) -> None:
-    """Add to counters of a membership row."""
-    sets = ", ".join(f"{c} = {c} + ?" for c in deltas)
-    conn.execute(
-        f"UPDATE members SET {sets} WHERE project_id = ? AND annotator_id = ?",
-        (*deltas.values(), project_id, annotator_id),
-    )
-
-
 def change_member(
     conn: sqlite3.Connection,
     project_id: int,
