@@ -101,14 +101,16 @@ def crowd_accuracy(correct: int, total: int) -> float:
     return (correct + TYPICAL_ACCURACY * 10) / (total + 10)
 
 
+def person_accuracy(correct: int, total: int, prior_acc: float = TYPICAL_ACCURACY) -> float:
+    """One person's gold accuracy, shrunk toward the average annotator's (`prior_acc`, see
+    crowd_accuracy) so two lucky gold answers do not make an oracle."""
+    return (correct + prior_acc * 4.0) / (total + 4.0)
+
+
 def reliability_weight(
     correct: int, total: int, n_labels: int, prior_acc: float = TYPICAL_ACCURACY
 ) -> float:
     """Log-odds vote weight from gold; an unscored annotator weighs like an average one."""
     k = max(n_labels, 2)
-    # Shrink toward the average annotator (`prior_acc`, see crowd_accuracy) so two lucky gold
-    # answers do not make an oracle.
-    prior_n = 4.0
-    p = (correct + prior_acc * prior_n) / (total + prior_n)
-    p = min(max(p, 1e-3), 1 - 1e-3)
+    p = min(max(person_accuracy(correct, total, prior_acc), 1e-3), 1 - 1e-3)
     return max(0.0, math.log((k - 1) * p / (1 - p)))

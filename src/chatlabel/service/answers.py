@@ -333,7 +333,7 @@ class Answers:
             # Counting gold answers rotates gold items ("least used first") across annotators.
             repo.bump_item_answers(conn, r["id"], 1)
         elif checking:
-            if self.suggestions.checked(conn, r, value, rules, now):
+            if self.suggestions.checked(conn, r, member, value, rules, now):
                 # A no reopened the item: its verdict now comes from ordinary overlap.
                 self.settling.settle(conn, r["project_id"], r["id"], rules, now)
         else:

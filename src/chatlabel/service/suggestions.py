@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 
+from ..core.gold import person_accuracy
 from ..core.model import Rules
 from ..core.routing import (
     Routing,
@@ -32,8 +33,6 @@ log = logging.getLogger("chatlabel.model")
 # Suggestions written per transaction: each holds the single writer for well under a
 # millisecond, so presses keep flowing while a model's output for thousands of items lands.
 WRITE_CHUNK = 16
-# How far an unscored checker's accuracy is pulled toward the crowd's (pseudo-answers).
-CHECKER_PRIOR = 4
 
 
 class Suggestions:
@@ -74,10 +73,11 @@ class Suggestions:
         return next(c for c in rules.choices if c != suggestion)
 
     def checked(
-        self, conn: sqlite3.Connection, r: Row, value: str, rules: Rules, now: float
+        self, conn: sqlite3.Connection, r: Row, m: Row, value: str, rules: Rules, now: float
     ) -> bool:
         """What a yes or no to a confident item's suggestion does: settle it, or reopen it.
 
+        `m`: the checker's member row as the press read it (a check moves no gold counter).
         True when a no reopened it (the caller settles it from its votes, a two-label no
         being one of them).
         """
@@ -85,10 +85,8 @@ class Suggestions:
             return False  # routing was switched off while it was out: overlap decides
         pid, item_id = r["project_id"], r["id"]
         if value == "yes":
-            m = repo.get_member(conn, pid, r["annotator_id"])
             crowd = self.s.crowd(conn, pid)
-            right, seen = (m["gold_correct"], m["gold_answers"]) if m is not None else (0, 0)
-            checker = (right + crowd * CHECKER_PRIOR) / (seen + CHECKER_PRIOR)
+            checker = person_accuracy(m["gold_correct"], m["gold_answers"], crowd)
             score = r["suggestion_score"] if r["suggestion_score"] is not None else 0.5
             label = str(r["suggestion"])
             repo.save_verdict(
