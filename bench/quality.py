@@ -18,7 +18,7 @@ Methods (all with overlap = max_overlap = the dataset's answers per item):
   weighted       votes weighted by gold-derived log-odds reliability, as known when each
                  item settles (core.gold.reliability_weight; unscored = the project's average)
   dawid-skene    weighted online, then service.quality.recompute over the whole project
-                 (gold items clamped) relabels every settled item
+                 (gold labels anchoring it) relabels every settled item
   dynamic        dawid-skene with confidence_target (--target): an item stops collecting
                  answers once its weighted posterior reaches the target
 

@@ -90,6 +90,26 @@ def test_gold_rescues_a_crowd_with_an_adversarial_majority() -> None:
     assert (clamped.labels[scored] == truth[scored]).mean() > 0.9
 
 
+def test_a_gold_label_the_whole_crowd_contradicts_does_not_bend_their_matrices() -> None:
+    # Five workers agree on every item. Items 0 and 1 are gold, both labelled 1: item 1's is
+    # right, item 0's a slip the whole crowd contradicts. Gold is an annotator EM learns, so
+    # the workers' matrices stay clean; clamped, every worker's row for label 1 would carry a
+    # tenth of "answers 0" from that one item.
+    truth = np.array([0, 1] * 10)
+    items = np.repeat(np.arange(20), 5)
+    workers = np.tile(np.arange(5), 20)
+    labels = truth[items]
+    gold = np.full(20, -1)
+    gold[0] = 1
+    gold[1] = 1
+    r = dawid_skene(items, workers, labels, 20, 5, 2, gold=gold)
+    assert (r.confusion[:, 1, 0] < 0.01).all()
+    assert (r.labels[2:] == truth[2:]).all()
+    # Gold items are still reported with their gold label, at certainty.
+    assert r.labels[0] == 1 and r.confidence[0] == 1.0
+    assert r.confusion.shape == (5, 2, 2)  # gold's own matrix is not one of the workers'
+
+
 def test_exact_tie_goes_to_the_lowest_label() -> None:
     for labels in ([0, 1], [1, 0]):
         r = dawid_skene(np.array([0, 0]), np.array([0, 1]), np.array(labels), 1, 2, 2)

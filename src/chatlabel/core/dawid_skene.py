@@ -1,11 +1,12 @@
-"""Dawid-Skene EM over annotator answers, vectorized with numpy, with optional gold clamping.
+"""Dawid-Skene EM over annotator answers, vectorized with numpy, with optional gold labels.
 
 Model (Dawid & Skene, 1979): each item has a hidden true label z ~ priors; annotator w answering
 an item whose true label is k picks label l with probability confusion[w, k, l]. EM alternates:
 
 - E-step: posterior over z for every item from the priors and the confusion rows of the
   annotators who answered it (in log space, so hundreds of answers per item cannot underflow);
-  gold items are clamped to their known label, which anchors the confusion estimates;
+  a gold label counts as the answer of one more annotator, "gold", whose confusion matrix EM
+  estimates like anyone's;
 - M-step: priors are the mean posterior, confusion rows are the posterior-weighted counts of
   the answers plus ``smoothing`` pseudo-counts in every cell (and ``diagonal`` more on the
   diagonal), normalised per true label.
@@ -14,9 +15,14 @@ With ``smoothing`` near 0 and ``diagonal=0`` this is the same EM as crowd-kit's 
 ``diagonal`` is a Dirichlet prior that annotators beat chance: it helps when each annotator has
 few answers (overlap 3), and costs nothing measurable when they have many.
 
-EM starts from the soft majority vote and stops when the observed-data log-likelihood per
-answer changes by less than ``tol`` (or after ``max_iter`` iterations). Items without answers
-get the priors. Exact ties in the posterior go to the lowest label index.
+EM starts from the soft majority vote with gold items clamped to their known label, so the first
+confusion matrices (gold's included: a perfect annotator) are anchored by gold; from then on a
+gold label weighs as much as its agreement with the crowd earns, which stays overwhelming where
+the crowd is unsure, and a gold label the whole crowd contradicts (a slip, or a wrong truth)
+no longer forces every worker's matrix to agree with it. Gold items are reported with their
+known label. EM stops when the observed-data log-likelihood per answer changes by less than
+``tol`` (or after ``max_iter`` iterations). Items without answers get the priors. Exact ties
+in the posterior go to the lowest label index.
 
 Every pass over answers is a numpy gather or ``np.bincount`` scatter; the only Python loops run
 over labels and iterations, so millions of answers take seconds.
@@ -134,6 +140,15 @@ def dawid_skene(
             raise ValueError(f"gold labels must lie in [-1, {k_count})")
         gold_idx = np.flatnonzero(g >= 0)
         gold_lab = g[gold_idx].astype(np.intp)
+    crowd_answers = it.size
+    # Gold labels are the answers of one more annotator (index n_workers) whose confusion EM
+    # learns like anyone's: gold is evidence as strong as it proves, not infallible, so one
+    # wrong gold label that the whole crowd contradicts cannot bend every worker's matrix.
+    n_sources = n_workers + int(gold_idx.size > 0)
+    if gold_idx.size:
+        it = np.concatenate([it, gold_idx])
+        wk = np.concatenate([wk, np.full(gold_idx.size, n_workers, dtype=np.intp)])
+        lb = np.concatenate([lb, gold_lab])
 
     # Sorting by item turns the per-item scatter and gather into sequential memory access,
     # which is most of the speed at a million items.
@@ -159,18 +174,18 @@ def dawid_skene(
     priors = _priors(post, evidence, smoothing)
     post[:, ~observed] = priors[:, None]
 
-    if it.size == 0:
+    if crowd_answers == 0:
         conf = np.full((n_workers, k_count, k_count), 1.0 / k_count)
         return _result(post, conf, priors, 0, True)
 
-    conf = _m_step(post, it, wl, n_workers, smoothing, diagonal)
+    conf = _m_step(post, it, wl, n_sources, smoothing, diagonal)
     prev_ll = -np.inf
     converged = False
     iterations = 0
     while iterations < max_iter:
         iterations += 1
         # E-step: log P(z=k) + sum over the item's answers of log confusion[w, k, l]
-        log_conf = np.log(conf).transpose(1, 0, 2).reshape(k_count, n_workers * k_count)
+        log_conf = np.log(conf).transpose(1, 0, 2).reshape(k_count, n_sources * k_count)
         log_post = np.empty((k_count, n_items))
         for k in range(k_count):
             log_post[k] = np.bincount(it, weights=log_conf[k][wl], minlength=n_items)
@@ -179,24 +194,22 @@ def dawid_skene(
         np.exp(log_post - top, out=post)
         norm = post.sum(axis=0)
         post /= norm
-        # Observed-data log-likelihood under the current parameters; for gold items the
-        # truth is observed too, so their term is the joint at the known label.
-        item_ll = top + np.log(norm)
-        item_ll[gold_idx] = log_post[gold_lab, gold_idx]
-        ll = float(item_ll @ evidence) / it.size
-        post[:, gold_idx] = 0.0
-        post[gold_lab, gold_idx] = 1.0
+        # Observed-data log-likelihood per answer (gold's answers included).
+        ll = float((top + np.log(norm)) @ evidence) / it.size
         # M-step
         priors = _priors(post, evidence, smoothing)
-        conf = _m_step(post, it, wl, n_workers, smoothing, diagonal)
+        conf = _m_step(post, it, wl, n_sources, smoothing, diagonal)
         if abs(ll - prev_ll) < tol:
             converged = True
             break
         prev_ll = ll
 
-    # Answerless items kept the prior of the last E-step; give them the final one.
+    # Answerless items kept the prior of the last E-step; give them the final one. Gold items
+    # are reported with their known label: what EM believed of them only weighed the evidence.
     post[:, ~observed] = priors[:, None]
-    return _result(post, conf, priors, iterations, converged)
+    post[:, gold_idx] = 0.0
+    post[gold_lab, gold_idx] = 1.0
+    return _result(post, conf[:n_workers], priors, iterations, converged)
 
 
 def _result(

@@ -24,7 +24,7 @@ log = logging.getLogger("chatlabel.quality")
 # Dawid-Skene needs categories; free text and label sets (multi) are not one category each.
 DS_KINDS = ("single", "verify", "rating")
 # Dirichlet pseudo-count on each confusion row's diagonal ("annotators beat chance"). 0 runs
-# crowd-kit's EM exactly (plus gold clamping): on the real crowds of bench/quality.py a
+# crowd-kit's EM exactly (plus gold as an annotator): on the real crowds of bench/quality.py a
 # pseudo-count of 1 moved accuracy by less than half a point either way, costing most where
 # annotators have many answers (dog: -0.4 pp), so the reference EM is kept.
 DS_DIAGONAL = 0.0
@@ -39,7 +39,7 @@ class RecomputeSummary:
     ran: bool  # False when the project's kind has no categories (multi, text) or no answers
     items: int = 0  # items Dawid-Skene labeled (gold and expert-settled included)
     answers: int = 0  # answers it read
-    anchors: int = 0  # items clamped to a known label: gold, or settled by an expert
+    anchors: int = 0  # items with a known label: gold, or settled by an expert
     written: int = 0  # verdicts rewritten with Dawid-Skene's label and posterior
     changed: int = 0  # of those, verdicts whose label changed
     iterations: int = 0
@@ -53,7 +53,7 @@ async def recompute(
 ) -> RecomputeSummary:
     """Run Dawid-Skene over a project's answers and, for dawid-skene projects, store its verdicts.
 
-    Gold items and items an expert settled are clamped to their known label. Only settled
+    Gold items and items an expert settled anchor EM with their known label. Only settled
     crowd verdicts are rewritten: an item still collecting answers stays pending (its
     online verdict decides when it has enough), and an expert's verdict is never overridden.
     """
