@@ -427,7 +427,7 @@ async def main_async(args: argparse.Namespace) -> int:
     )
     per_item_share = b.per_item / a.per_item
     print(
-        f"answers: (b) spends {per_item_share:.1%} of (a)'s human answers per item "
+        f"answers: (b) spends {per_item_share:.2%} of (a)'s human answers per item "
         f"(target <= 40%), accuracy {100 * (b.accuracy - a.accuracy):+.2f} points "
         f"(target >= -0.20); {time.perf_counter() - started:.0f} s in all"
     )
