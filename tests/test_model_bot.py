@@ -221,6 +221,59 @@ async def test_undo_of_a_check_puts_the_item_back_to_its_check(tmp_path: Path) -
         assert await rows(b, "SELECT route FROM items") == [("rejected",)]
 
 
+async def test_coordinators_see_the_model_and_switch_routing_with_a_command(
+    tmp_path: Path,
+) -> None:
+    async with running_bot(tmp_path, [routed()]) as b:
+        await load(
+            b,
+            [
+                {"id": "c1", "text": "Meow.", "suggestion": "cat", "suggestion_score": 0.97},
+                {"id": "c2", "text": "Purr.", "suggestion": "cat", "suggestion_score": 0.5},
+            ],
+        )
+        boss, ann = b.user(COORDINATOR_ID, "Boss"), b.user(1)
+        await b.start(boss)
+        await ann.send("/routing off")  # for coordinators only: nothing changes
+        await new_message(ann, 0, lambda m: "for project coordinators" in m.content)
+        assert await rows(b, "SELECT ext_id, route FROM items ORDER BY seq") == [
+            ("c1", "check"), ("c2", None)
+        ]  # fmt: skip
+        await boss.send("/routing")
+        shown = await new_message(boss, 0, lambda m: "🤖" in m.content)
+        assert shown.content.splitlines() == [
+            "🤖 Animals: one-check routing is on: an item whose suggestion is scored 90% or more "
+            "gets one person's yes or no.",
+            "Model import — items suggested: 2; settled by one yes: 0; sent on by a no: 0.",
+            "Not scored on gold items or audits yet.",
+            "Send /routing off to give every item full overlap.",
+        ]
+        await boss.send("/routing animals off")
+        off = await new_message(boss, shown.message_id, lambda m: "⏸" in m.content)
+        assert off.content == (
+            "⏸ Animals: one-check routing is off: every item gets full overlap until someone "
+            "sends /routing on."
+        )
+        assert await rows(b, "SELECT ext_id, route, needed FROM items ORDER BY seq") == [
+            ("c1", None, 2), ("c2", None, 2)
+        ]  # fmt: skip
+        item = await b.start(ann)  # an ordinary item now, not a yes/no
+        assert item.content == "Meow." and texts(item) == ["cat", "dog", "bird", "Skip"]
+        await boss.send("/routing on")
+        on = await new_message(boss, off.message_id, lambda m: "✅" in m.content)
+        assert on.content == (
+            "✅ Animals: one-check routing is on again: confident items get one check."
+        )
+        # Ann holds c1 as an ordinary item, c2 is not confident: neither becomes a check.
+        assert await rows(b, "SELECT ext_id, route FROM items ORDER BY seq") == [
+            ("c1", None), ("c2", None)
+        ]  # fmt: skip
+        await boss.send("/routing nosuch on")
+        which = await new_message(boss, on.message_id, lambda m: "Which project" in m.content)
+        assert "projects with a model: animals" in which.content
+        assert await rows(b, "SELECT routing FROM models") == [(1,)]
+
+
 # -- a model that is wrong switches routing off ----------------------------------------------------
 
 
@@ -304,6 +357,14 @@ async def test_a_wrong_model_switches_routing_off_and_coordinators_hear_of_it(
         table = await new_message(boss, alert.message_id, lambda m: "👥" in m.content)
         assert "• always-bird: 7 · 0% of 6 (likely 0%–41%) · n/a · suspended" in table.content
         assert "suspended (model) — one-check routing is off" in table.content
+        # The alert says how to switch it on again, and doing so with the same record warns.
+        assert alert.content.endswith("send /routing on.")
+        await boss.send("/routing on")
+        back = await new_message(
+            boss, table.message_id, lambda m: "🤖" in m.content or "✅" in m.content
+        )
+        assert back.content.startswith("✅ Animals: one-check routing is on again")
+        assert "still below this project's bar" in back.content
 
 
 # -- the built-in model: trained in a worker, scored on gold, presses unaffected -------------------

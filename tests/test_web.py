@@ -287,7 +287,7 @@ async def test_a_coordinator_downloads_the_chart_and_the_export(tmp_path: Path) 
     async with running_web(tmp_path) as b:
         await b.add_items("animals", ITEMS)
         boss = await b.visitor(person=COORDINATOR)
-        assert [c["name"] for c in boss.session["commands"]][-1] == "resume_project"
+        assert [c["name"] for c in boss.session["commands"]][-1] == "routing"
         plain = await b.visitor()
         assert "progress" not in [c["name"] for c in plain.session["commands"]]
         assert await boss.type("/progress") == 200

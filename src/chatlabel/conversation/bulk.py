@@ -238,7 +238,8 @@ class OutboxSender:
         elif item.kind == "pulled":
             view = Message(words.pulled_text(t, item, info, how))
         elif item.kind == "model_off":
-            view = Message(routing_off_text(t, info.title_in(t.lang), item.payload))
+            command = how.command("routing")
+            view = Message(routing_off_text(t, info.title_in(t.lang), item.payload, command))
         else:
             p = await self.ctx.reports.progress(name)
             title = info.title_in(t.lang)

@@ -13,6 +13,7 @@ from .context import Context, Handler, PressHandler
 from .coordination import Coordination
 from .events import MessageRef, Who
 from .flow import Flow
+from .routing_command import RoutingCommand
 from .views import Button, Chart, Document, Home, Message, Priority, Rows
 from .volunteer_commands import VolunteerCommands
 
@@ -38,6 +39,7 @@ COORDINATOR = (
     "export",
     "pause_project",
     "resume_project",
+    "routing",
 )
 # Other names people type for a command.
 ALIASES = {"stats": "me"}
@@ -57,6 +59,7 @@ class Commands:
         self.handlers: dict[str, Handler] = {
             **self.volunteers.handlers(),
             **self.coordination.handlers(),
+            **RoutingCommand(ctx).handlers(),
         }
 
     # -- dispatch -------------------------------------------------------------------------------

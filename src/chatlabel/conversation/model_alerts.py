@@ -13,12 +13,14 @@ from typing import Any
 from .catalog import Texts
 
 
-def routing_off_text(t: Texts, title: str, params: Mapping[str, Any]) -> str:
-    """The alert, with the model's record: its accuracy on gold and audits against the bar."""
-    return t(
+def routing_off_text(t: Texts, title: str, params: Mapping[str, Any], command: str) -> str:
+    """The alert, with the model's record: its accuracy on gold and audits against the bar,
+    and how to switch routing on again (`command`: /routing as typed here)."""
+    alert = t(
         "model.routing_off",
         title=title,
         accuracy=t.percent(float(params["accuracy"])),
         n=int(params["n"]),
         min=t.percent(float(params["min"])),
     )
+    return alert + "\n" + t("model.switch_on_later", command=command)

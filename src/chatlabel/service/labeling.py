@@ -474,9 +474,9 @@ class LabelingService:
         """Switch routing off if the model's record fell confidently below the bar."""
         return await self.suggestions.check(project)
 
-    async def set_routing(self, project: str, on: bool) -> bool:
+    async def set_routing(self, project: str, on: bool, by: UserRef | None = None) -> bool:
         """Switch routing on or off by hand (False: the project has no model)."""
-        return await self.suggestions.set_routing(project, on)
+        return await self.suggestions.set_routing(project, on, by.key if by else "hand")
 
     # -- for benchmarks: a use case's transaction body on a connection --------------------------
 

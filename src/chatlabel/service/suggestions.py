@@ -223,7 +223,7 @@ class Suggestions:
         project = self.s.projects[name]
         if project.model is None:
             return None
-        pid = self.s.pids[name]
+        pid, rules = self.s.pids[name], self.s.rules[name]
 
         def q(conn: sqlite3.Connection) -> ModelState:
             row = mq.model_row(conn, pid)
@@ -244,6 +244,10 @@ class Suggestions:
                 suggested=suggested,
                 verified=verified,
                 rejected=rejected,
+                threshold=project.model.auto_threshold,
+                below_bar=routing_stops(
+                    right, scored, rules.min_gold_accuracy, rules.suspend_confidence
+                ),
             )
 
         return await self.s.db.read(q)
@@ -311,8 +315,9 @@ class Suggestions:
             repo.lock_item(conn, item_id)  # in id order, as suspensions lock them
             self.settling.settle(conn, pid, item_id, rules, now)
 
-    async def set_routing(self, name: str, on: bool) -> bool:
-        """Switch routing on or off by hand; untouched items are routed again by their scores."""
+    async def set_routing(self, name: str, on: bool, by: str = "") -> bool:
+        """Switch routing on or off by hand (`by`: who, for the log); untouched items are
+        routed again by their scores."""
         routing = self.s.routing.get(name)
         if routing is None:
             return False
@@ -333,6 +338,7 @@ class Suggestions:
             self._settle_rejections(conn, name, now)
 
         await self.s.db.write(tx)
+        log.info("%s: routing by the model switched %s by %s", name, "on" if on else "off", by)
         self.s.notify()
         return True
 

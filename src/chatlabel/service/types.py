@@ -267,6 +267,8 @@ class ModelState:
     suggested: int  # items with a scored suggestion
     verified: int  # items one check settled
     rejected: int  # items a "no" sent to ordinary overlap
+    threshold: float = 0.0  # auto_threshold: a suggestion scored this or more is one check
+    below_bar: bool = False  # its record is confidently below min_gold_accuracy (routing stops)
 
 
 @dataclass(frozen=True)
