@@ -1,10 +1,8 @@
-"""The SQL of exports: results and answers built by the database itself, streamed in batches."""
+"""The SQL of exports: results, answers and reports built by the database, streamed in batches."""
 
 from __future__ import annotations
 
 from typing import Literal
-
-from .feedback_queries import PG_REPORTS_CSV, PG_REPORTS_JSONL, REPORTS_CSV, REPORTS_JSONL
 
 ExportWhat = Literal["results", "answers", "reports"]
 ExportFormat = Literal["jsonl", "csv"]
@@ -35,6 +33,29 @@ _RESULTS_FROM = """FROM items i LEFT JOIN verdicts v ON v.item_id = i.id
 _ANSWERS_FROM = """FROM answers x JOIN items i ON i.id = x.item_id
     JOIN annotators a ON a.id = x.annotator_id WHERE i.project_id = :p ORDER BY x.id"""
 _ISO = "strftime('%Y-%m-%dT%H:%M:%f', x.answered_at, 'unixepoch') || '+00:00'"
+_REPORTED_AT = "strftime('%Y-%m-%dT%H:%M:%f', r.created_at, 'unixepoch') || '+00:00'"
+_NOTE = """(SELECT GROUP_CONCAT(c.text, char(10)) FROM comments c
+    WHERE c.item_id = r.item_id AND c.annotator_id = r.annotator_id)"""
+_REPORTS_FROM = """FROM item_reports r JOIN items i ON i.id = r.item_id
+    JOIN annotators a ON a.id = r.annotator_id WHERE i.project_id = :p ORDER BY r.id"""
+# One row per report: the item, who, why, their comments, when, the item's state and decision.
+_REPORTS_JSONL = f"""SELECT json_object('item_id', i.ext_id, 'annotator', a.key,
+    'reason', r.reason, 'comment', {_NOTE}, 'reported_at', {_REPORTED_AT},
+    'item_status', i.status, 'decision', r.decision) {_REPORTS_FROM}"""
+_REPORTS_CSV = f"""SELECT i.ext_id, a.key, r.reason, {_NOTE}, {_REPORTED_AT}, i.status, r.decision
+    {_REPORTS_FROM}"""
+# The same on PostgreSQL (json_build_object, string_agg, to_char).
+_PG_REPORTED_AT = (
+    "to_char(to_timestamp(r.created_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS')"
+    " || '+00:00'"
+)
+_PG_NOTE = """(SELECT string_agg(c.text, chr(10) ORDER BY c.id) FROM comments c
+    WHERE c.item_id = r.item_id AND c.annotator_id = r.annotator_id)"""
+_PG_REPORTS_JSONL = f"""SELECT json_build_object('item_id', i.ext_id, 'annotator', a.key,
+    'reason', r.reason, 'comment', {_PG_NOTE}, 'reported_at', {_PG_REPORTED_AT},
+    'item_status', i.status, 'decision', r.decision)::text {_REPORTS_FROM}"""
+_PG_REPORTS_CSV = f"""SELECT i.ext_id, a.key, r.reason, {_PG_NOTE}, {_PG_REPORTED_AT}, i.status,
+    r.decision {_REPORTS_FROM}"""
 _SQL = {
     ("results", "jsonl"): """SELECT json_object('id', i.ext_id,
         'label', CASE WHEN {status} = 'resolved' THEN {label} END,
@@ -64,8 +85,8 @@ _SQL = {
         ROUND(x.seconds, 3), {_ISO},
         x.skip_reason, {_COMMENT}, CASE WHEN x.checked <> 0 THEN 'true' ELSE 'false' END """
     + _ANSWERS_FROM,
-    ("reports", "jsonl"): REPORTS_JSONL,
-    ("reports", "csv"): REPORTS_CSV,
+    ("reports", "jsonl"): _REPORTS_JSONL,
+    ("reports", "csv"): _REPORTS_CSV,
 }
 
 
@@ -129,8 +150,8 @@ _PG_SQL = {
         {_PG_ROUND.format("x.seconds", 3)}, {_PG_ISO}, x.skip_reason, {_PG_COMMENT},
         CASE WHEN x.checked <> 0 THEN 'true' ELSE 'false' END """
     + _ANSWERS_FROM,
-    ("reports", "jsonl"): PG_REPORTS_JSONL,
-    ("reports", "csv"): PG_REPORTS_CSV,
+    ("reports", "jsonl"): _PG_REPORTS_JSONL,
+    ("reports", "csv"): _PG_REPORTS_CSV,
 }
 
 
