@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from .dialect import is_pg
+from .dialect import distinct_list, name_of
 
 Row = sqlite3.Row
 
@@ -153,9 +153,7 @@ def set_skip_reason(conn: sqlite3.Connection, answer_id: int, reason: str) -> No
 
 def reported_items(conn: sqlite3.Connection, project_id: int, limit: int) -> list[Row]:
     """Every item with reports (decided or not), for the HTML report: the latest first."""
-    reasons = (
-        "string_agg(DISTINCT r.reason, ',')" if is_pg(conn) else "GROUP_CONCAT(DISTINCT r.reason)"
-    )
+    reasons = distinct_list(name_of(conn), "r.reason")
     return conn.execute(
         f"""SELECT i.ext_id, i.text, i.status, COUNT(r.id) AS reports,
                   {reasons} AS reasons, MAX(r.decision) AS decision
