@@ -38,7 +38,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -436,20 +436,38 @@ def run_floor(
     svc = LabelingService(None, config, rng=random.Random(seed))  # type: ignore[arg-type]
     svc.shared.pids = dict(pids)
     svc.shared.names = {v: k for k, v in pids.items()}
-    rng = random.Random(seed)
-    tasks: dict[UserRef, Any] = {}
-    for u in users:
-        tasks[u] = _transaction(conn, svc.next_in, (u, time.time()))
+    tasks = {u: _transaction(conn, svc.next_in, (u, time.time())) for u in users}
+
+    def cycle(u: UserRef, task: Task, value: str) -> tuple[Any, Any]:
+        return floor_cycle(conn, svc, u, task.assignment_id, value, combined)
+
+    phase = floor_phase("floor (sqlite3, 1 thread)", tasks, cycles, random.Random(seed), cycle)
+    conn.close()
+    return phase
+
+
+def floor_phase(
+    name: str,
+    tasks: dict[UserRef, Any],
+    cycles: int,
+    rng: random.Random,
+    cycle: Callable[[UserRef, Task, str], tuple[Any, Any]],
+    server_cpu: Callable[[], float] | None = None,
+) -> Phase:
+    """The floor's loop: annotators with a task take turns running `cycle` (its outcome, the
+    next task) until `cycles` are done or nobody has work; `server_cpu` reads a server's CPU."""
+    live = [u for u, t in tasks.items() if isinstance(t, Task)]
     lat: list[float] = []
     errors = 0
-    live = [u for u in users if isinstance(tasks[u], Task)]
     cpu0, t0 = time.process_time(), time.perf_counter()
+    server0 = server_cpu() if server_cpu else 0.0
     done = 0
     while done < cycles and live:
         u = live[done % len(live)]
         task = tasks[u]
+        value = choose(task, rng)
         s = time.perf_counter()
-        out, nxt = floor_cycle(conn, svc, u, task.assignment_id, choose(task, rng), combined)
+        out, nxt = cycle(u, task, value)
         lat.append(time.perf_counter() - s)
         errors += not out.ok
         done += 1
@@ -457,17 +475,16 @@ def run_floor(
             tasks[u] = nxt
         else:
             live.remove(u)
-    phase = Phase(
-        "floor (sqlite3, 1 thread)",
+    return Phase(
+        name,
         "floor",
         done,
         time.perf_counter() - t0,
         time.process_time() - cpu0,
         lat,
         errors,
+        server_cpu() - server0 if server_cpu else None,
     )
-    conn.close()
-    return phase
 
 
 async def run_saturated(
@@ -658,12 +675,20 @@ def bench_postgres(
 def check(db: Path) -> None:
     """After the run: open leases match the items' lease counters; no item is over-answered."""
     conn = sqlite3.connect(db)
+    try:
+        check_counts(conn)
+    finally:
+        conn.close()
+
+
+def check_counts(conn: Any) -> None:
+    """Compare open leases with the items' counters and look for over-answered items, on a
+    sqlite3 or PostgreSQL connection; exit if the database is inconsistent."""
     leases = conn.execute("SELECT COALESCE(SUM(n_leases), 0) FROM items").fetchone()[0]
     pending = conn.execute("SELECT COUNT(*) FROM assignments WHERE state = 'pending'").fetchone()[0]
     over = conn.execute(
         "SELECT COUNT(*) FROM items WHERE gold IS NULL AND n_answers + n_leases > needed"
     ).fetchone()[0]
-    conn.close()
     ok = leases == pending and over == 0
     print(
         f"  check: {pending:,} open leases, items count {leases:,}; {over} items over-answered"

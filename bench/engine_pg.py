@@ -30,7 +30,15 @@ from chatlabel.service.types import Task
 from chatlabel.storage.pg_conn import PgConnection
 from chatlabel.storage.store import make_store
 from chatlabel.storage.transfer import transfer
-from engine import Phase, project_config, run_paced, run_saturated, user
+from engine import (
+    Phase,
+    check_counts,
+    floor_phase,
+    project_config,
+    run_paced,
+    run_saturated,
+    user,
+)
 
 TEMPLATE = "chatlabel_bench_template"
 
@@ -84,13 +92,10 @@ def drop(base: str, *names: str) -> None:
 
 def run_floor(url: str, args: argparse.Namespace, users: list[Any]) -> Phase:
     """The transaction functions on one plain connection in one thread."""
-    from engine import choose
-
     config = project_config(Path("unused.db"), args.overlap, args.method, url)
     svc = LabelingService(None, config, rng=random.Random(args.seed))  # type: ignore[arg-type]
     svc.shared.pids, svc.shared.names = {"bench": 1}, {1: "bench"}
     conn = PgConnection.connect(url)
-    rng = random.Random(args.seed)
 
     def tx(fn: Any) -> Any:
         conn.begin()  # pipelined, as storage.pg runs a transaction
@@ -98,41 +103,17 @@ def run_floor(url: str, args: argparse.Namespace, users: list[Any]) -> Phase:
         conn.commit()
         return out
 
-    tasks = {u: tx(lambda c, u=u: svc.next_in(c, u, time.time())) for u in users}
-    live = [u for u in users if isinstance(tasks[u], Task)]
-    lat: list[float] = []
-    errors = 0
-    cpu0, t0, server0 = time.process_time(), time.perf_counter(), postgres_cpu()
-    done = 0
-    while done < args.cycles and live:
-        u = live[done % len(live)]
-        task = tasks[u]
-        value = choose(task, rng)
-        s = time.perf_counter()
-
-        def both(c: Any, u: Any = u, task: Task = task, value: str = value) -> Any:
+    def cycle(u: Any, task: Task, value: str) -> tuple[Any, Any]:
+        def both(c: Any) -> Any:
             out = svc.answer_in(c, u, task.assignment_id, value, time.time())
             return out, svc.next_in(c, u, time.time())
 
-        out, nxt = tx(both)
-        lat.append(time.perf_counter() - s)
-        errors += not out.ok
-        done += 1
-        if isinstance(nxt, Task):
-            tasks[u] = nxt
-        else:
-            live.remove(u)
+        return tx(both)
+
+    tasks = {u: tx(lambda c, u=u: svc.next_in(c, u, time.time())) for u in users}
+    rng = random.Random(args.seed)
     # Read while the connection is open: a backend's CPU leaves with its process.
-    phase = Phase(
-        "floor (psycopg, 1 thread)",
-        "floor",
-        done,
-        time.perf_counter() - t0,
-        time.process_time() - cpu0,
-        lat,
-        errors,
-        postgres_cpu() - server0,
-    )
+    phase = floor_phase("floor (psycopg, 1 thread)", tasks, args.cycles, rng, cycle, postgres_cpu)
     conn.close()
     return phase
 
@@ -281,23 +262,9 @@ def check(url: str) -> None:
     """After a run: open leases match the items' counters; no item is over-answered."""
     conn = PgConnection.connect(url)
     try:
-        leases = conn.execute("SELECT COALESCE(SUM(n_leases), 0) FROM items").fetchone()[0]
-        pending = conn.execute(
-            "SELECT COUNT(*) FROM assignments WHERE state = 'pending'"
-        ).fetchone()[0]
-        over = conn.execute(
-            "SELECT COUNT(*) FROM items WHERE gold IS NULL AND n_answers + n_leases > needed"
-        ).fetchone()[0]
+        check_counts(conn)
     finally:
         conn.close()
-    ok = leases == pending and over == 0
-    print(
-        f"  check: {pending:,} open leases, items count {leases:,}; {over} items over-answered"
-        f" -> {'ok' if ok else 'INCONSISTENT'}",
-        flush=True,
-    )
-    if not ok:
-        raise SystemExit("the database is inconsistent after the run")
 
 
 def _total_name(name: str, args: argparse.Namespace) -> str:

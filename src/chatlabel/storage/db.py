@@ -259,13 +259,7 @@ class Database:
                 if not isinstance(exc, Exception):  # cancelled, or Ctrl-C during an inline group
                     raise
                 continue
-            for (_, _, future, _), (ok, value) in zip(batch, results, strict=True):
-                if future.done():  # its caller gave up waiting; the write still happened
-                    continue
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
+            _deliver(batch, results)
             if inline:
                 # Let the callers just answered (and everything else on the loop) run before
                 # the next group: without this the loop could be held for group after group.

@@ -1,165 +1,116 @@
-"""The SQL of exports: results and answers built by the database itself, streamed in batches."""
+"""The SQL of exports: results, answers and reports built by the database, streamed in batches."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from .feedback_queries import PG_REPORTS_CSV, PG_REPORTS_JSONL, REPORTS_CSV, REPORTS_JSONL
+from .dialect import iso_time, json_bool, json_number, json_object, json_of, lines_of, rounded
 
 ExportWhat = Literal["results", "answers", "reports"]
 ExportFormat = Literal["jsonl", "csv"]
 
+# Each row is built by the database itself (a JSON object's text for JSONL): a million rows
+# stream at the database's speed instead of through a Python dict and json.dumps each.
 
-# Results and answers are built by SQLite itself (json_object for JSONL): a million rows stream at
-# SQLite's speed instead of through a Python dict and json.dumps each.
-def _label_sql(kind: str, column: str) -> str:
-    if kind == "multi":
-        return f"json({column})"
-    if kind == "rating":
-        return (
-            f"CASE WHEN CAST({column} AS INTEGER) = CAST({column} AS REAL)"
-            f" THEN CAST({column} AS INTEGER) ELSE CAST({column} AS REAL) END"
-        )
-    return column
-
-
-_BOOL = "json(CASE WHEN {} THEN 'true' ELSE 'false' END)"
 # Held (reported, awaiting a decision) and removed items say so whatever their verdict says.
 _STATUS = """CASE WHEN i.status IN ('held', 'removed') THEN i.status
     ELSE COALESCE(v.status, i.status) END"""
-# What the annotator wrote about the item (replies to it, a report's note), oldest first.
-_COMMENT = """(SELECT GROUP_CONCAT(c.text, char(10)) FROM comments c
-    WHERE c.item_id = x.item_id AND c.annotator_id = x.annotator_id)"""
 _RESULTS_FROM = """FROM items i LEFT JOIN verdicts v ON v.item_id = i.id
     WHERE i.project_id = :p AND i.gold IS NULL ORDER BY i.seq"""
 _ANSWERS_FROM = """FROM answers x JOIN items i ON i.id = x.item_id
     JOIN annotators a ON a.id = x.annotator_id WHERE i.project_id = :p ORDER BY x.id"""
-_ISO = "strftime('%Y-%m-%dT%H:%M:%f', x.answered_at, 'unixepoch') || '+00:00'"
-_SQL = {
-    ("results", "jsonl"): """SELECT json_object('id', i.ext_id,
-        'label', CASE WHEN {status} = 'resolved' THEN {label} END,
-        'status', {status}, 'confidence', ROUND(v.confidence, 4),
-        'votes', json(COALESCE(v.votes, '{{}}')), 'n_answers', COALESCE(v.n_answers, 0),
-        'method', COALESCE(v.method, :method), 'suggestion', i.suggestion,
-        'suggestion_score', ROUND(i.suggestion_score, 4), 'model', i.suggestion_model) """
-    + _RESULTS_FROM,
-    ("results", "csv"): """SELECT i.ext_id,
-        CASE WHEN {status} = 'resolved' THEN v.label END,
-        {status}, ROUND(v.confidence, 4), COALESCE(v.votes, '{{}}'),
-        COALESCE(v.n_answers, 0), COALESCE(v.method, :method), i.suggestion,
-        ROUND(i.suggestion_score, 4), i.suggestion_model """
-    + _RESULTS_FROM,
-    ("answers", "jsonl"): f"""SELECT json_object('item_id', i.ext_id, 'annotator', a.key,
-        'label', {{label}}, 'skipped', {_BOOL.format("x.value IS NULL")},
-        'is_gold', {_BOOL.format("x.is_gold")},
-        'correct', CASE WHEN x.correct IS NULL THEN NULL ELSE {_BOOL.format("x.correct")} END,
-        'seconds', ROUND(x.seconds, 3), 'answered_at', {_ISO},
-        'skip_reason', x.skip_reason, 'comment', {_COMMENT},
-        'check', {_BOOL.format("x.checked")}) """
-    + _ANSWERS_FROM,
-    ("answers", "csv"): f"""SELECT i.ext_id, a.key, x.value,
-        CASE WHEN x.value IS NULL THEN 'true' ELSE 'false' END,
-        CASE WHEN x.is_gold THEN 'true' ELSE 'false' END,
-        CASE x.correct WHEN 1 THEN 'true' WHEN 0 THEN 'false' END,
-        ROUND(x.seconds, 3), {_ISO},
-        x.skip_reason, {_COMMENT}, CASE WHEN x.checked <> 0 THEN 'true' ELSE 'false' END """
-    + _ANSWERS_FROM,
-    ("reports", "jsonl"): REPORTS_JSONL,
-    ("reports", "csv"): REPORTS_CSV,
-}
+_REPORTS_FROM = """FROM item_reports r JOIN items i ON i.id = r.item_id
+    JOIN annotators a ON a.id = r.annotator_id WHERE i.project_id = :p ORDER BY r.id"""
 
 
-# The same rows on PostgreSQL: json_build_object keeps the keys in this order, as SQLite's
-# json_object does; times and scores are double precision, rounded through numeric.
-def _pg_label_sql(kind: str, column: str, json: bool) -> str:
+def _csv_bool(condition: str) -> str:
+    return f"CASE WHEN {condition} THEN 'true' ELSE 'false' END"
+
+
+def _comments(d: str, row: str) -> str:
+    """What the annotator of `row` wrote about its item (replies, a report's note), oldest first."""
+    return f"""(SELECT {lines_of(d, "c.text", "c.id")} FROM comments c
+    WHERE c.item_id = {row}.item_id AND c.annotator_id = {row}.annotator_id)"""
+
+
+def _json_label(d: str, kind: str, column: str) -> str:
+    """A label as its JSON value: multi's list, rating's number, else the text."""
     if kind == "multi":
-        return f"({column})::json" if json else column
-    if kind == "rating" and json:
-        return (
-            f"CASE WHEN ({column})::numeric = trunc(({column})::numeric)"
-            f" THEN to_json(({column})::numeric::bigint) ELSE to_json(({column})::float8) END"
-        )
+        return json_of(d, column)
     if kind == "rating":
-        return (
-            f"CASE WHEN ({column})::numeric = trunc(({column})::numeric)"
-            f" THEN (({column})::numeric::bigint)::text ELSE (({column})::float8)::text END"
-        )
+        return json_number(d, column)
     return column
 
 
-_PG_ROUND = "round(({})::numeric, {})::float8"
-_PG_ISO = (
-    "to_char(to_timestamp(x.answered_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS')"
-    " || '+00:00'"
-)
-_PG_COMMENT = """(SELECT string_agg(c.text, chr(10) ORDER BY c.id) FROM comments c
-    WHERE c.item_id = x.item_id AND c.annotator_id = x.annotator_id)"""
-_PG_SQL = {
-    ("results", "jsonl"): """SELECT json_build_object('id', i.ext_id,
-        'label', CASE WHEN {status} = 'resolved' THEN {label} END,
-        'status', {status},
-        'confidence', """
-    + _PG_ROUND.format("v.confidence", 4)
-    + """, 'votes', COALESCE(v.votes, '{{}}')::json, 'n_answers', COALESCE(v.n_answers, 0),
+def _results(d: str, fmt: ExportFormat, kind: str) -> str:
+    confidence, score = rounded(d, "v.confidence", 4), rounded(d, "i.suggestion_score", 4)
+    if fmt == "csv":
+        return f"""SELECT i.ext_id, CASE WHEN {_STATUS} = 'resolved' THEN v.label END,
+        {_STATUS}, {confidence}, COALESCE(v.votes, '{{}}'), COALESCE(v.n_answers, 0),
+        COALESCE(v.method, :method), i.suggestion, {score}, i.suggestion_model {_RESULTS_FROM}"""
+    label = _json_label(d, kind, "v.label")
+    obj = json_object(
+        d,
+        f"""'id', i.ext_id, 'label', CASE WHEN {_STATUS} = 'resolved' THEN {label} END,
+        'status', {_STATUS}, 'confidence', {confidence},
+        'votes', {json_of(d, "COALESCE(v.votes, '{}')")}, 'n_answers', COALESCE(v.n_answers, 0),
         'method', COALESCE(v.method, :method), 'suggestion', i.suggestion,
-        'suggestion_score', """
-    + _PG_ROUND.format("i.suggestion_score", 4)
-    + """, 'model', i.suggestion_model)::text """
-    + _RESULTS_FROM,
-    ("results", "csv"): """SELECT i.ext_id,
-        CASE WHEN {status} = 'resolved' THEN v.label END,
-        {status}, """
-    + _PG_ROUND.format("v.confidence", 4)
-    + """, COALESCE(v.votes, '{{}}'),
-        COALESCE(v.n_answers, 0), COALESCE(v.method, :method), i.suggestion, """
-    + _PG_ROUND.format("i.suggestion_score", 4)
-    + """, i.suggestion_model """
-    + _RESULTS_FROM,
-    ("answers", "jsonl"): f"""SELECT json_build_object('item_id', i.ext_id, 'annotator', a.key,
-        'label', {{label}}, 'skipped', x.value IS NULL, 'is_gold', x.is_gold <> 0,
-        'correct', CASE WHEN x.correct IS NULL THEN NULL ELSE x.correct <> 0 END,
-        'seconds', {_PG_ROUND.format("x.seconds", 3)}, 'answered_at', {_PG_ISO},
-        'skip_reason', x.skip_reason, 'comment', {_PG_COMMENT},
-        'check', x.checked <> 0)::text """
-    + _ANSWERS_FROM,
-    ("answers", "csv"): f"""SELECT i.ext_id, a.key, x.value,
-        CASE WHEN x.value IS NULL THEN 'true' ELSE 'false' END,
-        CASE WHEN x.is_gold <> 0 THEN 'true' ELSE 'false' END,
-        CASE x.correct WHEN 1 THEN 'true' WHEN 0 THEN 'false' END,
-        {_PG_ROUND.format("x.seconds", 3)}, {_PG_ISO}, x.skip_reason, {_PG_COMMENT},
-        CASE WHEN x.checked <> 0 THEN 'true' ELSE 'false' END """
-    + _ANSWERS_FROM,
-    ("reports", "jsonl"): PG_REPORTS_JSONL,
-    ("reports", "csv"): PG_REPORTS_CSV,
-}
+        'suggestion_score', {score}, 'model', i.suggestion_model""",
+    )
+    return f"SELECT {obj} {_RESULTS_FROM}"
+
+
+def _answers(d: str, fmt: ExportFormat, kind: str) -> str:
+    seconds, at, comment = (
+        rounded(d, "x.seconds", 3),
+        iso_time(d, "x.answered_at"),
+        _comments(d, "x"),
+    )
+    if fmt == "csv":
+        return f"""SELECT i.ext_id, a.key, x.value, {_csv_bool("x.value IS NULL")},
+        {_csv_bool("x.is_gold <> 0")}, CASE x.correct WHEN 1 THEN 'true' WHEN 0 THEN 'false' END,
+        {seconds}, {at}, x.skip_reason, {comment}, {_csv_bool("x.checked <> 0")} {_ANSWERS_FROM}"""
+    obj = json_object(
+        d,
+        f"""'item_id', i.ext_id, 'annotator', a.key, 'label', {_json_label(d, kind, "x.value")},
+        'skipped', {json_bool(d, "x.value IS NULL")}, 'is_gold', {json_bool(d, "x.is_gold <> 0")},
+        'correct', CASE WHEN x.correct IS NULL THEN NULL ELSE {json_bool(d, "x.correct <> 0")} END,
+        'seconds', {seconds}, 'answered_at', {at}, 'skip_reason', x.skip_reason,
+        'comment', {comment}, 'check', {json_bool(d, "x.checked <> 0")}""",
+    )
+    return f"SELECT {obj} {_ANSWERS_FROM}"
+
+
+def _reports(d: str, fmt: ExportFormat) -> str:
+    """One row per report: the item, who, why, their comments, when, the item's state, decision."""
+    note, at = _comments(d, "r"), iso_time(d, "r.created_at")
+    if fmt == "csv":
+        return f"""SELECT i.ext_id, a.key, r.reason, {note}, {at}, i.status, r.decision
+        {_REPORTS_FROM}"""
+    obj = json_object(
+        d,
+        f"""'item_id', i.ext_id, 'annotator', a.key, 'reason', r.reason, 'comment', {note},
+        'reported_at', {at}, 'item_status', i.status, 'decision', r.decision""",
+    )
+    return f"SELECT {obj} {_REPORTS_FROM}"
 
 
 def export_sql(what: ExportWhat, fmt: ExportFormat, kind: str, dialect: str = "sqlite") -> str:
     """The query for an export; parameters :p (project id) and :method (its verdict method)."""
-    if what == "reports" and dialect != "postgresql":
-        return _SQL[what, fmt]
-    column = "v.label" if what == "results" else "x.value"
-    if dialect == "postgresql":
-        if what == "reports":
-            return _PG_SQL[what, fmt]
-        label = _pg_label_sql(kind, column, fmt == "jsonl")
-        return _PG_SQL[what, fmt].format(label=label, status=_STATUS)
-    return _SQL[what, fmt].format(label=_label_sql(kind, column), status=_STATUS)
-
-
-# Every item (gold too: its gold answer is a ground-truth annotation) with its suggestion and
-# verdict, for Label Studio's task JSON; the columns label_studio.task_of reads, in order.
-_TASKS_SQL = """SELECT i.ext_id, i.text, i.media_kind, i.media_path, i.context, i.meta, i.gold,
-    i.suggestion, {score}, i.suggestion_model,
-    COALESCE(v.status, i.status), v.label, {confidence}, COALESCE(v.n_answers, 0),
-    v.method
-    FROM items i LEFT JOIN verdicts v ON v.item_id = i.id
-    WHERE i.project_id = :p ORDER BY i.seq"""
+    if what == "results":
+        return _results(dialect, fmt, kind)
+    if what == "answers":
+        return _answers(dialect, fmt, kind)
+    return _reports(dialect, fmt)
 
 
 def tasks_sql(dialect: str = "sqlite") -> str:
     """The query behind Label Studio's task export; parameter :p (project id)."""
-    rnd = _PG_ROUND if dialect == "postgresql" else "ROUND({}, {})"
-    return _TASKS_SQL.format(
-        score=rnd.format("i.suggestion_score", 4), confidence=rnd.format("v.confidence", 4)
-    )
+    # Every item (gold too: its gold answer is a ground-truth annotation) with its suggestion
+    # and verdict; the columns label_studio.task_of reads, in order.
+    return f"""SELECT i.ext_id, i.text, i.media_kind, i.media_path, i.context, i.meta, i.gold,
+    i.suggestion, {rounded(dialect, "i.suggestion_score", 4)}, i.suggestion_model,
+    COALESCE(v.status, i.status), v.label, {rounded(dialect, "v.confidence", 4)},
+    COALESCE(v.n_answers, 0), v.method
+    FROM items i LEFT JOIN verdicts v ON v.item_id = i.id
+    WHERE i.project_id = :p ORDER BY i.seq"""

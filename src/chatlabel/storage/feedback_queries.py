@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from .dialect import is_pg
+from .dialect import distinct_list, name_of
 
 Row = sqlite3.Row
 
@@ -153,9 +153,7 @@ def set_skip_reason(conn: sqlite3.Connection, answer_id: int, reason: str) -> No
 
 def reported_items(conn: sqlite3.Connection, project_id: int, limit: int) -> list[Row]:
     """Every item with reports (decided or not), for the HTML report: the latest first."""
-    reasons = (
-        "string_agg(DISTINCT r.reason, ',')" if is_pg(conn) else "GROUP_CONCAT(DISTINCT r.reason)"
-    )
+    reasons = distinct_list(name_of(conn), "r.reason")
     return conn.execute(
         f"""SELECT i.ext_id, i.text, i.status, COUNT(r.id) AS reports,
                   {reasons} AS reasons, MAX(r.decision) AS decision
@@ -163,28 +161,3 @@ def reported_items(conn: sqlite3.Connection, project_id: int, limit: int) -> lis
            WHERE i.project_id = ? GROUP BY i.id ORDER BY MAX(r.created_at) DESC LIMIT ?""",
         (project_id, limit),
     ).fetchall()
-
-
-_REPORTED_AT = "strftime('%Y-%m-%dT%H:%M:%f', r.created_at, 'unixepoch') || '+00:00'"
-_NOTE = """(SELECT GROUP_CONCAT(c.text, char(10)) FROM comments c
-    WHERE c.item_id = r.item_id AND c.annotator_id = r.annotator_id)"""
-_REPORTS_FROM = """FROM item_reports r JOIN items i ON i.id = r.item_id
-    JOIN annotators a ON a.id = r.annotator_id WHERE i.project_id = :p ORDER BY r.id"""
-# One row per report: the item, who, why, their comments, when, the item's state and decision.
-REPORTS_JSONL = f"""SELECT json_object('item_id', i.ext_id, 'annotator', a.key,
-    'reason', r.reason, 'comment', {_NOTE}, 'reported_at', {_REPORTED_AT},
-    'item_status', i.status, 'decision', r.decision) {_REPORTS_FROM}"""
-REPORTS_CSV = f"""SELECT i.ext_id, a.key, r.reason, {_NOTE}, {_REPORTED_AT}, i.status, r.decision
-    {_REPORTS_FROM}"""
-# The same on PostgreSQL (json_build_object, string_agg, to_char).
-_PG_REPORTED_AT = (
-    "to_char(to_timestamp(r.created_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS')"
-    " || '+00:00'"
-)
-_PG_NOTE = """(SELECT string_agg(c.text, chr(10) ORDER BY c.id) FROM comments c
-    WHERE c.item_id = r.item_id AND c.annotator_id = r.annotator_id)"""
-PG_REPORTS_JSONL = f"""SELECT json_build_object('item_id', i.ext_id, 'annotator', a.key,
-    'reason', r.reason, 'comment', {_PG_NOTE}, 'reported_at', {_PG_REPORTED_AT},
-    'item_status', i.status, 'decision', r.decision)::text {_REPORTS_FROM}"""
-PG_REPORTS_CSV = f"""SELECT i.ext_id, a.key, r.reason, {_PG_NOTE}, {_PG_REPORTED_AT}, i.status,
-    r.decision {_REPORTS_FROM}"""
