@@ -8,7 +8,6 @@ Manual lifecycle, so Telegram shares one event loop with Slack and the rest of t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -136,7 +135,6 @@ class TelegramTransport:
         self._outlet: TelegramOutlet | None = None
         self._conversation: Conversation | None = None
         self._webhook: WebhookServer | None = None
-        self._push_task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._commands_set: set[int] = set()
         self._dropped = 0
@@ -259,10 +257,7 @@ class TelegramTransport:
                     allowed_updates=_UPDATES,
                     error_callback=self._polling_error,
                 )
-            self._push_task = asyncio.create_task(
-                self._conversation.push_loop(self._stop, self.push_interval),
-                name="telegram-push",
-            )
+            self._conversation.start_pushing(self._stop, self.push_interval)
             self._conversation.start_outbox(self._stop, self.outbox_interval)
         except BaseException:
             await self.stop()
@@ -289,12 +284,8 @@ class TelegramTransport:
         self._stop.set()
         if self._outlet is not None:
             self._outlet.close()
-        task, self._push_task = self._push_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         if self._conversation is not None:
+            await self._conversation.stop_pushing()
             await self._conversation.stop_outbox(self.outbox_grace)
             await self._conversation.close()
         app, self._app = self._app, None

@@ -10,7 +10,6 @@ token, size and rate before the conversation sees it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import html
 import json
@@ -105,7 +104,6 @@ class WebTransport:
         self._static: dict[str, tuple[bytes, str]] = {}
         self._template: Template | None = None
         self._runner: web.AppRunner | None = None
-        self._push_task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._streams = 0
         self._port: int | None = None
@@ -179,9 +177,7 @@ class WebTransport:
             site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
             await site.start()
             self._port = int(self._runner.addresses[0][1])
-            self._push_task = asyncio.create_task(
-                self.conversation.push_loop(self._stop, self.push_interval), name="web-push"
-            )
+            self.conversation.start_pushing(self._stop, self.push_interval)
             self.conversation.start_outbox(self._stop, self.push_interval)
         except BaseException:
             await self.stop()
@@ -192,12 +188,8 @@ class WebTransport:
     async def stop(self) -> None:
         """Stop pushing, end every open page's stream and stop serving; safe to call twice."""
         self._stop.set()
-        task, self._push_task = self._push_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         if self._conversation is not None:
+            await self._conversation.stop_pushing()
             await self._conversation.stop_outbox(self.outbox_grace)
         self.outlet.close()
         runner, self._runner = self._runner, None
