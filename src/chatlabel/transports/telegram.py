@@ -35,6 +35,7 @@ from ..mechanics.redact import hide
 from ..service.labeling import LabelingService
 from ..service.reports import Reports
 from ..service.types import UserRef
+from .lifecycle import started
 from .telegram_http import AiohttpRequest
 from .telegram_outlet import TelegramOutlet, chat_of, ref_of
 from .telegram_webhook import WebhookServer
@@ -144,23 +145,17 @@ class TelegramTransport:
     @property
     def outlet(self) -> TelegramOutlet:
         """What renders views as Bot API calls (available after start())."""
-        if self._outlet is None:
-            raise RuntimeError("start() the Telegram transport first")
-        return self._outlet
+        return started(self._outlet, "Telegram")
 
     @property
     def conversation(self) -> Conversation:
         """The conversation with everyone on Telegram (available after start())."""
-        if self._conversation is None:
-            raise RuntimeError("start() the Telegram transport first")
-        return self._conversation
+        return started(self._conversation, "Telegram")
 
     @property
     def application(self) -> Application[Any, Any, Any, Any, Any, Any]:
         """The python-telegram-bot Application (available after start())."""
-        if self._app is None:
-            raise RuntimeError("start() the Telegram transport first")
-        return self._app
+        return started(self._app, "Telegram")
 
     def limits(self) -> dict[str, Limit]:
         """The pacer's limits: "all" for new messages bot-wide, "chat" per chat."""

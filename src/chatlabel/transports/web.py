@@ -35,6 +35,7 @@ from ..mechanics.redact import hide
 from ..service.labeling import LabelingService
 from ..service.reports import Reports
 from ..service.types import UserRef
+from .lifecycle import started
 from .web_outlet import PLATFORM, PressHandle, WebOutlet
 from .web_session import Origins, Session, Sessions, languages, load_secret, new_person_id
 
@@ -113,23 +114,17 @@ class WebTransport:
     @property
     def conversation(self) -> Conversation:
         """The conversation with everyone in a browser (available after start())."""
-        if self._conversation is None:
-            raise RuntimeError("start() the web transport first")
-        return self._conversation
+        return started(self._conversation, "web")
 
     @property
     def sessions(self) -> Sessions:
         """What signs and checks session cookies (available after start())."""
-        if self._sessions is None:
-            raise RuntimeError("start() the web transport first")
-        return self._sessions
+        return started(self._sessions, "web")
 
     @property
     def port(self) -> int:
         """The TCP port the page is served on (useful with port 0)."""
-        if self._port is None:
-            raise RuntimeError("start() the web transport first")
-        return self._port
+        return started(self._port, "web")
 
     @property
     def url(self) -> str:
