@@ -593,6 +593,28 @@ async def test_command_from_a_channel_answers_in_the_dm(stack: Any, tmp_path: Pa
     assert bot.emu.history("C1") == []  # nothing public
 
 
+async def test_a_failed_command_reply_is_logged_and_the_command_goes_on(
+    stack: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    faults = SlackFaults()
+    bot = await make_bot(stack, tmp_path, items={"triage": MESSAGES}, faults=faults)
+    bot.emu.add_channel("C1", "general")
+    ann = bot.emu.user("U1")
+    # The "sent it to our DM" note's post loses its connection, and so does slack_sdk's retry.
+    faults.cut_next_responses(2)
+    await ann.slash("/label", channel="C1")
+    await ann.wait_for(lambda: open_items(ann))  # the first item still reaches the DM
+    assert ann.ephemerals == [] and bot.emu.response_posts == []
+    failed = [r for r in caplog.records if "response_url post failed" in r.getMessage()]
+    assert len(failed) == 1 and failed[0].levelno == logging.WARNING
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    chatlabel = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("chatlabel"))
+    assert "/response/" not in chatlabel  # the URL (its token) stays out of the logs
+    await ann.slash("/label", "stats")  # the next command's reply gets through
+    await ann.wait_for(lambda: any("Answers: 0" in m.text for m in ann.ephemerals))
+
+
 async def test_redelivered_dm_event_counts_once_and_other_events_are_acked(
     stack: Any, tmp_path: Path
 ) -> None:

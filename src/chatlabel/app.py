@@ -113,13 +113,20 @@ async def open_service(
 
 
 async def build(
-    config: Config, env: Mapping[str, str], *, clock: Callable[[], float] | None = None
+    config: Config,
+    env: Mapping[str, str],
+    *,
+    clock: Callable[[], float] | None = None,
+    paced: bool = True,
 ) -> Runtime:
     """Open storage and the service, and create a transport per configured platform.
 
     A SQLite file's lock is taken first: a second `chatlabel run` on it stops here
     (DatabaseInUse names the holder) before it touches anything. A PostgreSQL database takes
     any number of processes (docs/scaling.md), so there is no lock to take.
+
+    `paced=False`: the bots call their platforms without waiting for a turn (for emulators
+    that enforce no rate limits).
     """
     lock = None if config.storage.is_postgres else RunLock(config.database_path()).acquire()
     try:
@@ -150,18 +157,19 @@ async def build(
             else:
                 from .transports.telegram import TelegramTransport
 
-                rt.transports.append(
-                    TelegramTransport(
-                        service,
-                        rt.reports,
-                        config.telegram,
-                        token,
-                        media_cache=config.media_cache_path(),
-                        export_results=export_results,
-                        catalog=catalog,
-                        on_fatal=rt.fail,
-                    )
+                telegram = TelegramTransport(
+                    service,
+                    rt.reports,
+                    config.telegram,
+                    token,
+                    media_cache=config.media_cache_path(),
+                    export_results=export_results,
+                    catalog=catalog,
+                    on_fatal=rt.fail,
                 )
+                if not paced:
+                    telegram.max_rate, telegram.chat_limit = 0.0, None  # read at start()
+                rt.transports.append(telegram)
         if config.slack is not None:
             s = config.slack
             bot, signing = _env(env, s.bot_token_env), _env(env, s.signing_secret_env)
@@ -185,6 +193,7 @@ async def build(
                         media_cache=config.media_cache_path(),
                         export_results=export_results,
                         catalog=catalog,
+                        limits=None if paced else {},
                     )
                 )
         if config.web is not None:

@@ -33,10 +33,8 @@ from .conversation.render import reason_text
 from .emulators.slack import SlackApiEmulator, SlackEmulatorError, SlackMessage
 from .emulators.telegram import BotApiEmulator, ChatMessage, EmulatorUsageError
 from .importer import import_file
-from .mechanics import Pacer
 from .sample import write_sample
 from .transports.slack import SlackTransport
-from .transports.telegram import TelegramTransport
 
 COORDINATOR_ID = 1000  # the sample config's coordinator (telegram:1000; on Slack U1000)
 FIRST_ANNOTATOR_ID = 2001
@@ -286,7 +284,10 @@ async def run_demo(
     people = personas(annotators)
     started = time.monotonic()
     async with folder(keep) as directory, stage_for(platform, directory, items, seed) as stage:
-        rt = await build(stage.config, stage.env)
+        # Unpaced: the demo's emulators enforce no rate limits, and its crowd clicks within
+        # milliseconds, far faster than the platforms' pace for one person (bench/limits.py
+        # and the fault tests run the bot against emulated limits).
+        rt = await build(stage.config, stage.env, paced=False)
         try:
             name = stage.config.project[0].name
             summary = await import_file(rt.service, name, directory / "items.jsonl")
@@ -296,7 +297,6 @@ async def run_demo(
                 f"{stage.where}"
             )
             for transport in rt.transports:
-                _unpaced(transport)
                 await transport.start()
             stage.started(rt)
             screens = [stage.screen(FIRST_ANNOTATOR_ID + i, p.name) for i, p in enumerate(people)]
@@ -309,16 +309,6 @@ async def run_demo(
             await rt.close()
     print_results(console, result, stage.config.project[0].title)
     return result
-
-
-def _unpaced(transport: object) -> None:
-    """No pacing: the demo's emulators enforce no rate limits, and its crowd clicks within
-    milliseconds, far faster than the platforms' pace for one person (bench/limits.py and the
-    fault tests run the bot against emulated limits)."""
-    if isinstance(transport, TelegramTransport):
-        transport.max_rate, transport.chat_limit = 0.0, None
-    elif isinstance(transport, SlackTransport):
-        transport.outlet.pacer = Pacer()
 
 
 @dataclass

@@ -91,6 +91,7 @@ class Conversation:
         self._buckets: BoundedCache[str, TokenBucket] = BoundedCache(PEOPLE)
         self._slowed: BoundedCache[str, bool] = BoundedCache(PEOPLE)
         self._pushing: set[asyncio.Task[None]] = set()
+        self._push_loop: asyncio.Task[None] | None = None
         self._outbox: asyncio.Task[None] | None = None
 
     async def texts(self, who: Who) -> Texts:
@@ -259,6 +260,21 @@ class Conversation:
             # One failed push must not strand the others of this round.
             log.exception("pushing an item to %s failed", push.user.key)
             await self.service.release(push.user, push.task.assignment_id)
+
+    def start_pushing(self, stop: asyncio.Event, interval: float = 5.0) -> None:
+        """Run `push_loop` in the background until `stop` (or `stop_pushing`)."""
+        self._push_loop = asyncio.create_task(
+            self.push_loop(stop, interval), name=f"{self.ctx.outlet.platform}-push"
+        )
+
+    async def stop_pushing(self) -> None:
+        """Cancel the push loop and wait for it to end; safe to call twice."""
+        task, self._push_loop = self._push_loop, None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     def start_outbox(self, stop: asyncio.Event, interval: float = 5.0) -> None:
         """Send this platform's reminders, announcements and digests as they come due, until `stop`.

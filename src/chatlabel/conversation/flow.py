@@ -227,9 +227,8 @@ class Flow:
     ) -> None:
         user = who.user
         if press.action == "answer":
-            choice = choice_of(await self.service.choices_for(press.ref) or (), press.index)
+            choice = await self._choice(who, press, token, t)
             if choice is None:
-                await self.ctx.outlet.toast(user, token, t("press.dead"), False)
                 return
             out = await self.service.answer(user, press.ref, choice, then_next=True, ref=ref)
         elif press.action == "done":
@@ -241,6 +240,13 @@ class Flow:
             out = await self.service.skip(user, press.ref, then_next=True, ref=ref)
         await self._toast(who, token, out, t)
         await self.after(who, out, ref, t)
+
+    async def _choice(self, who: Who, press: Press, token: object, t: Texts) -> str | None:
+        """The label a button stands for; None (and the press told it is dead) if none now."""
+        choice = choice_of(await self.service.choices_for(press.ref) or (), press.index)
+        if choice is None:
+            await self.ctx.outlet.toast(who.user, token, t("press.dead"), False)
+        return choice
 
     async def _toast(self, who: Who, token: object, out: Outcome, t: Texts) -> None:
         """Answer a press: silently when it did something, with why not otherwise."""
@@ -316,9 +322,8 @@ class Flow:
             if ticks:
                 page = min(p.index or 0 for p in ticks) // render.PAGE
         else:
-            choice = choice_of(await self.service.choices_for(press.ref) or (), press.index)
+            choice = await self._choice(who, press, token, t)
             if choice is None:
-                await self.ctx.outlet.toast(user, token, t("press.dead"), False)
                 return
             out = await self.service.toggle(user, press.ref, choice)
             page = _page_of(out.task, choice) if out.task else 0

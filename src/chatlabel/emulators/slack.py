@@ -310,6 +310,9 @@ class SlackApiEmulator:
         ctx = self.workspace.responder(request.match_info["token"])
         if ctx is None:
             return web.Response(status=404, text="expired_url")
+        if self.faults.should_cut_response() and request.transport is not None:
+            request.transport.close()  # the poster sees the connection drop, not an answer
+            return web.Response(status=500)
         try:
             payload = await request.json()
         except ValueError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -256,8 +257,8 @@ class ResponseUrlPost:
 
 @dataclass
 class SlackFaults:
-    """Injected faults: 429s (seeded random, or the next N calls), slow methods and lost
-    Socket Mode acks."""
+    """Injected faults: 429s (seeded random, or the next N calls), slow methods, lost
+    Socket Mode acks and response_url posts cut off unanswered."""
 
     rate_429: float = 0.0
     retry_after: int = 1
@@ -265,7 +266,7 @@ class SlackFaults:
     methods: frozenset[str] | None = None
     slow: dict[str, float] = field(default_factory=dict)  # seconds a method's answer waits
     _forced: int = field(default=0, init=False, repr=False)
-    _lost_acks: int = field(default=0, init=False, repr=False)
+    _next: Counter[str] = field(default_factory=Counter, init=False, repr=False)  # one-offs
     _rng: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -277,14 +278,25 @@ class SlackFaults:
 
     def lose_next_acks(self, count: int = 1) -> None:
         """Drop the next `count` Socket Mode acks on the way to Slack, as a flaky network would."""
-        self._lost_acks += count
+        self._next["ack"] += count
 
     def should_lose_ack(self) -> bool:
         """Decide (and consume) whether the Socket Mode ack just received is lost."""
-        if self._lost_acks:
-            self._lost_acks -= 1
-            return True
-        return False
+        return self._take("ack")
+
+    def cut_next_responses(self, count: int = 1) -> None:
+        """Drop the connection of the next `count` response_url posts without an answer."""
+        self._next["response"] += count
+
+    def should_cut_response(self) -> bool:
+        """Decide (and consume) whether the response_url post just received is cut off."""
+        return self._take("response")
+
+    def _take(self, fault: str) -> bool:
+        if self._next[fault] <= 0:
+            return False
+        self._next[fault] -= 1
+        return True
 
     def should_ratelimit(self, method: str) -> bool:
         """Decide (and consume) whether this call of `method` gets a 429."""

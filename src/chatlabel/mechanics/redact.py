@@ -12,6 +12,7 @@ _PATTERNS = (
     (re.compile(r"""(["'](?:token|response_url)["']\s*:\s*["'])[^"']*"""), r"\1(redacted)"),
     # A response_url as slack_sdk's webhook client logs it (Slack's are on hooks.slack.com).
     (re.compile(r"(Sending a request - url: )https?://[^\s,]+"), r"\1(redacted)"),
+    (re.compile(r"(A retry handler found: \w+ for \w+ )https?://\S+"), r"\1(redacted)"),
     (re.compile(r"https://hooks\.slack\.com/\S+"), "(redacted)"),
 )
 

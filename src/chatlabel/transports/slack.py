@@ -130,7 +130,6 @@ class SlackTransport:
         self._events: BoundedCache[str, bool] = BoundedCache(PEOPLE)  # event ids handled
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
-        self._push_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._port: int | None = None
@@ -175,17 +174,14 @@ class SlackTransport:
             log.info(
                 "Slack bot %s for %s listening on %s", me.get("user"), me.get("team"), self.url
             )
-        self._push_task = asyncio.create_task(self.conversation.push_loop(self._stop))
+        self.conversation.start_pushing(self._stop)
         self.conversation.start_outbox(self._stop, self.outbox_interval)
 
     async def stop(self) -> None:
         """Stop serving, let in-flight work finish briefly, and close every connection."""
         self._stop.set()
         self.outlet.close()
-        if self._push_task is not None:
-            self._push_task.cancel()
-            await asyncio.gather(self._push_task, return_exceptions=True)
-            self._push_task = None
+        await self.conversation.stop_pushing()
         await self.conversation.stop_outbox(self.outbox_grace)
         if self._runner is not None:
             await self._runner.cleanup()

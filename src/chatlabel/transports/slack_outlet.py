@@ -432,8 +432,16 @@ class SlackOutlet:
         return hook
 
     async def _respond(self, url: str, text: str) -> None:
+        """Reply to a slash command ephemerally; a failure is logged and the command goes on."""
         hook = self._webhook(url)
-        await hook.send(text=text, response_type="ephemeral")
+        try:
+            sent = await hook.send(text=text, response_type="ephemeral")
+        except (TimeoutError, OSError, aiohttp.ClientError) as e:
+            # The class only: some of these errors quote the URL, whose path is a secret.
+            log.warning("a response_url post failed (%s); the reply is lost", type(e).__name__)
+            return
+        if sent.status_code != 200:
+            log.warning("a response_url was refused (%s); the reply is lost", sent.body)
 
     # -- media ----------------------------------------------------------------------------
 

@@ -8,7 +8,6 @@ Manual lifecycle, so Telegram shares one event loop with Slack and the rest of t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -36,6 +35,7 @@ from ..mechanics.redact import hide
 from ..service.labeling import LabelingService
 from ..service.reports import Reports
 from ..service.types import UserRef
+from .lifecycle import started
 from .telegram_http import AiohttpRequest
 from .telegram_outlet import TelegramOutlet, chat_of, ref_of
 from .telegram_webhook import WebhookServer
@@ -136,7 +136,6 @@ class TelegramTransport:
         self._outlet: TelegramOutlet | None = None
         self._conversation: Conversation | None = None
         self._webhook: WebhookServer | None = None
-        self._push_task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._commands_set: set[int] = set()
         self._dropped = 0
@@ -146,23 +145,17 @@ class TelegramTransport:
     @property
     def outlet(self) -> TelegramOutlet:
         """What renders views as Bot API calls (available after start())."""
-        if self._outlet is None:
-            raise RuntimeError("start() the Telegram transport first")
-        return self._outlet
+        return started(self._outlet, "Telegram")
 
     @property
     def conversation(self) -> Conversation:
         """The conversation with everyone on Telegram (available after start())."""
-        if self._conversation is None:
-            raise RuntimeError("start() the Telegram transport first")
-        return self._conversation
+        return started(self._conversation, "Telegram")
 
     @property
     def application(self) -> Application[Any, Any, Any, Any, Any, Any]:
         """The python-telegram-bot Application (available after start())."""
-        if self._app is None:
-            raise RuntimeError("start() the Telegram transport first")
-        return self._app
+        return started(self._app, "Telegram")
 
     def limits(self) -> dict[str, Limit]:
         """The pacer's limits: "all" for new messages bot-wide, "chat" per chat."""
@@ -259,10 +252,7 @@ class TelegramTransport:
                     allowed_updates=_UPDATES,
                     error_callback=self._polling_error,
                 )
-            self._push_task = asyncio.create_task(
-                self._conversation.push_loop(self._stop, self.push_interval),
-                name="telegram-push",
-            )
+            self._conversation.start_pushing(self._stop, self.push_interval)
             self._conversation.start_outbox(self._stop, self.outbox_interval)
         except BaseException:
             await self.stop()
@@ -289,12 +279,8 @@ class TelegramTransport:
         self._stop.set()
         if self._outlet is not None:
             self._outlet.close()
-        task, self._push_task = self._push_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         if self._conversation is not None:
+            await self._conversation.stop_pushing()
             await self._conversation.stop_outbox(self.outbox_grace)
             await self._conversation.close()
         app, self._app = self._app, None

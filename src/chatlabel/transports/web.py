@@ -10,7 +10,6 @@ token, size and rate before the conversation sees it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import html
 import json
@@ -36,6 +35,7 @@ from ..mechanics.redact import hide
 from ..service.labeling import LabelingService
 from ..service.reports import Reports
 from ..service.types import UserRef
+from .lifecycle import started
 from .web_outlet import PLATFORM, PressHandle, WebOutlet
 from .web_session import Origins, Session, Sessions, languages, load_secret, new_person_id
 
@@ -105,7 +105,6 @@ class WebTransport:
         self._static: dict[str, tuple[bytes, str]] = {}
         self._template: Template | None = None
         self._runner: web.AppRunner | None = None
-        self._push_task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._streams = 0
         self._port: int | None = None
@@ -115,23 +114,17 @@ class WebTransport:
     @property
     def conversation(self) -> Conversation:
         """The conversation with everyone in a browser (available after start())."""
-        if self._conversation is None:
-            raise RuntimeError("start() the web transport first")
-        return self._conversation
+        return started(self._conversation, "web")
 
     @property
     def sessions(self) -> Sessions:
         """What signs and checks session cookies (available after start())."""
-        if self._sessions is None:
-            raise RuntimeError("start() the web transport first")
-        return self._sessions
+        return started(self._sessions, "web")
 
     @property
     def port(self) -> int:
         """The TCP port the page is served on (useful with port 0)."""
-        if self._port is None:
-            raise RuntimeError("start() the web transport first")
-        return self._port
+        return started(self._port, "web")
 
     @property
     def url(self) -> str:
@@ -179,9 +172,7 @@ class WebTransport:
             site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
             await site.start()
             self._port = int(self._runner.addresses[0][1])
-            self._push_task = asyncio.create_task(
-                self.conversation.push_loop(self._stop, self.push_interval), name="web-push"
-            )
+            self.conversation.start_pushing(self._stop, self.push_interval)
             self.conversation.start_outbox(self._stop, self.push_interval)
         except BaseException:
             await self.stop()
@@ -192,12 +183,8 @@ class WebTransport:
     async def stop(self) -> None:
         """Stop pushing, end every open page's stream and stop serving; safe to call twice."""
         self._stop.set()
-        task, self._push_task = self._push_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         if self._conversation is not None:
+            await self._conversation.stop_pushing()
             await self._conversation.stop_outbox(self.outbox_grace)
         self.outlet.close()
         runner, self._runner = self._runner, None
