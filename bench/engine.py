@@ -669,7 +669,8 @@ def bench_postgres(
         two = engine_pg.run_two(two_url, args, first)
         engine_pg.check(two_url)
         engine_pg.drop(base, "chatlabel_bench_1", "chatlabel_bench_2")
-    return [("PostgreSQL, 1 process", [floor, *one]), ("PostgreSQL, 2 processes", [floor2, *two])]
+    name = "PostgreSQL (Unix socket)" if spec == "postgresql-socket" else "PostgreSQL"
+    return [(f"{name}, 1 process", [floor, *one]), (f"{name}, 2 processes", [floor2, *two])]
 
 
 def check(db: Path) -> None:
@@ -773,7 +774,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         default=None,
         help="sqlite (default), postgresql (a throwaway local server: needs Debian's "
-        "postgresql binaries), or postgresql://USER@HOST:PORT/postgres (a server of yours; "
+        "postgresql binaries), postgresql-socket (the same, reached through its Unix socket), "
+        "or postgresql://USER@HOST:PORT/postgres (a server of yours; "
         "bench databases are created and dropped there); repeat to compare, side by side",
     )
     ap.add_argument("--pool", type=int, default=4, help="PostgreSQL connections per process")

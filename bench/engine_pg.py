@@ -44,7 +44,8 @@ TEMPLATE = "chatlabel_bench_template"
 
 
 def server(spec: str, stack: ExitStack) -> str:
-    """A maintenance-database URL: the one given, or a throwaway local server's."""
+    """A maintenance-database URL: the one given, or a throwaway local server's (reached over
+    TCP on 127.0.0.1, or over its Unix socket with `postgresql-socket`)."""
     if spec.startswith("postgresql://"):
         return spec
     from chatlabel.storage.pgtemp import TempServer
@@ -52,7 +53,14 @@ def server(spec: str, stack: ExitStack) -> str:
     # Durable commits as an operator would run it (fsync and synchronous_commit on); a
     # bigger shared_buffers holds the 1M-item project's hot indexes.
     srv = stack.enter_context(TempServer(settings={"shared_buffers": "1GB"}))
-    return srv.url()
+    return srv.socket_url() if spec == "postgresql-socket" else srv.url()
+
+
+def on(base: str, name: str) -> str:
+    """The URL of database `name` on the server `base` names (a socket's query kept)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    return urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
 
 
 def _admin(base: str) -> Any:
@@ -63,24 +71,22 @@ def _admin(base: str) -> Any:
 
 def load(db_file: Path, base: str) -> None:
     """Copy the built SQLite project into the template database (replacing an old one)."""
-    stem = base.rsplit("/", 1)[0]
     with _admin(base) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {TEMPLATE}")
         admin.execute(f"CREATE DATABASE {TEMPLATE}")
     t0 = time.perf_counter()
-    transfer(f"sqlite:///{db_file}", f"{stem}/{TEMPLATE}", verify=False)
-    with _admin(f"{stem}/{TEMPLATE}") as conn:
+    transfer(f"sqlite:///{db_file}", on(base, TEMPLATE), verify=False)
+    with _admin(on(base, TEMPLATE)) as conn:
         conn.execute("VACUUM ANALYZE")
     print(f"  copied into PostgreSQL in {time.perf_counter() - t0:.1f} s", flush=True)
 
 
 def fresh(base: str, name: str) -> str:
     """A new copy of the template; its URL."""
-    stem = base.rsplit("/", 1)[0]
     with _admin(base) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {name}")
         admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
-    return f"{stem}/{name}"
+    return on(base, name)
 
 
 def drop(base: str, *names: str) -> None:

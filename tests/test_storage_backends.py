@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 import pg
-from chatlabel.config import parse_config
+from chatlabel.config import ConfigError, parse_config
 from chatlabel.service.health import IncidentCleared, IncidentStarted, StorageUnavailable
 from chatlabel.service.rounds import exclusive_round
 from chatlabel.storage.health import StorageIncident
@@ -414,3 +414,31 @@ async def test_a_server_unreachable_at_start_is_tried_again_then_a_clear_error(
     with pytest.raises(UnusableDatabase, match="no_such_database.*does not exist"):
         await db.open()
     assert time.monotonic() - t0 < 5
+
+
+async def test_a_local_server_is_reached_through_its_unix_socket(tmp_path: Path) -> None:
+    url = pg.fresh_database()
+    socket_url = pg.server().socket_url(url.rsplit("/", 1)[1])
+    async with opened(tmp_path, socket_url) as db:
+        await db.write(_table)
+        assert await db.write(_put, "a", 1) == 1
+        # Over a Unix socket the server has no address for the session (TCP would give one).
+        assert await db.read(lambda c: c.execute("SELECT inet_server_addr()").fetchone()[0]) is None
+    assert pg.rows(url, "SELECT k, n FROM t") == [("a", 1)]  # the same database, over TCP
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("postgresql://u@/db?host=run/pg", "a socket directory: an absolute path"),
+        ("postgresql://u@/db", "postgresql://USER@/DATABASE?host=/SOCKET/DIRECTORY"),
+        ("postgresql://u@/?host=/run/pg", "postgresql://USER@HOST:PORT/DATABASE"),
+    ],
+)
+def test_a_socket_url_names_an_absolute_directory_and_a_database(
+    tmp_path: Path, url: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError, match="storage.url") as err:
+        _config(tmp_path, url)
+    assert problem in str(err.value)
+    assert _config(tmp_path, "postgresql://u@/db?host=/run/pg&port=5433").storage.url

@@ -155,6 +155,10 @@ class TempServer:
         """A postgresql:// URL for a database on this server."""
         return f"postgresql://chatlabel@127.0.0.1:{self.port}/{database}"
 
+    def socket_url(self, database: str = "postgres") -> str:
+        """The same database reached through the server's Unix socket (no TCP)."""
+        return f"postgresql://chatlabel@/{database}?host={self.dir}&port={self.port}"
+
     def create_database(self, name: str, template: str | None = None) -> str:
         """Create a database (optionally a copy of `template`); returns its URL."""
         import psycopg
