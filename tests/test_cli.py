@@ -100,3 +100,31 @@ def test_run_without_platforms_explains(tmp_path: Path) -> None:
     assert r.returncode == 1
     assert "CHATLABEL_TELEGRAM_TOKEN is not set" in r.stderr
     assert "no platform to run" in r.stderr
+
+
+def test_status_shows_the_model_apart_from_the_people(tmp_path: Path) -> None:
+    cfg = tmp_path / "chatlabel.toml"
+    cfg.write_text(
+        "[storage]\ndatabase = 'c.db'\n\n[[project]]\nname = 'spam'\nlabels = ['ham', 'spam']\n"
+        "\n[project.model]\nkind = 'import'\nauto_threshold = 0.9\n",
+        encoding="utf-8",
+    )
+    rows = [
+        {"id": f"g{n}", "text": f"gold {n}", "gold": "spam", "suggestion": "spam",
+         "suggestion_score": 0.95} for n in range(3)
+    ] + [
+        {"id": "t1", "text": "WIN", "suggestion": "spam", "suggestion_score": 0.97},
+        {"id": "t2", "text": "hi", "suggestion": "ham", "suggestion_score": 0.6},
+    ]  # fmt: skip
+    items = tmp_path / "items.jsonl"
+    items.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert run("import", str(cfg), str(items)).returncode == 0
+    r = run("status", str(cfg))
+    assert r.returncode == 0, r.stderr
+    # Only the model has a gold record: the people's column says so, the model's line has it.
+    table_row = next(line for line in r.stdout.splitlines() if line.startswith("│ spam"))
+    assert "n/a" in table_row
+    assert (
+        "spam: model import, routing on; 5 suggested, 0 settled by one yes, 0 sent on by a no; "
+        "right on 3 of 3 gold items and audits"
+    ) in r.stdout

@@ -149,10 +149,13 @@ def status(config: str) -> None:
         out = []
         for p in cfg.project:
             prog = await reports.progress(p.name)
-            people = await reports.annotators(p.name, limit=1_000_000)
+            # People's gold record only: the model has its own line below.
+            people = [
+                a for a in await reports.annotators(p.name, limit=1_000_000) if a.role != "model"
+            ]
             gold = sum(a.gold_answers for a in people)
             right = sum(round((a.gold_accuracy or 0) * a.gold_answers) for a in people)
-            out.append((prog, accuracy(right, gold).raw))
+            out.append((prog, accuracy(right, gold).raw, await service.model_state(p.name)))
         return out, service.health.status()
 
     table = Table(title=f"chatlabel — {cfg.path.name}")
@@ -169,7 +172,7 @@ def status(config: str) -> None:
     ):
         table.add_column(col, justify="left" if col == "project" else "right")
     rows, storage = _run(_with_service(cfg, go))
-    for prog, gold_acc in rows:
+    for prog, gold_acc, _ in rows:
         table.add_row(
             prog.title + (" (paused)" if prog.paused else ""),
             str(prog.items),
@@ -184,7 +187,27 @@ def status(config: str) -> None:
     # Piped output gets a fixed, wide table instead of rich's 80-column default.
     out = Console(width=None if sys.stdout.isatty() else 120)
     out.print(table)
+    for prog, _, model in rows:
+        if model is not None:
+            out.print(_model_line(prog.title, model), highlight=False, soft_wrap=True)
     out.print(_storage_line(storage), highlight=False, soft_wrap=True)
+
+
+def _model_line(title: str, m: Any) -> str:
+    """A project's model for `status`: routing on or off (and why), what it did, its record."""
+    from rich.markup import escape
+
+    routing = "routing on" if m.routing else "[bold red]routing OFF[/]"
+    if not m.routing and m.reason is not None and m.reason.code == "model_accuracy":
+        p = m.reason.params
+        routing += (
+            f" (right on {float(p['accuracy']):.0%} of {p['n']}, below {float(p['min']):.0%})"
+        )
+    record = f"right on {m.right} of {m.scored} gold items and audits" if m.scored else "unscored"
+    return (
+        f"{escape(title)}: model {escape(m.version or m.kind)}, {routing}; {m.suggested} "
+        f"suggested, {m.verified} settled by one yes, {m.rejected} sent on by a no; {record}"
+    )
 
 
 def _storage_line(st: Any) -> str:
