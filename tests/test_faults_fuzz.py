@@ -245,6 +245,8 @@ def telegram_inputs(
     for command in ("export", "progress", "pause_project", "resume_project", "annotators"):
         for arg in ("../../etc", "'; DROP TABLE items;--", "animals/../notes", "ANIMALS"):
             out.append((coordinator, "send", f"/{command} {arg}"))
+    for arg in ("", "../../etc off", "'; DROP TABLE items;-- on", "animals off", "ANIMALS on"):
+        out.append((coordinator, "send", f"/routing {arg}".strip()))  # no project has a model
     return out
 
 
