@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +19,7 @@ import pytest
 import pg
 from chatlabel.emulators.telegram import BotApiEmulator
 
+from .bot_process import chatlabel_run
 from .conftest import write_jsonl
 from .crash_crowd import CrashCrowd
 
@@ -61,25 +59,9 @@ base_url = "{base_url}"
     return cfg
 
 
-@contextmanager
-def bot_process(cfg: Path, log: Path) -> Iterator[Any]:
+def bot_process(cfg: Path, log: Path) -> AbstractContextManager[Any]:
     """`chatlabel run` in its own process, as a person would start it."""
-    import subprocess
-
-    env = {**os.environ, "CRASH_TEST_TOKEN": TOKEN}
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "chatlabel", "run", str(cfg)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+    return chatlabel_run(cfg, log, {"CRASH_TEST_TOKEN": TOKEN})
 
 
 def _rows(db: str, query: str) -> list[tuple[Any, ...]]:

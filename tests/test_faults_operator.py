@@ -14,10 +14,11 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from .bot_process import chatlabel_run
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -115,22 +116,9 @@ def telegram_config(tmp: Path, base_url: str, extra: str = "") -> Path:
     )
 
 
-@contextlib.contextmanager
-def bot_process(cfg: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def bot_process(cfg: Path, log: Path) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
     """`chatlabel run CONFIG` in its own process, output to `log`; killed if still running."""
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "chatlabel", "run", str(cfg)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "OPERATOR_TEST_TOKEN": TOKEN},
-        )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
+    return chatlabel_run(cfg, log, {"OPERATOR_TEST_TOKEN": TOKEN})
 
 
 def logged(log: Path) -> str:

@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +30,7 @@ import pg
 from chatlabel.emulators.telegram import BotApiEmulator
 from chatlabel.storage.pgtemp import free_port
 
+from .bot_process import chatlabel_run
 from .conftest import write_jsonl
 from .crash_crowd import CrashCrowd
 
@@ -77,23 +75,9 @@ secret_token_env = "TWO_WORKERS_SECRET"
     return cfg
 
 
-@contextmanager
-def worker(cfg: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def worker(cfg: Path, log: Path) -> AbstractContextManager[subprocess.Popen[bytes]]:
     """`chatlabel run` in its own process."""
-    env = {**os.environ, "TWO_WORKERS_TOKEN": TOKEN, "TWO_WORKERS_SECRET": SECRET}
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "chatlabel", "run", str(cfg)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+    return chatlabel_run(cfg, log, {"TWO_WORKERS_TOKEN": TOKEN, "TWO_WORKERS_SECRET": SECRET})
 
 
 def _sender(update: dict[str, Any]) -> int:
