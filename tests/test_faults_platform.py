@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 import chatlabel.transports.telegram as telegram_transport
+from chatlabel.emulators.crowd import slack_assignment
 from chatlabel.emulators.slack import SlackFaults, SlackMessage, SlackSimUser
 from chatlabel.emulators.telegram import ChatMessage, Faults, SimUser
 from chatlabel.transports.telegram_http import AiohttpRequest
@@ -207,15 +208,6 @@ async def stack() -> AsyncIterator[contextlib.AsyncExitStack]:
         yield s
 
 
-def _slack_assignment(m: SlackMessage) -> int | None:
-    for b in m.blocks:
-        for el in b.get("elements", []):
-            value = str(el.get("value", ""))
-            if el.get("type") == "button" and value.startswith("a:"):
-                return int(value.split(":")[1])
-    return None
-
-
 async def test_slack_crowd_labels_through_429_storms(stack: Any, tmp_path: Path) -> None:
     faults = SlackFaults(rate_429=RANDOM_429, retry_after=1, seed=31)
     rows = [{"id": f"m{n}", "text": f"Message number {n}."} for n in range(SLACK_ITEMS)]
@@ -249,14 +241,14 @@ async def test_slack_crowd_labels_through_429_storms(stack: Any, tmp_path: Path)
             try:
                 msg = await u.wait_for(
                     lambda: next(
-                        (m for m in open_items(u) if _slack_assignment(m) not in (None, *done)),
+                        (m for m in open_items(u) if slack_assignment(m) not in (None, *done)),
                         None,
                     ),
                     timeout=0.5,
                 )
             except TimeoutError:
                 continue
-            asg = _slack_assignment(msg)
+            asg = slack_assignment(msg)
             assert asg is not None
             done.add(asg)
             n = int(msg.text.split("number ")[1].split(".")[0]) if "number " in msg.text else 0
