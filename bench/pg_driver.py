@@ -114,6 +114,16 @@ def to_dollar(sql: str, params: Any) -> tuple[str, tuple[Any, ...]]:
     return out, (tuple(order) if isinstance(params, dict) else tuple(params))
 
 
+def _transaction(cur: Any, t: Tx) -> None:
+    """One recorded transaction on a psycopg cursor, its results fetched as the service does."""
+    cur.execute("BEGIN")
+    for sql, params in t:
+        cur.execute(sql, params)
+        if cur.pgresult is not None and cur.pgresult.ntuples:
+            cur.fetchall()
+    cur.execute("COMMIT")
+
+
 def replay_sync(url: str, txs: list[Tx]) -> tuple[float, float, float]:
     """(seconds, CPU seconds, server CPU seconds) replaying on one psycopg connection here.
 
@@ -125,12 +135,7 @@ def replay_sync(url: str, txs: list[Tx]) -> tuple[float, float, float]:
     cur = conn.cursor()
     t0, c0, s0 = time.perf_counter(), time.process_time(), postgres_cpu()
     for t in txs:
-        cur.execute("BEGIN")
-        for sql, params in t:
-            cur.execute(sql, params)
-            if cur.pgresult is not None and cur.pgresult.ntuples:
-                cur.fetchall()
-        cur.execute("COMMIT")
+        _transaction(cur, t)
     out = time.perf_counter() - t0, time.process_time() - c0, postgres_cpu() - s0
     conn.close()
     return out
@@ -145,19 +150,11 @@ async def replay_thread(url: str, txs: list[Tx]) -> tuple[float, float, float]:
     conn = psycopg.connect(url, autocommit=True, prepare_threshold=0)
     cur = conn.cursor()
 
-    def run(t: Tx) -> None:
-        cur.execute("BEGIN")
-        for sql, params in t:
-            cur.execute(sql, params)
-            if cur.pgresult is not None and cur.pgresult.ntuples:
-                cur.fetchall()
-        cur.execute("COMMIT")
-
     loop = asyncio.get_running_loop()
     with ThreadPoolExecutor(1) as pool:
         t0, c0, s0 = time.perf_counter(), time.process_time(), postgres_cpu()
         for t in txs:
-            await loop.run_in_executor(pool, run, t)
+            await loop.run_in_executor(pool, _transaction, cur, t)
         out = time.perf_counter() - t0, time.process_time() - c0, postgres_cpu() - s0
     conn.close()
     return out
