@@ -383,6 +383,17 @@ def progress_text(t: Texts, p: Progress, title: str) -> str:
     return "\n".join(lines)
 
 
+def accuracy_interval_text(t: Texts, r: AnnotatorRow) -> str:
+    """A gold record with the interval it likely lies in: "90% of 20 (likely 70%–97%)"."""
+    return t(
+        "annotators.accuracy_interval",
+        accuracy=t.percent(r.gold_accuracy),
+        n=r.gold_answers,
+        low=t.percent(r.accuracy_low),
+        high=t.percent(r.accuracy_high),
+    )
+
+
 def annotators_text(t: Texts, rows: Sequence[AnnotatorRow], title: str, limit: int = 30) -> str:
     """Who is doing what in a project (/annotators)."""
     if not rows:
@@ -392,13 +403,7 @@ def annotators_text(t: Texts, rows: Sequence[AnnotatorRow], title: str, limit: i
         acc = t.percent(r.gold_accuracy)
         if r.gold_answers and r.role == "model":
             # The model's record decides routing: its uncertainty is shown with it.
-            acc = t(
-                "annotators.accuracy_interval",
-                accuracy=acc,
-                n=r.gold_answers,
-                low=t.percent(r.accuracy_low),
-                high=t.percent(r.accuracy_high),
-            )
+            acc = accuracy_interval_text(t, r)
         elif r.gold_answers:
             acc = t("annotators.accuracy_of", accuracy=acc, n=r.gold_answers)
         secs = (

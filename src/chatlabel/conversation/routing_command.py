@@ -74,14 +74,7 @@ def state_text(t: Texts, m: ModelState, title: str, command: str) -> str:
         )
     )
     if m.scored:
-        row = model_row(m)
-        record = t(
-            "annotators.accuracy_interval",
-            accuracy=t.percent(row.gold_accuracy),
-            n=row.gold_answers,
-            low=t.percent(row.accuracy_low),
-            high=t.percent(row.accuracy_high),
-        )
+        record = render.accuracy_interval_text(t, model_row(m))
         lines.append(t("model.record", record=record))
     else:
         lines.append(t("model.unscored"))
