@@ -282,11 +282,12 @@ async def current_verdicts(service: LabelingService, project: str) -> dict[str, 
             if s["gold"] is not None:
                 continue
             vs: list[tuple[str, int | None, str, bool]] = list(votes.get(s["id"], []))
-            if suggestion and s["rejected"] is not None:
+            stand_in = int(suggestion and s["rejected"] is not None)
+            if stand_in:
                 vs.insert(0, (SUGGESTION_VOTER, None, s["rejected"], False))
             w = None if weights is None else {k: weights.get(a, 1.0) for k, a, _, _ in vs}
-            v = decide(rules, [Vote(k, v, e) for k, _, v, e in vs], w)
-            out[s["ext_id"]] = as_stored(v, int(suggestion and s["rejected"] is not None))
+            verdict = decide(rules, [Vote(k, value, e) for k, _, value, e in vs], w)
+            out[s["ext_id"]] = as_stored(verdict, stand_in)
         return out
 
     return await service.db.read(read)
