@@ -23,6 +23,7 @@ import pg
 from chatlabel.config import ConfigError, parse_config
 from chatlabel.service.health import IncidentCleared, IncidentStarted, StorageUnavailable
 from chatlabel.service.rounds import exclusive_round
+from chatlabel.storage.give_way import RATIO
 from chatlabel.storage.health import StorageIncident
 from chatlabel.storage.store import Store, make_store
 
@@ -158,6 +159,28 @@ async def test_concurrent_read_modify_writes_lose_nothing(tmp_path: Path, storag
 
         await asyncio.gather(*(db.write(bump, short=True) for _ in range(200)))
         assert await db.read(_rows) == [("counter", 200)]
+
+
+def _slow_put(conn: Any, k: str, n: int) -> int:
+    time.sleep(0.03)  # a write that takes a while, as a model round's chunk can
+    return _put(conn, k, n)
+
+
+async def test_background_writes_give_way_while_others_write(
+    tmp_path: Path, storage_url: str
+) -> None:
+    async with opened(tmp_path, storage_url) as db:
+        await db.write(_table)  # someone else's write
+        t0 = time.monotonic()
+        assert await db.write(_slow_put, "a", 1, background=True) == 1
+        gave_way = time.monotonic() - t0
+        # Nobody else wrote since: the next background write goes at full speed.
+        t0 = time.monotonic()
+        assert await db.write(_slow_put, "b", 2, background=True) == 1
+        alone = time.monotonic() - t0
+        assert gave_way >= (1 + RATIO) * 0.03, gave_way  # it landed, then paused RATIO x as long
+        assert alone < gave_way, (alone, gave_way)
+        assert await db.read(_rows) == [("a", 1), ("b", 2)]
 
 
 async def test_reads_and_streamed_batches(tmp_path: Path, storage_url: str) -> None:

@@ -175,6 +175,7 @@ class Suggestions:
 
         Written WRITE_CHUNK items per transaction, on the event loop's thread between presses:
         each is a fraction of a millisecond, and a thread would make presses wait for the GIL.
+        Each is a background write: while people label, it gives way to their presses.
         `resolved`: for a model that learns, the resolved items it was trained with.
         """
         pid = self.s.pids[name]
@@ -185,7 +186,10 @@ class Suggestions:
         for start in range(0, len(items), WRITE_CHUNK):
             end = start + WRITE_CHUNK
             written += await self.s.db.write(
-                _write_items, pid, items, start, end, version, routing, overlap, short=True
+                _write_items,
+                *(pid, items, start, end, version, routing, overlap),
+                short=True,
+                background=True,
             )
         gold = suggested.gold
         for start in range(0, len(gold), WRITE_CHUNK):
@@ -197,7 +201,9 @@ class Suggestions:
                 gold.ids[start:end],
                 strict=False,
             )
-            await self.s.db.write(mq.write_gold_suggestions, list(rows), short=True)
+            await self.s.db.write(
+                mq.write_gold_suggestions, list(rows), short=True, background=True
+            )
         now = self.s.clock()
 
         def done(conn: sqlite3.Connection) -> None:

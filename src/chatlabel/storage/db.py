@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from .give_way import GiveWay
 from .health import (
     RETRY_FIRST,
     RETRY_MAX,
@@ -146,6 +147,7 @@ class Database:
         self._checkpointer: _Checkpointer | None = None
         # Passing faults (lock, full disk, I/O error): retries, incidents and their listeners.
         self.incidents = IncidentTracker(self.path)
+        self.give_way = GiveWay()
         # Per write met by a fault: when its retries end (loop time). Only the careful path
         # reads or writes it, so the normal path pays nothing for it.
         self._deadlines: dict[asyncio.Future[Any], float] = {}
@@ -205,7 +207,9 @@ class Database:
             raise RuntimeError("database is not open")
         return self._conn
 
-    async def write(self, fn: Callable[..., T], *args: Any, short: bool = False) -> T:
+    async def write(
+        self, fn: Callable[..., T], *args: Any, short: bool = False, background: bool = False
+    ) -> T:
         """Run fn(sqlite3_conn, *args) in a BEGIN IMMEDIATE transaction, one writer at a time.
 
         Writes that arrive while one is running are grouped: one COMMIT for the group, each
@@ -215,7 +219,8 @@ class Database:
         (imports, batch recomputes) run on aiosqlite's thread so the loop stays responsive.
 
         A lock, a full disk or an I/O error is retried (RETRY_SECONDS for a short write); then
-        StorageUnavailable, and nothing of the write was stored.
+        StorageUnavailable, and nothing of the write was stored. A `background` write (nobody
+        waits for it) gives way to the others (give_way.py).
         """
         if self._conn is None:
             raise RuntimeError("database is not open")
@@ -225,7 +230,7 @@ class Database:
             # The single writer task: it alone writes, which is the lock that keeps
             # transactions from interleaving.
             self._writer = asyncio.create_task(self._drain())
-        return await future
+        return await self.give_way.run(future, background=background)
 
     async def _drain(self) -> None:
         incidents = self.incidents

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 import psycopg
 import psycopg.errors
 
+from .give_way import GiveWay
 from .health import (
     RETRY_FIRST,
     RETRY_MAX,
@@ -109,6 +110,7 @@ class PgDatabase:
             self._kwargs["password"] = password
         self.pool_size = pool_size
         self.incidents = IncidentTracker(self.label)
+        self.give_way = GiveWay()
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._conns: list[PgConnection] = []
@@ -291,14 +293,19 @@ class PgDatabase:
             if conn.in_transaction and not conn.closed:
                 _rollback(conn)
 
-    async def write(self, fn: Callable[..., T], *args: Any, short: bool = False) -> T:
+    async def write(
+        self, fn: Callable[..., T], *args: Any, short: bool = False, background: bool = False
+    ) -> T:
         """Run fn(conn, *args) in one transaction; its result once committed.
 
         A fault that may pass (server unreachable, disk full, a lock held too long) is retried
         with backoff for RETRY_SECONDS (a `short` write: a button press) or RETRY_SECONDS_LONG;
-        then StorageUnavailable, and nothing of the write was stored.
+        then StorageUnavailable, and nothing of the write was stored. A `background` write
+        (nobody waits for it) gives way to the others (give_way.py).
         """
-        return await self._run(self._transaction, fn, args, short)
+        return await self.give_way.run(
+            self._run(self._transaction, fn, args, short), background=background
+        )
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run fn(conn, *args) for reading (each statement sees the latest commits)."""

@@ -38,8 +38,11 @@ class Store(Protocol):
     async def close(self) -> None:
         """Close every connection."""
 
-    async def write(self, fn: Callable[..., T], *args: Any, short: bool = False) -> T:
-        """Run fn(conn, *args) in one transaction; its result once committed."""
+    async def write(
+        self, fn: Callable[..., T], *args: Any, short: bool = False, background: bool = False
+    ) -> T:
+        """Run fn(conn, *args) in one transaction; its result once committed (a `background`
+        write gives way to the others)."""
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run fn(conn, *args) for reading."""
