@@ -21,6 +21,7 @@ from chatlabel.service import quality
 from chatlabel.service.labeling import LabelingService
 from chatlabel.service.types import Idle, Outcome, Task, UserRef
 from chatlabel.storage import quality_queries as qq
+from chatlabel.storage import volunteer_queries as vq
 from tests.conftest import Clock, ServiceFactory, write_jsonl
 
 # Service tests: on a SQLite file and on a PostgreSQL database (tests/conftest.py).
@@ -112,7 +113,7 @@ async def test_recompute_uses_gold_to_overrule_a_colluding_pair(
         assert after[item]["status"] == "resolved"
         assert after[item]["confidence"] > 0.9
     again = await quality.recompute(svc, "p")
-    assert again.written == len(truth) and again.changed == 0  # idempotent
+    assert again.written == 0 and again.changed == 0  # idempotent: nothing to rewrite
 
 
 def _group(rows: list[Any]) -> list[tuple[int, list[Any]]]:
@@ -154,6 +155,27 @@ async def test_recompute_leaves_pending_and_expert_verdicts_alone(
     assert summary.anchors == 1  # the expert's item anchors the EM like gold
     assert summary.written == 1
     assert set(summary.labels) == {"i0", "i1", "i2"}  # pending items still get a DS label
+
+
+async def test_a_recompute_rewrites_only_what_changed_and_settles_nothing_anew(
+    service_factory: ServiceFactory, tmp_path: Path, clock: Clock
+) -> None:
+    # Verdicts settled yesterday stay settled yesterday: the digest counts "settled today" by
+    # when a verdict settled, and a relabel by Dawid-Skene is not a settlement.
+    items = [{"id": f"i{n}", "text": "x"} for n in range(6)]
+    svc = await _with_items(service_factory, tmp_path, items, method="dawid-skene")
+    users = await _users(svc, "A", "B", "C")
+    for n in range(6):
+        for u, label in zip(users, "aab" if n % 2 else "bba", strict=True):
+            await _answer(svc, u, f"i{n}", label)
+    settled_at = clock()
+    clock.advance(86_400)
+    first = await quality.recompute(svc, "p")
+    assert first.written == 6  # each verdict becomes Dawid-Skene's
+    again = await quality.recompute(svc, "p")
+    assert again.written == 0 and again.changed == 0  # nothing changed: nothing rewritten
+    assert await svc.db.read(vq.settled_since, svc.pids["p"], settled_at + 1) == 0
+    assert await svc.db.read(vq.settled_since, svc.pids["p"], settled_at) == 6
 
 
 async def test_recompute_does_not_write_for_other_methods_or_kinds(

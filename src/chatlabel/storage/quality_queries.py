@@ -39,13 +39,16 @@ def item_states(conn: sqlite3.Connection, project_id: int) -> list[Row]:
 
 
 def write_batch_verdicts(
-    conn: sqlite3.Connection, rows: Iterable[tuple[str, float, str, float, int]]
+    conn: sqlite3.Connection, rows: Iterable[tuple[str, float, str, int]]
 ) -> int:
-    """Set (label, confidence, method, updated_at) of settled crowd verdicts; returns how many."""
+    """Set (label, confidence, method) of settled crowd verdicts; returns how many.
+
+    `updated_at` stays when the verdict settled: a relabel is not a settlement (the digest
+    counts the items settled today by it)."""
     # The status guard makes a race with the online path harmless: an item that an expert
     # settled or that was reopened since the batch read its state is left alone.
     cur = conn.executemany(
-        """UPDATE verdicts SET label = ?, confidence = ?, method = ?, updated_at = ?
+        """UPDATE verdicts SET label = ?, confidence = ?, method = ?
            WHERE item_id = ? AND status != 'pending' AND method != 'expert'""",
         rows,
     )
