@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from chatlabel.conversation import Catalog
+from chatlabel.conversation.render import record_text
+from chatlabel.importer import import_file
 from tests import telegram_harness as th
+from tests.conftest import write_jsonl
 from tests.test_faults_storage_chat import foreign_lock
 from tests.volunteer_drivers import PLATFORMS, Person, World, when, world
 
@@ -74,6 +77,51 @@ async def test_the_digest_comes_once_a_day_at_its_hour(platform: str, tmp_path: 
         await boss.wait(lambda: len(digests(boss)) == 2)
         assert EN("digest.settled", n=0) in digests(boss)[1]
         assert EN("digest.suspended", n=1, names="Bob") in digests(boss)[1]
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+async def test_the_digest_says_what_the_model_settled_and_when_routing_is_off(
+    platform: str, tmp_path: Path
+) -> None:
+    model = {"kind": "import", "auto_threshold": 0.9, "audit_rate": 0.0}
+    project = th.project(timezone="Europe/Berlin", digest={"at": "18:00"}, model=model)
+    async with world(platform, tmp_path, [project], when("2024-05-06 10:00")) as w:
+        confident = [
+            {"id": "c1", "text": "Meow.", "suggestion": "cat", "suggestion_score": 0.97},
+            {"id": "c2", "text": "Woof.", "suggestion": "dog", "suggestion_score": 0.95},
+        ]
+        await import_file(w.service, "animals", write_jsonl(tmp_path / "items.jsonl", confident))
+        ann, boss = w.person(1, "Ann"), w.coordinator()
+        await boss.command("help")
+        await ann.start()
+        item = (await ann.wait(ann.open_items))[-1]
+        await ann.press(item, "✅ Yes")  # one check settles it
+        await ann.wait(lambda: ann.captions(item) == ["↩️ Undo"])
+
+        w.clock.now = when("2024-05-06 18:05")
+        await w.tick()
+        await boss.wait(lambda: digests(boss))
+        shown = digests(boss)[0]
+        assert EN("digest.settled", n=1) in shown
+        assert f"{EN('digest.model', n=1)} {EN('model.unscored')}" in shown
+        assert "routing is off" not in shown
+
+        # The next day routing is off: the digest says so, and how to switch it on again; and
+        # gold items came with suggestions, one right of two: the model's record.
+        assert await w.service.set_routing("animals", False)
+        gold = [
+            {"id": "g1", "text": "Purr.", "gold": "cat", "suggestion": "cat"},
+            {"id": "g2", "text": "Bark.", "gold": "dog", "suggestion": "cat"},
+        ]
+        await import_file(w.service, "animals", write_jsonl(tmp_path / "gold.jsonl", gold))
+        w.clock.now = when("2024-05-07 18:01")
+        await w.tick()
+        await boss.wait(lambda: len(digests(boss)) == 2)
+        shown = digests(boss)[1]
+        assert (
+            f"{EN('digest.model', n=0)} {EN('model.record', record=record_text(EN, 1, 2))}" in shown
+        )
+        assert "⏸ Animals: one-check routing is off" in shown and "routing on" in shown
 
 
 async def test_background_loops_ride_out_a_storage_fault(

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from ..core.gold import accuracy
 from ..core.suspension import Reason
 from ..service.types import (
     AnnotatorRow,
@@ -385,12 +386,22 @@ def progress_text(t: Texts, p: Progress, title: str) -> str:
 
 def accuracy_interval_text(t: Texts, r: AnnotatorRow) -> str:
     """A gold record with the interval it likely lies in: "90% of 20 (likely 70%–97%)"."""
+    return _interval(t, r.gold_accuracy, r.gold_answers, r.accuracy_low, r.accuracy_high)
+
+
+def record_text(t: Texts, right: int, scored: int) -> str:
+    """`right` of `scored` as a record with its interval (as accuracy_interval_text)."""
+    acc = accuracy(right, scored)
+    return _interval(t, acc.raw, scored, *acc.shown_interval)
+
+
+def _interval(t: Texts, raw: float | None, n: int, low: float | None, high: float | None) -> str:
     return t(
         "annotators.accuracy_interval",
-        accuracy=t.percent(r.gold_accuracy),
-        n=r.gold_answers,
-        low=t.percent(r.accuracy_low),
-        high=t.percent(r.accuracy_high),
+        accuracy=t.percent(raw),
+        n=n,
+        low=t.percent(low),
+        high=t.percent(high),
     )
 
 

@@ -11,7 +11,7 @@ from ..service.types import ProjectInfo
 from ..service.volunteer_types import Announcement, Board, HeldItem, MeFigures, OutboxItem
 from .buttons import encode
 from .catalog import Texts
-from .render import Mechanics, cut, pack, reason_text
+from .render import Mechanics, cut, pack, reason_text, record_text
 from .views import Button, Message, Rows
 
 
@@ -160,10 +160,28 @@ def digest_text(t: Texts, item: OutboxItem, info: ProjectInfo, how: Mechanics) -
         if suspended
         else t("digest.none_suspended"),
     ]
+    model = p.get("model")
+    if model is not None:
+        lines += _model_digest(t, model, info, how)
     held = int(p.get("held", 0))
     if held:
         lines.append(t("digest.held", n=held, command=how.command("reports")))
     return "\n".join(lines)
+
+
+def _model_digest(t: Texts, m: dict[str, Any], info: ProjectInfo, how: Mechanics) -> list[str]:
+    """What the model did today, its record, and whether routing is off (how to switch it on)."""
+    scored = int(m["scored"])
+    record = (
+        t("model.record", record=record_text(t, int(m["right"]), scored))
+        if scored
+        else t("model.unscored")
+    )
+    lines = [f"{t('digest.model', n=int(m['checked']))} {record}"]
+    if not m["routing"]:
+        title = info.title_in(t.lang)
+        lines.append(t("model.now_off", title=title, command=how.command("routing")))
+    return lines
 
 
 # -- reports on items -------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+from typing import Any
 
 from ..core.timing import (
     ReminderRule,
@@ -24,6 +25,7 @@ from ..core.timing import (
     reminded,
     reminder_due,
 )
+from ..storage import model_queries as mq
 from ..storage import outbox_queries as oq
 from ..storage import repo, report_queries
 from ..storage import volunteer_queries as vq
@@ -152,13 +154,15 @@ class Nudges:
             pending = c.by_status.get("pending", 0)
             # Suspensions since the last digest (none yet: since midnight), so none is missed.
             since = midnight if last_at is None else min(float(last_at), midnight)
-            payload = {
+            payload: dict[str, Any] = {
                 "day": day,
                 "settled_today": vq.settled_since(conn, pid, midnight),
                 "eta": eta_seconds(c.answers_needed, c.answers_since, pending),
                 "suspended": [r["name"] or r["key"] for r in vq.suspended_since(conn, pid, since)],
                 "held": c.by_status.get("held", 0),
             }
+            if project.model is not None:
+                payload["model"] = mq.digest_figures(conn, pid, midnight)
             return oq.add(
                 conn, oq.to_each(to, "digest", payload, now, pid, f"digest:{name}:{day}"), now
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
+from typing import Any
 
 Row = sqlite3.Row
 
@@ -88,6 +89,20 @@ def record(conn: sqlite3.Connection, project_id: int) -> tuple[int, int]:
         (project_id,),
     ).fetchone()
     return int(row[0]), int(row[1])
+
+
+def digest_figures(conn: sqlite3.Connection, project_id: int, since: float) -> dict[str, Any]:
+    """The model's part of a digest: routing on or off, its record, and the items one "yes"
+    settled at or after `since`."""
+    row = model_row(conn, project_id)
+    right, scored = record(conn, project_id)
+    checked = conn.execute(
+        """SELECT COUNT(*) FROM verdicts v JOIN items i ON i.id = v.item_id
+           WHERE i.project_id = ? AND v.method = 'check' AND v.updated_at >= ?""",
+        (project_id, since),
+    ).fetchone()[0]
+    routing = bool(row["routing"]) if row is not None else True
+    return {"routing": routing, "checked": int(checked), "right": right, "scored": scored}
 
 
 def suggestion_counts(conn: sqlite3.Connection, project_id: int) -> tuple[int, int, int]:
