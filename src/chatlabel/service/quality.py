@@ -16,7 +16,7 @@ from ..core.model import Verdict, Vote
 from ..core.routing import SUGGESTION_VOTER, as_stored, suggestion_votes
 from ..core.verdict import decide, normalize_text
 from ..storage import quality_queries as qq
-from ..storage.exports import CONFIDENCE_DIGITS
+from ..storage.exports import EXPORTED_DIGITS
 from .labeling import LabelingService
 from .rounds import exclusive_round
 
@@ -122,10 +122,8 @@ async def recompute(
         if s["status"] == "pending" or s["method"] in (None, "expert"):
             continue
         was = s["confidence"]
-        same = was is not None and round(posterior, CONFIDENCE_DIGITS) == round(
-            was, CONFIDENCE_DIGITS
-        )
-        if same and (label, DS_METHOD) == (s["label"], s["method"]):
+        kept = was is not None and round(was, EXPORTED_DIGITS) == round(posterior, EXPORTED_DIGITS)
+        if kept and (label, DS_METHOD) == (s["label"], s["method"]):
             continue  # as it was, to the digits exports show: nothing to write
         updates.append((label, posterior, DS_METHOD, s["id"]))
         changed += label != s["label"]

@@ -185,12 +185,8 @@ class Suggestions:
         items = suggested.items
         for start in range(0, len(items), WRITE_CHUNK):
             end = start + WRITE_CHUNK
-            written += await self.s.db.write(
-                _write_items,
-                *(pid, items, start, end, version, routing, overlap),
-                short=True,
-                background=True,
-            )
+            chunk = (pid, items, start, end, version, routing, overlap)
+            written += await self.s.db.write(_write_items, *chunk, short=True, background=True)
         gold = suggested.gold
         for start in range(0, len(gold), WRITE_CHUNK):
             end = start + WRITE_CHUNK

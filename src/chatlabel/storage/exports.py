@@ -7,8 +7,8 @@ from typing import Literal
 from .dialect import iso_time, json_bool, json_number, json_object, json_of, lines_of, rounded
 
 ExportWhat = Literal["results", "answers", "reports"]
-# Decimals of a verdict's confidence in exports (a batch recompute rewrites no more than shows).
-CONFIDENCE_DIGITS = 4
+# Decimals of confidences and scores in exports (a batch recompute rewrites no more than shows).
+EXPORTED_DIGITS = 4
 ExportFormat = Literal["jsonl", "csv"]
 
 # Each row is built by the database itself (a JSON object's text for JSONL): a million rows
@@ -45,10 +45,8 @@ def _json_label(d: str, kind: str, column: str) -> str:
 
 
 def _results(d: str, fmt: ExportFormat, kind: str) -> str:
-    confidence, score = (
-        rounded(d, "v.confidence", CONFIDENCE_DIGITS),
-        rounded(d, "i.suggestion_score", 4),
-    )
+    confidence = rounded(d, "v.confidence", EXPORTED_DIGITS)
+    score = rounded(d, "i.suggestion_score", EXPORTED_DIGITS)
     if fmt == "csv":
         return f"""SELECT i.ext_id, CASE WHEN {_STATUS} = 'resolved' THEN v.label END,
         {_STATUS}, {confidence}, COALESCE(v.votes, '{{}}'), COALESCE(v.n_answers, 0),
@@ -114,8 +112,8 @@ def tasks_sql(dialect: str = "sqlite") -> str:
     # Every item (gold too: its gold answer is a ground-truth annotation) with its suggestion
     # and verdict; the columns label_studio.task_of reads, in order.
     return f"""SELECT i.ext_id, i.text, i.media_kind, i.media_path, i.context, i.meta, i.gold,
-    i.suggestion, {rounded(dialect, "i.suggestion_score", 4)}, i.suggestion_model,
-    COALESCE(v.status, i.status), v.label, {rounded(dialect, "v.confidence", CONFIDENCE_DIGITS)},
+    i.suggestion, {rounded(dialect, "i.suggestion_score", EXPORTED_DIGITS)}, i.suggestion_model,
+    COALESCE(v.status, i.status), v.label, {rounded(dialect, "v.confidence", EXPORTED_DIGITS)},
     COALESCE(v.n_answers, 0), v.method
     FROM items i LEFT JOIN verdicts v ON v.item_id = i.id
     WHERE i.project_id = :p ORDER BY i.seq"""
