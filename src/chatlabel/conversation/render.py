@@ -395,6 +395,13 @@ def record_text(t: Texts, right: int, scored: int) -> str:
     return _interval(t, acc.raw, scored, *acc.shown_interval)
 
 
+def model_record_text(t: Texts, right: int, scored: int) -> str:
+    """A model's record on gold items and audits as a sentence, or that it has none yet."""
+    if not scored:
+        return t("model.unscored")
+    return t("model.record", record=record_text(t, right, scored))
+
+
 def _interval(t: Texts, raw: float | None, n: int, low: float | None, high: float | None) -> str:
     return t(
         "annotators.accuracy_interval",

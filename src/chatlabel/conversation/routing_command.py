@@ -4,7 +4,6 @@ and was retrained or fixed."""
 
 from __future__ import annotations
 
-from ..service.reports import model_row
 from ..service.types import ModelState
 from . import render
 from .catalog import Texts
@@ -73,10 +72,6 @@ def state_text(t: Texts, m: ModelState, title: str, command: str) -> str:
             rejected=m.rejected,
         )
     )
-    if m.scored:
-        record = render.accuracy_interval_text(t, model_row(m))
-        lines.append(t("model.record", record=record))
-    else:
-        lines.append(t("model.unscored"))
+    lines.append(render.model_record_text(t, m.right, m.scored))
     lines.append(t("model.switch_off" if m.routing else "model.switch_on", command=command))
     return "\n".join(lines)

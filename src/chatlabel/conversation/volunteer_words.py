@@ -11,7 +11,7 @@ from ..service.types import ProjectInfo
 from ..service.volunteer_types import Announcement, Board, HeldItem, MeFigures, OutboxItem
 from .buttons import encode
 from .catalog import Texts
-from .render import Mechanics, cut, pack, reason_text, record_text
+from .render import Mechanics, cut, model_record_text, pack, reason_text
 from .views import Button, Message, Rows
 
 
@@ -171,12 +171,7 @@ def digest_text(t: Texts, item: OutboxItem, info: ProjectInfo, how: Mechanics) -
 
 def _model_digest(t: Texts, m: dict[str, Any], info: ProjectInfo, how: Mechanics) -> list[str]:
     """What the model did today, its record, and whether routing is off (how to switch it on)."""
-    scored = int(m["scored"])
-    record = (
-        t("model.record", record=record_text(t, int(m["right"]), scored))
-        if scored
-        else t("model.unscored")
-    )
+    record = model_record_text(t, int(m["right"]), int(m["scored"]))
     lines = [f"{t('digest.model', n=int(m['checked']))} {record}"]
     if not m["routing"]:
         title = info.title_in(t.lang)

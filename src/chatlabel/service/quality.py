@@ -13,7 +13,7 @@ import numpy as np
 from ..core import agreement as agr
 from ..core.dawid_skene import dawid_skene
 from ..core.model import Verdict, Vote
-from ..core.routing import SUGGESTION_VOTER, as_stored, suggestion_votes
+from ..core.routing import SUGGESTION_VOTER, as_stored
 from ..core.verdict import decide, normalize_text
 from ..storage import quality_queries as qq
 from ..storage.exports import EXPORTED_DIGITS
@@ -287,9 +287,7 @@ async def current_verdicts(service: LabelingService, project: str) -> dict[str, 
             ids = sorted({aid for vs in votes.values() for _, aid, _, _ in vs})
             # The service's own weights, so this is exactly what its online verdict would say.
             weights = service.settling.weights(conn, pid, rules, ids)
-        suggestion = service.projects[project].model is not None and suggestion_votes(
-            len(rules.choices)
-        )
+        suggestion = service.settling.stands_in(project)
         out = {}
         for s in qq.item_states(conn, pid):
             if s["gold"] is not None:

@@ -120,12 +120,17 @@ class Settling:
             )
         return out
 
+    def stands_in(self, name: str) -> bool:
+        """Whether a rejected check's suggestion keeps a vote in this project (it has a model
+        and two labels: core.routing.suggestion_votes)."""
+        project = self.s.projects[name]
+        return project.model is not None and suggestion_votes(len(self.s.rules[name].choices))
+
     def settle(
         self, conn: sqlite3.Connection, pid: int, item_id: int, rules: Rules, now: float
     ) -> None:
         """Recompute an item's verdict from its counted votes (the caller holds the item row)."""
-        routed = self.s.projects[self.s.names[pid]].model is not None
-        rows = repo.item_votes(conn, item_id, routed and suggestion_votes(len(rules.choices)))
+        rows = repo.item_votes(conn, item_id, self.stands_in(self.s.names[pid]))
         votes = [Vote(r["key"] or SUGGESTION_VOTER, r["value"], bool(r["expert"])) for r in rows]
         weights = None
         if rules.method != "majority" and rows:

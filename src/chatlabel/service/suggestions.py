@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Iterable
 
 from ..core.gold import person_accuracy
 from ..core.model import Rules
 from ..core.routing import (
+    Route,
     Routing,
     audit_draw,
     certainty_key,
@@ -142,11 +144,9 @@ class Suggestions:
         row = mq.model_row(conn, pid)
         on = routing if row is None or row["routing"] else None
         overlap = self.s.projects[name].overlap
-        rows = []
-        for item_id, score in mq.imported_scores(conn, pid, after_seq):
-            route = route_for(on, score, audit_draw(item_id))
-            rows.append((route, needed_for(route, overlap), certainty_key(routing, score), item_id))
-        mq.route_items(conn, rows)
+        mq.route_items(
+            conn, _routes(on, routing, mq.imported_scores(conn, pid, after_seq), overlap)
+        )
 
     # -- a model's rounds ------------------------------------------------------------------------
 
@@ -328,13 +328,8 @@ class Suggestions:
         def tx(conn: sqlite3.Connection) -> None:
             mq.set_routing(conn, pid, on, None, now)
             if on:
-                rows = []
-                for item_id, score in mq.untouched_scores(conn, pid):
-                    route = route_for(routing, score, audit_draw(item_id))
-                    rows.append(
-                        (route, needed_for(route, overlap), certainty_key(routing, score), item_id)
-                    )
-                mq.route_items(conn, rows)
+                scores = mq.untouched_scores(conn, pid)
+                mq.route_items(conn, _routes(routing, routing, scores, overlap))
             else:
                 mq.unroute_checks(conn, pid, overlap)
             self._settle_rejections(conn, name, now)
@@ -343,6 +338,18 @@ class Suggestions:
         log.info("%s: routing by the model switched %s by %s", name, "on" if on else "off", by)
         self.s.notify()
         return True
+
+
+def _routes(
+    on: Routing | None, routing: Routing, scores: Iterable[tuple[int, float]], overlap: int
+) -> list[tuple[Route | None, int, float, int]]:
+    """(route, needed, certainty, id) of items by their scores: routed by `on` (None: routing
+    is off), ordered by `routing`."""
+    rows = []
+    for item_id, score in scores:
+        route = route_for(on, score, audit_draw(item_id))
+        rows.append((route, needed_for(route, overlap), certainty_key(routing, score), item_id))
+    return rows
 
 
 def _write_items(
