@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 import chatlabel.transports.telegram as telegram_transport
-from chatlabel.emulators.crowd import slack_assignment
+from chatlabel.emulators.crowd import LABELS, NOTHING_LEFT, assignment, slack_assignment
 from chatlabel.emulators.slack import SlackFaults, SlackMessage, SlackSimUser
 from chatlabel.emulators.telegram import ChatMessage, Faults, SimUser
 from chatlabel.transports.telegram_http import AiohttpRequest
@@ -30,18 +30,7 @@ from tests.telegram_harness import Bench, project, running_bot
 
 pytestmark = pytest.mark.timeout(90)
 
-NOTHING_LEFT = "That's everything for now"
-LABELS = ("cat", "dog", "bird")
 CLIENT_TIMEOUT = 1.0  # seconds the bot's HTTP client waits for an answer (PTB's default is 5)
-
-
-def _assignment(m: ChatMessage) -> int | None:
-    """The assignment an item message's answer buttons belong to (None for other messages)."""
-    for b in m.buttons:
-        data = str(b.get("callback_data", ""))
-        if data.startswith("a:"):
-            return int(data.split(":")[1])
-    return None
 
 
 def _label_for(text: str) -> str:
@@ -97,12 +86,12 @@ async def test_telegram_crowd_labels_through_429s_5xx_and_timeouts(
             while not finished.is_set():
                 try:
                     msg = await u.wait_for_message(
-                        lambda m: _assignment(m) is not None and _assignment(m) not in done,
+                        lambda m: assignment(m) is not None and assignment(m) not in done,
                         timeout=0.5,
                     )
                 except TimeoutError:
                     continue
-                asg = _assignment(msg)
+                asg = assignment(msg)
                 assert asg is not None
                 done.add(asg)
                 query = await u.press(msg, _label_for(msg.content))
@@ -152,7 +141,7 @@ def _ghosts(u: SimUser, presses: list[tuple[int, int, str]]) -> int:
     """Messages still offering buttons for an item the person already answered: a send that
     timed out on the bot's side was retried, and both copies arrived."""
     answered = {asg for asg, _, _ in presses}
-    return sum(1 for m in u.messages if _assignment(m) in answered)
+    return sum(1 for m in u.messages if assignment(m) in answered)
 
 
 async def _check_telegram(b: Bench, users: list[SimUser], pressed: dict[int, Any]) -> None:
@@ -175,7 +164,7 @@ async def _check_telegram(b: Bench, users: list[SimUser], pressed: dict[int, Any
                 assert b.emu.callback_queries[query].answer_text is None, "a toast on a first press"
             later = [m for m in u.messages if m.message_id > message_id]
             assert any(
-                (_assignment(m) not in (None, asg)) or NOTHING_LEFT in m.content for m in later
+                (assignment(m) not in (None, asg)) or NOTHING_LEFT in m.content for m in later
             ), f"{u} got nothing after answering assignment {asg}"
         assert _told_nothing_left(u, pressed[u.id])
 
@@ -189,7 +178,7 @@ def _told_nothing_left(u: SimUser, presses: list[tuple[int, int, str]]) -> bool:
         return False
     answered = {asg for asg, _, _ in presses}
     return all(
-        NOTHING_LEFT in m.content or _assignment(m) in answered
+        NOTHING_LEFT in m.content or assignment(m) in answered
         for m in u.messages
         if m.message_id > told[-1]
     )
@@ -339,7 +328,7 @@ async def test_telegram_a_late_copy_of_an_item_loses_its_buttons_when_pressed(
         await b.emu.signal.wait_until(lambda: len(b.emu.calls_to("sendMessage")) > sends, 5)
         b.emu.faults = None
         first, late = await _wait_copies(ann, 2)
-        assert _assignment(first) == _assignment(late) and first.message_id < late.message_id
+        assert assignment(first) == assignment(late) and first.message_id < late.message_id
         await ann.press(first, "cat")
         await ann.wait_for(lambda: first.content.endswith("✅ cat"))
         await ann.wait_for(lambda: NOTHING_LEFT in ann.messages[-1].content)
@@ -351,9 +340,9 @@ async def test_telegram_a_late_copy_of_an_item_loses_its_buttons_when_pressed(
 
 async def _wait_copies(u: SimUser, n: int) -> list[ChatMessage]:
     await u.wait_for(
-        lambda: len([m for m in u.messages if _assignment(m) is not None]) >= n, timeout=5
+        lambda: len([m for m in u.messages if assignment(m) is not None]) >= n, timeout=5
     )
-    return [m for m in u.messages if _assignment(m) is not None]
+    return [m for m in u.messages if assignment(m) is not None]
 
 
 async def test_slack_a_rate_limited_auth_check_does_not_drop_a_request(
